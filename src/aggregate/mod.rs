@@ -1,0 +1,320 @@
+//! Aggregation: folds samples and counted events into time windows per consumer and for all
+//! consumers together, keeps a bounded history of closed windows and a ring of raw samples.
+//!
+//! [`Aggregator`] is synchronous and does no I/O: the caller hands it samples and the current
+//! time, and takes closed [`WindowSummary`]s from it. Windows are aligned to the wall clock
+//! (`floor(t / window)`); an event older than the open window is counted as late and recorded
+//! into the open one.
+
+pub mod histogram;
+pub mod phase_grid;
+pub mod ring;
+pub mod window;
+
+use std::collections::VecDeque;
+
+use crate::config::AggregateConfig;
+use crate::model::{ConsumerId, Sample};
+use crate::tick::{FrameClock, PhaseOf};
+use phase_grid::LatencyAxis;
+use ring::SampleRing;
+use window::{Counts, WindowStats, WindowSummary};
+
+/// Most closed summaries waiting for the caller; more are dropped and counted.
+const READY_CAPACITY: usize = 100_000;
+
+/// A counted event that is not a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Delivery { redelivery: bool },
+    Progress,
+    UnmatchedAck,
+    ExpiredDelivery,
+    MaxDeliveries,
+}
+
+/// Windows, history and the sample ring.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: AggregateConfig,
+    clock: FrameClock,
+    axis: LatencyAxis,
+    window_start: Option<i64>,
+    consumers: Vec<Option<Box<WindowStats>>>,
+    all: Box<WindowStats>,
+    history: Vec<VecDeque<WindowSummary>>,
+    all_history: VecDeque<WindowSummary>,
+    ready: VecDeque<WindowSummary>,
+    ring: SampleRing,
+    /// Events older than the open window.
+    pub late_events: u64,
+    /// Closed summaries dropped because the caller did not take them.
+    pub ready_dropped: u64,
+}
+
+impl Aggregator {
+    pub fn new(config: AggregateConfig, clock: FrameClock) -> Self {
+        let axis = LatencyAxis::new(
+            config.grid_min_latency_ns,
+            config.max_latency_ns,
+            config.latency_rows,
+        );
+        let all = Box::new(WindowStats::new(
+            config.max_latency_ns,
+            clock.phase_bins(),
+            axis.clone(),
+        ));
+        Self {
+            ring: SampleRing::new(config.ring_capacity),
+            config,
+            clock,
+            axis,
+            window_start: None,
+            consumers: Vec::new(),
+            all,
+            history: Vec::new(),
+            all_history: VecDeque::new(),
+            ready: VecDeque::new(),
+            late_events: 0,
+            ready_dropped: 0,
+        }
+    }
+
+    pub fn clock(&self) -> &FrameClock {
+        &self.clock
+    }
+
+    pub fn ring(&self) -> &SampleRing {
+        &self.ring
+    }
+
+    /// The open window of `consumer`, if it has one.
+    pub fn open_window(&self, consumer: ConsumerId) -> Option<&WindowStats> {
+        self.consumers.get(consumer as usize)?.as_deref()
+    }
+
+    /// The open all-consumers window.
+    pub fn open_all(&self) -> &WindowStats {
+        &self.all
+    }
+
+    /// Closed windows of `consumer` (or of all consumers), oldest first.
+    pub fn history(&self, consumer: Option<ConsumerId>) -> impl Iterator<Item = &WindowSummary> {
+        let h = match consumer {
+            Some(c) => self.history.get(c as usize),
+            None => Some(&self.all_history),
+        };
+        h.into_iter().flatten()
+    }
+
+    /// Takes the windows closed since the last call.
+    pub fn take_closed(&mut self) -> impl Iterator<Item = WindowSummary> + '_ {
+        self.ready.drain(..)
+    }
+
+    fn stats(&mut self, consumer: ConsumerId) -> &mut WindowStats {
+        let i = consumer as usize;
+        if self.consumers.len() <= i {
+            self.consumers.resize_with(i + 1, || None);
+        }
+        let (max, bins, axis) = (
+            self.config.max_latency_ns,
+            self.clock.phase_bins(),
+            &self.axis,
+        );
+        self.consumers[i].get_or_insert_with(|| Box::new(WindowStats::new(max, bins, axis.clone())))
+    }
+
+    /// Moves the open window forward to the one holding `t_ns`, closing the current one.
+    pub fn advance(&mut self, t_ns: i64) {
+        let window = self.config.window_ns as i64;
+        let start_of_t = t_ns.div_euclid(window) * window;
+        match self.window_start {
+            None => self.window_start = Some(start_of_t),
+            Some(start) if t_ns < start => self.late_events += 1,
+            Some(start) if start_of_t > start => {
+                self.close(start, start + window);
+                self.window_start = Some(start_of_t);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn close(&mut self, start: i64, end: i64) {
+        let retained = self.config.retained_windows;
+        for (id, slot) in self.consumers.iter_mut().enumerate() {
+            let Some(stats) = slot.as_deref_mut() else {
+                continue;
+            };
+            if stats.is_empty() {
+                continue;
+            }
+            let summary = stats.summary(Some(id as ConsumerId), start, end);
+            stats.reset();
+            if self.history.len() <= id {
+                self.history.resize_with(id + 1, VecDeque::new);
+            }
+            push_bounded(&mut self.history[id], retained, summary.clone());
+            push_ready(&mut self.ready, &mut self.ready_dropped, summary);
+        }
+        if !self.all.is_empty() {
+            let summary = self.all.summary(None, start, end);
+            self.all.reset();
+            push_bounded(&mut self.all_history, retained, summary.clone());
+            push_ready(&mut self.ready, &mut self.ready_dropped, summary);
+        }
+    }
+
+    /// Records one completed delivery.
+    pub fn record(&mut self, s: &Sample) {
+        self.advance(s.acked_ns);
+        let phase_t = match self.clock.phase_of() {
+            PhaseOf::Ack => Some(s.acked_ns),
+            PhaseOf::Delivery => s.delivered_ns,
+        };
+        let bin = phase_t.map(|t| self.clock.phase_bin(t));
+        self.stats(s.consumer).record(s, bin);
+        self.all.record(s, bin);
+        self.ring.push(s);
+    }
+
+    /// Counts an event of `consumer` at wall-clock `t_ns`.
+    pub fn count(&mut self, consumer: ConsumerId, event: Event, t_ns: i64) {
+        self.advance(t_ns);
+        let apply = |c: &mut Counts| match event {
+            Event::Delivery { redelivery } => {
+                c.deliveries += 1;
+                c.redeliveries += redelivery as u64;
+            }
+            Event::Progress => c.progress += 1,
+            Event::UnmatchedAck => c.unmatched_acks += 1,
+            Event::ExpiredDelivery => c.expired_deliveries += 1,
+            Event::MaxDeliveries => c.max_deliveries += 1,
+        };
+        apply(&mut self.stats(consumer).counts);
+        apply(&mut self.all.counts);
+    }
+
+    /// Approximate bytes held, for the memory budget.
+    pub fn approx_bytes(&self) -> usize {
+        let ring = self.ring.len() * SampleRing::BYTES_PER_SAMPLE;
+        let grid = self.clock.phase_bins() as usize * self.axis.rows() as usize * 4;
+        let open = self.consumers.iter().flatten().count() + 1;
+        let windows: usize =
+            self.history.iter().map(VecDeque::len).sum::<usize>() + self.all_history.len();
+        ring + open * (grid + 2 * 80_000) + windows * std::mem::size_of::<WindowSummary>()
+    }
+}
+
+fn push_bounded(q: &mut VecDeque<WindowSummary>, cap: usize, mut s: WindowSummary) {
+    s.phase_counts = Vec::new();
+    if q.len() == cap {
+        q.pop_front();
+    }
+    q.push_back(s);
+}
+
+fn push_ready(q: &mut VecDeque<WindowSummary>, dropped: &mut u64, s: WindowSummary) {
+    if q.len() >= READY_CAPACITY {
+        *dropped += 1;
+    } else {
+        q.push_back(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::{AckKind, NO_LABELS, SampleSource, Sym};
+
+    fn sample(consumer: ConsumerId, acked_ns: i64, ack_ms: u64) -> Sample {
+        Sample {
+            consumer,
+            stream_seq: 1,
+            consumer_seq: 1,
+            deliveries: 1,
+            pending: 0,
+            stored_ns: Some(acked_ns - 50_000_000),
+            delivered_ns: Some(acked_ns - (ack_ms * 1_000_000) as i64),
+            acked_ns,
+            kind: AckKind::Ack,
+            ack_latency_ns: Some(ack_ms * 1_000_000),
+            e2e_latency_ns: Some(50_000_000),
+            trace_id: None,
+            subject: Sym::NONE,
+            labels: NO_LABELS,
+            source: SampleSource::Observed,
+            ack_sync: false,
+        }
+    }
+
+    fn aggregator() -> Aggregator {
+        let c = Config::default();
+        Aggregator::new(c.aggregate, c.tick)
+    }
+
+    #[test]
+    fn windows_close_on_the_wall_clock_boundary() {
+        let mut a = aggregator();
+        let t0 = 1_790_000_000_000_000_000i64; // a whole second
+        // Consumer 0: ten acks of 2 ms and one of 40 ms, at phase 4 ms of the frame.
+        for i in 0..10 {
+            a.record(&sample(0, t0 + 4_000_000 + i * 16_000_000, 2));
+        }
+        a.record(&sample(0, t0 + 4_000_000 + 10 * 16_000_000, 40));
+        a.record(&sample(1, t0 + 500_000_000, 5));
+        a.count(0, Event::Delivery { redelivery: true }, t0 + 1);
+        assert_eq!(a.take_closed().count(), 0);
+
+        a.advance(t0 + 1_000_000_000);
+        let closed: Vec<_> = a.take_closed().collect();
+        assert_eq!(closed.len(), 3);
+        let c0 = &closed[0];
+        assert_eq!(c0.consumer, Some(0));
+        assert_eq!((c0.start_ns, c0.end_ns), (t0, t0 + 1_000_000_000));
+        assert_eq!(c0.counts.acks, 11);
+        assert_eq!(c0.counts.deliveries, 1);
+        assert_eq!(c0.counts.redeliveries, 1);
+        assert!(
+            (c0.ack_latency_us.p50 - 2_000.0).abs() < 2.0,
+            "{:?}",
+            c0.ack_latency_us
+        );
+        assert!((c0.ack_latency_us.max - 40_000.0).abs() < 40.0);
+        // Phase 4 ms of a 16 ms frame with 160 bins is bin 40.
+        assert_eq!(c0.phase_counts[40], 11);
+        assert_eq!(c0.phase_counts.iter().sum::<u32>(), 11);
+        let all = &closed[2];
+        assert_eq!(all.consumer, None);
+        assert_eq!(all.counts.acks, 12);
+        assert_eq!(a.history(Some(0)).count(), 1);
+        assert!(a.history(Some(0)).next().unwrap().phase_counts.is_empty());
+        assert_eq!(a.ring().len(), 12);
+    }
+
+    #[test]
+    fn late_events_are_counted_and_kept() {
+        let mut a = aggregator();
+        let t0 = 1_790_000_000_000_000_000i64;
+        a.advance(t0 + 2_000_000_000);
+        a.record(&sample(0, t0, 1));
+        assert_eq!(a.late_events, 1);
+        assert_eq!(a.open_window(0).unwrap().counts.acks, 1);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut c = Config::default();
+        c.aggregate.retained_windows = 3;
+        let mut a = Aggregator::new(c.aggregate, c.tick);
+        let t0 = 1_790_000_000_000_000_000i64;
+        for w in 0..10 {
+            a.record(&sample(0, t0 + w * 1_000_000_000, 1));
+        }
+        a.advance(t0 + 10_000_000_000);
+        assert_eq!(a.history(Some(0)).count(), 3);
+        assert_eq!(a.history(None).count(), 3);
+        assert_eq!(a.take_closed().count(), 20);
+    }
+}

@@ -1,0 +1,427 @@
+//! The collector core: every tap's messages go through here, in arrival order, to become
+//! samples and counted events in the [`Aggregator`].
+//!
+//! Synchronous and free of I/O: the tap loop ([`super::taps`]) hands it subjects, payloads,
+//! headers and the instant it saw them. Bad input is counted in [`Counters`] and skipped.
+
+use serde_json::json;
+
+use super::acks::{parse_ack_payload, parse_ack_subject};
+use super::advisories::{AdvisoryKind, parse_advisory_subject};
+use super::consumer_state::ConsumerState;
+use super::deliveries::{header_value, is_delivery};
+use super::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
+use super::metrics::parse_ack_metric;
+use super::trace::find_trace_id;
+use crate::aggregate::window::WindowSummary;
+use crate::aggregate::{Aggregator, Event};
+use crate::config::Config;
+use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym, rfc3339};
+use crate::names::Names;
+use crate::telemetry::Counters;
+
+/// Advisory counts of one consumer since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AdvisoryCounts {
+    pub max_deliveries: u64,
+    pub msg_naked: u64,
+    pub msg_terminated: u64,
+    pub leader_elected: u64,
+    pub other: u64,
+}
+
+/// What the collector knows about one consumer beyond its windows.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerFacts {
+    pub advisories: AdvisoryCounts,
+    pub state: Option<ConsumerState>,
+    /// Last event, Unix nanoseconds.
+    pub last_seen_ns: i64,
+}
+
+/// The collector core.
+#[derive(Debug)]
+pub struct Collector {
+    config: Config,
+    names: Names,
+    joiner: Joiner,
+    aggregator: Aggregator,
+    facts: Vec<ConsumerFacts>,
+    counters: Counters,
+}
+
+impl Collector {
+    pub fn new(config: Config) -> Self {
+        Self {
+            names: Names::new(config.join.max_consumers, config.join.max_symbols),
+            joiner: Joiner::new(config.join.clone()),
+            aggregator: Aggregator::new(config.aggregate.clone(), config.tick),
+            facts: Vec::new(),
+            counters: Counters::default(),
+            config,
+        }
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub fn aggregator(&self) -> &Aggregator {
+        &self.aggregator
+    }
+
+    pub fn joiner(&self) -> &Joiner {
+        &self.joiner
+    }
+
+    pub fn facts(&self, consumer: ConsumerId) -> Option<&ConsumerFacts> {
+        self.facts.get(consumer as usize)
+    }
+
+    /// Every counter, including those kept by the join and the aggregator.
+    pub fn counters(&self) -> Counters {
+        let mut c = self.counters;
+        c.join_overflow = self.joiner.stats.overflow;
+        c.duplicate_acks = self.joiner.stats.duplicate_acks;
+        c.duplicate_deliveries = self.joiner.stats.duplicate_deliveries;
+        c.late_events = self.aggregator.late_events;
+        c.windows_dropped = self.aggregator.ready_dropped;
+        c.ring_overwritten = self.aggregator.ring().overwritten();
+        c
+    }
+
+    /// Sets the number of slow-consumer events the NATS client reported so far.
+    pub fn set_slow_consumer_events(&mut self, total: u64) {
+        self.counters.slow_consumer_events = total;
+    }
+
+    /// Every (stream, consumer) seen so far, with its id.
+    pub fn consumers(&self) -> impl Iterator<Item = (ConsumerId, &str, &str)> {
+        (0..self.names.consumer_count() as ConsumerId).map(|id| {
+            let (s, c) = self.names.consumer_names(id);
+            (id, s, c)
+        })
+    }
+
+    fn consumer(&mut self, stream_consumer: &str, wall_ns: i64) -> Option<ConsumerId> {
+        let Some(id) = self.names.consumer(stream_consumer) else {
+            self.counters.consumer_overflow += 1;
+            return None;
+        };
+        let i = id as usize;
+        if self.facts.len() <= i {
+            self.facts.resize_with(i + 1, ConsumerFacts::default);
+        }
+        self.facts[i].last_seen_ns = self.facts[i].last_seen_ns.max(wall_ns);
+        Some(id)
+    }
+
+    fn consumer_by_names(
+        &mut self,
+        stream: &str,
+        consumer: &str,
+        wall_ns: i64,
+    ) -> Option<ConsumerId> {
+        if stream.is_empty()
+            || consumer.is_empty()
+            || stream.contains('.')
+            || consumer.contains('.')
+        {
+            return None;
+        }
+        self.consumer(&format!("{stream}.{consumer}"), wall_ns)
+    }
+
+    fn symbol(&mut self, s: &str) -> Sym {
+        self.names.symbol(s).unwrap_or_else(|| {
+            self.counters.symbol_overflow += 1;
+            Sym::NONE
+        })
+    }
+
+    /// A message on a delivery pattern. `headers` are (name, value) pairs.
+    pub fn on_delivery<'a, H>(&mut self, subject: &str, reply: Option<&str>, headers: H, seen: Seen)
+    where
+        H: IntoIterator<Item = (&'a str, &'a str)> + Clone,
+    {
+        if !is_delivery(reply) {
+            self.counters.non_delivery_messages += 1;
+            return;
+        }
+        self.counters.delivery_messages += 1;
+        let Ok(ack) = parse_ack_subject(reply.unwrap_or_default()) else {
+            self.counters.ack_subject_errors += 1;
+            return;
+        };
+        let Some(consumer) = self.consumer(ack.stream_consumer, seen.wall_ns) else {
+            return;
+        };
+        let trace = find_trace_id(&self.config.headers.trace_id, headers.clone());
+        self.counters.trace_id_invalid += trace.invalid as u64;
+        let mut labels = NO_LABELS;
+        for i in 0..self.config.headers.labels.len() {
+            let value = header_value(headers.clone(), &self.config.headers.labels[i].0);
+            if let Some(v) = value {
+                labels[i] = self.symbol(v);
+            }
+        }
+        let meta = DeliveryMeta {
+            trace_id: trace.trace_id,
+            subject: self.symbol(subject),
+            labels,
+        };
+        match self.joiner.on_delivery(consumer, &ack, meta, seen) {
+            DeliveryOutcome::Stored { expired } => {
+                if expired {
+                    self.counters.expired_deliveries += 1;
+                    self.aggregator
+                        .count(consumer, Event::ExpiredDelivery, seen.wall_ns);
+                }
+                let redelivery = ack.delivered > 1;
+                self.aggregator
+                    .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
+            }
+            DeliveryOutcome::Duplicate | DeliveryOutcome::Overflow => {}
+        }
+    }
+
+    /// A message on `$JS.ACK.>`.
+    pub fn on_ack(&mut self, subject: &str, reply: Option<&str>, payload: &[u8], seen: Seen) {
+        self.counters.ack_messages += 1;
+        let Ok(ack) = parse_ack_subject(subject) else {
+            self.counters.ack_subject_errors += 1;
+            return;
+        };
+        let Ok(kind) = parse_ack_payload(payload) else {
+            self.counters.ack_payload_errors += 1;
+            return;
+        };
+        let Some(consumer) = self.consumer(ack.stream_consumer, seen.wall_ns) else {
+            return;
+        };
+        let ack_sync = reply.is_some();
+        self.counters.ack_sync_acks += ack_sync as u64;
+        match self.joiner.on_ack(consumer, &ack, &kind, ack_sync, seen) {
+            AckOutcome::Sample(sample) => self.record(sample),
+            AckOutcome::Progress => {
+                self.counters.progress_acks += 1;
+                self.aggregator
+                    .count(consumer, Event::Progress, seen.wall_ns);
+            }
+            AckOutcome::Duplicate => {}
+        }
+    }
+
+    /// A server ack metric event.
+    pub fn on_metric(&mut self, payload: &[u8], seen: Seen) {
+        self.counters.metric_messages += 1;
+        let parsed = match parse_ack_metric(payload, seen.wall_ns) {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.metric_errors += 1;
+                return;
+            }
+        };
+        let Some(consumer) = self.consumer_by_names(&parsed.stream, &parsed.consumer, seen.wall_ns)
+        else {
+            self.counters.metric_errors += 1;
+            return;
+        };
+        if let AckOutcome::Sample(sample) = self.joiner.on_metric(consumer, &parsed.metric) {
+            self.record(sample);
+        }
+    }
+
+    /// A consumer advisory.
+    pub fn on_advisory(&mut self, subject: &str, seen: Seen) {
+        self.counters.advisory_messages += 1;
+        let Some(adv) = parse_advisory_subject(subject) else {
+            self.counters.advisory_errors += 1;
+            return;
+        };
+        let Some(consumer) = self.consumer_by_names(adv.stream, adv.consumer, seen.wall_ns) else {
+            self.counters.advisory_errors += 1;
+            return;
+        };
+        let counts = &mut self.facts[consumer as usize].advisories;
+        match adv.kind {
+            AdvisoryKind::MaxDeliveries => counts.max_deliveries += 1,
+            AdvisoryKind::MsgNaked => counts.msg_naked += 1,
+            AdvisoryKind::MsgTerminated => counts.msg_terminated += 1,
+            AdvisoryKind::LeaderElected => counts.leader_elected += 1,
+            AdvisoryKind::Other => counts.other += 1,
+        }
+        if adv.kind == AdvisoryKind::MaxDeliveries {
+            self.aggregator
+                .count(consumer, Event::MaxDeliveries, seen.wall_ns);
+        }
+    }
+
+    /// A consumer info poll result.
+    pub fn on_consumer_state(&mut self, stream: &str, consumer: &str, state: ConsumerState) {
+        self.counters.consumer_state_polls += 1;
+        let Some(id) = self.consumer_by_names(stream, consumer, i64::MIN) else {
+            return;
+        };
+        self.joiner.set_ack_wait(id, state.ack_wait_ns);
+        self.facts[id as usize].state = Some(state);
+    }
+
+    /// Counts a failed consumer info poll.
+    pub fn count_consumer_state_error(&mut self) {
+        self.counters.consumer_state_errors += 1;
+    }
+
+    /// Periodic work: expires deliveries past their bound and closes finished windows.
+    pub fn tick(&mut self, now: Seen) {
+        let mut expired = Vec::new();
+        self.joiner.expire(now.mono_ns, |c| expired.push(c));
+        for c in expired {
+            self.counters.expired_deliveries += 1;
+            self.aggregator
+                .count(c, Event::ExpiredDelivery, now.wall_ns);
+        }
+        self.aggregator.advance(now.wall_ns);
+    }
+
+    fn record(&mut self, sample: Sample) {
+        self.counters.samples += 1;
+        match sample.source {
+            SampleSource::Observed => self.counters.samples_joined += 1,
+            SampleSource::ServerMetric => self.counters.samples_server_metric += 1,
+            SampleSource::AckOnly => {
+                self.counters.unmatched_acks += 1;
+                self.aggregator
+                    .count(sample.consumer, Event::UnmatchedAck, sample.acked_ns);
+            }
+        }
+        if sample.stored_ns.is_some_and(|s| s > sample.acked_ns) {
+            self.counters.clock_skew += 1;
+        }
+        let max = self.config.aggregate.max_latency_ns;
+        self.counters.latency_clamped += [sample.ack_latency_ns, sample.e2e_latency_ns]
+            .iter()
+            .filter(|l| l.is_some_and(|v| v > max))
+            .count() as u64;
+        self.aggregator.record(&sample);
+    }
+
+    /// Takes the windows closed since the last call.
+    pub fn take_closed(&mut self) -> Vec<WindowSummary> {
+        self.aggregator.take_closed().collect()
+    }
+
+    /// A closed window as the JSON line `ackscope collect` prints.
+    pub fn window_json(&self, w: &WindowSummary) -> serde_json::Value {
+        let (stream, consumer) = match w.consumer {
+            Some(id) => self.names.consumer_names(id),
+            None => ("*", "*"),
+        };
+        let tick = &self.config.tick;
+        json!({
+            "stream": stream,
+            "consumer": consumer,
+            "start": rfc3339(w.start_ns),
+            "end": rfc3339(w.end_ns),
+            "counts": w.counts,
+            "ack_latency_us": w.ack_latency_us,
+            "e2e_latency_us": w.e2e_latency_us,
+            "tick": {
+                "period_us": tick.period_ns() as f64 / 1_000.0,
+                "phase_bins": tick.phase_bins(),
+                "phase_of": tick.phase_of().as_str(),
+            },
+            "phase_counts": w.phase_counts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TraceId;
+
+    const T0: i64 = 1_790_000_000_000_000_000;
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn seen(ms: u64) -> Seen {
+        Seen {
+            mono_ns: ms * 1_000_000,
+            wall_ns: T0 + (ms * 1_000_000) as i64,
+        }
+    }
+
+    fn reply(delivered: u64, seq: u64) -> String {
+        format!("$JS.ACK.GAME.srv-1.{delivered}.{seq}.{seq}.{}.0", T0)
+    }
+
+    #[test]
+    fn delivery_then_ack_records_a_traced_sample() {
+        let mut c = Collector::new(Config::default());
+        let r = reply(1, 1);
+        let headers = [("TraceParent", TP), ("X-Server-Id", "srv-1")];
+        c.on_delivery("game.srv-1.state", Some(&r), headers, seen(10));
+        c.on_ack(&r, None, b"+ACK", seen(14));
+        let counters = c.counters();
+        assert_eq!(counters.samples_joined, 1);
+        assert_eq!(counters.delivery_messages, 1);
+        let row = c.aggregator().ring().iter().next().unwrap();
+        assert_eq!(row.ack_latency_ns, Some(4_000_000));
+        assert_eq!(row.e2e_latency_ns, Some(14_000_000));
+        assert_eq!(
+            row.trace_id,
+            Some(TraceId(
+                *b"\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36"
+            ))
+        );
+        assert_eq!(c.names().symbol_name(row.subject), Some("game.srv-1.state"));
+        assert_eq!(c.names().symbol_name(row.labels[0]), Some("srv-1"));
+    }
+
+    #[test]
+    fn bad_input_is_counted_and_skipped() {
+        let mut c = Collector::new(Config::default());
+        c.on_ack("$JS.ACK.bad", None, b"+ACK", seen(1));
+        c.on_ack(&reply(1, 1), None, b"+WHAT", seen(1));
+        c.on_delivery("x", Some("$JS.ACK.S.C.x.1.1.1.1"), [], seen(1));
+        c.on_delivery("x", Some("_INBOX.reply"), [], seen(1));
+        c.on_delivery("x", Some(&reply(1, 2)), [("traceparent", "junk")], seen(1));
+        c.on_metric(b"\xff\x00", seen(1));
+        c.on_advisory("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES", seen(1));
+        let k = c.counters();
+        assert_eq!(k.ack_subject_errors, 2);
+        assert_eq!(k.ack_payload_errors, 1);
+        assert_eq!(k.non_delivery_messages, 1);
+        assert_eq!(k.trace_id_invalid, 1);
+        assert_eq!(k.metric_errors, 1);
+        assert_eq!(k.advisory_errors, 1);
+        assert_eq!(c.joiner().pending_len(), 1);
+    }
+
+    #[test]
+    fn windows_print_with_names_and_counts() {
+        let mut c = Collector::new(Config::default());
+        let r = reply(2, 5);
+        c.on_delivery("game.srv-1.state", Some(&r), [], seen(100));
+        c.on_ack(&r, None, b"-NAK", seen(108));
+        c.on_advisory(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.GAME.srv-1",
+            seen(200),
+        );
+        c.tick(seen(1_000));
+        let closed = c.take_closed();
+        assert_eq!(closed.len(), 2);
+        let line = c.window_json(&closed[0]);
+        assert_eq!(line["stream"], "GAME");
+        assert_eq!(line["consumer"], "srv-1");
+        assert_eq!(line["counts"]["naks"], 1);
+        assert_eq!(line["counts"]["redeliveries"], 1);
+        assert_eq!(line["counts"]["max_deliveries"], 1);
+        let p99 = line["ack_latency_us"]["p99"].as_f64().unwrap();
+        assert!((p99 - 8_000.0).abs() <= 8.0, "{p99}");
+        assert_eq!(line["start"], "2026-09-21T14:13:20.000000000Z");
+        assert_eq!(line["phase_counts"].as_array().unwrap().len(), 160);
+        assert_eq!(c.window_json(&closed[1])["stream"], "*");
+        assert_eq!(c.facts(0).unwrap().advisories.max_deliveries, 1);
+    }
+}

@@ -1,0 +1,256 @@
+//! The taps: NATS subscriptions feeding the [`Collector`] core, and the consumer info poller.
+//!
+//! One task reads every tap with a biased `select!` so that a delivery is always handled before
+//! its ack (the client queues both in socket order, and deliveries are polled first). ackscope's
+//! own requests use a distinct inbox prefix so they never show up on the `_INBOX.>` tap; every
+//! subscription is a wildcard, so ackscope never adds interest on a push consumer's deliver
+//! subject.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::{Client, ConnectOptions, Event, Message};
+use futures::stream::{self, BoxStream, SelectAll, StreamExt};
+
+use super::advisories::ADVISORY_SUBJECT;
+use super::consumer_state::ConsumerState;
+use super::core::Collector;
+use super::metrics::METRIC_SUBJECT;
+use crate::aggregate::window::WindowSummary;
+use crate::config::{Config, NatsConfig, TapsConfig};
+use crate::model::Seen;
+
+/// Subject of every ack.
+pub const ACK_SUBJECT: &str = "$JS.ACK.>";
+
+/// A tap error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot connect to NATS at {urls}: {source}")]
+    Connect {
+        urls: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot read credentials file {path}: {source}")]
+    Credentials {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot subscribe to {subject}: {source}")]
+    Subscribe {
+        subject: String,
+        source: async_nats::SubscribeError,
+    },
+    #[error("NATS did not confirm the subscriptions: {0}")]
+    Flush(#[from] async_nats::client::FlushError),
+}
+
+/// The instant now, on both clocks.
+pub fn seen_now() -> Seen {
+    static ANCHOR: OnceLock<Instant> = OnceLock::new();
+    let anchor = *ANCHOR.get_or_init(Instant::now);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    Seen {
+        mono_ns: anchor.elapsed().as_nanos() as u64,
+        wall_ns: wall,
+    }
+}
+
+/// Connects with the configured options. `slow_consumers` counts messages the client dropped.
+pub async fn connect(config: &NatsConfig, slow_consumers: Arc<AtomicU64>) -> Result<Client, Error> {
+    let mut options = ConnectOptions::new()
+        .name("ackscope")
+        .custom_inbox_prefix(&config.inbox_prefix)
+        .subscription_capacity(config.subscription_capacity)
+        .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let slow = slow_consumers.clone();
+            async move {
+                match event {
+                    Event::SlowConsumer(sid) => {
+                        slow.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(sid, "tap fell behind: the NATS client dropped messages");
+                    }
+                    Event::Disconnected => tracing::warn!("disconnected from NATS"),
+                    Event::Connected => tracing::info!("connected to NATS"),
+                    other => tracing::info!(event = %other, "NATS client event"),
+                }
+            }
+        });
+    if let Some((user, password)) = &config.user {
+        options = options.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    if let Some(path) = &config.credentials_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|source| Error::Credentials {
+                path: path.display().to_string(),
+                source,
+            })?;
+    }
+    if config.tls_required {
+        options = options.require_tls(true);
+    }
+    if let Some(ca) = &config.tls_ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &config.tls_client {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    let urls = config.urls.join(",");
+    // `retry_on_initial_connect` would wait forever for a wrong URL; bound the first attempt.
+    let connect = async_nats::connect_with_options(urls.as_str(), options);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(result) => result.map_err(|source| Error::Connect { urls, source }),
+        Err(_) => Err(Error::Connect {
+            urls,
+            source: async_nats::ConnectError::from(async_nats::ConnectErrorKind::TimedOut),
+        }),
+    }
+}
+
+/// The subscriptions of every enabled tap.
+pub struct Taps {
+    deliveries: SelectAll<BoxStream<'static, Message>>,
+    acks: BoxStream<'static, Message>,
+    metrics: BoxStream<'static, Message>,
+    advisories: BoxStream<'static, Message>,
+}
+
+async fn subscribe(client: &Client, subject: &str) -> Result<BoxStream<'static, Message>, Error> {
+    client
+        .subscribe(subject.to_string())
+        .await
+        .map(StreamExt::boxed)
+        .map_err(|source| Error::Subscribe {
+            subject: subject.to_string(),
+            source,
+        })
+}
+
+async fn subscribe_if(
+    client: &Client,
+    enabled: bool,
+    subject: &str,
+) -> Result<BoxStream<'static, Message>, Error> {
+    if enabled {
+        subscribe(client, subject).await
+    } else {
+        Ok(stream::pending().boxed())
+    }
+}
+
+impl Taps {
+    /// Subscribes every enabled tap and waits until the server has them.
+    pub async fn subscribe(client: &Client, config: &TapsConfig) -> Result<Self, Error> {
+        let mut deliveries = SelectAll::new();
+        if config.deliveries {
+            for pattern in &config.delivery_patterns {
+                deliveries.push(subscribe(client, pattern).await?);
+            }
+        }
+        // SelectAll ends when empty; keep it pending instead.
+        deliveries.push(stream::pending().boxed());
+        let taps = Self {
+            deliveries,
+            acks: subscribe_if(client, config.acks, ACK_SUBJECT).await?,
+            metrics: subscribe_if(client, config.ack_metrics, METRIC_SUBJECT).await?,
+            advisories: subscribe_if(client, config.advisories, ADVISORY_SUBJECT).await?,
+        };
+        client.flush().await?;
+        Ok(taps)
+    }
+}
+
+/// Reads every tap into `collector` until `shutdown` resolves, calling `on_closed` for each
+/// closed window.
+pub async fn run(
+    mut taps: Taps,
+    collector: Arc<Mutex<Collector>>,
+    slow_consumers: Arc<AtomicU64>,
+    mut on_closed: impl FnMut(&Collector, WindowSummary),
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown: Pin<Box<_>> = Box::pin(shutdown);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            _ = tick.tick() => {
+                let mut c = lock(&collector);
+                c.set_slow_consumer_events(slow_consumers.load(Ordering::Relaxed));
+                c.tick(seen_now());
+                for w in c.take_closed() {
+                    on_closed(&c, w);
+                }
+            }
+            Some(m) = taps.deliveries.next() => {
+                let headers = m.headers.as_ref();
+                let pairs = headers.into_iter().flat_map(|h| {
+                    h.iter().flat_map(|(name, values)| {
+                        values.iter().map(move |v| (AsRef::<str>::as_ref(name), v.as_str()))
+                    })
+                });
+                lock(&collector).on_delivery(m.subject.as_str(), m.reply.as_deref(), pairs, seen_now());
+            }
+            Some(m) = taps.acks.next() => {
+                lock(&collector).on_ack(m.subject.as_str(), m.reply.as_deref(), &m.payload, seen_now());
+            }
+            Some(m) = taps.metrics.next() => lock(&collector).on_metric(&m.payload, seen_now()),
+            Some(m) = taps.advisories.next() => lock(&collector).on_advisory(m.subject.as_str(), seen_now()),
+            else => break,
+        }
+    }
+}
+
+/// Locks the collector; a panic elsewhere never loses what was collected.
+pub fn lock(collector: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
+    collector
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Polls consumer info for every consumer seen (and the configured ones) every `interval`.
+pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>>, config: Config) {
+    let js = async_nats::jetstream::new(client);
+    let mut tick = tokio::time::interval(config.taps.consumer_state_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let mut targets: Vec<(String, String)> = config.taps.consumers.clone();
+        targets.extend(
+            lock(&collector)
+                .consumers()
+                .map(|(_, s, c)| (s.to_string(), c.to_string())),
+        );
+        targets.sort();
+        targets.dedup();
+        for (stream, consumer) in targets {
+            let info = match js.get_stream_no_info(&stream).await {
+                Ok(s) => s.consumer_info(&consumer).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let mut c = lock(&collector);
+            match info {
+                Ok(info) => {
+                    let state = ConsumerState::from_info(&info, seen_now().wall_ns);
+                    c.on_consumer_state(&stream, &consumer, state);
+                }
+                Err(error) => {
+                    c.count_consumer_state_error();
+                    tracing::debug!(%stream, %consumer, %error, "consumer info poll failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Trace ids from message headers: W3C `traceparent` first, then plain id headers such as
+//! `X-Trace-ID`, in the configured order, with header names matched case-insensitively.
+//!
+//! Pure functions; an invalid value is reported to the caller (who counts it) and the next
+//! configured header is tried.
+
+use crate::model::TraceId;
+
+/// What the trace headers of one message gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TraceLookup {
+    pub trace_id: Option<TraceId>,
+    /// Headers that were present but held an invalid value.
+    pub invalid: u32,
+}
+
+/// Looks up a trace id in `headers` (name, value pairs), trying `names` (lower-case) in order.
+pub fn find_trace_id<'a, I>(names: &[String], headers: I) -> TraceLookup
+where
+    I: IntoIterator<Item = (&'a str, &'a str)> + Clone,
+{
+    let mut lookup = TraceLookup::default();
+    for name in names {
+        for (header, value) in headers.clone() {
+            if !header.eq_ignore_ascii_case(name) {
+                continue;
+            }
+            let parsed = if name == "traceparent" {
+                parse_traceparent(value)
+            } else {
+                parse_trace_id(value)
+            };
+            match parsed {
+                Some(id) => {
+                    lookup.trace_id = Some(id);
+                    return lookup;
+                }
+                None => lookup.invalid += 1,
+            }
+        }
+    }
+    lookup
+}
+
+/// Parses a W3C trace-context `traceparent` value and returns its trace id.
+///
+/// Version `00` must be exactly `00-<32 hex>-<16 hex>-<2 hex>`; later versions may append
+/// `-…` fields; version `ff` is invalid. Hex is lower-case; all-zero ids are invalid.
+pub fn parse_traceparent(value: &str) -> Option<TraceId> {
+    let v = value.trim().as_bytes();
+    if v.len() < 55 {
+        return None;
+    }
+    let version = &v[0..2];
+    if !is_lower_hex(version) || version == b"ff" {
+        return None;
+    }
+    if version == b"00" && v.len() != 55 {
+        return None;
+    }
+    if v.len() > 55 && v[55] != b'-' {
+        return None;
+    }
+    if v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let (trace, parent, flags) = (&v[3..35], &v[36..52], &v[53..55]);
+    if !is_lower_hex(trace) || !is_lower_hex(parent) || !is_lower_hex(flags) {
+        return None;
+    }
+    if parent.iter().all(|&b| b == b'0') {
+        return None;
+    }
+    decode_id(trace)
+}
+
+/// Parses a plain trace id header: 32 hex digits (or 16, a 64-bit id, left-padded), any case,
+/// not all zeros.
+pub fn parse_trace_id(value: &str) -> Option<TraceId> {
+    let v = value.trim().as_bytes();
+    match v.len() {
+        32 if v.iter().all(u8::is_ascii_hexdigit) => decode_id(v),
+        16 if v.iter().all(u8::is_ascii_hexdigit) => {
+            let mut padded = [b'0'; 32];
+            padded[16..].copy_from_slice(v);
+            decode_id(&padded)
+        }
+        _ => None,
+    }
+}
+
+fn is_lower_hex(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+}
+
+fn decode_id(hex: &[u8]) -> Option<TraceId> {
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    (out != [0; 16]).then_some(TraceId(out))
+}
+
+fn nibble(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn valid_traceparent() {
+        let id = parse_traceparent(TP).unwrap();
+        assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        // A future version may carry more fields.
+        let future = format!("cc{}-what-the-future-holds", &TP[2..]);
+        assert!(parse_traceparent(&future).is_some());
+    }
+
+    #[test]
+    fn invalid_traceparents() {
+        let cases = [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+        ];
+        for case in cases {
+            assert_eq!(parse_traceparent(case), None, "{case:?}");
+        }
+    }
+
+    #[test]
+    fn plain_ids() {
+        let id = parse_trace_id("4BF92F3577B34DA6A3CE929D0E0E4736").unwrap();
+        assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let short = parse_trace_id("a3ce929d0e0e4736").unwrap();
+        assert_eq!(short.to_string(), "0000000000000000a3ce929d0e0e4736");
+        assert_eq!(parse_trace_id("0000000000000000"), None);
+        assert_eq!(parse_trace_id("xyz"), None);
+    }
+
+    #[test]
+    fn lookup_order_and_case() {
+        let names = vec!["traceparent".to_string(), "x-trace-id".to_string()];
+        let headers = [
+            ("X-Trace-ID", "a3ce929d0e0e4736a3ce929d0e0e4736"),
+            ("TraceParent", TP),
+        ];
+        let found = find_trace_id(&names, headers);
+        assert_eq!(
+            found.trace_id.unwrap().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(found.invalid, 0);
+
+        // An invalid traceparent is counted and the next header is used.
+        let headers = [
+            ("traceparent", "garbage"),
+            ("x-trace-id", "a3ce929d0e0e4736a3ce929d0e0e4736"),
+        ];
+        let found = find_trace_id(&names, headers);
+        assert_eq!(
+            found.trace_id.unwrap().to_string(),
+            "a3ce929d0e0e4736a3ce929d0e0e4736"
+        );
+        assert_eq!(found.invalid, 1);
+
+        let found = find_trace_id(&names, [("Other", "x")]);
+        assert_eq!(found, TraceLookup::default());
+    }
+
+    proptest! {
+        #[test]
+        fn parsers_never_panic(s in "\\PC{0,80}") {
+            let _ = parse_traceparent(&s);
+            let _ = parse_trace_id(&s);
+        }
+
+        #[test]
+        fn round_trip(bytes in proptest::array::uniform16(any::<u8>())) {
+            prop_assume!(bytes != [0; 16]);
+            let id = TraceId(bytes);
+            let tp = format!("00-{id}-00f067aa0ba902b7-01");
+            prop_assert_eq!(parse_traceparent(&tp), Some(id));
+            prop_assert_eq!(parse_trace_id(&id.to_string()), Some(id));
+        }
+    }
+}

@@ -1,0 +1,803 @@
+//! Configuration: plain serde structs with documented defaults, validated into [`Config`].
+//!
+//! A config file is TOML. Every key has a default, so an empty file (or no file) is a valid
+//! configuration. [`RawConfig`] is what the file says; [`RawConfig::validate`] turns it into the
+//! [`Config`] the program runs on, or an [`Error`] that names the key and the bad value. This
+//! module does no I/O beyond [`RawConfig::from_file`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::tick::{FrameClock, PhaseOf};
+
+/// The most dimension headers a sample can carry; each is a fixed slot, so samples never allocate.
+pub const MAX_LABELS: usize = 4;
+
+/// A configuration error. Each variant names the key it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: invalid value {value:?}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        key,
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    pub nats: RawNats,
+    pub taps: RawTaps,
+    pub headers: RawHeaders,
+    pub tick: RawTick,
+    pub join: RawJoin,
+    pub aggregate: RawAggregate,
+}
+
+/// `[nats]`: how to connect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawNats {
+    /// Server URLs; `NATS_URL` and `--nats` take precedence. Default `nats://127.0.0.1:4222`.
+    pub urls: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    /// Require TLS even for `nats://` URLs.
+    pub tls_required: bool,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Inbox prefix for ackscope's own requests, so they never match the delivery taps.
+    pub inbox_prefix: String,
+    /// Messages buffered per subscription before the client drops and reports a slow consumer.
+    pub subscription_capacity: usize,
+}
+
+impl Default for RawNats {
+    fn default() -> Self {
+        Self {
+            urls: vec!["nats://127.0.0.1:4222".into()],
+            user: None,
+            password: None,
+            token: None,
+            credentials_file: None,
+            tls_required: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            inbox_prefix: "_ACKSCOPE_INBOX".into(),
+            subscription_capacity: 262_144,
+        }
+    }
+}
+
+/// `[taps]`: which subjects to read. Each tap can be switched off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTaps {
+    pub acks: bool,
+    pub deliveries: bool,
+    /// Wildcard patterns that carry deliveries: pull inboxes and push deliver subjects.
+    pub delivery_patterns: Vec<String>,
+    pub ack_metrics: bool,
+    pub advisories: bool,
+    pub consumer_state: bool,
+    /// How often consumer info is polled, e.g. `"5s"`.
+    pub consumer_state_interval: String,
+    /// Consumers to poll even before traffic is seen, as `"stream/consumer"`.
+    pub consumers: Vec<String>,
+}
+
+impl Default for RawTaps {
+    fn default() -> Self {
+        Self {
+            acks: true,
+            deliveries: true,
+            delivery_patterns: vec!["_INBOX.>".into(), "deliver.>".into()],
+            ack_metrics: true,
+            advisories: true,
+            consumer_state: true,
+            consumer_state_interval: "5s".into(),
+            consumers: Vec::new(),
+        }
+    }
+}
+
+/// `[headers]`: where trace ids and dimension labels come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHeaders {
+    /// Header names tried in order; `traceparent` is parsed as W3C trace-context.
+    pub trace_id: Vec<String>,
+    /// Header name → label name, at most [`MAX_LABELS`] entries.
+    pub labels: Vec<RawLabel>,
+}
+
+/// One dimension header and the label it fills.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLabel {
+    pub header: String,
+    pub label: String,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        Self {
+            trace_id: vec!["traceparent".into(), "X-Trace-ID".into()],
+            labels: vec![RawLabel {
+                header: "X-Server-Id".into(),
+                label: "server".into(),
+            }],
+        }
+    }
+}
+
+/// `[tick]`: the game's frame clock.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTick {
+    /// Frame period, default `"16ms"`; fractional values such as `"16.667ms"` work.
+    pub period: String,
+    /// Alignment: an offset from the Unix epoch (`"3ms"`) or an RFC 3339 instant.
+    pub epoch: String,
+    /// Phase bins across one frame, default 160.
+    pub phase_bins: u32,
+    /// `ack` (default) or `delivery`.
+    pub phase_of: String,
+}
+
+impl Default for RawTick {
+    fn default() -> Self {
+        Self {
+            period: "16ms".into(),
+            epoch: "0s".into(),
+            phase_bins: 160,
+            phase_of: "ack".into(),
+        }
+    }
+}
+
+/// `[join]`: the delivery ↔ ack join table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawJoin {
+    /// Deliveries waiting for their ack, at most.
+    pub capacity: usize,
+    /// Completed deliveries remembered to drop duplicates (double acks, server ack metrics).
+    pub completed_capacity: usize,
+    /// Longest a delivery waits for its ack, whatever the consumer's `ack_wait`.
+    pub max_pending_age: String,
+    /// Used when a consumer's `ack_wait` is not known yet (the JetStream default is 30s).
+    pub default_ack_wait: String,
+    /// Distinct streams/consumers tracked, at most.
+    pub max_consumers: usize,
+    /// Distinct message subjects and label values tracked, at most.
+    pub max_symbols: usize,
+}
+
+impl Default for RawJoin {
+    fn default() -> Self {
+        Self {
+            capacity: 200_000,
+            completed_capacity: 100_000,
+            max_pending_age: "5m".into(),
+            default_ack_wait: "30s".into(),
+            max_consumers: 1_000,
+            max_symbols: 10_000,
+        }
+    }
+}
+
+/// `[aggregate]`: windows, histograms and the raw sample ring.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAggregate {
+    /// Window length, default `"1s"`.
+    pub window: String,
+    /// Closed window summaries kept per consumer.
+    pub retained_windows: usize,
+    /// Raw samples kept in the ring.
+    pub ring_capacity: usize,
+    /// Latencies above this are clamped into the top bucket and counted.
+    pub max_latency: String,
+    /// Latency rows of the phase grid (log-spaced between `grid_min_latency` and `max_latency`).
+    pub latency_rows: u32,
+    pub grid_min_latency: String,
+}
+
+impl Default for RawAggregate {
+    fn default() -> Self {
+        Self {
+            window: "1s".into(),
+            retained_windows: 600,
+            ring_capacity: 1_000_000,
+            max_latency: "60s".into(),
+            latency_rows: 100,
+            grid_min_latency: "10us".into(),
+        }
+    }
+}
+
+/// NATS connection settings after validation.
+#[derive(Debug, Clone)]
+pub struct NatsConfig {
+    pub urls: Vec<String>,
+    pub user: Option<(String, String)>,
+    pub token: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub tls_required: bool,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    pub inbox_prefix: String,
+    pub subscription_capacity: usize,
+}
+
+/// Tap settings after validation.
+#[derive(Debug, Clone)]
+pub struct TapsConfig {
+    pub acks: bool,
+    pub deliveries: bool,
+    pub delivery_patterns: Vec<String>,
+    pub ack_metrics: bool,
+    pub advisories: bool,
+    pub consumer_state: bool,
+    pub consumer_state_interval: Duration,
+    pub consumers: Vec<(String, String)>,
+}
+
+/// Header settings after validation; header names are kept lower-cased for matching.
+#[derive(Debug, Clone)]
+pub struct HeadersConfig {
+    pub trace_id: Vec<String>,
+    /// (lower-cased header name, label name)
+    pub labels: Vec<(String, String)>,
+}
+
+/// Join settings after validation.
+#[derive(Debug, Clone)]
+pub struct JoinConfig {
+    pub capacity: usize,
+    pub completed_capacity: usize,
+    pub max_pending_age_ns: u64,
+    pub default_ack_wait_ns: u64,
+    pub max_consumers: usize,
+    pub max_symbols: usize,
+}
+
+/// Aggregation settings after validation.
+#[derive(Debug, Clone)]
+pub struct AggregateConfig {
+    pub window_ns: u64,
+    pub retained_windows: usize,
+    pub ring_capacity: usize,
+    pub max_latency_ns: u64,
+    pub latency_rows: u32,
+    pub grid_min_latency_ns: u64,
+}
+
+/// The validated configuration the program runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub taps: TapsConfig,
+    pub headers: HeadersConfig,
+    pub tick: FrameClock,
+    pub join: JoinConfig,
+    pub aggregate: AggregateConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        RawConfig::default()
+            .validate()
+            .expect("the default configuration is valid")
+    }
+}
+
+impl RawConfig {
+    /// Reads and parses a TOML file (without validating it).
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| Error::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text (without validating it).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value and builds the [`Config`] the program runs on.
+    pub fn validate(self) -> Result<Config, Error> {
+        Ok(Config {
+            nats: validate_nats(self.nats)?,
+            taps: validate_taps(self.taps)?,
+            headers: validate_headers(self.headers)?,
+            tick: validate_tick(&self.tick)?,
+            join: validate_join(&self.join)?,
+            aggregate: validate_aggregate(&self.aggregate)?,
+        })
+    }
+}
+
+fn validate_nats(raw: RawNats) -> Result<NatsConfig, Error> {
+    if raw.urls.is_empty() {
+        return Err(invalid(
+            "nats.urls",
+            "[]",
+            "at least one server URL is needed",
+        ));
+    }
+    for url in &raw.urls {
+        if url.trim().is_empty() || url.contains(char::is_whitespace) {
+            return Err(invalid("nats.urls", url, "not a server URL"));
+        }
+    }
+    let user = match (raw.user, raw.password) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        (Some(u), None) => return Err(invalid("nats.password", u, "a user needs a password")),
+        (None, Some(_)) => {
+            return Err(invalid("nats.user", "", "a password needs a user"));
+        }
+    };
+    let tls_client = match (raw.tls_cert_file, raw.tls_key_file) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        (Some(c), None) => {
+            return Err(invalid(
+                "nats.tls_key_file",
+                c.display().to_string(),
+                "a client certificate needs its key",
+            ));
+        }
+        (None, Some(k)) => {
+            return Err(invalid(
+                "nats.tls_cert_file",
+                k.display().to_string(),
+                "a client key needs its certificate",
+            ));
+        }
+    };
+    let prefix = raw.inbox_prefix;
+    if prefix.is_empty() || prefix.contains(['*', '>', ' ']) || prefix.starts_with("_INBOX") {
+        return Err(invalid(
+            "nats.inbox_prefix",
+            prefix,
+            "must be a literal subject prefix that does not start with _INBOX",
+        ));
+    }
+    if raw.subscription_capacity == 0 {
+        return Err(invalid("nats.subscription_capacity", "0", "must be > 0"));
+    }
+    Ok(NatsConfig {
+        urls: raw.urls,
+        user,
+        token: raw.token,
+        credentials_file: raw.credentials_file,
+        tls_required: raw.tls_required,
+        tls_ca_file: raw.tls_ca_file,
+        tls_client,
+        inbox_prefix: prefix,
+        subscription_capacity: raw.subscription_capacity,
+    })
+}
+
+fn validate_taps(raw: RawTaps) -> Result<TapsConfig, Error> {
+    for pattern in &raw.delivery_patterns {
+        validate_subject_pattern(pattern)
+            .map_err(|reason| invalid("taps.delivery_patterns", pattern.clone(), reason))?;
+    }
+    let interval = parse_duration(&raw.consumer_state_interval).map_err(|r| {
+        invalid(
+            "taps.consumer_state_interval",
+            &raw.consumer_state_interval,
+            r,
+        )
+    })?;
+    if interval < Duration::from_millis(100) {
+        return Err(invalid(
+            "taps.consumer_state_interval",
+            raw.consumer_state_interval,
+            "must be at least 100ms",
+        ));
+    }
+    let mut consumers = Vec::new();
+    for entry in &raw.consumers {
+        match entry.split_once('/') {
+            Some((s, c)) if is_name(s) && is_name(c) => consumers.push((s.into(), c.into())),
+            _ => {
+                return Err(invalid(
+                    "taps.consumers",
+                    entry.clone(),
+                    "expected \"stream/consumer\"",
+                ));
+            }
+        }
+    }
+    Ok(TapsConfig {
+        acks: raw.acks,
+        deliveries: raw.deliveries,
+        delivery_patterns: raw.delivery_patterns,
+        ack_metrics: raw.ack_metrics,
+        advisories: raw.advisories,
+        consumer_state: raw.consumer_state,
+        consumer_state_interval: interval,
+        consumers,
+    })
+}
+
+/// A stream or consumer name: non-empty, no subject separators or wildcards.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains(['.', '*', '>', ' ', '/'])
+}
+
+/// Checks a subscription pattern: non-empty tokens, `>` only last, wildcards only as whole tokens.
+pub fn validate_subject_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() {
+        return Err("empty pattern".into());
+    }
+    let tokens: Vec<&str> = pattern.split('.').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return Err("empty token".into());
+        }
+        if token.contains(char::is_whitespace) {
+            return Err("whitespace in subject".into());
+        }
+        if token.len() > 1 && token.contains(['*', '>']) {
+            return Err("a wildcard must be a whole token".into());
+        }
+        if *token == ">" && i + 1 != tokens.len() {
+            return Err("`>` must be the last token".into());
+        }
+    }
+    Ok(())
+}
+
+fn validate_headers(raw: RawHeaders) -> Result<HeadersConfig, Error> {
+    for name in &raw.trace_id {
+        if !is_header_name(name) {
+            return Err(invalid(
+                "headers.trace_id",
+                name.clone(),
+                "not a header name",
+            ));
+        }
+    }
+    if raw.labels.len() > MAX_LABELS {
+        return Err(invalid(
+            "headers.labels",
+            format!("{} entries", raw.labels.len()),
+            format!("at most {MAX_LABELS} label headers"),
+        ));
+    }
+    let mut labels = Vec::new();
+    for l in raw.labels {
+        if !is_header_name(&l.header) {
+            return Err(invalid(
+                "headers.labels.header",
+                l.header,
+                "not a header name",
+            ));
+        }
+        if l.label.is_empty()
+            || !l
+                .label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(invalid(
+                "headers.labels.label",
+                l.label,
+                "use letters, digits and `_`",
+            ));
+        }
+        labels.push((l.header.to_ascii_lowercase(), l.label));
+    }
+    Ok(HeadersConfig {
+        trace_id: raw
+            .trace_id
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        labels,
+    })
+}
+
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+fn validate_tick(raw: &RawTick) -> Result<FrameClock, Error> {
+    let period = parse_duration(&raw.period).map_err(|r| invalid("tick.period", &raw.period, r))?;
+    let epoch_ns = parse_epoch(&raw.epoch).map_err(|r| invalid("tick.epoch", &raw.epoch, r))?;
+    let phase_of = match raw.phase_of.as_str() {
+        "ack" => PhaseOf::Ack,
+        "delivery" => PhaseOf::Delivery,
+        other => {
+            return Err(invalid(
+                "tick.phase_of",
+                other,
+                "expected `ack` or `delivery`",
+            ));
+        }
+    };
+    FrameClock::new(duration_ns(period), epoch_ns, raw.phase_bins, phase_of).map_err(|e| {
+        let (key, value) = match e {
+            crate::tick::Error::Period(_) => ("tick.period", raw.period.clone()),
+            crate::tick::Error::Bins(_) => ("tick.phase_bins", raw.phase_bins.to_string()),
+        };
+        invalid(key, value, e.to_string())
+    })
+}
+
+/// Parses `tick.epoch`: an offset from the Unix epoch (`"3ms"`) or an RFC 3339 instant.
+pub fn parse_epoch(s: &str) -> Result<i64, String> {
+    if let Ok(d) = parse_duration(s) {
+        return i64::try_from(d.as_nanos()).map_err(|_| "too large".to_string());
+    }
+    let t = humantime::parse_rfc3339(s)
+        .map_err(|_| "expected a duration (\"3ms\") or an RFC 3339 time".to_string())?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "before 1970".to_string())?;
+    i64::try_from(d.as_nanos()).map_err(|_| "too large".to_string())
+}
+
+fn validate_join(raw: &RawJoin) -> Result<JoinConfig, Error> {
+    let age = parse_duration(&raw.max_pending_age)
+        .map_err(|r| invalid("join.max_pending_age", &raw.max_pending_age, r))?;
+    let ack_wait = parse_duration(&raw.default_ack_wait)
+        .map_err(|r| invalid("join.default_ack_wait", &raw.default_ack_wait, r))?;
+    for (key, v) in [
+        ("join.capacity", raw.capacity),
+        ("join.completed_capacity", raw.completed_capacity),
+        ("join.max_consumers", raw.max_consumers),
+        ("join.max_symbols", raw.max_symbols),
+    ] {
+        if v == 0 {
+            return Err(invalid(key, "0", "must be > 0"));
+        }
+    }
+    if raw.max_consumers > u32::MAX as usize / 2 || raw.max_symbols > u32::MAX as usize / 2 {
+        return Err(invalid(
+            "join.max_symbols",
+            raw.max_symbols.to_string(),
+            "too large",
+        ));
+    }
+    Ok(JoinConfig {
+        capacity: raw.capacity,
+        completed_capacity: raw.completed_capacity,
+        max_pending_age_ns: duration_ns(age),
+        default_ack_wait_ns: duration_ns(ack_wait),
+        max_consumers: raw.max_consumers,
+        max_symbols: raw.max_symbols,
+    })
+}
+
+fn validate_aggregate(raw: &RawAggregate) -> Result<AggregateConfig, Error> {
+    let window =
+        parse_duration(&raw.window).map_err(|r| invalid("aggregate.window", &raw.window, r))?;
+    if window < Duration::from_millis(10) {
+        return Err(invalid(
+            "aggregate.window",
+            &raw.window,
+            "must be at least 10ms",
+        ));
+    }
+    let max = parse_duration(&raw.max_latency)
+        .map_err(|r| invalid("aggregate.max_latency", &raw.max_latency, r))?;
+    let min = parse_duration(&raw.grid_min_latency)
+        .map_err(|r| invalid("aggregate.grid_min_latency", &raw.grid_min_latency, r))?;
+    if max < Duration::from_millis(1) || max > Duration::from_secs(3600) {
+        return Err(invalid(
+            "aggregate.max_latency",
+            &raw.max_latency,
+            "must be between 1ms and 1h",
+        ));
+    }
+    if min < Duration::from_micros(1) || min >= max {
+        return Err(invalid(
+            "aggregate.grid_min_latency",
+            &raw.grid_min_latency,
+            "must be at least 1us and below max_latency",
+        ));
+    }
+    if !(2..=1000).contains(&raw.latency_rows) {
+        return Err(invalid(
+            "aggregate.latency_rows",
+            raw.latency_rows.to_string(),
+            "must be between 2 and 1000",
+        ));
+    }
+    if raw.ring_capacity == 0 || raw.ring_capacity > 100_000_000 {
+        return Err(invalid(
+            "aggregate.ring_capacity",
+            raw.ring_capacity.to_string(),
+            "must be between 1 and 100000000",
+        ));
+    }
+    if raw.retained_windows == 0 {
+        return Err(invalid("aggregate.retained_windows", "0", "must be > 0"));
+    }
+    Ok(AggregateConfig {
+        window_ns: duration_ns(window),
+        retained_windows: raw.retained_windows,
+        ring_capacity: raw.ring_capacity,
+        max_latency_ns: duration_ns(max),
+        latency_rows: raw.latency_rows,
+        grid_min_latency_ns: duration_ns(min),
+    })
+}
+
+/// Nanoseconds of a duration, saturating at `u64::MAX`.
+pub fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Parses a human duration: a decimal number and a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
+/// e.g. `16ms`, `16.667ms`, `250us`, `30s`. The value must be a whole number of nanoseconds, so
+/// fractional periods are exact.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?} has no unit (use ns, us, ms, s, m or h)"))?;
+    let (number, unit) = s.split_at(split);
+    let unit_ns: u128 = match unit.trim() {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use ns, us, ms, s, m or h)"
+            ));
+        }
+    };
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.is_empty() && frac.is_empty() {
+        return Err(format!("{s:?} has no number"));
+    }
+    if frac.contains('.') || frac.len() > 18 {
+        return Err(format!("{s:?} is not a decimal number"));
+    }
+    let int: u128 = if int.is_empty() {
+        0
+    } else {
+        int.parse().map_err(|_| format!("{s:?} is too large"))?
+    };
+    let frac_value: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse()
+            .map_err(|_| format!("{s:?} is not a decimal number"))?
+    };
+    let scale = 10u128.pow(frac.len() as u32);
+    let frac_ns = frac_value * unit_ns;
+    if frac_ns % scale != 0 {
+        return Err(format!("{s:?} is finer than a nanosecond"));
+    }
+    let total = int
+        .checked_mul(unit_ns)
+        .and_then(|v| v.checked_add(frac_ns / scale))
+        .filter(|v| *v <= u64::MAX as u128)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    Ok(Duration::from_nanos(total as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_exactly() {
+        assert_eq!(parse_duration("16ms").unwrap(), Duration::from_millis(16));
+        assert_eq!(parse_duration("16.667ms").unwrap().as_nanos(), 16_667_000);
+        assert_eq!(parse_duration("250us").unwrap().as_nanos(), 250_000);
+        assert_eq!(parse_duration("250µs").unwrap().as_nanos(), 250_000);
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1.5s").unwrap().as_millis(), 1500);
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration(".5ms").unwrap().as_micros(), 500);
+        assert_eq!(parse_duration("7ns").unwrap().as_nanos(), 7);
+    }
+
+    #[test]
+    fn bad_durations_are_errors() {
+        for bad in [
+            "",
+            "16",
+            "ms",
+            "16 parsecs",
+            "1.2.3ms",
+            "0.5ns",
+            "-3ms",
+            "99999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn default_config_is_valid() {
+        let c = Config::default();
+        assert_eq!(c.tick.period_ns(), 16_000_000);
+        assert_eq!(c.tick.phase_bins(), 160);
+        assert_eq!(c.headers.trace_id, vec!["traceparent", "x-trace-id"]);
+        assert_eq!(
+            c.headers.labels,
+            vec![("x-server-id".into(), "server".into())]
+        );
+        assert_eq!(c.taps.delivery_patterns, vec!["_INBOX.>", "deliver.>"]);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_value() {
+        let raw = RawConfig::from_toml("[tick]\nperiod = \"16 parsecs\"").unwrap();
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("tick.period") && err.contains("16 parsecs"),
+            "{err}"
+        );
+
+        let raw = RawConfig::from_toml("[tick]\nphase_bins = 0").unwrap();
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(err.contains("tick.phase_bins"), "{err}");
+
+        let raw = RawConfig::from_toml("[taps]\ndelivery_patterns = [\"a.>.b\"]").unwrap();
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("taps.delivery_patterns") && err.contains("a.>.b"),
+            "{err}"
+        );
+
+        let raw = RawConfig::from_toml("[nats]\ninbox_prefix = \"_INBOX.me\"").unwrap();
+        assert!(
+            raw.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("nats.inbox_prefix")
+        );
+
+        assert!(RawConfig::from_toml("[tick]\nperiodd = \"16ms\"").is_err());
+    }
+
+    #[test]
+    fn epoch_accepts_offsets_and_instants() {
+        assert_eq!(parse_epoch("3ms").unwrap(), 3_000_000);
+        assert_eq!(parse_epoch("1970-01-01T00:00:01Z").unwrap(), 1_000_000_000);
+        assert!(parse_epoch("yesterday").is_err());
+    }
+}

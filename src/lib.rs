@@ -1,0 +1,15 @@
+//! ackscope: delivery → ack latency analytics for NATS JetStream game backends.
+//!
+//! The crate is a pipeline, one module per stage: [`collect`] taps acks, deliveries, server ack
+//! metrics, advisories and consumer state and joins each delivery with its ack into a
+//! [`model::Sample`]; [`aggregate`] folds samples into windows, HDR histograms and a
+//! frame-phase × latency grid against the game's [`tick`]. [`config`] is the validated
+//! configuration, [`names`] the bounded name tables, [`telemetry`] ackscope's own counters.
+
+pub mod aggregate;
+pub mod collect;
+pub mod config;
+pub mod model;
+pub mod names;
+pub mod telemetry;
+pub mod tick;

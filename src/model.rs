@@ -1,0 +1,187 @@
+//! The event and sample types the pipeline passes along: no I/O, no runtime.
+//!
+//! A [`Sample`] is one completed delivery: a delivery joined with its ack (or an ack whose
+//! delivery was not seen, or a server ack metric). Names (streams, consumers, subjects, label
+//! values) travel as small interned ids ([`ConsumerId`], [`Sym`]); [`crate::names`] maps them back.
+
+use std::fmt;
+
+use crate::config::MAX_LABELS;
+
+/// Index of a (stream, consumer) pair in [`crate::names::Names`].
+pub type ConsumerId = u32;
+
+/// Index of an interned string (message subject or label value). [`Sym::NONE`] means absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sym(pub u32);
+
+impl Sym {
+    pub const NONE: Sym = Sym(u32::MAX);
+
+    pub fn is_none(self) -> bool {
+        self == Sym::NONE
+    }
+}
+
+/// Label values of a sample, one slot per configured dimension header.
+pub type Labels = [Sym; MAX_LABELS];
+
+/// Labels with every slot empty.
+pub const NO_LABELS: Labels = [Sym::NONE; MAX_LABELS];
+
+/// A W3C trace id: 16 bytes, never all zero.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceId(pub [u8; 16]);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+/// What an ack message said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckKind {
+    /// `+ACK`, `+OK`, an empty payload, or `+NXT` (an ack with a next request).
+    Ack,
+    /// `-NAK`, optionally with a redelivery delay.
+    Nak,
+    /// `+WPI`: work in progress, the ack deadline is extended.
+    Progress,
+    /// `+TERM`: never redeliver.
+    Term,
+}
+
+impl AckKind {
+    pub const ALL: [AckKind; 4] = [AckKind::Ack, AckKind::Nak, AckKind::Progress, AckKind::Term];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AckKind::Ack => "ack",
+            AckKind::Nak => "nak",
+            AckKind::Progress => "progress",
+            AckKind::Term => "term",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A parsed ack payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckPayload {
+    pub kind: AckKind,
+    /// `-NAK` with a delay, in nanoseconds.
+    pub nak_delay_ns: Option<u64>,
+    /// `+NXT`: the ack also asks for the next message.
+    pub next: bool,
+}
+
+/// The fields of a JetStream ack reply subject (both the 9-token and the 11/12-token form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckSubject<'a> {
+    pub domain: Option<&'a str>,
+    pub account_hash: Option<&'a str>,
+    pub stream: &'a str,
+    pub consumer: &'a str,
+    /// `stream.consumer` as one slice of the subject, used to look the pair up without allocating.
+    pub stream_consumer: &'a str,
+    pub delivered: u64,
+    pub stream_seq: u64,
+    pub consumer_seq: u64,
+    /// When the message was stored, Unix nanoseconds (server wall clock).
+    pub stored_ns: i64,
+    pub pending: u64,
+    pub token: Option<&'a str>,
+}
+
+/// An instant as ackscope saw it: monotonic nanoseconds for latencies, wall-clock Unix
+/// nanoseconds for phases and timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub mono_ns: u64,
+    pub wall_ns: i64,
+}
+
+/// Where a sample's ack latency was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleSource {
+    /// ackscope saw the delivery and the ack.
+    Observed,
+    /// ackscope saw only the ack: there is an `e2e` latency but no `ack` latency.
+    AckOnly,
+    /// The server's sampled ack metric (`ack_time`).
+    ServerMetric,
+}
+
+impl SampleSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleSource::Observed => "observed",
+            SampleSource::AckOnly => "ack_only",
+            SampleSource::ServerMetric => "server_metric",
+        }
+    }
+}
+
+/// One completed delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub consumer: ConsumerId,
+    pub stream_seq: u64,
+    pub consumer_seq: u64,
+    /// Delivery count of the delivery that completed (1 = first delivery).
+    pub deliveries: u32,
+    /// Messages pending on the consumer when this one was delivered.
+    pub pending: u64,
+    /// When the message was stored in the stream (server wall clock), if known.
+    pub stored_ns: Option<i64>,
+    /// When ackscope saw the delivery (wall clock), if it did.
+    pub delivered_ns: Option<i64>,
+    /// When the ack happened (wall clock).
+    pub acked_ns: i64,
+    pub kind: AckKind,
+    /// Delivery seen → ack seen, or the server's `ack_time`.
+    pub ack_latency_ns: Option<u64>,
+    /// Stored → ack seen.
+    pub e2e_latency_ns: Option<u64>,
+    pub trace_id: Option<TraceId>,
+    pub subject: Sym,
+    pub labels: Labels,
+    pub source: SampleSource,
+    /// The ack asked for a confirmation (AckSync / double ack).
+    pub ack_sync: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_id_prints_as_32_hex() {
+        let mut bytes = [0u8; 16];
+        bytes[0] = 0x4b;
+        bytes[15] = 0x36;
+        assert_eq!(
+            TraceId(bytes).to_string(),
+            "4b000000000000000000000000000036"
+        );
+    }
+}
+
+/// An RFC 3339 UTC timestamp of Unix nanoseconds (instants before 1970 print as 1970).
+pub fn rfc3339(unix_ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns.max(0) as u64);
+    humantime::format_rfc3339_nanos(t).to_string()
+}

@@ -1,0 +1,132 @@
+//! Bounded string interning: streams/consumers and symbols (message subjects, label values).
+//!
+//! Samples carry small integer ids instead of strings, so the hot path never allocates for a
+//! name it has seen. Both tables have a fixed capacity; a name that does not fit is refused and
+//! counted by the caller, never stored.
+
+use rustc_hash::FxHashMap;
+
+use crate::model::{ConsumerId, Sym};
+
+/// A bounded string → id table.
+#[derive(Debug, Clone)]
+pub struct Interner {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    capacity: usize,
+}
+
+impl Interner {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            ids: FxHashMap::default(),
+            names: Vec::new(),
+            capacity,
+        }
+    }
+
+    /// The id of `name`, inserting it if there is room; `None` when the table is full.
+    pub fn intern(&mut self, name: &str) -> Option<u32> {
+        if let Some(&id) = self.ids.get(name) {
+            return Some(id);
+        }
+        if self.names.len() >= self.capacity {
+            return None;
+        }
+        let id = self.names.len() as u32;
+        self.ids.insert(name.into(), id);
+        self.names.push(name.into());
+        Some(id)
+    }
+
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn name(&self, id: u32) -> Option<&str> {
+        self.names.get(id as usize).map(|n| &**n)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// The names a pipeline has seen.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// Keyed by `stream.consumer` (neither name may contain a dot).
+    consumers: Interner,
+    symbols: Interner,
+}
+
+impl Names {
+    pub fn new(max_consumers: usize, max_symbols: usize) -> Self {
+        Self {
+            consumers: Interner::new(max_consumers),
+            symbols: Interner::new(max_symbols),
+        }
+    }
+
+    /// The id of the `stream.consumer` pair, as found in an ack subject.
+    pub fn consumer(&mut self, stream_consumer: &str) -> Option<ConsumerId> {
+        self.consumers.intern(stream_consumer)
+    }
+
+    /// Looks a (stream, consumer) pair up without inserting it.
+    pub fn find_consumer(&self, stream: &str, consumer: &str) -> Option<ConsumerId> {
+        self.consumers.get(&format!("{stream}.{consumer}"))
+    }
+
+    /// The (stream, consumer) names of `id`.
+    pub fn consumer_names(&self, id: ConsumerId) -> (&str, &str) {
+        let key = self.consumers.name(id).unwrap_or("?.?");
+        key.split_once('.').unwrap_or((key, ""))
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// The symbol for `s`, or [`Sym::NONE`] when the table is full.
+    pub fn symbol(&mut self, s: &str) -> Option<Sym> {
+        self.symbols.intern(s).map(Sym)
+    }
+
+    pub fn symbol_name(&self, sym: Sym) -> Option<&str> {
+        if sym.is_none() {
+            None
+        } else {
+            self.symbols.name(sym.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_is_bounded_and_stable() {
+        let mut i = Interner::new(2);
+        assert_eq!(i.intern("a"), Some(0));
+        assert_eq!(i.intern("b"), Some(1));
+        assert_eq!(i.intern("a"), Some(0));
+        assert_eq!(i.intern("c"), None);
+        assert_eq!(i.len(), 2);
+        assert_eq!(i.name(1), Some("b"));
+    }
+
+    #[test]
+    fn consumer_names_split() {
+        let mut n = Names::new(10, 10);
+        let id = n.consumer("GAME.srv-1").unwrap();
+        assert_eq!(n.consumer_names(id), ("GAME", "srv-1"));
+        assert_eq!(n.find_consumer("GAME", "srv-1"), Some(id));
+        assert_eq!(n.find_consumer("GAME", "srv-2"), None);
+    }
+}

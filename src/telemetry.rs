@@ -1,0 +1,85 @@
+//! ackscope's own counters, defined in one place with their exported names and help texts.
+//!
+//! The collector core owns a [`Counters`] value and bumps plain fields (it is single-threaded);
+//! readers take a copy. Names follow Prometheus conventions and are stable.
+
+use serde::Serialize;
+
+macro_rules! counters {
+    ($($field:ident => $help:literal;)*) => {
+        /// Counters that describe ackscope itself.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        pub struct Counters {
+            $(#[doc = $help] pub $field: u64,)*
+        }
+
+        impl Counters {
+            /// (metric name, help, value) for every counter.
+            pub fn iter(&self) -> impl Iterator<Item = (&'static str, &'static str, u64)> {
+                [$((concat!("ackscope_", stringify!($field), "_total"), $help, self.$field)),*]
+                    .into_iter()
+            }
+        }
+    };
+}
+
+counters! {
+    ack_messages => "Messages seen on the ack tap.";
+    delivery_messages => "JetStream deliveries seen on the delivery taps.";
+    non_delivery_messages => "Messages on delivery patterns that were not JetStream deliveries.";
+    metric_messages => "Server ack metric events seen.";
+    advisory_messages => "Consumer advisories seen.";
+    samples => "Samples recorded (joined, ack-only and server-metric).";
+    samples_joined => "Samples with both the delivery and the ack observed.";
+    samples_server_metric => "Samples taken from server ack metrics.";
+    unmatched_acks => "Acks whose delivery was not seen (e2e latency only).";
+    expired_deliveries => "Deliveries never acked: redelivered or past their ack_wait bound.";
+    progress_acks => "Work-in-progress (+WPI) acks.";
+    ack_sync_acks => "Acks that asked for a confirmation (AckSync).";
+    duplicate_acks => "Acks or ack metrics for a delivery already sampled.";
+    duplicate_deliveries => "Deliveries seen twice.";
+    join_overflow => "Deliveries not stored because the join table was full.";
+    consumer_overflow => "Events dropped because the consumer table was full.";
+    symbol_overflow => "Subjects or label values not recorded because the symbol table was full.";
+    ack_subject_errors => "Malformed ack reply subjects.";
+    ack_payload_errors => "Unrecognised ack payloads.";
+    metric_errors => "Unparseable server ack metric events.";
+    advisory_errors => "Unparseable advisories.";
+    trace_id_invalid => "Trace id headers with an invalid value.";
+    clock_skew => "Samples whose e2e latency was negative (server and ackscope clocks differ), clamped to 0.";
+    late_events => "Events older than the open window, recorded into the open window.";
+    windows_dropped => "Closed windows dropped because no reader took them.";
+    latency_clamped => "Latencies above aggregate.max_latency, clamped.";
+    ring_overwritten => "Raw samples overwritten in the full sample ring.";
+    consumer_state_polls => "Consumer info requests answered.";
+    consumer_state_errors => "Consumer info requests that failed.";
+    slow_consumer_events => "Slow-consumer events: the NATS client dropped messages on a tap.";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_prefixed_and_unique() {
+        let c = Counters {
+            samples: 3,
+            ..Counters::default()
+        };
+        let all: Vec<_> = c.iter().collect();
+        let mut names: Vec<_> = all.iter().map(|(n, _, _)| *n).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("ackscope_") && n.ends_with("_total"))
+        );
+        assert!(all.contains(&(
+            "ackscope_samples_total",
+            "Samples recorded (joined, ack-only and server-metric).",
+            3
+        )));
+    }
+}
