@@ -191,6 +191,9 @@ pub struct RawJoin {
     pub max_pending_age: String,
     /// Used when a consumer's `ack_wait` is not known yet (the JetStream default is 30s).
     pub default_ack_wait: String,
+    /// How long an ack whose delivery was not seen waits for the server's ack metric of the
+    /// same delivery, which carries the ack latency the ack alone cannot give.
+    pub metric_wait: String,
     /// Distinct streams/consumers tracked, at most.
     pub max_consumers: usize,
     /// Distinct message subjects and label values tracked, at most.
@@ -204,6 +207,7 @@ impl Default for RawJoin {
             completed_capacity: 100_000,
             max_pending_age: "5m".into(),
             default_ack_wait: "30s".into(),
+            metric_wait: "500ms".into(),
             max_consumers: 1_000,
             max_symbols: 10_000,
         }
@@ -282,6 +286,7 @@ pub struct JoinConfig {
     pub completed_capacity: usize,
     pub max_pending_age_ns: u64,
     pub default_ack_wait_ns: u64,
+    pub metric_wait_ns: u64,
     pub max_consumers: usize,
     pub max_symbols: usize,
 }
@@ -577,6 +582,15 @@ fn validate_join(raw: &RawJoin) -> Result<JoinConfig, Error> {
         .map_err(|r| invalid("join.max_pending_age", &raw.max_pending_age, r))?;
     let ack_wait = parse_duration(&raw.default_ack_wait)
         .map_err(|r| invalid("join.default_ack_wait", &raw.default_ack_wait, r))?;
+    let metric_wait = parse_duration(&raw.metric_wait)
+        .map_err(|r| invalid("join.metric_wait", &raw.metric_wait, r))?;
+    if metric_wait > Duration::from_secs(10) {
+        return Err(invalid(
+            "join.metric_wait",
+            &raw.metric_wait,
+            "must be at most 10s",
+        ));
+    }
     for (key, v) in [
         ("join.capacity", raw.capacity),
         ("join.completed_capacity", raw.completed_capacity),
@@ -599,6 +613,7 @@ fn validate_join(raw: &RawJoin) -> Result<JoinConfig, Error> {
         completed_capacity: raw.completed_capacity,
         max_pending_age_ns: duration_ns(age),
         default_ack_wait_ns: duration_ns(ack_wait),
+        metric_wait_ns: duration_ns(metric_wait),
         max_consumers: raw.max_consumers,
         max_symbols: raw.max_symbols,
     })
@@ -706,7 +721,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let scale = 10u128.pow(frac.len() as u32);
     let frac_ns = frac_value * unit_ns;
-    if frac_ns % scale != 0 {
+    if !frac_ns.is_multiple_of(scale) {
         return Err(format!("{s:?} is finer than a nanosecond"));
     }
     let total = int

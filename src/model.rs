@@ -164,6 +164,12 @@ pub struct Sample {
     pub ack_sync: bool,
 }
 
+/// An RFC 3339 UTC timestamp of Unix nanoseconds (instants before 1970 print as 1970).
+pub fn rfc3339(unix_ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns.max(0) as u64);
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,10 +184,4 @@ mod tests {
             "4b000000000000000000000000000036"
         );
     }
-}
-
-/// An RFC 3339 UTC timestamp of Unix nanoseconds (instants before 1970 print as 1970).
-pub fn rfc3339(unix_ns: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(unix_ns.max(0) as u64);
-    humantime::format_rfc3339_nanos(t).to_string()
 }

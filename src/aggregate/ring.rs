@@ -195,9 +195,9 @@ mod tests {
             deliveries: 1,
             pending: 0,
             stored_ns: Some(0),
-            delivered_ns: if seq % 2 == 0 { Some(5) } else { None },
+            delivered_ns: if seq.is_multiple_of(2) { Some(5) } else { None },
             acked_ns: seq as i64 * 10,
-            kind: if seq % 3 == 0 {
+            kind: if seq.is_multiple_of(3) {
                 AckKind::Nak
             } else {
                 AckKind::Ack

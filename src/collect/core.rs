@@ -170,18 +170,20 @@ impl Collector {
             subject: self.symbol(subject),
             labels,
         };
-        match self.joiner.on_delivery(consumer, &ack, meta, seen) {
-            DeliveryOutcome::Stored { expired } => {
-                if expired {
-                    self.counters.expired_deliveries += 1;
-                    self.aggregator
-                        .count(consumer, Event::ExpiredDelivery, seen.wall_ns);
-                }
-                let redelivery = ack.delivered > 1;
-                self.aggregator
-                    .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
-            }
-            DeliveryOutcome::Duplicate | DeliveryOutcome::Overflow => {}
+        if self.joiner.on_delivery(consumer, &ack, meta, seen) == DeliveryOutcome::Stored {
+            let redelivery = ack.delivered > 1;
+            self.aggregator
+                .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
+        }
+        self.count_expired(seen.wall_ns);
+    }
+
+    /// Counts the deliveries the join reports as expired.
+    fn count_expired(&mut self, wall_ns: i64) {
+        for consumer in self.joiner.take_expired() {
+            self.counters.expired_deliveries += 1;
+            self.aggregator
+                .count(consumer, Event::ExpiredDelivery, wall_ns);
         }
     }
 
@@ -208,8 +210,9 @@ impl Collector {
                 self.aggregator
                     .count(consumer, Event::Progress, seen.wall_ns);
             }
-            AckOutcome::Duplicate => {}
+            AckOutcome::Duplicate | AckOutcome::Held => {}
         }
+        self.count_expired(seen.wall_ns);
     }
 
     /// A server ack metric event.
@@ -230,6 +233,7 @@ impl Collector {
         if let AckOutcome::Sample(sample) = self.joiner.on_metric(consumer, &parsed.metric) {
             self.record(sample);
         }
+        self.count_expired(seen.wall_ns);
     }
 
     /// A consumer advisory.
@@ -274,12 +278,12 @@ impl Collector {
 
     /// Periodic work: expires deliveries past their bound and closes finished windows.
     pub fn tick(&mut self, now: Seen) {
-        let mut expired = Vec::new();
-        self.joiner.expire(now.mono_ns, |c| expired.push(c));
-        for c in expired {
-            self.counters.expired_deliveries += 1;
-            self.aggregator
-                .count(c, Event::ExpiredDelivery, now.wall_ns);
+        self.joiner.expire(now.mono_ns);
+        self.count_expired(now.wall_ns);
+        let mut released = Vec::new();
+        self.joiner.release(now.mono_ns, |s| released.push(s));
+        for sample in released {
+            self.record(sample);
         }
         self.aggregator.advance(now.wall_ns);
     }

