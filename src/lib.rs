@@ -11,5 +11,6 @@ pub mod collect;
 pub mod config;
 pub mod model;
 pub mod names;
+pub mod nats_server;
 pub mod telemetry;
 pub mod tick;

@@ -1,4 +1,6 @@
 //! ackscope's integration tests: one binary, real nats-server children.
 
+mod cli;
 mod collect;
+mod nats_server;
 mod support;

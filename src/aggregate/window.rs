@@ -5,7 +5,10 @@ use serde::Serialize;
 
 use super::histogram::{LatencyHistogram, Quantiles};
 use super::phase_grid::{LatencyAxis, PhaseGrid};
-use crate::model::{AckKind, ConsumerId, Sample};
+use crate::model::{AckKind, ConsumerId, Sample, TraceId};
+
+/// Exemplar trace ids kept per window: those of its slowest traced samples.
+pub const EXEMPLARS: usize = 5;
 
 /// Event counts of a window (the contract's `counts` block).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -62,6 +65,8 @@ pub struct WindowSummary {
     pub counts: Counts,
     pub ack_latency_us: Quantiles,
     pub e2e_latency_us: Quantiles,
+    /// Trace ids of the window's slowest traced samples, slowest first.
+    pub exemplar_trace_ids: Vec<TraceId>,
     /// Samples per phase bin; emptied in retained history to bound memory.
     pub phase_counts: Vec<u32>,
 }
@@ -76,6 +81,8 @@ pub struct WindowStats {
     pub grid: PhaseGrid,
     /// Every sample per phase bin, with or without an ack latency.
     pub phase_counts: Vec<u32>,
+    /// The slowest traced samples (ack latency, or e2e without one), unordered.
+    slowest: [(u64, Option<TraceId>); EXEMPLARS],
 }
 
 impl WindowStats {
@@ -86,6 +93,7 @@ impl WindowStats {
             counts: Counts::default(),
             grid: PhaseGrid::new(phase_bins, axis),
             phase_counts: vec![0; phase_bins as usize],
+            slowest: [(0, None); EXEMPLARS],
         }
     }
 
@@ -105,6 +113,23 @@ impl WindowStats {
             let c = &mut self.phase_counts[b as usize];
             *c = c.saturating_add(1);
         }
+        if let (Some(trace), Some(latency)) = (s.trace_id, s.ack_latency_ns.or(s.e2e_latency_ns)) {
+            let fastest = self
+                .slowest
+                .iter_mut()
+                .min_by_key(|(l, t)| (t.is_some(), *l))
+                .expect("EXEMPLARS > 0");
+            if fastest.1.is_none() || fastest.0 < latency {
+                *fastest = (latency, Some(trace));
+            }
+        }
+    }
+
+    /// Trace ids of the slowest traced samples, slowest first.
+    pub fn exemplars(&self) -> Vec<TraceId> {
+        let mut slowest: Vec<_> = self.slowest.iter().filter(|(_, t)| t.is_some()).collect();
+        slowest.sort_by(|a, b| b.0.cmp(&a.0));
+        slowest.into_iter().filter_map(|(_, t)| *t).collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,6 +149,7 @@ impl WindowStats {
             counts: self.counts,
             ack_latency_us: self.ack.quantiles(),
             e2e_latency_us: self.e2e.quantiles(),
+            exemplar_trace_ids: self.exemplars(),
             phase_counts: self.phase_counts.clone(),
         }
     }
@@ -134,5 +160,58 @@ impl WindowStats {
         self.counts = Counts::default();
         self.grid.reset();
         self.phase_counts.fill(0);
+        self.slowest = [(0, None); EXEMPLARS];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NO_LABELS, SampleSource, Sym};
+
+    fn traced(ack_ms: u64, trace: u8) -> Sample {
+        Sample {
+            consumer: 0,
+            stream_seq: 1,
+            consumer_seq: 1,
+            deliveries: 1,
+            pending: 0,
+            stored_ns: None,
+            delivered_ns: None,
+            acked_ns: 0,
+            kind: AckKind::Ack,
+            ack_latency_ns: Some(ack_ms * 1_000_000),
+            e2e_latency_ns: None,
+            trace_id: (trace > 0).then_some(TraceId([trace; 16])),
+            subject: Sym::NONE,
+            labels: NO_LABELS,
+            source: SampleSource::Observed,
+            ack_sync: false,
+        }
+    }
+
+    #[test]
+    fn exemplars_are_the_slowest_traced_samples() {
+        let mut w = WindowStats::new(
+            60_000_000_000,
+            16,
+            LatencyAxis::new(10_000, 10_000_000_000, 10),
+        );
+        for (ms, trace) in [
+            (5, 1),
+            (50, 2),
+            (1, 3),
+            (90, 0),
+            (20, 4),
+            (30, 5),
+            (40, 6),
+            (2, 7),
+        ] {
+            w.record(&traced(ms, trace), Some(0));
+        }
+        let hex = |b: u8| TraceId([b; 16]);
+        assert_eq!(w.exemplars(), vec![hex(2), hex(6), hex(5), hex(4), hex(1)]);
+        w.reset();
+        assert!(w.exemplars().is_empty());
     }
 }

@@ -335,6 +335,7 @@ impl Collector {
                 "phase_bins": tick.phase_bins(),
                 "phase_of": tick.phase_of().as_str(),
             },
+            "exemplar_trace_ids": w.exemplar_trace_ids,
             "phase_counts": w.phase_counts,
         })
     }

@@ -66,7 +66,6 @@ pub async fn connect(config: &NatsConfig, slow_consumers: Arc<AtomicU64>) -> Res
         .name("ackscope")
         .custom_inbox_prefix(&config.inbox_prefix)
         .subscription_capacity(config.subscription_capacity)
-        .retry_on_initial_connect()
         .event_callback(move |event| {
             let slow = slow_consumers.clone();
             async move {
@@ -106,7 +105,7 @@ pub async fn connect(config: &NatsConfig, slow_consumers: Arc<AtomicU64>) -> Res
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
     let urls = config.urls.join(",");
-    // `retry_on_initial_connect` would wait forever for a wrong URL; bound the first attempt.
+    // A start-up failure is reported, not retried; a black-holed address must not hang it.
     let connect = async_nats::connect_with_options(urls.as_str(), options);
     match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(result) => result.map_err(|source| Error::Connect { urls, source }),

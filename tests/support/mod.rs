@@ -1,9 +1,7 @@
-//! Test fixtures: a real `nats-server` child with JetStream, on a free port, in a temp dir,
-//! killed on drop; and helpers to run ackscope's taps against it.
+//! Test fixtures: a real `nats-server` child of either supported generation (JetStream on, a
+//! free port, a temp dir, killed on drop) and helpers to run ackscope's taps against it.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,78 +37,30 @@ impl Generation {
     }
 }
 
-/// A running `nats-server` child.
+/// A `nats-server` of one generation.
 pub struct NatsServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    server: ackscope::nats_server::NatsServer,
 }
 
 impl NatsServer {
     pub fn start(generation: Generation) -> Self {
-        let binary = generation.binary();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let flags = match generation {
             Generation::Legacy => "",
-            Generation::Current => "feature_flags { js_ack_fc_v2: true }\n",
+            Generation::Current => "feature_flags { js_ack_fc_v2: true }",
         };
-        let conf = format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n{flags}",
-            dir.path().join("js").display().to_string()
-        );
-        let conf_path = dir.path().join("server.conf");
-        std::fs::write(&conf_path, conf).expect("write server config");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
-        let mut child = Command::new(&binary)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log =
-                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-                panic!("nats-server exited with {status}:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
+        let server = ackscope::nats_server::NatsServer::start(&generation.binary(), flags)
+            .unwrap_or_else(|e| panic!("{generation:?} nats-server: {e}"));
+        Self { server }
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url())
             .await
             .expect("test client connects")
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,200 @@
+//! The `ackscope` binary: `collect` against a real server, and start-up failures.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::support::{Generation, NatsServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ackscope");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_prints_windows_legacy_2_9() {
+    collect_prints_windows(Generation::Legacy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_prints_windows_current_2_15() {
+    collect_prints_windows(Generation::Current).await
+}
+
+async fn collect_prints_windows(generation: Generation) {
+    let server = NatsServer::start(generation);
+    let mut child = Command::new(BIN)
+        .args(["collect", "--nats", &server.url()])
+        .env("RUST_LOG", "ackscope=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ackscope starts");
+    // Wait until the taps are subscribed.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains("taps subscribed") {
+                return;
+            }
+        }
+        panic!("ackscope exited before subscribing");
+    })
+    .await
+    .expect("taps subscribed within 10s");
+
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream::Config {
+            name: "GAME".into(),
+            subjects: vec!["game.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("srv-7".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut traces = HashSet::new();
+    for i in 0..10 {
+        let trace = format!("0af7651916cd43dd8448eb211c80{i:04x}");
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Trace-ID", trace.as_str());
+        js.publish_with_headers("game.srv-7.input", headers, "x".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        traces.insert(trace);
+    }
+    for _ in 0..10 {
+        let msg = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .unwrap()
+            .next()
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        msg.ack().await.unwrap();
+    }
+
+    // Window lines arrive once their second is over.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acks = 0;
+    let mut exemplars = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while acks < 10 {
+            let line = stdout.next_line().await.unwrap().expect("a window line");
+            let w: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+            if w["consumer"] != "srv-7" {
+                continue;
+            }
+            assert_eq!(w["stream"], "GAME");
+            assert!(w["start"].as_str().unwrap().ends_with('Z'));
+            acks += w["counts"]["acks"].as_u64().unwrap();
+            let ack = &w["ack_latency_us"];
+            assert!(ack["p50"].as_f64().unwrap() >= 9_000.0, "{line}");
+            assert!(ack["max"].as_f64().unwrap() < 200_000.0, "{line}");
+            assert_eq!(w["phase_counts"].as_array().unwrap().len(), 160);
+            let phase_total: u64 = w["phase_counts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap())
+                .sum();
+            assert_eq!(phase_total, w["counts"]["acks"].as_u64().unwrap());
+            for t in w["exemplar_trace_ids"].as_array().unwrap() {
+                exemplars.push(t.as_str().unwrap().to_string());
+            }
+        }
+    })
+    .await
+    .expect("windows with all 10 acks within 10s");
+    assert_eq!(acks, 10);
+    assert!(!exemplars.is_empty());
+    for t in &exemplars {
+        assert!(
+            traces.contains(t),
+            "exemplar {t} is one of the published trace ids"
+        );
+    }
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn unreachable_server_is_a_one_line_start_up_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(BIN)
+        .args(["collect", "--nats", &format!("nats://127.0.0.1:{port}")])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("ackscope: error: cannot connect to NATS"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn bad_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ackscope.toml");
+    std::fs::write(&path, "[tick]\nperiod = \"fast\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["collect", "--config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("tick.period") && stderr.contains("fast"),
+        "{stderr}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["collect", "--tick", "0ms"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("tick.period")
+    );
+}
