@@ -128,7 +128,7 @@ impl WindowStats {
     /// Trace ids of the slowest traced samples, slowest first.
     pub fn exemplars(&self) -> Vec<TraceId> {
         let mut slowest: Vec<_> = self.slowest.iter().filter(|(_, t)| t.is_some()).collect();
-        slowest.sort_by(|a, b| b.0.cmp(&a.0));
+        slowest.sort_by_key(|(latency, _)| std::cmp::Reverse(*latency));
         slowest.into_iter().filter_map(|(_, t)| *t).collect()
     }
 
