@@ -235,7 +235,7 @@ impl Default for RawAggregate {
     fn default() -> Self {
         Self {
             window: "1s".into(),
-            retained_windows: 600,
+            retained_windows: 300,
             ring_capacity: 1_000_000,
             max_latency: "60s".into(),
             latency_rows: 100,

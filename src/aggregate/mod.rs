@@ -4,7 +4,8 @@
 //! [`Aggregator`] is synchronous and does no I/O: the caller hands it samples and the current
 //! time, and takes closed [`WindowSummary`]s from it. Windows are aligned to the wall clock
 //! (`floor(t / window)`); an event older than the open window is counted as late and recorded
-//! into the open one.
+//! into the open one. Samples are recorded once, per consumer; the all-consumers window is
+//! their merge, built when a window closes (or when asked for).
 
 pub mod histogram;
 pub mod phase_grid;
@@ -18,7 +19,7 @@ use crate::model::{ConsumerId, Sample};
 use crate::tick::{FrameClock, PhaseOf};
 use phase_grid::LatencyAxis;
 use ring::SampleRing;
-use window::{Counts, WindowStats, WindowSummary};
+use window::{WindowStats, WindowSummary};
 
 /// Most closed summaries waiting for the caller; more are dropped and counted.
 const READY_CAPACITY: usize = 100_000;
@@ -41,6 +42,7 @@ pub struct Aggregator {
     axis: LatencyAxis,
     window_start: Option<i64>,
     consumers: Vec<Option<Box<WindowStats>>>,
+    /// Scratch space for merging the all-consumers window.
     all: Box<WindowStats>,
     history: Vec<VecDeque<WindowSummary>>,
     all_history: VecDeque<WindowSummary>,
@@ -93,9 +95,14 @@ impl Aggregator {
         self.consumers.get(consumer as usize)?.as_deref()
     }
 
-    /// The open all-consumers window.
-    pub fn open_all(&self) -> &WindowStats {
-        &self.all
+    /// The open all-consumers window: the merge of every consumer's open window.
+    pub fn open_all(&self) -> WindowStats {
+        let mut all = (*self.all).clone();
+        all.reset();
+        for stats in self.consumers.iter().flatten() {
+            all.merge(stats);
+        }
+        all
     }
 
     /// Closed windows of `consumer` (or of all consumers), oldest first.
@@ -142,6 +149,7 @@ impl Aggregator {
 
     fn close(&mut self, start: i64, end: i64) {
         let retained = self.config.retained_windows;
+        self.all.reset();
         for (id, slot) in self.consumers.iter_mut().enumerate() {
             let Some(stats) = slot.as_deref_mut() else {
                 continue;
@@ -149,6 +157,7 @@ impl Aggregator {
             if stats.is_empty() {
                 continue;
             }
+            self.all.merge(stats);
             let summary = stats.summary(Some(id as ConsumerId), start, end);
             stats.reset();
             if self.history.len() <= id {
@@ -174,14 +183,14 @@ impl Aggregator {
         };
         let bin = phase_t.map(|t| self.clock.phase_bin(t));
         self.stats(s.consumer).record(s, bin);
-        self.all.record(s, bin);
         self.ring.push(s);
     }
 
     /// Counts an event of `consumer` at wall-clock `t_ns`.
     pub fn count(&mut self, consumer: ConsumerId, event: Event, t_ns: i64) {
         self.advance(t_ns);
-        let apply = |c: &mut Counts| match event {
+        let c = &mut self.stats(consumer).counts;
+        match event {
             Event::Delivery { redelivery } => {
                 c.deliveries += 1;
                 c.redeliveries += redelivery as u64;
@@ -190,9 +199,7 @@ impl Aggregator {
             Event::UnmatchedAck => c.unmatched_acks += 1,
             Event::ExpiredDelivery => c.expired_deliveries += 1,
             Event::MaxDeliveries => c.max_deliveries += 1,
-        };
-        apply(&mut self.stats(consumer).counts);
-        apply(&mut self.all.counts);
+        }
     }
 
     /// Approximate bytes held, for the memory budget.

@@ -95,6 +95,15 @@ impl PhaseGrid {
             .collect()
     }
 
+    /// Adds the counts of `other`, a grid of the same shape.
+    pub fn merge(&mut self, other: &PhaseGrid) {
+        debug_assert_eq!((self.bins, &self.axis), (other.bins, &other.axis));
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a = a.saturating_add(*b);
+        }
+        self.total += other.total;
+    }
+
     pub fn reset(&mut self) {
         self.counts.fill(0);
         self.total = 0;

@@ -114,14 +114,7 @@ impl WindowStats {
             *c = c.saturating_add(1);
         }
         if let (Some(trace), Some(latency)) = (s.trace_id, s.ack_latency_ns.or(s.e2e_latency_ns)) {
-            let fastest = self
-                .slowest
-                .iter_mut()
-                .min_by_key(|(l, t)| (t.is_some(), *l))
-                .expect("EXEMPLARS > 0");
-            if fastest.1.is_none() || fastest.0 < latency {
-                *fastest = (latency, Some(trace));
-            }
+            self.offer_exemplar(latency, Some(trace));
         }
     }
 
@@ -134,6 +127,31 @@ impl WindowStats {
 
     pub fn is_empty(&self) -> bool {
         self.counts.is_zero() && self.ack.is_empty() && self.e2e.is_empty()
+    }
+
+    /// Adds `other` (a window of the same shape) into `self`.
+    pub fn merge(&mut self, other: &WindowStats) {
+        self.ack.merge(&other.ack);
+        self.e2e.merge(&other.e2e);
+        self.counts.add(&other.counts);
+        self.grid.merge(&other.grid);
+        for (a, b) in self.phase_counts.iter_mut().zip(&other.phase_counts) {
+            *a = a.saturating_add(*b);
+        }
+        for &(latency, trace) in other.slowest.iter().filter(|(_, t)| t.is_some()) {
+            self.offer_exemplar(latency, trace);
+        }
+    }
+
+    fn offer_exemplar(&mut self, latency: u64, trace: Option<TraceId>) {
+        let fastest = self
+            .slowest
+            .iter_mut()
+            .min_by_key(|(l, t)| (t.is_some(), *l))
+            .expect("EXEMPLARS > 0");
+        if fastest.1.is_none() || fastest.0 < latency {
+            *fastest = (latency, trace);
+        }
     }
 
     pub fn summary(
@@ -211,6 +229,21 @@ mod tests {
         }
         let hex = |b: u8| TraceId([b; 16]);
         assert_eq!(w.exemplars(), vec![hex(2), hex(6), hex(5), hex(4), hex(1)]);
+        let mut merged = WindowStats::new(
+            60_000_000_000,
+            16,
+            LatencyAxis::new(10_000, 10_000_000_000, 10),
+        );
+        merged.record(&traced(45, 9), Some(3));
+        merged.merge(&w);
+        assert_eq!(
+            merged.exemplars(),
+            vec![hex(2), hex(9), hex(6), hex(5), hex(4)]
+        );
+        assert_eq!(merged.counts.acks, 9);
+        assert_eq!(merged.ack.len(), 9);
+        assert_eq!(merged.phase_counts[0], 8);
+        assert_eq!(merged.grid.total(), 9);
         w.reset();
         assert!(w.exemplars().is_empty());
     }

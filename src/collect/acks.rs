@@ -28,51 +28,73 @@ pub const ACK_PREFIX: &str = "$JS.ACK.";
 /// `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>]`.
 pub fn parse_ack_subject(subject: &str) -> Result<AckSubject<'_>, Error> {
     let rest = subject.strip_prefix(ACK_PREFIX).ok_or(Error::NotAck)?;
-    let mut tokens = [""; 10];
+    // One pass over the bytes, recording where each token ends; `$JS` and `ACK` are stripped.
+    let bytes = rest.as_bytes();
+    let mut ends = [0usize; 10];
     let mut count = 0;
-    for token in rest.split('.') {
-        if token.is_empty() {
-            return Err(Error::EmptyToken);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            if count == ends.len() {
+                return Err(Error::TokenCount(count + 3));
+            }
+            ends[count] = i;
+            count += 1;
         }
-        if count == tokens.len() {
-            return Err(Error::TokenCount(count + 3));
-        }
-        tokens[count] = token;
-        count += 1;
     }
-    // `count` excludes `$JS` and `ACK`.
-    let (domain, account_hash, names_at, token) = match count {
+    if count == ends.len() {
+        return Err(Error::TokenCount(count + 3));
+    }
+    ends[count] = bytes.len();
+    count += 1;
+    let token = |k: usize| {
+        let start = if k == 0 { 0 } else { ends[k - 1] + 1 };
+        &rest[start..ends[k]]
+    };
+    if (0..count).any(|k| token(k).is_empty()) {
+        return Err(Error::EmptyToken);
+    }
+    let (domain, account_hash, names_at, last) = match count {
         7 => (None, None, 0, None),
-        9 => (Some(tokens[0]), Some(tokens[1]), 2, None),
-        10 => (Some(tokens[0]), Some(tokens[1]), 2, Some(tokens[9])),
+        9 => (Some(token(0)), Some(token(1)), 2, None),
+        10 => (Some(token(0)), Some(token(1)), 2, Some(token(9))),
         n => return Err(Error::TokenCount(n + 2)),
     };
-    let stream = tokens[names_at];
-    let consumer = tokens[names_at + 1];
-    let start = stream.as_ptr() as usize - rest.as_ptr() as usize;
-    let stream_consumer = &rest[start..start + stream.len() + 1 + consumer.len()];
-    let n = &tokens[names_at + 2..names_at + 7];
-    let stored = number(n[3], "stored_ns")?;
+    let stream_start = if names_at == 0 {
+        0
+    } else {
+        ends[names_at - 1] + 1
+    };
+    let n = |k: usize, field| number(token(names_at + 2 + k), field);
+    let stored = n(3, "stored_ns")?;
     Ok(AckSubject {
         domain: domain.filter(|d| *d != "_"),
         account_hash,
-        stream,
-        consumer,
-        stream_consumer,
-        delivered: number(n[0], "delivered")?,
-        stream_seq: number(n[1], "stream_seq")?,
-        consumer_seq: number(n[2], "consumer_seq")?,
+        stream: token(names_at),
+        consumer: token(names_at + 1),
+        stream_consumer: &rest[stream_start..ends[names_at + 1]],
+        delivered: n(0, "delivered")?,
+        stream_seq: n(1, "stream_seq")?,
+        consumer_seq: n(2, "consumer_seq")?,
         stored_ns: i64::try_from(stored).map_err(|_| Error::Number("stored_ns"))?,
-        pending: number(n[4], "pending")?,
-        token,
+        pending: n(4, "pending")?,
+        token: last,
     })
 }
 
+/// A decimal `u64`: digits only, no sign, no overflow.
 fn number(token: &str, field: &'static str) -> Result<u64, Error> {
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Number(field));
+    let mut value: u64 = 0;
+    for &b in token.as_bytes() {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(Error::Number(field));
+        }
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(digit as u64))
+            .ok_or(Error::Number(field))?;
     }
-    token.parse().map_err(|_| Error::Number(field))
+    Ok(value)
 }
 
 /// Classifies an ack payload: empty, `+ACK`, `+OK`, `+NXT…` → ack; `-NAK [delay]` → nak;

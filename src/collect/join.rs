@@ -14,12 +14,15 @@
 //! ack latency and the ack's e2e latency; otherwise it is released as an ack-only sample.
 //!
 //! Everything here is bounded: the pending table has a capacity (new deliveries beyond it are
-//! counted, not stored) and the set of completed deliveries, used to drop duplicates (double
-//! acks, a server ack metric for a delivery already sampled), is a FIFO of fixed size.
+//! counted, not stored) and the memory of completed deliveries, used to drop duplicates (double
+//! acks, a server ack metric for a delivery already sampled), is a direct-mapped table of fixed
+//! size: a newer delivery that hashes to the same slot makes it forget an older one.
 
 use std::collections::VecDeque;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use std::hash::BuildHasher;
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::config::JoinConfig;
 use crate::model::{
@@ -108,8 +111,8 @@ pub struct JoinStats {
 pub struct Joiner {
     config: JoinConfig,
     pending: FxHashMap<(ConsumerId, u64), Pending>,
-    completed: FxHashSet<(ConsumerId, u64, u64)>,
-    completed_order: VecDeque<(ConsumerId, u64, u64)>,
+    /// Recently completed deliveries, one per slot; the length is a power of two.
+    completed: Vec<Option<(ConsumerId, u64, u64)>>,
     /// Ack-only samples waiting for their server ack metric, with when they were held.
     held: FxHashMap<(ConsumerId, u64, u64), Sample>,
     held_order: VecDeque<((ConsumerId, u64, u64), u64)>,
@@ -124,8 +127,7 @@ impl Joiner {
     pub fn new(config: JoinConfig) -> Self {
         Self {
             pending: FxHashMap::default(),
-            completed: FxHashSet::default(),
-            completed_order: VecDeque::new(),
+            completed: vec![None; config.completed_capacity.next_power_of_two()],
             held: FxHashMap::default(),
             held_order: VecDeque::new(),
             ack_wait_ns: Vec::new(),
@@ -212,17 +214,13 @@ impl Joiner {
         }
     }
 
-    /// Remembers that a delivery was sampled; the oldest memory goes first.
+    /// Remembers that a delivery was sampled; false if it already was.
     fn complete(&mut self, key: (ConsumerId, u64, u64)) -> bool {
-        if !self.completed.insert(key) {
+        let slot = FxBuildHasher.hash_one(key) as usize & (self.completed.len() - 1);
+        if self.completed[slot] == Some(key) {
             return false;
         }
-        if self.completed_order.len() >= self.config.completed_capacity
-            && let Some(old) = self.completed_order.pop_front()
-        {
-            self.completed.remove(&old);
-        }
-        self.completed_order.push_back(key);
+        self.completed[slot] = Some(key);
         true
     }
 
@@ -611,16 +609,21 @@ mod tests {
     #[test]
     fn completed_memory_is_bounded() {
         let mut c = Config::default().join;
-        c.completed_capacity = 2;
+        c.completed_capacity = 4;
         let mut j = Joiner::new(c);
-        for seq in 1..=3 {
+        assert_eq!(j.completed.len(), 4);
+        for seq in 1..=100 {
             ack(&mut j, &subj(1, seq), b"+ACK", 1);
         }
-        // The first is forgotten, so its repeat is no longer recognised as a duplicate.
-        assert!(matches!(
-            ack(&mut j, &subj(1, 1), b"+ACK", 2),
-            AckOutcome::Sample(_)
-        ));
-        assert_eq!(ack(&mut j, &subj(1, 3), b"+ACK", 2), AckOutcome::Duplicate);
+        // The newest is remembered; most older ones are forgotten, and memory stays at 4 slots.
+        assert_eq!(
+            ack(&mut j, &subj(1, 100), b"+ACK", 2),
+            AckOutcome::Duplicate
+        );
+        let forgotten = (1..=99)
+            .filter(|&seq| ack(&mut j, &subj(1, seq), b"+ACK", 3) != AckOutcome::Duplicate)
+            .count();
+        assert!(forgotten >= 95, "{forgotten}");
+        assert_eq!(j.completed.len(), 4);
     }
 }
