@@ -82,14 +82,21 @@ impl FrameClock {
 
     /// Nanoseconds into the frame at wall-clock instant `t_ns`, in `0..period`.
     pub fn phase_ns(&self, t_ns: i64) -> u64 {
-        let offset = t_ns as i128 - self.epoch_ns as i128;
-        offset.rem_euclid(self.period_ns as i128) as u64
+        // The period is at most 10 s, so it fits an i64; 128-bit division only when the
+        // offset itself overflows (instants centuries apart).
+        match t_ns.checked_sub(self.epoch_ns) {
+            Some(offset) => offset.rem_euclid(self.period_ns as i64) as u64,
+            None => {
+                let offset = t_ns as i128 - self.epoch_ns as i128;
+                offset.rem_euclid(self.period_ns as i128) as u64
+            }
+        }
     }
 
     /// The phase bin of `t_ns`, in `0..phase_bins`.
     pub fn phase_bin(&self, t_ns: i64) -> u32 {
-        let phase = self.phase_ns(t_ns) as u128;
-        (phase * self.phase_bins as u128 / self.period_ns as u128) as u32
+        // phase < 10^10 and bins <= 10^4: the product fits a u64.
+        (self.phase_ns(t_ns) * self.phase_bins as u64 / self.period_ns) as u32
     }
 
     /// The phase range `[from, to)` of bin `bin`, in nanoseconds.

@@ -76,23 +76,25 @@ fn source_from(code: u8) -> SampleSource {
 
 impl SampleRing {
     pub fn new(capacity: usize) -> Self {
+        // Reserved once, so filling never reallocates and copies; pages become resident only
+        // as rows are written.
         let capacity = capacity.max(1);
         Self {
             capacity,
             head: 0,
             len: 0,
             overwritten: 0,
-            consumer: Vec::new(),
-            stream_seq: Vec::new(),
-            deliveries: Vec::new(),
-            acked_ns: Vec::new(),
-            delivered_ns: Vec::new(),
-            ack_latency_ns: Vec::new(),
-            e2e_latency_ns: Vec::new(),
-            kind_source: Vec::new(),
-            trace_id: Vec::new(),
-            subject: Vec::new(),
-            labels: Vec::new(),
+            consumer: Vec::with_capacity(capacity),
+            stream_seq: Vec::with_capacity(capacity),
+            deliveries: Vec::with_capacity(capacity),
+            acked_ns: Vec::with_capacity(capacity),
+            delivered_ns: Vec::with_capacity(capacity),
+            ack_latency_ns: Vec::with_capacity(capacity),
+            e2e_latency_ns: Vec::with_capacity(capacity),
+            kind_source: Vec::with_capacity(capacity),
+            trace_id: Vec::with_capacity(capacity),
+            subject: Vec::with_capacity(capacity),
+            labels: Vec::with_capacity(capacity),
         }
     }
 

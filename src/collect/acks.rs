@@ -28,21 +28,27 @@ pub const ACK_PREFIX: &str = "$JS.ACK.";
 /// `$JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>[.<token>]`.
 pub fn parse_ack_subject(subject: &str) -> Result<AckSubject<'_>, Error> {
     let rest = subject.strip_prefix(ACK_PREFIX).ok_or(Error::NotAck)?;
-    // One pass over the bytes, recording where each token ends; `$JS` and `ACK` are stripped.
+    // Where each token ends; `$JS` and `ACK` are stripped. One pass, no allocation.
     let bytes = rest.as_bytes();
     let mut ends = [0usize; 10];
     let mut count = 0;
+    let mut token_start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if b == b'.' {
-            if count == ends.len() {
-                return Err(Error::TokenCount(count + 3));
-            }
-            ends[count] = i;
-            count += 1;
+        if b != b'.' {
+            continue;
         }
+        if i == token_start {
+            return Err(Error::EmptyToken);
+        }
+        if count == ends.len() - 1 {
+            return Err(Error::TokenCount(count + 4));
+        }
+        ends[count] = i;
+        count += 1;
+        token_start = i + 1;
     }
-    if count == ends.len() {
-        return Err(Error::TokenCount(count + 3));
+    if token_start == bytes.len() {
+        return Err(Error::EmptyToken);
     }
     ends[count] = bytes.len();
     count += 1;
@@ -50,9 +56,6 @@ pub fn parse_ack_subject(subject: &str) -> Result<AckSubject<'_>, Error> {
         let start = if k == 0 { 0 } else { ends[k - 1] + 1 };
         &rest[start..ends[k]]
     };
-    if (0..count).any(|k| token(k).is_empty()) {
-        return Err(Error::EmptyToken);
-    }
     let (domain, account_hash, names_at, last) = match count {
         7 => (None, None, 0, None),
         9 => (Some(token(0)), Some(token(1)), 2, None),
@@ -83,8 +86,30 @@ pub fn parse_ack_subject(subject: &str) -> Result<AckSubject<'_>, Error> {
 
 /// A decimal `u64`: digits only, no sign, no overflow.
 fn number(token: &str, field: &'static str) -> Result<u64, Error> {
+    let bytes = token.as_bytes();
+    // Up to 19 digits cannot overflow a u64. Four digits at a time keep the dependency chain
+    // short: the four are combined independently, then folded in with one multiply-add.
+    if bytes.len() <= 19 {
+        let mut value: u64 = 0;
+        let mut chunks = bytes.chunks_exact(4);
+        for chunk in &mut chunks {
+            let d = [0, 1, 2, 3].map(|i| chunk[i].wrapping_sub(b'0') as u64);
+            if d.iter().any(|&x| x > 9) {
+                return Err(Error::Number(field));
+            }
+            value = value * 10_000 + (d[0] * 1000 + d[1] * 100 + d[2] * 10 + d[3]);
+        }
+        for &b in chunks.remainder() {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(Error::Number(field));
+            }
+            value = value * 10 + digit as u64;
+        }
+        return Ok(value);
+    }
     let mut value: u64 = 0;
-    for &b in token.as_bytes() {
+    for &b in bytes {
         let digit = b.wrapping_sub(b'0');
         if digit > 9 {
             return Err(Error::Number(field));
@@ -226,6 +251,24 @@ mod tests {
             parse_ack_subject("$JS.ACK.S.C.1.2.3.99999999999999999999.5"),
             Err(Error::Number("stored_ns"))
         );
+    }
+
+    #[test]
+    fn numbers_of_every_length() {
+        for digits in 1..=20 {
+            let text: String = (0..digits)
+                .map(|i| char::from(b'1' + (i % 9) as u8))
+                .collect();
+            assert_eq!(
+                number(&text, "n"),
+                text.parse::<u64>().map_err(|_| Error::Number("n"))
+            );
+        }
+        assert_eq!(number("18446744073709551615", "n"), Ok(u64::MAX));
+        assert_eq!(number("18446744073709551616", "n"), Err(Error::Number("n")));
+        assert_eq!(number("12a4", "n"), Err(Error::Number("n")));
+        assert_eq!(number("1234567/", "n"), Err(Error::Number("n")));
+        assert_eq!(number("", "n"), Ok(0));
     }
 
     #[test]

@@ -65,13 +65,10 @@ pub fn parse_traceparent(value: &str) -> Option<TraceId> {
         return None;
     }
     let (trace, parent, flags) = (&v[3..35], &v[36..52], &v[53..55]);
-    if !is_lower_hex(trace) || !is_lower_hex(parent) || !is_lower_hex(flags) {
+    if !is_lower_hex(parent) || !is_lower_hex(flags) || parent.iter().all(|&b| b == b'0') {
         return None;
     }
-    if parent.iter().all(|&b| b == b'0') {
-        return None;
-    }
-    decode_id(trace)
+    decode(trace, true)
 }
 
 /// Parses a plain trace id header: 32 hex digits (or 16, a 64-bit id, left-padded), any case,
@@ -79,37 +76,49 @@ pub fn parse_traceparent(value: &str) -> Option<TraceId> {
 pub fn parse_trace_id(value: &str) -> Option<TraceId> {
     let v = value.trim().as_bytes();
     match v.len() {
-        32 if v.iter().all(u8::is_ascii_hexdigit) => decode_id(v),
-        16 if v.iter().all(u8::is_ascii_hexdigit) => {
+        32 => decode(v, false),
+        16 => {
             let mut padded = [b'0'; 32];
             padded[16..].copy_from_slice(v);
-            decode_id(&padded)
+            decode(&padded, false)
         }
         _ => None,
     }
 }
 
+/// Hex digit values; 0xFF for anything else. Upper-case letters map to 0x10 + value so that
+/// the strict lower-case parse can reject them with the same table.
+const HEX: [u8; 256] = {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        table[b'A' as usize + i] = 0x10 + 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
 fn is_lower_hex(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    bytes.iter().all(|&b| HEX[b as usize] < 0x10)
 }
 
-fn decode_id(hex: &[u8]) -> Option<TraceId> {
+/// Decodes 32 hex digits; lower-case only when `lower_only`. All zeros is no id.
+fn decode(hex: &[u8], lower_only: bool) -> Option<TraceId> {
+    let limit = if lower_only { 0x10 } else { 0x20 };
     let mut out = [0u8; 16];
+    let mut invalid = false;
     for (i, pair) in hex.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        let (hi, lo) = (HEX[pair[0] as usize], HEX[pair[1] as usize]);
+        invalid |= hi >= limit || lo >= limit;
+        out[i] = ((hi & 0x0F) << 4) | (lo & 0x0F);
     }
-    (out != [0; 16]).then_some(TraceId(out))
-}
-
-fn nibble(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    (!invalid && out != [0; 16]).then_some(TraceId(out))
 }
 
 #[cfg(test)]
