@@ -103,7 +103,7 @@ fn hot_path(c: &mut Criterion) {
                 wall_ns: T0 + t as i64 + 700,
             };
             collector.on_ack(reply, None, b"+ACK", acked);
-            if t % 100_000_000 == 0 {
+            if t.is_multiple_of(100_000_000) {
                 // Expire, release and drain closed windows as the tap loop does every 100 ms.
                 collector.tick(acked);
                 black_box(collector.take_closed());

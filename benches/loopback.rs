@@ -41,8 +41,7 @@ fn server_binary() -> PathBuf {
     std::env::var_os("ACKSCOPE_NATS_SERVER_CURRENT")
         .map(PathBuf::from)
         .filter(|p| p.is_file())
-        .map_or_else(|| nats_server::find_binary().expect("nats-server"), Ok)
-        .unwrap()
+        .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"))
 }
 
 fn main() {
