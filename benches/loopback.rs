@@ -1,13 +1,18 @@
 //! End to end on loopback, against a real nats-server.
 //!
-//! `cargo bench --bench loopback -- throughput [--pairs N] [--rounds R]`
-//!   A publisher floods N synthetic deliveries and their acks. Two receivers drain the same
-//!   subjects in turn: a bare async-nats subscriber that only counts, and the full collector
-//!   (taps, join, aggregation). Reports both rates, their ratio, and every dropped message.
+//! The server refuses client publishes whose reply subject is in `$JS.ACK`, so deliveries and
+//! acks cannot be faked: every message here is a real JetStream delivery of a real stream and
+//! a real ack, driven by pull consumers that ack as fast as they can.
+//!
+//! `cargo bench --bench loopback -- throughput [--messages N] [--consumers C] [--rounds R]`
+//!   N stored messages are delivered to C pull consumers and acked. Two receivers watch the
+//!   same traffic in turn: a bare async-nats subscriber on the same subjects that only counts,
+//!   and the full collector (taps, join, aggregation). Reports both rates, their ratio, and
+//!   every dropped message (slow-consumer events and messages never seen).
 //!
 //! `cargo bench --bench loopback -- soak [--minutes M] [--rate ACKS_PER_S] [--consumers C]`
-//!   Runs the `ackscope collect` binary against a steady stream of deliveries and acks and
-//!   samples its resident memory every 10 s.
+//!   Runs the `ackscope collect` binary beside a steady JetStream workload (publish, deliver,
+//!   ack) and samples its resident memory every 10 s.
 //!
 //! The server is `NATS_SERVER_BIN`, `ACKSCOPE_NATS_SERVER_CURRENT`, or `nats-server` on PATH.
 
@@ -17,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::{self, consumer, stream, stream::Stream};
 use async_nats::{Client, ConnectOptions, Event, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -26,7 +32,7 @@ use ackscope::collect::taps::{self, Taps};
 use ackscope::config::RawConfig;
 use ackscope::nats_server::{self, NatsServer};
 
-const T0: i64 = 1_790_000_000_000_000_000;
+type PullConsumer = consumer::Consumer<consumer::pull::Config>;
 const SUB_CAPACITY: usize = 262_144;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
@@ -61,16 +67,6 @@ fn main() {
     }
 }
 
-/// The reply subject of synthetic delivery `i`.
-fn reply(i: u64, consumers: u64) -> String {
-    let seq = i / consumers + 1;
-    format!(
-        "$JS.ACK.GAME.c{}.1.{seq}.{seq}.{}.0",
-        i % consumers,
-        T0 + i as i64
-    )
-}
-
 fn headers(i: u64) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
@@ -97,23 +93,55 @@ async fn connect(url: &str, slow: Arc<AtomicU64>) -> Client {
         .expect("connect")
 }
 
-/// Publishes `pairs` deliveries, each followed by its ack.
-async fn flood(url: &str, pairs: u64) {
-    let client = async_nats::connect(url).await.unwrap();
-    let payload = Bytes::from_static(&[7u8; 64]);
-    for i in 0..pairs {
-        let r = reply(i, 200);
-        let inbox = format!("_INBOX.bench.c{}", i % 200);
-        client
-            .publish_with_reply_and_headers(inbox, r.clone(), headers(i), payload.clone())
+/// A memory stream `name` on `<prefix>.>`: limits retention for the throughput runs (each
+/// round reads it again with new consumers), work-queue retention for the soak.
+async fn stream(js: &jetstream::Context, name: &str, prefix: &str, work_queue: bool) -> Stream {
+    js.create_stream(stream::Config {
+        name: name.into(),
+        subjects: vec![format!("{prefix}.>")],
+        storage: stream::StorageType::Memory,
+        retention: if work_queue {
+            stream::RetentionPolicy::WorkQueue
+        } else {
+            stream::RetentionPolicy::Limits
+        },
+        ..Default::default()
+    })
+    .await
+    .expect("create stream")
+}
+
+async fn pull_consumer(stream: &Stream, name: &str, filter: String) -> PullConsumer {
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.into()),
+            filter_subject: filter,
+            ack_policy: consumer::AckPolicy::Explicit,
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await
+        .expect("create consumer")
+}
+
+/// Takes `count` messages from `consumer` and acks each.
+async fn drive(consumer: PullConsumer, count: u64) {
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(500)
+        .messages()
+        .await
+        .expect("pull");
+    let mut done = 0;
+    while done < count {
+        let msg = messages
+            .next()
             .await
-            .unwrap();
-        client
-            .publish(r, Bytes::from_static(b"+ACK"))
-            .await
-            .unwrap();
+            .expect("stream open")
+            .expect("message");
+        msg.ack().await.expect("ack");
+        done += 1;
     }
-    client.flush().await.unwrap();
 }
 
 struct Run {
@@ -132,7 +160,6 @@ impl Run {
 /// time from the first to the last message.
 async fn watch(expected: u64, count: impl Fn() -> u64) -> (u64, f64) {
     let mut first: Option<Instant> = None;
-    let mut last_change = Instant::now();
     let mut last = 0;
     let mut last_at = Instant::now();
     loop {
@@ -142,9 +169,8 @@ async fn watch(expected: u64, count: impl Fn() -> u64) -> (u64, f64) {
             first.get_or_insert(now);
             last = n;
             last_at = now;
-            last_change = now;
         }
-        if n >= expected || last_change.elapsed() > Duration::from_secs(2) {
+        if n >= expected || last_at.elapsed() > Duration::from_secs(2) {
             let secs = first.map_or(0.0, |f| (last_at - f).as_secs_f64());
             return (n, secs.max(1e-6));
         }
@@ -152,109 +178,184 @@ async fn watch(expected: u64, count: impl Fn() -> u64) -> (u64, f64) {
     }
 }
 
-async fn bare(url: &str, pairs: u64) -> Run {
-    let slow = Arc::new(AtomicU64::new(0));
-    let client = connect(url, slow.clone()).await;
-    let mut subs = futures::stream::select_all(vec![
-        client.subscribe("_INBOX.>").await.unwrap(),
-        client.subscribe("deliver.>").await.unwrap(),
-        client.subscribe("$JS.ACK.>").await.unwrap(),
-    ]);
-    client.flush().await.unwrap();
-    let count = Arc::new(AtomicU64::new(0));
-    let counter = count.clone();
-    let drain = tokio::spawn(async move {
-        while let Some(m) = subs.next().await {
-            std::hint::black_box(&m);
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let publisher = tokio::spawn({
-        let url = url.to_string();
-        async move { flood(&url, pairs).await }
-    });
-    let (received, seconds) = watch(2 * pairs, || count.load(Ordering::Relaxed)).await;
-    publisher.await.unwrap();
-    drain.abort();
-    Run {
-        received,
-        seconds,
-        slow_consumer_events: slow.load(Ordering::Relaxed),
-    }
+/// One receiver under test: started before the traffic, read through `count`.
+enum Receiver {
+    Bare {
+        count: Arc<AtomicU64>,
+        slow: Arc<AtomicU64>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    Collector {
+        collector: Arc<Mutex<Collector>>,
+        slow: Arc<AtomicU64>,
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    },
 }
 
-async fn collector(url: &str, pairs: u64) -> Run {
-    let mut raw = RawConfig::default();
-    raw.nats.urls = vec![url.to_string()];
-    raw.nats.subscription_capacity = SUB_CAPACITY;
-    raw.taps.consumer_state = false;
-    let config = raw.validate().unwrap();
-    let slow = Arc::new(AtomicU64::new(0));
-    let client = taps::connect(&config.nats, slow.clone()).await.unwrap();
-    let subs = Taps::subscribe(&client, &config.taps).await.unwrap();
-    let collector = Arc::new(Mutex::new(Collector::new(config)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(taps::run(
-        subs,
-        collector.clone(),
-        slow.clone(),
-        |_, _| {},
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let publisher = tokio::spawn({
-        let url = url.to_string();
-        async move { flood(&url, pairs).await }
-    });
-    let (received, seconds) = watch(2 * pairs, || {
-        let c = taps::lock(&collector).counters();
-        c.ack_messages + c.delivery_messages + c.non_delivery_messages
-    })
-    .await;
-    publisher.await.unwrap();
-    let _ = stop.send(());
-    run.await.unwrap();
-    let c = taps::lock(&collector).counters();
-    assert_eq!(c.ack_subject_errors, 0);
-    eprintln!(
-        "  collector: {} samples joined, {} unmatched acks, {} join overflow",
-        c.samples_joined, c.unmatched_acks, c.join_overflow
-    );
-    Run {
-        received,
-        seconds,
-        slow_consumer_events: slow.load(Ordering::Relaxed),
+impl Receiver {
+    async fn bare(url: &str) -> Self {
+        let slow = Arc::new(AtomicU64::new(0));
+        let client = connect(url, slow.clone()).await;
+        let mut subs = futures::stream::select_all(vec![
+            client.subscribe("_INBOX.>").await.unwrap(),
+            client.subscribe("deliver.>").await.unwrap(),
+            client.subscribe("$JS.ACK.>").await.unwrap(),
+        ]);
+        client.flush().await.unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let counter = count.clone();
+        let task = tokio::spawn(async move {
+            while let Some(m) = subs.next().await {
+                // Count what the collector counts: acks and JetStream deliveries.
+                let delivery = m.reply.as_ref().is_some_and(|r| r.starts_with("$JS.ACK."));
+                if delivery || m.subject.starts_with("$JS.ACK.") {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Receiver::Bare { count, slow, task }
+    }
+
+    async fn collector(url: &str) -> Self {
+        let mut raw = RawConfig::default();
+        raw.nats.urls = vec![url.to_string()];
+        raw.nats.subscription_capacity = SUB_CAPACITY;
+        raw.taps.consumer_state = false;
+        let config = raw.validate().unwrap();
+        let slow = Arc::new(AtomicU64::new(0));
+        let client = taps::connect(&config.nats, slow.clone()).await.unwrap();
+        let subs = Taps::subscribe(&client, &config.taps).await.unwrap();
+        let collector = Arc::new(Mutex::new(Collector::new(config)));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(taps::run(
+            subs,
+            collector.clone(),
+            slow.clone(),
+            |_, _| {},
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Receiver::Collector {
+            collector,
+            slow,
+            stop,
+            task,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            Receiver::Bare { count, .. } => count.load(Ordering::Relaxed),
+            Receiver::Collector { collector, .. } => {
+                let c = taps::lock(collector).counters();
+                c.ack_messages + c.delivery_messages
+            }
+        }
+    }
+
+    async fn finish(self, received: u64, seconds: f64) -> Run {
+        let slow_consumer_events = match self {
+            Receiver::Bare { slow, task, .. } => {
+                task.abort();
+                slow.load(Ordering::Relaxed)
+            }
+            Receiver::Collector {
+                collector,
+                slow,
+                stop,
+                task,
+            } => {
+                let _ = stop.send(());
+                task.await.unwrap();
+                let c = taps::lock(&collector).counters();
+                assert_eq!(c.ack_subject_errors, 0);
+                println!(
+                    "            collector: {} samples joined, {} unmatched acks, {} expired, {} join overflow",
+                    c.samples_joined, c.unmatched_acks, c.expired_deliveries, c.join_overflow
+                );
+                slow.load(Ordering::Relaxed)
+            }
+        };
+        Run {
+            received,
+            seconds,
+            slow_consumer_events,
+        }
     }
 }
 
 async fn throughput(args: &[String]) {
-    let pairs: u64 = arg(args, "--pairs", 200_000);
+    let messages: u64 = arg(args, "--messages", 100_000);
+    let consumers: u64 = arg(args, "--consumers", 8);
     let rounds: usize = arg(args, "--rounds", 3);
     let binary = server_binary();
-    let server = NatsServer::start(&binary, "max_pending: 1073741824").expect("nats-server");
+    let server = NatsServer::start(&binary, "").expect("nats-server");
     let url = server.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let bench = stream(&js, "BENCH", "bench", false).await;
+    let payload = Bytes::from_static(&[7u8; 64]);
+    for i in 0..messages {
+        let subject = format!("bench.c{}", i % consumers);
+        client
+            .publish_with_headers(subject, headers(i), payload.clone())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    while jetstream::new(client.clone())
+        .get_stream("BENCH")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages
+        < messages
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     println!(
-        "loopback throughput: {pairs} deliveries + {pairs} acks per run, {rounds} rounds, server {}",
+        "loopback throughput: {messages} stored messages delivered to {consumers} pull consumers and acked ({} messages to see), {rounds} rounds, server {}",
+        2 * messages,
         binary.display()
     );
+    let expected = 2 * messages;
     let (mut bare_runs, mut full_runs) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        for (name, runs) in [("bare", &mut bare_runs), ("collector", &mut full_runs)] {
-            let run = if name == "bare" {
-                bare(&url, pairs).await
+        for name in ["bare", "collector"] {
+            let receiver = if name == "bare" {
+                Receiver::bare(&url).await
             } else {
-                collector(&url, pairs).await
+                Receiver::collector(&url).await
             };
+            let mut drivers = Vec::new();
+            for k in 0..consumers {
+                let durable = format!("r{round}-{name}-{k}");
+                let consumer = pull_consumer(&bench, &durable, format!("bench.c{k}")).await;
+                let share = messages / consumers + u64::from(k < messages % consumers);
+                drivers.push(tokio::spawn(drive(consumer, share)));
+            }
+            let (received, seconds) = watch(expected, || receiver.count()).await;
+            for d in drivers {
+                d.await.unwrap();
+            }
+            let run = receiver.finish(received, seconds).await;
             println!(
-                "round {round} {name:>9}: {:>9.0} msg/s  received {}/{}  dropped {}  slow-consumer events {}",
+                "round {round} {name:>9}: {:>9.0} msg/s  seen {}/{expected}  missed {}  slow-consumer events {}",
                 run.rate(),
                 run.received,
-                2 * pairs,
-                2 * pairs - run.received.min(2 * pairs),
+                expected - run.received.min(expected),
                 run.slow_consumer_events
             );
-            runs.push(run);
+            if name == "bare" {
+                bare_runs.push(run);
+            } else {
+                full_runs.push(run);
+            }
         }
     }
     let median = |runs: &[Run]| {
@@ -285,8 +386,15 @@ async fn soak(args: &[String]) {
     let minutes: f64 = arg(args, "--minutes", 10.0);
     let rate: u64 = arg(args, "--rate", 50_000);
     let consumers: u64 = arg(args, "--consumers", 200);
-    let server =
-        NatsServer::start(&server_binary(), "max_pending: 1073741824").expect("nats-server");
+    let server = NatsServer::start(&server_binary(), "").expect("nats-server");
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = jetstream::new(client.clone());
+    let soak_stream = stream(&js, "SOAK", "soak", true).await;
+    let mut drivers = Vec::new();
+    for k in 0..consumers {
+        let consumer = pull_consumer(&soak_stream, &format!("c{k}"), format!("soak.c{k}")).await;
+        drivers.push(tokio::spawn(drive(consumer, u64::MAX)));
+    }
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
         .args(["collect", "--nats", &server.url()])
         .stdout(Stdio::null())
@@ -297,10 +405,9 @@ async fn soak(args: &[String]) {
     let pid = child.id().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
-        "soak: ackscope collect (pid {pid}) at {rate} acks/s over {consumers} consumers for {minutes} min"
+        "soak: ackscope collect (pid {pid}) beside {rate} msg/s published, delivered and acked over {consumers} pull consumers, {minutes} min"
     );
 
-    let client = async_nats::connect(server.url()).await.unwrap();
     let payload = Bytes::from_static(&[7u8; 64]);
     let per_tick = (rate / 100).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -309,34 +416,33 @@ async fn soak(args: &[String]) {
     let end = start + Duration::from_secs_f64(minutes * 60.0);
     let mut next_report = start + Duration::from_secs(10);
     let mut i: u64 = 0;
-    let mut unacked: Vec<String> = Vec::new();
     let mut samples = Vec::new();
     while Instant::now() < end {
         tick.tick().await;
-        // Ack last tick's deliveries (about 10 ms later), then deliver this tick's.
-        for r in unacked.drain(..) {
-            client
-                .publish(r, Bytes::from_static(b"+ACK"))
-                .await
-                .unwrap();
-        }
         for _ in 0..per_tick {
-            let r = reply(i, consumers);
-            let inbox = format!("_INBOX.soak.c{}", i % consumers);
+            let subject = format!("soak.c{}", i % consumers);
             client
-                .publish_with_reply_and_headers(inbox, r.clone(), headers(i), payload.clone())
+                .publish_with_headers(subject, headers(i), payload.clone())
                 .await
                 .unwrap();
-            unacked.push(r);
             i += 1;
         }
         if Instant::now() >= next_report {
             next_report += Duration::from_secs(10);
             let t = start.elapsed().as_secs_f64();
             let rss = rss_kib(pid).expect("ackscope is running");
+            let backlog = js
+                .get_stream("SOAK")
+                .await
+                .unwrap()
+                .info()
+                .await
+                .unwrap()
+                .state
+                .messages;
             samples.push((t, rss));
             println!(
-                "t={t:>5.0}s  rss={:>6.1} MiB  acks/s so far={:.0}",
+                "t={t:>5.0}s  rss={:>6.1} MiB  published/s={:.0}  unacked backlog={backlog}",
                 rss as f64 / 1024.0,
                 i as f64 / t
             );
@@ -358,5 +464,8 @@ async fn soak(args: &[String]) {
         max as f64 / 1024.0,
         (last as f64 - at(minutes * 30.0) as f64) / 1024.0
     );
+    for d in drivers {
+        d.abort();
+    }
     child.kill().await.unwrap();
 }
