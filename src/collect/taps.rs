@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::{Client, ConnectOptions, Event, Message};
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, SelectAll, StreamExt};
 
 use super::advisories::ADVISORY_SUBJECT;
@@ -169,6 +170,45 @@ impl Taps {
     }
 }
 
+/// Most messages handled under one lock before the loop looks at its timer again.
+const DRAIN_BATCH: usize = 256;
+
+fn delivery(c: &mut Collector, m: &Message) {
+    let pairs = m.headers.iter().flat_map(|h| {
+        h.iter().flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |v| (AsRef::<str>::as_ref(name), v.as_str()))
+        })
+    });
+    c.on_delivery(m.subject.as_str(), m.reply.as_deref(), pairs, seen_now());
+}
+
+fn ack(c: &mut Collector, m: &Message) {
+    c.on_ack(
+        m.subject.as_str(),
+        m.reply.as_deref(),
+        &m.payload,
+        seen_now(),
+    );
+}
+
+impl Taps {
+    /// Handles deliveries and acks that are already waiting, deliveries first, without going
+    /// back through the select loop: one lock for a burst instead of one per message.
+    fn drain_ready(&mut self, c: &mut Collector) {
+        for _ in 0..DRAIN_BATCH {
+            if let Some(Some(m)) = self.deliveries.next().now_or_never() {
+                delivery(c, &m);
+            } else if let Some(Some(m)) = self.acks.next().now_or_never() {
+                ack(c, &m);
+            } else {
+                return;
+            }
+        }
+    }
+}
+
 /// Reads every tap into `collector` until `shutdown` resolves, calling `on_closed` for each
 /// closed window.
 pub async fn run(
@@ -194,16 +234,14 @@ pub async fn run(
                 }
             }
             Some(m) = taps.deliveries.next() => {
-                let headers = m.headers.as_ref();
-                let pairs = headers.into_iter().flat_map(|h| {
-                    h.iter().flat_map(|(name, values)| {
-                        values.iter().map(move |v| (AsRef::<str>::as_ref(name), v.as_str()))
-                    })
-                });
-                lock(&collector).on_delivery(m.subject.as_str(), m.reply.as_deref(), pairs, seen_now());
+                let mut c = lock(&collector);
+                delivery(&mut c, &m);
+                taps.drain_ready(&mut c);
             }
             Some(m) = taps.acks.next() => {
-                lock(&collector).on_ack(m.subject.as_str(), m.reply.as_deref(), &m.payload, seen_now());
+                let mut c = lock(&collector);
+                ack(&mut c, &m);
+                taps.drain_ready(&mut c);
             }
             Some(m) = taps.metrics.next() => lock(&collector).on_metric(&m.payload, seen_now()),
             Some(m) = taps.advisories.next() => lock(&collector).on_advisory(m.subject.as_str(), seen_now()),
