@@ -272,8 +272,12 @@ impl Receiver {
                 let c = taps::lock(&collector).counters();
                 assert_eq!(c.ack_subject_errors, 0);
                 println!(
-                    "            collector: {} samples joined, {} unmatched acks, {} expired, {} join overflow",
-                    c.samples_joined, c.unmatched_acks, c.expired_deliveries, c.join_overflow
+                    "            collector: {} samples joined, {} acks before their delivery, {} unmatched acks, {} expired, {} join overflow",
+                    c.samples_joined,
+                    c.samples_reordered,
+                    c.unmatched_acks,
+                    c.expired_deliveries,
+                    c.join_overflow
                 );
                 slow.load(Ordering::Relaxed)
             }

@@ -129,6 +129,10 @@ pub enum SampleSource {
     AckOnly,
     /// The server's sampled ack metric (`ack_time`).
     ServerMetric,
+    /// The ack reached ackscope before its delivery (the server fans a delivery out to each
+    /// subscriber in turn, and a fast consumer's ack can overtake it): the delivery's trace id
+    /// and labels are known, its ack latency is not.
+    Reordered,
 }
 
 impl SampleSource {
@@ -137,6 +141,7 @@ impl SampleSource {
             SampleSource::Observed => "observed",
             SampleSource::AckOnly => "ack_only",
             SampleSource::ServerMetric => "server_metric",
+            SampleSource::Reordered => "reordered",
         }
     }
 }

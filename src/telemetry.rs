@@ -32,6 +32,7 @@ counters! {
     samples => "Samples recorded (joined, ack-only and server-metric).";
     samples_joined => "Samples with both the delivery and the ack observed.";
     samples_server_metric => "Samples taken from server ack metrics.";
+    samples_reordered => "Samples whose ack arrived before its delivery (no ack latency).";
     unmatched_acks => "Acks whose delivery was not seen (e2e latency only).";
     expired_deliveries => "Deliveries never acked: redelivered or past their ack_wait bound.";
     progress_acks => "Work-in-progress (+WPI) acks.";

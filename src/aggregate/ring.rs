@@ -63,6 +63,7 @@ fn source_code(s: SampleSource) -> u8 {
         SampleSource::Observed => 0,
         SampleSource::AckOnly => 1,
         SampleSource::ServerMetric => 2,
+        SampleSource::Reordered => 3,
     }
 }
 
@@ -70,7 +71,8 @@ fn source_from(code: u8) -> SampleSource {
     match code >> 4 {
         0 => SampleSource::Observed,
         1 => SampleSource::AckOnly,
-        _ => SampleSource::ServerMetric,
+        2 => SampleSource::ServerMetric,
+        _ => SampleSource::Reordered,
     }
 }
 

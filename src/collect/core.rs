@@ -170,10 +170,18 @@ impl Collector {
             subject: self.symbol(subject),
             labels,
         };
-        if self.joiner.on_delivery(consumer, &ack, meta, seen) == DeliveryOutcome::Stored {
-            let redelivery = ack.delivered > 1;
-            self.aggregator
-                .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
+        let redelivery = ack.delivered > 1;
+        match self.joiner.on_delivery(consumer, &ack, meta, seen) {
+            DeliveryOutcome::Stored => {
+                self.aggregator
+                    .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
+            }
+            DeliveryOutcome::Completed(sample) => {
+                self.aggregator
+                    .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
+                self.record(sample);
+            }
+            DeliveryOutcome::Duplicate | DeliveryOutcome::Overflow => {}
         }
         self.count_expired(seen.wall_ns);
     }
@@ -293,6 +301,7 @@ impl Collector {
         match sample.source {
             SampleSource::Observed => self.counters.samples_joined += 1,
             SampleSource::ServerMetric => self.counters.samples_server_metric += 1,
+            SampleSource::Reordered => self.counters.samples_reordered += 1,
             SampleSource::AckOnly => {
                 self.counters.unmatched_acks += 1;
                 self.aggregator

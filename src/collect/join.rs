@@ -75,10 +75,12 @@ struct Pending {
 }
 
 /// What a delivery did to the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryOutcome {
     /// A new pending delivery (a redelivery when it superseded an earlier one).
     Stored,
+    /// The delivery of an ack already seen and held: together they complete this sample.
+    Completed(Sample),
     /// The same delivery seen twice (overlapping tap patterns).
     Duplicate,
     /// The table is full; the delivery was not stored.
@@ -174,6 +176,17 @@ impl Joiner {
         meta: DeliveryMeta,
         seen: Seen,
     ) -> DeliveryOutcome {
+        if let Some(mut sample) =
+            self.held
+                .remove(&(consumer, subject.stream_seq, subject.delivered))
+        {
+            sample.delivered_ns = Some(seen.wall_ns);
+            sample.trace_id = meta.trace_id;
+            sample.subject = meta.subject;
+            sample.labels = meta.labels;
+            sample.source = SampleSource::Reordered;
+            return DeliveryOutcome::Completed(sample);
+        }
         let key = (consumer, subject.stream_seq);
         let delivery = Delivery {
             delivered: u32::try_from(subject.delivered).unwrap_or(u32::MAX),
@@ -531,6 +544,24 @@ mod tests {
         };
         assert_eq!((done.deliveries, done.ack_latency_ns), (2, Some(3 * MS)));
         assert_eq!(j.take_expired().count(), 0);
+    }
+
+    #[test]
+    fn an_ack_that_overtakes_its_delivery_still_gets_its_trace_id() {
+        let mut j = joiner(10);
+        let s = subj(1, 13);
+        assert_eq!(ack(&mut j, &s, b"+ACK", 10), AckOutcome::Held);
+        let d = j.on_delivery(0, &parse_ack_subject(&s).unwrap(), meta(8), seen(11));
+        let DeliveryOutcome::Completed(sample) = d else {
+            panic!("expected the held ack to complete, got {d:?}");
+        };
+        assert_eq!(sample.source, SampleSource::Reordered);
+        assert_eq!(sample.trace_id, Some(TraceId([8; 16])));
+        assert_eq!(sample.ack_latency_ns, None);
+        assert_eq!(j.pending_len(), 0);
+        let mut released = Vec::new();
+        j.release(u64::MAX, |s| released.push(s));
+        assert!(released.is_empty());
     }
 
     #[test]
