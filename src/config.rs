@@ -51,6 +51,23 @@ pub struct RawConfig {
     pub tick: RawTick,
     pub join: RawJoin,
     pub aggregate: RawAggregate,
+    pub http: RawHttp,
+}
+
+/// `[http]`: the API and dashboard of `ackscope serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address to listen on (`--listen`), default `127.0.0.1:9464`.
+    pub listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 /// `[nats]`: how to connect.
@@ -311,6 +328,8 @@ pub struct Config {
     pub tick: FrameClock,
     pub join: JoinConfig,
     pub aggregate: AggregateConfig,
+    /// Where `serve` listens.
+    pub listen: std::net::SocketAddr,
 }
 
 impl Default for Config {
@@ -348,6 +367,13 @@ impl RawConfig {
             tick: validate_tick(&self.tick)?,
             join: validate_join(&self.join)?,
             aggregate: validate_aggregate(&self.aggregate)?,
+            listen: self.http.listen.parse().map_err(|_| {
+                invalid(
+                    "http.listen",
+                    &self.http.listen,
+                    "expected an address such as 127.0.0.1:9464",
+                )
+            })?,
         })
     }
 }
@@ -796,6 +822,14 @@ mod tests {
         assert!(
             err.contains("taps.delivery_patterns") && err.contains("a.>.b"),
             "{err}"
+        );
+
+        let raw = RawConfig::from_toml("[http]\nlisten = \"localhost\"").unwrap();
+        assert!(
+            raw.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("http.listen")
         );
 
         let raw = RawConfig::from_toml("[nats]\ninbox_prefix = \"_INBOX.me\"").unwrap();

@@ -9,8 +9,10 @@
 pub mod aggregate;
 pub mod collect;
 pub mod config;
+pub mod http;
 pub mod model;
 pub mod names;
 pub mod nats_server;
+pub mod render;
 pub mod telemetry;
 pub mod tick;

@@ -3,15 +3,15 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use ackscope::collect::core::Collector;
-use ackscope::collect::taps::{self, Taps};
+use ackscope::collect::taps::{self, ClientEvents, Taps};
 use ackscope::config::{Config, RawConfig};
+use ackscope::http::{AppState, Readiness};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,17 @@ struct Cli {
 enum Command {
     /// Tap a NATS system and print one JSON line per closed window per consumer.
     Collect(TapArgs),
+    /// Tap a NATS system and serve the HTTP API, heatmaps, metrics and dashboard.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    tap: TapArgs,
+    /// Address to listen on (config `http.listen`, default 127.0.0.1:9464).
+    #[arg(long)]
+    listen: Option<String>,
 }
 
 /// Options shared by every command that taps NATS; each overrides its config-file key.
@@ -48,6 +59,11 @@ struct TapArgs {
 
 impl TapArgs {
     fn config(&self) -> anyhow::Result<Config> {
+        self.config_with(|_| {})
+    }
+
+    /// The config file with every flag applied, then `more`, validated.
+    fn config_with(&self, more: impl FnOnce(&mut RawConfig)) -> anyhow::Result<Config> {
         let mut raw = match &self.config {
             Some(path) => RawConfig::from_file(path)?,
             None => RawConfig::default(),
@@ -61,6 +77,7 @@ impl TapArgs {
         if let Some(tick) = &self.tick {
             raw.tick.period = tick.clone();
         }
+        more(&mut raw);
         Ok(raw.validate()?)
     }
 }
@@ -82,6 +99,7 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 match cli.command {
                     Command::Collect(args) => collect(args).await,
+                    Command::Serve(args) => serve(args).await,
                 }
             })
         });
@@ -116,20 +134,30 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn collect(args: TapArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
-    let slow = Arc::new(AtomicU64::new(0));
-    let client = taps::connect(&config.nats, slow.clone()).await?;
+/// Connects, subscribes every tap and starts the consumer state poller.
+async fn start_taps(
+    config: &Config,
+    collector: &Arc<Mutex<Collector>>,
+    events: &Arc<ClientEvents>,
+) -> anyhow::Result<Taps> {
+    let client = taps::connect(&config.nats, events.clone()).await?;
     let subscriptions = Taps::subscribe(&client, &config.taps).await?;
     tracing::info!(urls = %config.nats.urls.join(","), "taps subscribed");
-    let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
     if config.taps.consumer_state {
         tokio::spawn(taps::poll_consumer_state(
-            client.clone(),
+            client,
             collector.clone(),
             config.clone(),
         ));
     }
+    Ok(subscriptions)
+}
+
+async fn collect(args: TapArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let events = Arc::new(ClientEvents::default());
+    let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
+    let subscriptions = start_taps(&config, &collector, &events).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut stop_tx = Some(stop_tx);
     let stdout = std::io::stdout();
@@ -149,6 +177,46 @@ async fn collect(args: TapArgs) -> anyhow::Result<()> {
             _ = stop_rx => {}
         }
     };
-    taps::run(subscriptions, collector, slow, print, shutdown).await;
+    taps::run(subscriptions, collector, events, print, shutdown).await;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.tap.config_with(|raw| {
+        if let Some(listen) = &args.listen {
+            raw.http.listen = listen.clone();
+        }
+    })?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let events = Arc::new(ClientEvents::default());
+    let readiness = Arc::new(Readiness::new(events.clone()));
+    let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
+    let state = AppState {
+        collector: collector.clone(),
+        readiness: readiness.clone(),
+    };
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, ackscope::http::router(state))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .into_future(),
+    );
+    tracing::info!(listen = %config.listen, "serving the API and dashboard");
+    let subscriptions = start_taps(&config, &collector, &events).await?;
+    readiness.set_subscribed();
+    taps::run(
+        subscriptions,
+        collector,
+        events,
+        |_, _| {},
+        shutdown_signal(),
+    )
+    .await;
+    let _ = stop_http.send(());
+    server.await?.context("HTTP server failed")?;
     Ok(())
 }

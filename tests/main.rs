@@ -2,5 +2,6 @@
 
 mod cli;
 mod collect;
+mod http;
 mod nats_server;
 mod support;

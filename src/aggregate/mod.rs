@@ -7,8 +7,10 @@
 //! into the open one. Samples are recorded once, per consumer; the all-consumers window is
 //! their merge, built when a window closes (or when asked for).
 
+pub mod buckets;
 pub mod histogram;
 pub mod phase_grid;
+pub mod rebin;
 pub mod ring;
 pub mod window;
 
@@ -80,6 +82,11 @@ impl Aggregator {
             late_events: 0,
             ready_dropped: 0,
         }
+    }
+
+    /// Start of the open window, Unix nanoseconds.
+    pub fn open_window_start(&self) -> Option<i64> {
+        self.window_start
     }
 
     pub fn clock(&self) -> &FrameClock {
@@ -189,17 +196,7 @@ impl Aggregator {
     /// Counts an event of `consumer` at wall-clock `t_ns`.
     pub fn count(&mut self, consumer: ConsumerId, event: Event, t_ns: i64) {
         self.advance(t_ns);
-        let c = &mut self.stats(consumer).counts;
-        match event {
-            Event::Delivery { redelivery } => {
-                c.deliveries += 1;
-                c.redeliveries += redelivery as u64;
-            }
-            Event::Progress => c.progress += 1,
-            Event::UnmatchedAck => c.unmatched_acks += 1,
-            Event::ExpiredDelivery => c.expired_deliveries += 1,
-            Event::MaxDeliveries => c.max_deliveries += 1,
-        }
+        self.stats(consumer).counts.apply(event);
     }
 
     /// Approximate bytes held, for the memory budget.

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::Event;
 use super::histogram::{LatencyHistogram, Quantiles};
 use super::phase_grid::{LatencyAxis, PhaseGrid};
 use crate::model::{AckKind, ConsumerId, Sample, TraceId};
@@ -40,6 +41,20 @@ impl Counts {
 
     fn is_zero(&self) -> bool {
         *self == Counts::default()
+    }
+
+    /// Counts one event that is not a sample.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Delivery { redelivery } => {
+                self.deliveries += 1;
+                self.redeliveries += redelivery as u64;
+            }
+            Event::Progress => self.progress += 1,
+            Event::UnmatchedAck => self.unmatched_acks += 1,
+            Event::ExpiredDelivery => self.expired_deliveries += 1,
+            Event::MaxDeliveries => self.max_deliveries += 1,
+        }
     }
 
     pub fn count_kind(&mut self, kind: AckKind) {

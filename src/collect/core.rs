@@ -13,7 +13,8 @@ use super::deliveries::{header_value, is_delivery};
 use super::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
 use super::metrics::parse_ack_metric;
 use super::trace::find_trace_id;
-use crate::aggregate::window::WindowSummary;
+use crate::aggregate::buckets::LatencyBuckets;
+use crate::aggregate::window::{Counts, WindowSummary};
 use crate::aggregate::{Aggregator, Event};
 use crate::config::Config;
 use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym, rfc3339};
@@ -33,6 +34,10 @@ pub struct AdvisoryCounts {
 /// What the collector knows about one consumer beyond its windows.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerFacts {
+    /// Event counts since start.
+    pub totals: Counts,
+    /// Ack latencies since start, in Prometheus buckets.
+    pub ack_buckets: LatencyBuckets,
     pub advisories: AdvisoryCounts,
     pub state: Option<ConsumerState>,
     /// Last event, Unix nanoseconds.
@@ -60,6 +65,10 @@ impl Collector {
             counters: Counters::default(),
             config,
         }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub fn names(&self) -> &Names {
@@ -173,12 +182,10 @@ impl Collector {
         let redelivery = ack.delivered > 1;
         match self.joiner.on_delivery(consumer, &ack, meta, seen) {
             DeliveryOutcome::Stored => {
-                self.aggregator
-                    .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
+                self.count_event(consumer, Event::Delivery { redelivery }, seen.wall_ns);
             }
             DeliveryOutcome::Completed(sample) => {
-                self.aggregator
-                    .count(consumer, Event::Delivery { redelivery }, seen.wall_ns);
+                self.count_event(consumer, Event::Delivery { redelivery }, seen.wall_ns);
                 self.record(sample);
             }
             DeliveryOutcome::Duplicate | DeliveryOutcome::Overflow => {}
@@ -190,8 +197,7 @@ impl Collector {
     fn count_expired(&mut self, wall_ns: i64) {
         for consumer in self.joiner.take_expired() {
             self.counters.expired_deliveries += 1;
-            self.aggregator
-                .count(consumer, Event::ExpiredDelivery, wall_ns);
+            self.count_event(consumer, Event::ExpiredDelivery, wall_ns);
         }
     }
 
@@ -215,8 +221,7 @@ impl Collector {
             AckOutcome::Sample(sample) => self.record(sample),
             AckOutcome::Progress => {
                 self.counters.progress_acks += 1;
-                self.aggregator
-                    .count(consumer, Event::Progress, seen.wall_ns);
+                self.count_event(consumer, Event::Progress, seen.wall_ns);
             }
             AckOutcome::Duplicate | AckOutcome::Held => {}
         }
@@ -264,8 +269,7 @@ impl Collector {
             AdvisoryKind::Other => counts.other += 1,
         }
         if adv.kind == AdvisoryKind::MaxDeliveries {
-            self.aggregator
-                .count(consumer, Event::MaxDeliveries, seen.wall_ns);
+            self.count_event(consumer, Event::MaxDeliveries, seen.wall_ns);
         }
     }
 
@@ -282,6 +286,14 @@ impl Collector {
     /// Counts a failed consumer info poll.
     pub fn count_consumer_state_error(&mut self) {
         self.counters.consumer_state_errors += 1;
+    }
+
+    /// Counts an event in the consumer's window and its totals.
+    fn count_event(&mut self, consumer: ConsumerId, event: Event, wall_ns: i64) {
+        self.aggregator.count(consumer, event, wall_ns);
+        if let Some(facts) = self.facts.get_mut(consumer as usize) {
+            facts.totals.apply(event);
+        }
     }
 
     /// Periodic work: expires deliveries past their bound and closes finished windows.
@@ -304,8 +316,7 @@ impl Collector {
             SampleSource::Reordered => self.counters.samples_reordered += 1,
             SampleSource::AckOnly => {
                 self.counters.unmatched_acks += 1;
-                self.aggregator
-                    .count(sample.consumer, Event::UnmatchedAck, sample.acked_ns);
+                self.count_event(sample.consumer, Event::UnmatchedAck, sample.acked_ns);
             }
         }
         if sample.stored_ns.is_some_and(|s| s > sample.acked_ns) {
@@ -316,6 +327,12 @@ impl Collector {
             .iter()
             .filter(|l| l.is_some_and(|v| v > max))
             .count() as u64;
+        if let Some(facts) = self.facts.get_mut(sample.consumer as usize) {
+            facts.totals.count_kind(sample.kind);
+            if let Some(ns) = sample.ack_latency_ns {
+                facts.ack_buckets.record(ns);
+            }
+        }
         self.aggregator.record(&sample);
     }
 

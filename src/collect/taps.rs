@@ -7,7 +7,7 @@
 //! subject.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,22 +61,37 @@ pub fn seen_now() -> Seen {
     }
 }
 
-/// Connects with the configured options. `slow_consumers` counts messages the client dropped.
-pub async fn connect(config: &NatsConfig, slow_consumers: Arc<AtomicU64>) -> Result<Client, Error> {
+/// What the NATS client reports while it runs.
+#[derive(Debug, Default)]
+pub struct ClientEvents {
+    /// Slow-consumer events: the client dropped messages of a tap.
+    pub slow_consumers: AtomicU64,
+    /// Whether the connection is currently down.
+    pub disconnected: AtomicBool,
+}
+
+/// Connects with the configured options; `events` follows the connection.
+pub async fn connect(config: &NatsConfig, events: Arc<ClientEvents>) -> Result<Client, Error> {
     let mut options = ConnectOptions::new()
         .name("ackscope")
         .custom_inbox_prefix(&config.inbox_prefix)
         .subscription_capacity(config.subscription_capacity)
         .event_callback(move |event| {
-            let slow = slow_consumers.clone();
+            let events = events.clone();
             async move {
                 match event {
                     Event::SlowConsumer(sid) => {
-                        slow.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(sid, "tap fell behind: the NATS client dropped messages");
+                        events.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(sid, "tap fell behind: the NATS client dropped messages");
                     }
-                    Event::Disconnected => tracing::warn!("disconnected from NATS"),
-                    Event::Connected => tracing::info!("connected to NATS"),
+                    Event::Disconnected => {
+                        events.disconnected.store(true, Ordering::Relaxed);
+                        tracing::warn!("disconnected from NATS");
+                    }
+                    Event::Connected => {
+                        events.disconnected.store(false, Ordering::Relaxed);
+                        tracing::info!("connected to NATS");
+                    }
                     other => tracing::info!(event = %other, "NATS client event"),
                 }
             }
@@ -214,7 +229,7 @@ impl Taps {
 pub async fn run(
     mut taps: Taps,
     collector: Arc<Mutex<Collector>>,
-    slow_consumers: Arc<AtomicU64>,
+    events: Arc<ClientEvents>,
     mut on_closed: impl FnMut(&Collector, WindowSummary),
     shutdown: impl Future<Output = ()>,
 ) {
@@ -227,7 +242,7 @@ pub async fn run(
             _ = &mut shutdown => break,
             _ = tick.tick() => {
                 let mut c = lock(&collector);
-                c.set_slow_consumer_events(slow_consumers.load(Ordering::Relaxed));
+                c.set_slow_consumer_events(events.slow_consumers.load(Ordering::Relaxed));
                 c.tick(seen_now());
                 for w in c.take_closed() {
                     on_closed(&c, w);

@@ -2,7 +2,6 @@
 //! free port, a temp dir, killed on drop) and helpers to run ackscope's taps against it.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,8 +80,8 @@ pub fn config(server: &NatsServer, toml: &str) -> Config {
 
 impl Tapped {
     pub async fn start(config: Config) -> Self {
-        let slow = Arc::new(AtomicU64::new(0));
-        let client = taps::connect(&config.nats, slow.clone())
+        let events = Arc::new(taps::ClientEvents::default());
+        let client = taps::connect(&config.nats, events.clone())
             .await
             .expect("ackscope connects");
         let subs = Taps::subscribe(&client, &config.taps)
@@ -97,9 +96,15 @@ impl Tapped {
             ));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(taps::run(subs, collector.clone(), slow, |_, _| {}, async {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(taps::run(
+            subs,
+            collector.clone(),
+            events,
+            |_, _| {},
+            async {
+                let _ = rx.await;
+            },
+        ));
         Self {
             collector,
             stop: Some(tx),

@@ -1,0 +1,63 @@
+//! Cumulative latency buckets per consumer, with the classic boundaries Prometheus histograms
+//! use: chosen for game latencies, 250 µs to 10 s. They only grow (counters), so a scraper can
+//! take rates of them.
+
+/// Upper bounds of the buckets, in seconds; a last `+Inf` bucket follows.
+pub const BOUNDS_S: [f64; 16] = [
+    0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.033, 0.066, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// Counts of latencies at or below each bound, plus the total and the sum.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LatencyBuckets {
+    /// Per bucket (not cumulative); the last is `+Inf`.
+    counts: [u64; BOUNDS_S.len() + 1],
+    sum_ns: u128,
+}
+
+impl LatencyBuckets {
+    pub fn record(&mut self, ns: u64) {
+        let seconds = ns as f64 / 1e9;
+        let i = BOUNDS_S.partition_point(|&b| b < seconds);
+        self.counts[i] += 1;
+        self.sum_ns += ns as u128;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_ns as f64 / 1e9
+    }
+
+    /// (upper bound in seconds, cumulative count), the last with `f64::INFINITY`.
+    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let bounds = BOUNDS_S.iter().copied().chain([f64::INFINITY]);
+        bounds.zip(self.counts.iter().scan(0u64, |acc, &c| {
+            *acc += c;
+            Some(*acc)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_inclusive() {
+        let mut b = LatencyBuckets::default();
+        b.record(250_000); // exactly 250 µs: the first bucket (le is inclusive)
+        b.record(16_000_000);
+        b.record(20_000_000_000); // above 10 s: +Inf only
+        let c: Vec<_> = b.cumulative().collect();
+        assert_eq!(c[0], (0.00025, 1));
+        assert_eq!(c[6], (0.016, 2));
+        assert_eq!(c[15], (10.0, 2));
+        assert_eq!(c[16], (f64::INFINITY, 3));
+        assert_eq!(b.count(), 3);
+        assert!((b.sum_seconds() - 20.01625).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,170 @@
+//! JSON routes: `/api/v1/consumers` and `/api/v1/report`.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde_json::{Value, json};
+
+use super::params::{Params, range_warnings};
+use super::{ApiError, AppState};
+use crate::aggregate::histogram::LatencyHistogram;
+use crate::aggregate::rebin::{self, Latency, quantile};
+use crate::aggregate::window::Counts;
+use crate::collect::core::Collector;
+use crate::collect::taps::{lock, seen_now};
+use crate::model::{ConsumerId, rfc3339};
+
+/// The span `/api/v1/consumers` takes its rates and percentiles over.
+const RECENT_NS: i64 = 60_000_000_000;
+
+/// Runs `f` on the collector on the blocking pool (it may walk the whole sample ring).
+pub async fn with_collector<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Collector) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let collector = state.collector.clone();
+    tokio::task::spawn_blocking(move || f(&lock(&collector)))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// `GET /api/v1/consumers`: every (stream, consumer) seen.
+pub async fn consumers(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let now = seen_now().wall_ns;
+    Params::parse(&query, &[], now)?;
+    with_collector(&state, move |c| Ok(Json(consumer_list(c, now)))).await
+}
+
+fn consumer_list(c: &Collector, now: i64) -> Value {
+    let count = c.names().consumer_count();
+    let mut recent: Vec<Vec<u64>> = vec![Vec::new(); count];
+    let filter = rebin::Filter::new(None, now - RECENT_NS, now + 1, Latency::Ack);
+    for row in c.aggregator().ring().iter() {
+        if let Some(ns) = filter.latency(&row) {
+            recent[row.consumer as usize].push(ns);
+        }
+    }
+    let list: Vec<Value> = c
+        .consumers()
+        .map(|(id, stream, consumer)| {
+            let facts = c.facts(id).cloned().unwrap_or_default();
+            let latencies = &mut recent[id as usize];
+            let t = facts.totals;
+            let state = facts.state.as_ref();
+            json!({
+                "stream": stream,
+                "consumer": consumer,
+                "acks": t.acks,
+                "p50_us": quantile(latencies, 0.50) as f64 / 1_000.0,
+                "p99_us": quantile(latencies, 0.99) as f64 / 1_000.0,
+                "redeliveries": t.redeliveries,
+                "last_seen": rfc3339(facts.last_seen_ns),
+                "recent_window_s": RECENT_NS / 1_000_000_000,
+                "recent_acks_per_s": latencies.len() as f64 / (RECENT_NS as f64 / 1e9),
+                "deliveries": t.deliveries,
+                "naks": t.naks,
+                "terms": t.terms,
+                "progress": t.progress,
+                "unmatched_acks": t.unmatched_acks,
+                "expired_deliveries": t.expired_deliveries,
+                "max_deliveries": t.max_deliveries,
+                "ack_pending": state.map(|s| s.num_ack_pending),
+                "max_ack_pending": state.map(|s| s.max_ack_pending),
+                "num_pending": state.map(|s| s.num_pending),
+                "ack_wait_us": state.map(|s| s.ack_wait_ns as f64 / 1_000.0),
+                "advisories": facts.advisories,
+            })
+        })
+        .collect();
+    Value::Array(list)
+}
+
+/// `GET /api/v1/report`.
+pub async fn report(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let now = seen_now().wall_ns;
+    let params = Params::parse(
+        &query,
+        &[
+            "stream",
+            "consumer",
+            "from",
+            "to",
+            "latency",
+            "tick",
+            "phase_bins",
+        ],
+        now,
+    )?;
+    with_collector(&state, move |c| build_report(c, &params, now).map(Json)).await
+}
+
+/// Event counts of the windows that start in `[from, to)`, for `ids` (or all consumers).
+fn window_counts(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> Counts {
+    let agg = c.aggregator();
+    let all: Vec<ConsumerId> = (0..c.names().consumer_count() as ConsumerId).collect();
+    let ids = ids.unwrap_or(&all);
+    let mut total = Counts::default();
+    for &id in ids {
+        for w in agg
+            .history(Some(id))
+            .filter(|w| w.start_ns >= from && w.start_ns < to)
+        {
+            total.add(&w.counts);
+        }
+        if let (Some(start), Some(open)) = (agg.open_window_start(), agg.open_window(id))
+            && start >= from
+            && start < to
+        {
+            total.add(&open.counts);
+        }
+    }
+    total
+}
+
+fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiError> {
+    let ids = params.consumers(c)?;
+    let (from, to) = params.range(c, now);
+    let window_ns = c.config().aggregate.window_ns as i64;
+    // Windows are counted when they start in the range; widen to the window holding `from`.
+    let counts = window_counts(
+        c,
+        ids.as_deref(),
+        from.div_euclid(window_ns) * window_ns,
+        to,
+    );
+    let filter = params.filter(ids.as_deref(), from, to);
+    let ring = c.aggregator().ring();
+    let stats = rebin::range_stats(ring, &filter, c.config().aggregate.max_latency_ns);
+    let clock = params.clock(c.aggregator().clock(), 32);
+    let phases = rebin::phase_table(ring, &filter, &clock);
+    let q = latency_block(&stats.latency);
+    Ok(json!({
+        "range": {"from": rfc3339(from), "to": rfc3339(to)},
+        "tick": {
+            "period_us": clock.period_ns() as f64 / 1_000.0,
+            "epoch": rfc3339(clock.epoch_ns()),
+            "phase_bins": clock.phase_bins(),
+            "phase_of": clock.phase_of().as_str(),
+            "detected_period_us": null,
+        },
+        "latency": filter.latency.as_str(),
+        "counts": counts,
+        "latency_us": q,
+        "phases": phases,
+        "spikes": [],
+        "ordering": {"checked": 0, "out_of_order": 0, "rate": 0.0},
+        "warnings": range_warnings(c, from, to),
+    }))
+}
+
+fn latency_block(h: &LatencyHistogram) -> Value {
+    let q = h.quantiles();
+    json!({"p50": q.p50, "p90": q.p90, "p99": q.p99, "p999": q.p999, "max": q.max, "mean": q.mean, "count": q.count})
+}

@@ -1,0 +1,46 @@
+//! The one error type handlers return, and how it maps to a status and a JSON body.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// A handler error. A 5xx never shows internals to the client; it is logged instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("parameter `{param}`: {message}")]
+    BadParam { param: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad(param: &str, message: impl Into<String>) -> Self {
+        ApiError::BadParam {
+            param: param.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::BadParam { param, .. } => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": self.to_string(), "parameter": param}),
+            ),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, json!({"error": self.to_string()})),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal error"}),
+                )
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,126 @@
+//! `/api/v1/heatmap/phase.svg` and `/api/v1/heatmap/time.svg`: the sample ring re-binned for
+//! the request, then drawn by [`crate::render::heatmap`].
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::api::with_collector;
+use super::params::{MAX_BINS, Params, range_warnings};
+use super::{ApiError, AppState};
+use crate::aggregate::phase_grid::LatencyAxis;
+use crate::aggregate::rebin;
+use crate::collect::taps::seen_now;
+use crate::model::rfc3339;
+use crate::render::heatmap::{ColorScale, HeatmapStyle, XAxis, format_latency, render_heatmap};
+
+const PARAMS: &[&str] = &[
+    "stream",
+    "consumer",
+    "from",
+    "to",
+    "latency",
+    "tick",
+    "phase_bins",
+    "width",
+    "height",
+    "scale",
+    "max_latency",
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Phase,
+    Time,
+}
+
+pub async fn phase(
+    state: State<AppState>,
+    query: Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    heatmap(state, query, Kind::Phase).await
+}
+
+pub async fn time(
+    state: State<AppState>,
+    query: Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    heatmap(state, query, Kind::Time).await
+}
+
+async fn heatmap(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let now = seen_now().wall_ns;
+    let params = Params::parse(&query, PARAMS, now)?;
+    let svg = with_collector(&state, move |c| {
+        let ids = params.consumers(c)?;
+        let (from, to) = params.range(c, now);
+        let filter = params.filter(ids.as_deref(), from, to);
+        let agg = &c.config().aggregate;
+        let max = params.max_latency_ns.unwrap_or(agg.max_latency_ns);
+        let min = agg.grid_min_latency_ns.min(max / 10).max(1);
+        let axis = LatencyAxis::new(min, max, agg.latency_rows);
+        let clock = params.clock(c.aggregator().clock(), 160);
+        let (grid, x, title) = match kind {
+            Kind::Phase => (
+                rebin::phase_grid(c.aggregator().ring(), &filter, &clock, axis),
+                XAxis::Phase {
+                    period_ns: clock.period_ns(),
+                },
+                format!(
+                    "{} latency by frame phase — tick {}, bin {}",
+                    filter.latency.as_str(),
+                    format_latency(clock.period_ns() as f64),
+                    format_latency(clock.period_ns() as f64 / clock.phase_bins() as f64),
+                ),
+            ),
+            Kind::Time => {
+                let columns = params.phase_bins.unwrap_or(120).min(MAX_BINS);
+                (
+                    rebin::time_grid(c.aggregator().ring(), &filter, columns, axis),
+                    XAxis::Time {
+                        from_ns: from,
+                        to_ns: to,
+                    },
+                    format!(
+                        "{} latency over time — {} per column",
+                        filter.latency.as_str(),
+                        format_latency((to - from) as f64 / columns as f64)
+                    ),
+                )
+            }
+        };
+        let who = match (&params.stream, &params.consumer) {
+            (Some(s), Some(c)) => format!("{s}/{c}"),
+            (Some(s), None) => format!("{s}/*"),
+            _ => "all consumers".to_string(),
+        };
+        let mut subtitle = format!(
+            "{who} · {} to {} · {} samples",
+            rfc3339(from),
+            rfc3339(to),
+            grid.total()
+        );
+        for w in range_warnings(c, from, to) {
+            subtitle.push_str(" · ");
+            subtitle.push_str(&w);
+        }
+        let style = HeatmapStyle {
+            width: params.width.unwrap_or(960),
+            height: params.height.unwrap_or(540),
+            scale: params.scale.unwrap_or(ColorScale::Log),
+            x,
+            title,
+            subtitle,
+            latency: filter.latency.as_str().to_string(),
+        };
+        render_heatmap(&grid, &style).map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}

@@ -1,0 +1,78 @@
+//! The HTTP API and dashboard: `router(state)` builds every route; serving it is the caller's
+//! job. Handlers copy what they need out of the collector under its lock and do the rest
+//! outside it; heavy work (re-binning the sample ring, drawing) runs on the blocking pool.
+
+mod api;
+mod error;
+mod heatmap;
+mod metrics;
+mod pages;
+mod params;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::get;
+
+pub use error::ApiError;
+
+use crate::collect::core::Collector;
+use crate::collect::taps::ClientEvents;
+
+/// Whether the service is ready: NATS connected and every tap subscribed.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    subscribed: AtomicBool,
+    events: Arc<ClientEvents>,
+}
+
+impl Readiness {
+    pub fn new(events: Arc<ClientEvents>) -> Self {
+        Self {
+            subscribed: AtomicBool::new(false),
+            events,
+        }
+    }
+
+    /// Marks every tap as subscribed.
+    pub fn set_subscribed(&self) {
+        self.subscribed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn nats_connected(&self) -> bool {
+        self.subscribed.load(Ordering::Relaxed) && !self.events.disconnected.load(Ordering::Relaxed)
+    }
+
+    /// `None` when ready, else why not.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if !self.subscribed.load(Ordering::Relaxed) {
+            Some("connecting to NATS and subscribing the taps")
+        } else if self.events.disconnected.load(Ordering::Relaxed) {
+            Some("disconnected from NATS")
+        } else {
+            None
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub collector: Arc<Mutex<Collector>>,
+    pub readiness: Arc<Readiness>,
+}
+
+/// Every route of the contract.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/healthz", get(pages::healthz))
+        .route("/readyz", get(pages::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/consumers", get(api::consumers))
+        .route("/api/v1/report", get(api::report))
+        .route("/api/v1/heatmap/phase.svg", get(heatmap::phase))
+        .route("/api/v1/heatmap/time.svg", get(heatmap::time))
+        .with_state(state)
+}

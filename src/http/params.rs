@@ -1,0 +1,296 @@
+//! Query parameters shared by the API routes: parsed, checked, and resolved against what the
+//! collector has seen. Every error names its parameter.
+
+use std::collections::HashMap;
+
+use crate::aggregate::rebin::{self, Filter, Latency};
+use crate::collect::core::Collector;
+use crate::config::{duration_ns, parse_duration};
+use crate::model::ConsumerId;
+use crate::render::heatmap::ColorScale;
+use crate::tick::FrameClock;
+
+use super::ApiError;
+
+/// Most pixels a picture may have on a side; larger requests are capped.
+pub const MAX_WIDTH: u32 = 4000;
+pub const MAX_HEIGHT: u32 = 3000;
+/// Most phase bins or time columns a request may ask for.
+pub const MAX_BINS: u32 = 2000;
+
+/// The parsed query of one request.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    pub stream: Option<String>,
+    pub consumer: Option<String>,
+    pub from_ns: Option<i64>,
+    pub to_ns: Option<i64>,
+    pub latency: Option<Latency>,
+    pub tick_ns: Option<u64>,
+    pub phase_bins: Option<u32>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub scale: Option<ColorScale>,
+    pub max_latency_ns: Option<u64>,
+}
+
+/// Parses an instant: RFC 3339, `now`, or `-<duration>` before `now_ns`.
+pub fn parse_instant(value: &str, now_ns: i64) -> Result<i64, String> {
+    if value == "now" {
+        return Ok(now_ns);
+    }
+    if let Some(ago) = value.strip_prefix('-') {
+        let d = parse_duration(ago)?;
+        return Ok(now_ns.saturating_sub(duration_ns(d).min(i64::MAX as u64) as i64));
+    }
+    let t = humantime::parse_rfc3339_weak(value)
+        .map_err(|_| "expected RFC 3339 (2026-11-26T10:00:00Z), `now` or `-5m`".to_string())?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| "before 1970".to_string())?;
+    i64::try_from(d.as_nanos()).map_err(|_| "too far in the future".to_string())
+}
+
+impl Params {
+    /// Parses `query`, accepting only the parameters in `allowed` (and `_`, a cache buster).
+    pub fn parse(
+        query: &HashMap<String, String>,
+        allowed: &[&str],
+        now_ns: i64,
+    ) -> Result<Self, ApiError> {
+        let mut p = Params::default();
+        for (key, value) in query {
+            if key == "_" {
+                continue;
+            }
+            if !allowed.contains(&key.as_str()) {
+                return Err(ApiError::bad(key, "unknown parameter"));
+            }
+            let bad = |message: String| ApiError::bad(key, format!("{value:?}: {message}"));
+            match key.as_str() {
+                "stream" => p.stream = Some(name(value).map_err(bad)?),
+                "consumer" => p.consumer = Some(name(value).map_err(bad)?),
+                "from" => p.from_ns = Some(parse_instant(value, now_ns).map_err(bad)?),
+                "to" => p.to_ns = Some(parse_instant(value, now_ns).map_err(bad)?),
+                "latency" => {
+                    p.latency = Some(match value.as_str() {
+                        "ack" => Latency::Ack,
+                        "e2e" => Latency::E2e,
+                        _ => return Err(bad("expected `ack` or `e2e`".into())),
+                    })
+                }
+                "tick" => {
+                    let ns = parse_duration(value).map(duration_ns).map_err(bad)?;
+                    FrameClock::new(ns, 0, 1, crate::tick::PhaseOf::Ack)
+                        .map_err(|e| bad(e.to_string()))?;
+                    p.tick_ns = Some(ns);
+                }
+                "phase_bins" => p.phase_bins = Some(count(value, 1, MAX_BINS).map_err(bad)?),
+                "width" => {
+                    p.width = Some(
+                        count(value, 1, u32::MAX)
+                            .map_err(bad)?
+                            .clamp(300, MAX_WIDTH),
+                    )
+                }
+                "height" => {
+                    p.height = Some(
+                        count(value, 1, u32::MAX)
+                            .map_err(bad)?
+                            .clamp(200, MAX_HEIGHT),
+                    )
+                }
+                "scale" => {
+                    p.scale = Some(match value.as_str() {
+                        "log" => ColorScale::Log,
+                        "linear" => ColorScale::Linear,
+                        _ => return Err(bad("expected `log` or `linear`".into())),
+                    })
+                }
+                "max_latency" => {
+                    let ns = parse_duration(value).map(duration_ns).map_err(bad)?;
+                    if !(100_000..=3_600_000_000_000).contains(&ns) {
+                        return Err(bad("must be between 100us and 1h".into()));
+                    }
+                    p.max_latency_ns = Some(ns);
+                }
+                _ => return Err(ApiError::bad(key, "unknown parameter")),
+            }
+        }
+        if p.consumer.is_some() && p.stream.is_none() {
+            return Err(ApiError::bad("consumer", "needs `stream` too"));
+        }
+        if let (Some(from), Some(to)) = (p.from_ns, p.to_ns)
+            && from >= to
+        {
+            return Err(ApiError::bad("from", "must be before `to`"));
+        }
+        Ok(p)
+    }
+
+    /// The consumers the request is about (`None`: all), or 404 for a name never seen.
+    pub fn consumers(&self, c: &Collector) -> Result<Option<Vec<ConsumerId>>, ApiError> {
+        let Some(stream) = &self.stream else {
+            return Ok(None);
+        };
+        let ids: Vec<ConsumerId> = c
+            .consumers()
+            .filter(|(_, s, name)| {
+                s == stream && self.consumer.as_ref().is_none_or(|want| want == name)
+            })
+            .map(|(id, _, _)| id)
+            .collect();
+        if ids.is_empty() {
+            return Err(ApiError::NotFound(match &self.consumer {
+                Some(consumer) => format!("no consumer {stream}/{consumer} has been seen"),
+                None => format!("no stream {stream} has been seen"),
+            }));
+        }
+        Ok(Some(ids))
+    }
+
+    /// The range `[from, to)`: as given, else from the oldest retained sample to now.
+    pub fn range(&self, c: &Collector, now_ns: i64) -> (i64, i64) {
+        let to = self.to_ns.unwrap_or(now_ns.saturating_add(1));
+        let from = self.from_ns.unwrap_or_else(|| {
+            rebin::time_span(c.aggregator().ring())
+                .map_or(to.saturating_sub(300_000_000_000), |(lo, _)| lo)
+        });
+        (from.min(to - 1), to)
+    }
+
+    /// The frame clock of the request: the configured one with `tick` and `bins` applied.
+    pub fn clock(&self, configured: &FrameClock, default_bins: u32) -> FrameClock {
+        let period = self.tick_ns.unwrap_or(configured.period_ns());
+        let bins = self.phase_bins.unwrap_or(default_bins);
+        // Both were validated when parsed; the configured clock is valid.
+        FrameClock::new(period, configured.epoch_ns(), bins, configured.phase_of())
+            .unwrap_or(*configured)
+    }
+
+    /// The row filter of the request.
+    pub fn filter(&self, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> Filter {
+        Filter::new(ids, from, to, self.latency.unwrap_or(Latency::Ack))
+    }
+}
+
+/// A stream or consumer name.
+fn name(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.contains(['.', '*', '>', ' ']) || value.len() > 256 {
+        return Err("not a stream or consumer name".into());
+    }
+    Ok(value.to_string())
+}
+
+fn count(value: &str, min: u32, max: u32) -> Result<u32, String> {
+    let n: u32 = value
+        .parse()
+        .map_err(|_| "expected a whole number".to_string())?;
+    if n < min || n > max {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(n)
+}
+
+/// Warnings about a range that the retained samples do not (fully) cover.
+pub fn range_warnings(c: &Collector, from: i64, to: i64) -> Vec<String> {
+    let ring = c.aggregator().ring();
+    match rebin::time_span(ring) {
+        None => vec!["no samples are retained yet".into()],
+        Some((lo, hi)) if to <= lo || from > hi => vec![format!(
+            "the range holds no retained samples: retained samples span {} to {}",
+            crate::model::rfc3339(lo),
+            crate::model::rfc3339(hi)
+        )],
+        Some((lo, _)) if from < lo && ring.overwritten() > 0 => vec![format!(
+            "samples before {} are no longer retained (the sample ring holds the newest {})",
+            crate::model::rfc3339(lo),
+            ring.capacity()
+        )],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const ALL: &[&str] = &[
+        "stream",
+        "consumer",
+        "from",
+        "to",
+        "latency",
+        "tick",
+        "phase_bins",
+        "width",
+        "height",
+        "scale",
+        "max_latency",
+    ];
+    const NOW: i64 = 1_790_000_000_000_000_000;
+
+    #[test]
+    fn parses_every_parameter() {
+        let p = Params::parse(
+            &q(&[
+                ("stream", "GAME"),
+                ("consumer", "srv-1"),
+                ("from", "-5m"),
+                ("to", "now"),
+                ("latency", "e2e"),
+                ("tick", "16.667ms"),
+                ("phase_bins", "64"),
+                ("width", "99999"),
+                ("scale", "linear"),
+                ("max_latency", "1s"),
+                ("_", "123"),
+            ]),
+            ALL,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(p.from_ns, Some(NOW - 300_000_000_000));
+        assert_eq!(p.to_ns, Some(NOW));
+        assert_eq!(p.latency, Some(Latency::E2e));
+        assert_eq!(p.tick_ns, Some(16_667_000));
+        assert_eq!(p.width, Some(MAX_WIDTH), "absurd sizes are capped");
+        assert_eq!(p.scale, Some(ColorScale::Linear));
+        let p = Params::parse(&q(&[("from", "2026-09-21T14:13:20Z")]), ALL, NOW).unwrap();
+        assert_eq!(p.from_ns, Some(NOW));
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let cases = [
+            (("latency", "p99"), "latency"),
+            (("tick", "0ms"), "tick"),
+            (("tick", "fast"), "tick"),
+            (("phase_bins", "0"), "phase_bins"),
+            (("phase_bins", "x"), "phase_bins"),
+            (("from", "yesterday"), "from"),
+            (("scale", "cubic"), "scale"),
+            (("max_latency", "1ns"), "max_latency"),
+            (("stream", "a.b"), "stream"),
+            (("colour", "red"), "colour"),
+            (("consumer", "srv-1"), "consumer"),
+        ];
+        for ((k, v), param) in cases {
+            match Params::parse(&q(&[(k, v)]), ALL, NOW) {
+                Err(ApiError::BadParam { param: got, .. }) => assert_eq!(got, param, "{k}={v}"),
+                other => panic!("{k}={v}: expected a bad parameter, got {other:?}"),
+            }
+        }
+        let err = Params::parse(&q(&[("from", "now"), ("to", "-1m")]), ALL, NOW).unwrap_err();
+        assert!(matches!(err, ApiError::BadParam { param, .. } if param == "from"));
+        let err = Params::parse(&q(&[("width", "10")]), &["stream"], NOW).unwrap_err();
+        assert!(matches!(err, ApiError::BadParam { param, .. } if param == "width"));
+    }
+}

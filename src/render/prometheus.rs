@@ -1,0 +1,279 @@
+//! The Prometheus text exposition of `/metrics`: ackscope's own health and, per stream and
+//! consumer, ack latency histograms, counters by ack kind, redeliveries and consumer state.
+//!
+//! Pure: a [`MetricsSnapshot`] in, text out.
+
+use std::fmt::Write;
+
+use crate::aggregate::buckets::LatencyBuckets;
+use crate::aggregate::window::Counts;
+use crate::collect::consumer_state::ConsumerState;
+use crate::telemetry::Counters;
+
+/// One consumer's numbers since start.
+#[derive(Debug, Clone)]
+pub struct ConsumerMetrics {
+    pub stream: String,
+    pub consumer: String,
+    pub totals: Counts,
+    pub ack_buckets: LatencyBuckets,
+    pub state: Option<ConsumerState>,
+}
+
+/// Everything `/metrics` shows, copied out of the collector.
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    pub counters: Counters,
+    pub ready: bool,
+    pub nats_connected: bool,
+    pub join_pending: usize,
+    pub join_capacity: usize,
+    pub ring_samples: usize,
+    pub ring_capacity: usize,
+    pub consumers: Vec<ConsumerMetrics>,
+}
+
+/// A metric family of one value per consumer: name, help, and how to read the value.
+type Family<T, V> = (&'static str, &'static str, fn(&T) -> V);
+
+/// Escapes a label value: backslash, double quote and newline.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn format_bound(bound: f64) -> String {
+    if bound.is_infinite() {
+        "+Inf".to_string()
+    } else {
+        format!("{bound}")
+    }
+}
+
+/// Renders the exposition text.
+pub fn render_metrics(s: &MetricsSnapshot) -> String {
+    let mut out = String::new();
+    for (name, help, value) in s.counters.iter() {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let gauges: [(&str, &str, f64); 6] = [
+        (
+            "ackscope_ready",
+            "1 once NATS is connected and every tap is subscribed.",
+            s.ready as u8 as f64,
+        ),
+        (
+            "ackscope_nats_connected",
+            "1 while the NATS connection is up.",
+            s.nats_connected as u8 as f64,
+        ),
+        (
+            "ackscope_join_pending",
+            "Deliveries waiting for their ack.",
+            s.join_pending as f64,
+        ),
+        (
+            "ackscope_join_capacity",
+            "Capacity of the join table.",
+            s.join_capacity as f64,
+        ),
+        (
+            "ackscope_ring_samples",
+            "Raw samples held in the sample ring.",
+            s.ring_samples as f64,
+        ),
+        (
+            "ackscope_ring_capacity",
+            "Capacity of the sample ring.",
+            s.ring_capacity as f64,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+
+    let ids: Vec<String> = s
+        .consumers
+        .iter()
+        .map(|c| {
+            format!(
+                "stream=\"{}\",consumer=\"{}\"",
+                label(&c.stream),
+                label(&c.consumer)
+            )
+        })
+        .collect();
+
+    let name = "ackscope_ack_latency_seconds";
+    header(
+        &mut out,
+        name,
+        "histogram",
+        "Delivery seen to ack seen (or the server's ack_time), per consumer.",
+    );
+    for (c, id) in s.consumers.iter().zip(&ids) {
+        for (bound, count) in c.ack_buckets.cumulative() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{id},le=\"{}\"}} {count}",
+                format_bound(bound)
+            );
+        }
+        let _ = writeln!(out, "{name}_sum{{{id}}} {}", c.ack_buckets.sum_seconds());
+        let _ = writeln!(out, "{name}_count{{{id}}} {}", c.ack_buckets.count());
+    }
+
+    let name = "ackscope_consumer_acks_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Acks per consumer by kind (ack, nak, term, progress).",
+    );
+    for (c, id) in s.consumers.iter().zip(&ids) {
+        let t = &c.totals;
+        for (kind, value) in [
+            ("ack", t.acks),
+            ("nak", t.naks),
+            ("term", t.terms),
+            ("progress", t.progress),
+        ] {
+            let _ = writeln!(out, "{name}{{{id},kind=\"{kind}\"}} {value}");
+        }
+    }
+    let per_consumer: [Family<Counts, u64>; 5] = [
+        (
+            "ackscope_consumer_deliveries_total",
+            "Deliveries seen per consumer.",
+            |t| t.deliveries,
+        ),
+        (
+            "ackscope_consumer_redeliveries_total",
+            "Deliveries with a delivery count above 1.",
+            |t| t.redeliveries,
+        ),
+        (
+            "ackscope_consumer_max_deliveries_total",
+            "MAX_DELIVERIES advisories per consumer.",
+            |t| t.max_deliveries,
+        ),
+        (
+            "ackscope_consumer_unmatched_acks_total",
+            "Acks whose delivery was not seen.",
+            |t| t.unmatched_acks,
+        ),
+        (
+            "ackscope_consumer_expired_deliveries_total",
+            "Deliveries never acked.",
+            |t| t.expired_deliveries,
+        ),
+    ];
+    for (name, help, value) in per_consumer {
+        header(&mut out, name, "counter", help);
+        for (c, id) in s.consumers.iter().zip(&ids) {
+            let _ = writeln!(out, "{name}{{{id}}} {}", value(&c.totals));
+        }
+    }
+    let state: [Family<ConsumerState, f64>; 5] = [
+        (
+            "ackscope_consumer_ack_pending",
+            "num_ack_pending from consumer info.",
+            |s| s.num_ack_pending as f64,
+        ),
+        (
+            "ackscope_consumer_max_ack_pending",
+            "max_ack_pending from consumer info (-1: unlimited).",
+            |s| s.max_ack_pending as f64,
+        ),
+        (
+            "ackscope_consumer_num_pending",
+            "Messages not yet delivered, from consumer info.",
+            |s| s.num_pending as f64,
+        ),
+        (
+            "ackscope_consumer_num_waiting",
+            "Waiting pull requests, from consumer info.",
+            |s| s.num_waiting as f64,
+        ),
+        (
+            "ackscope_consumer_num_redelivered",
+            "num_redelivered from consumer info.",
+            |s| s.num_redelivered as f64,
+        ),
+    ];
+    for (name, help, value) in state {
+        header(&mut out, name, "gauge", help);
+        for (c, id) in s.consumers.iter().zip(&ids) {
+            if let Some(st) = &c.state {
+                let _ = writeln!(out, "{name}{{{id}}} {}", value(st));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_histograms_counters_and_escaped_labels() {
+        let mut buckets = LatencyBuckets::default();
+        buckets.record(3_000_000);
+        buckets.record(20_000_000);
+        let snapshot = MetricsSnapshot {
+            counters: Counters {
+                samples: 2,
+                ..Counters::default()
+            },
+            ready: true,
+            nats_connected: true,
+            join_pending: 3,
+            join_capacity: 10,
+            ring_samples: 2,
+            ring_capacity: 100,
+            consumers: vec![ConsumerMetrics {
+                stream: "GAME".into(),
+                consumer: "srv\"1".into(),
+                totals: Counts {
+                    acks: 2,
+                    redeliveries: 1,
+                    ..Counts::default()
+                },
+                ack_buckets: buckets,
+                state: None,
+            }],
+        };
+        let text = render_metrics(&snapshot);
+        assert!(text.contains("ackscope_samples_total 2\n"));
+        assert!(text.contains("ackscope_ready 1\n"));
+        let id = "stream=\"GAME\",consumer=\"srv\\\"1\"";
+        assert!(text.contains(&format!(
+            "ackscope_ack_latency_seconds_bucket{{{id},le=\"0.002\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "ackscope_ack_latency_seconds_bucket{{{id},le=\"0.004\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "ackscope_ack_latency_seconds_bucket{{{id},le=\"+Inf\"}} 2\n"
+        )));
+        assert!(text.contains(&format!("ackscope_ack_latency_seconds_count{{{id}}} 2\n")));
+        assert!(text.contains(&format!(
+            "ackscope_consumer_acks_total{{{id},kind=\"ack\"}} 2\n"
+        )));
+        assert!(text.contains(&format!("ackscope_consumer_redeliveries_total{{{id}}} 1\n")));
+        assert!(
+            !text.contains("ackscope_consumer_ack_pending{"),
+            "no state, no gauge sample"
+        );
+    }
+}

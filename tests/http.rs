@@ -1,0 +1,558 @@
+//! The HTTP API: handler tests on `router(state)` with a collector fed directly, and an end to
+//! end run of `ackscope serve` against a real nats-server, checked with promtool and Chromium.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use ackscope::collect::core::Collector;
+use ackscope::collect::taps::{ClientEvents, seen_now};
+use ackscope::config::Config;
+use ackscope::http::{AppState, Readiness, router};
+use ackscope::model::Seen;
+
+use crate::support::{Generation, NatsServer};
+
+const MS: u64 = 1_000_000;
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// A collector holding `n` samples of GAME/srv-1 acked over the last seconds: 98% at 2 ms,
+/// 2% at 40 ms, all acked 15 ms into a 16 ms frame.
+fn test_state(n: u64) -> AppState {
+    let mut c = Collector::new(Config::default());
+    let now = seen_now();
+    let frame = 16 * MS as i64;
+    // Align the first ack to phase 15 ms, a few seconds ago.
+    let start = (now.wall_ns - 5_000_000_000).div_euclid(frame) * frame + 15 * MS as i64;
+    for i in 0..n {
+        let latency = if i % 50 == 0 { 40 * MS } else { 2 * MS };
+        let acked = start + i as i64 * frame;
+        let delivered = Seen {
+            mono_ns: now.mono_ns + i * 16 * MS,
+            wall_ns: acked - latency as i64,
+        };
+        let acked = Seen {
+            mono_ns: delivered.mono_ns + latency,
+            wall_ns: acked,
+        };
+        let reply = format!(
+            "$JS.ACK.GAME.srv-1.1.{}.{}.{}.0",
+            i + 1,
+            i + 1,
+            acked.wall_ns - 50 * MS as i64
+        );
+        c.on_delivery(
+            "game.srv-1.state",
+            Some(&reply),
+            [("traceparent", TP)],
+            delivered,
+        );
+        c.on_ack(&reply, None, b"+ACK", acked);
+    }
+    AppState {
+        collector: Arc::new(Mutex::new(c)),
+        readiness: Arc::new(Readiness::new(Arc::new(ClientEvents::default()))),
+    }
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, String, String) {
+    let response = router(state.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+async fn get_json(state: &AppState, uri: &str) -> (StatusCode, Value) {
+    let (status, _, body) = get(state, uri).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{uri}: {e}: {body}")),
+    )
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let state = test_state(0);
+    assert_eq!(
+        get_json(&state, "/healthz").await,
+        (StatusCode::OK, serde_json::json!({"status": "ok"}))
+    );
+    let (status, body) = get_json(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["reason"].as_str().unwrap().contains("subscrib"));
+    state.readiness.set_subscribed();
+    assert_eq!(get_json(&state, "/readyz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn consumers_and_report_carry_the_injected_latencies() {
+    let state = test_state(200);
+    let (status, list) = get_json(&state, "/api/v1/consumers").await;
+    assert_eq!(status, StatusCode::OK);
+    let c = &list[0];
+    assert_eq!(
+        (c["stream"].as_str(), c["consumer"].as_str()),
+        (Some("GAME"), Some("srv-1"))
+    );
+    assert_eq!(c["acks"], 200);
+    assert_eq!(c["p50_us"], 2_000.0);
+    assert_eq!(c["p99_us"], 40_000.0);
+    assert!(c["last_seen"].as_str().unwrap().ends_with('Z'));
+
+    let (status, report) = get_json(&state, "/api/v1/report?stream=GAME&consumer=srv-1").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["counts"]["acks"], 200);
+    assert_eq!(report["counts"]["deliveries"], 200);
+    let p99 = report["latency_us"]["p99"].as_f64().unwrap();
+    assert!((p99 - 40_000.0).abs() <= 40.0, "{p99}");
+    let p50 = report["latency_us"]["p50"].as_f64().unwrap();
+    assert!((p50 - 2_000.0).abs() <= 2.0, "{p50}");
+    assert_eq!(report["tick"]["period_us"], 16_000.0);
+    assert_eq!(report["tick"]["phase_bins"], 32);
+    assert_eq!(report["tick"]["detected_period_us"], Value::Null);
+    assert_eq!(report["spikes"], serde_json::json!([]));
+    assert_eq!(report["ordering"]["checked"], 0);
+    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 32);
+    // 15 ms into a 16 ms frame is the 31st of 32 intervals of 500 µs: every ack is there.
+    assert_eq!(phases[30]["count"], 200);
+    assert_eq!(
+        (phases[30]["from_us"].as_f64(), phases[30]["to_us"].as_f64()),
+        (Some(15_000.0), Some(15_500.0))
+    );
+    assert_eq!(phases[30]["p99_us"], 40_000.0);
+
+    // Re-binned at another tick, the same acks spread over the frame.
+    let (_, other) = get_json(&state, "/api/v1/report?tick=20ms&phase_bins=10").await;
+    let spread = other["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["count"].as_u64() > Some(0))
+        .count();
+    assert!(spread >= 5, "{other}");
+    assert_eq!(other["tick"]["period_us"], 20_000.0);
+
+    let (_, e2e) = get_json(&state, "/api/v1/report?latency=e2e").await;
+    assert_eq!(
+        e2e["latency_us"]["p50"]
+            .as_f64()
+            .map(|v| (v / 1_000.0).round()),
+        Some(50.0)
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_parameter_and_unknown_names_are_404() {
+    let state = test_state(10);
+    for (uri, param) in [
+        ("/api/v1/report?latency=p99", "latency"),
+        ("/api/v1/report?tick=0ms", "tick"),
+        ("/api/v1/report?from=yesterday", "from"),
+        ("/api/v1/report?phase_bins=-3", "phase_bins"),
+        ("/api/v1/report?colour=red", "colour"),
+        ("/api/v1/heatmap/phase.svg?scale=cubic", "scale"),
+        ("/api/v1/heatmap/time.svg?width=wide", "width"),
+        ("/api/v1/consumers?stream=GAME", "stream"),
+    ] {
+        let (status, body) = get_json(&state, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert_eq!(body["parameter"], param, "{uri}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(param));
+    }
+    let (status, body) = get_json(&state, "/api/v1/report?stream=GAME&consumer=nobody").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = get_json(&state, "/api/v1/heatmap/phase.svg?stream=NOPE").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A range with no retained samples says so.
+    let (status, body) = get_json(
+        &state,
+        "/api/v1/report?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("no retained samples"),
+        "{body}"
+    );
+    assert_eq!(body["counts"]["acks"], 0);
+}
+
+/// The `<rect>`s inside the heatmap's cell group, parsed as XML.
+fn svg_cells(svg: &str) -> Vec<(u32, String)> {
+    let doc = roxmltree::Document::parse(svg).expect("the SVG is well-formed XML");
+    let group = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("cells"))
+        .expect("a cell group");
+    group
+        .children()
+        .filter(|n| n.has_tag_name("rect"))
+        .map(|r| {
+            let title = r
+                .children()
+                .find(|c| c.has_tag_name("title"))
+                .expect("a tooltip");
+            let text = title.text().unwrap().to_string();
+            // "lo–hi · phase a–b · count · …"
+            let count = text.split(" · ").nth(2).unwrap().parse().unwrap();
+            (count, text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn heatmaps_are_svg_with_one_cell_per_non_empty_bin() {
+    let state = test_state(200);
+    let (status, content_type, svg) = get(
+        &state,
+        "/api/v1/heatmap/phase.svg?stream=GAME&consumer=srv-1",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "image/svg+xml");
+    let cells = svg_cells(&svg);
+    // Two latencies, one phase bin (15.0–15.1 ms of 160 bins): two cells, 196 + 4 acks.
+    assert_eq!(cells.len(), 2, "{cells:?}");
+    let mut counts: Vec<u32> = cells.iter().map(|c| c.0).collect();
+    counts.sort();
+    assert_eq!(counts, vec![4, 196]);
+    assert!(
+        cells.iter().all(|c| c.1.contains("phase 15ms–15.1ms")),
+        "{cells:?}"
+    );
+    assert!(svg.contains("class=\"p99\"") && svg.contains("class=\"frame-end\""));
+    assert!(svg.len() < 40_000, "{} bytes", svg.len());
+
+    let (status, _, time_svg) = get(
+        &state,
+        "/api/v1/heatmap/time.svg?phase_bins=60&scale=linear",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let time_cells = svg_cells(&time_svg);
+    assert_eq!(time_cells.iter().map(|c| c.0).sum::<u32>(), 200);
+    assert!(time_cells.len() > 2);
+}
+
+fn promtool() -> std::path::PathBuf {
+    let path = std::path::PathBuf::from("/usr/bin/promtool");
+    assert!(
+        path.is_file(),
+        "promtool not found: run ./scripts/test.sh, which installs Debian's prometheus"
+    );
+    path
+}
+
+/// Runs `promtool check metrics` on `text`; returns its complaints.
+fn promtool_check(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool() {
+    let state = test_state(100);
+    let (status, content_type, text) = get(&state, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/plain"));
+    assert!(text.contains("ackscope_ack_latency_seconds_bucket{stream=\"GAME\",consumer=\"srv-1\",le=\"0.002\"} 98\n"), "{text}");
+    assert!(
+        text.contains(
+            "ackscope_ack_latency_seconds_count{stream=\"GAME\",consumer=\"srv-1\"} 100\n"
+        )
+    );
+    assert!(text.contains("ackscope_samples_joined_total 100\n"));
+    let (ok, output) = promtool_check(&text);
+    assert!(ok, "promtool: {output}");
+}
+
+#[tokio::test]
+async fn dashboard_is_self_contained() {
+    let state = test_state(0);
+    let (status, content_type, html) = get(&state, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/html"));
+    assert!(html.contains("/api/v1/consumers") && html.contains("/api/v1/heatmap/phase.svg"));
+    for external in ["http://", "https://", "//cdn"] {
+        assert!(
+            !html.contains(external),
+            "the page loads nothing from outside: {external}"
+        );
+    }
+}
+
+/// A plain HTTP/1.1 GET against a running server.
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    // Undo chunked transfer encoding if present.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if size == 0 {
+                break;
+            }
+            out.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        out
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_end_to_end_with_a_browser() {
+    use async_nats::jetstream::{self, consumer, stream};
+    use futures::StreamExt;
+
+    let server = NatsServer::start(Generation::Current);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
+        .args(["serve", "--nats", &server.url(), "--listen", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok((200, _)) = tokio::time::timeout(Duration::from_secs(1), async {
+            match tokio::net::TcpStream::connect(&addr).await {
+                Ok(_) => Ok(http_get(&addr, "/readyz").await),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .unwrap_or(Ok((0, String::new())))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve was not ready within 15s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Real JetStream traffic: srv-1 acks after 8 ms, srv-2 after 2 ms.
+    let client = server.client().await;
+    let js = jetstream::new(client.clone());
+    let stream = js
+        .create_stream(stream::Config {
+            name: "GAME".into(),
+            subjects: vec!["game.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut workers = Vec::new();
+    for (name, delay_ms) in [("srv-1", 8u64), ("srv-2", 2)] {
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name.into()),
+                filter_subject: format!("game.{name}.>"),
+                ack_policy: consumer::AckPolicy::Explicit,
+                max_ack_pending: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        workers.push(tokio::spawn(async move {
+            let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(1)
+                .messages()
+                .await
+                .unwrap();
+            for _ in 0..40 {
+                let msg = messages.next().await.unwrap().unwrap();
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                msg.ack().await.unwrap();
+            }
+        }));
+    }
+    for i in 0..40 {
+        for name in ["srv-1", "srv-2"] {
+            js.publish(format!("game.{name}.state"), format!("{i}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (status, body) = http_get(&addr, "/api/v1/report?stream=GAME&consumer=srv-1").await;
+    assert_eq!(status, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["counts"]["acks"], 40, "{report}");
+    let p50 = report["latency_us"]["p50"].as_f64().unwrap();
+    let p99 = report["latency_us"]["p99"].as_f64().unwrap();
+    assert!((8_000.0..11_000.0).contains(&p50), "srv-1 p50 {p50}");
+    assert!((8_000.0..30_000.0).contains(&p99), "srv-1 p99 {p99}");
+    let (_, body) = http_get(&addr, "/api/v1/report?stream=GAME&consumer=srv-2").await;
+    let other: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        other["latency_us"]["p50"].as_f64().unwrap() < 5_000.0,
+        "{other}"
+    );
+
+    let (status, svg) = http_get(
+        &addr,
+        "/api/v1/heatmap/phase.svg?stream=GAME&consumer=srv-1",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let cells = svg_cells(&svg);
+    assert_eq!(
+        cells.iter().map(|c| c.0).sum::<u32>(),
+        40,
+        "every ack is in one cell"
+    );
+
+    let (status, metrics) = http_get(&addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("ackscope_ready 1\n"));
+    let (ok, output) = promtool_check(&metrics);
+    assert!(ok, "promtool: {output}");
+
+    // The dashboard in a real browser: rows for both consumers, srv-1 selected by the URL,
+    // its heatmaps inlined and its per-phase table filled.
+    let chromium = std::path::PathBuf::from("/usr/bin/chromium");
+    assert!(
+        chromium.is_file(),
+        "chromium not found: run ./scripts/test.sh, which installs it"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let url = format!("http://{addr}/#stream=GAME&consumer=srv-1");
+    let browser = |extra: &[String]| {
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1400,1100",
+            "--virtual-time-budget=6000",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().cloned());
+        args.push(url.clone());
+        std::process::Command::new(&chromium)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let dom = String::from_utf8(browser(&["--dump-dom".to_string()]).stdout).unwrap();
+    std::fs::write(artifacts.join("dashboard.html"), &dom).unwrap();
+    assert!(
+        dom.contains("data-consumer=\"srv-1\"") && dom.contains("data-consumer=\"srv-2\""),
+        "rows: {dom}"
+    );
+    assert!(
+        dom.contains("<tr data-stream=\"GAME\" data-consumer=\"srv-1\" class=\"selected\">"),
+        "selection"
+    );
+    let phase_map = &dom[dom.find("id=\"phase-map\"").expect("phase map")..];
+    assert!(
+        phase_map.contains("<svg") && phase_map.contains("class=\"cells\""),
+        "heatmap inlined"
+    );
+    let time_map = &dom[dom.find("id=\"time-map\"").expect("time map")..];
+    assert!(time_map.contains("<svg"));
+    let phases = &dom[dom.find("id=\"phases\"").unwrap()..];
+    assert!(
+        phases.matches("<tr>").count() >= 32,
+        "per-phase table filled"
+    );
+    let shot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    browser(&[format!("--screenshot={}", shot.display())]);
+    assert!(
+        std::fs::metadata(&shot)
+            .map(|m| m.len() > 10_000)
+            .unwrap_or(false),
+        "screenshot written"
+    );
+
+    let _ = child.kill().await;
+}
