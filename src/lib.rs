@@ -14,5 +14,7 @@ pub mod model;
 pub mod names;
 pub mod nats_server;
 pub mod render;
+pub mod service;
+pub mod sim;
 pub mod telemetry;
 pub mod tick;

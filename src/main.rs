@@ -3,15 +3,15 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use ackscope::collect::core::Collector;
-use ackscope::collect::taps::{self, ClientEvents, Taps};
+use ackscope::collect::taps;
 use ackscope::config::{Config, RawConfig};
-use ackscope::http::{AppState, Readiness};
+use ackscope::sim::scenario::RawScenario;
+use ackscope::{nats_server, service, sim};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +29,29 @@ enum Command {
     Collect(TapArgs),
     /// Tap a NATS system and serve the HTTP API, heatmaps, metrics and dashboard.
     Serve(ServeArgs),
+    /// Run the game fleet simulator against a NATS system.
+    Simulate(SimulateArgs),
+    /// Start a local nats-server, the simulator and the service: the one-command default.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    #[command(flatten)]
+    tap: TapArgs,
+    /// Scenario file (TOML); see scenarios/.
+    #[arg(long)]
+    scenario: PathBuf,
+    /// Write the ground truth of the injected faults here (JSON).
+    #[arg(long)]
+    truth: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Address of the dashboard (default 127.0.0.1:9464).
+    #[arg(long)]
+    listen: Option<String>,
 }
 
 #[derive(Args)]
@@ -100,6 +123,8 @@ fn main() -> ExitCode {
                 match cli.command {
                     Command::Collect(args) => collect(args).await,
                     Command::Serve(args) => serve(args).await,
+                    Command::Simulate(args) => simulate(args).await,
+                    Command::Demo(args) => demo(args).await,
                 }
             })
         });
@@ -134,30 +159,8 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Connects, subscribes every tap and starts the consumer state poller.
-async fn start_taps(
-    config: &Config,
-    collector: &Arc<Mutex<Collector>>,
-    events: &Arc<ClientEvents>,
-) -> anyhow::Result<Taps> {
-    let client = taps::connect(&config.nats, events.clone()).await?;
-    let subscriptions = Taps::subscribe(&client, &config.taps).await?;
-    tracing::info!(urls = %config.nats.urls.join(","), "taps subscribed");
-    if config.taps.consumer_state {
-        tokio::spawn(taps::poll_consumer_state(
-            client,
-            collector.clone(),
-            config.clone(),
-        ));
-    }
-    Ok(subscriptions)
-}
-
 async fn collect(args: TapArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    let events = Arc::new(ClientEvents::default());
-    let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
-    let subscriptions = start_taps(&config, &collector, &events).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut stop_tx = Some(stop_tx);
     let stdout = std::io::stdout();
@@ -177,7 +180,7 @@ async fn collect(args: TapArgs) -> anyhow::Result<()> {
             _ = stop_rx => {}
         }
     };
-    taps::run(subscriptions, collector, events, print, shutdown).await;
+    service::collect(config, print, shutdown).await?;
     Ok(())
 }
 
@@ -187,36 +190,100 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             raw.http.listen = listen.clone();
         }
     })?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let events = Arc::new(ClientEvents::default());
-    let readiness = Arc::new(Readiness::new(events.clone()));
-    let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
-    let state = AppState {
-        collector: collector.clone(),
-        readiness: readiness.clone(),
-    };
-    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(listener, ackscope::http::router(state))
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .into_future(),
-    );
-    tracing::info!(listen = %config.listen, "serving the API and dashboard");
-    let subscriptions = start_taps(&config, &collector, &events).await?;
-    readiness.set_subscribed();
-    taps::run(
-        subscriptions,
-        collector,
-        events,
-        |_, _| {},
-        shutdown_signal(),
-    )
-    .await;
-    let _ = stop_http.send(());
-    server.await?.context("HTTP server failed")?;
+    service::serve(config, shutdown_signal()).await?;
     Ok(())
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let config = args.tap.config()?;
+    let scenario = RawScenario::from_file(&args.scenario)?.validate()?;
+    let client = taps::connect_with(
+        &config.nats,
+        async_nats::ConnectOptions::new().name("ackscope-simulator"),
+    )
+    .await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let truth = sim::run(client, scenario, stop_rx).await?;
+    eprintln!(
+        "ackscope simulate: {} frames, {} messages, {} acks ({} lost on purpose), frame jitter p99 {:.0} us",
+        truth.fleet.frames,
+        truth.fleet.published,
+        truth.fleet.acks_sent,
+        truth.fleet.acks_dropped,
+        truth.fleet.frame_jitter_p99_us
+    );
+    if let Some(path) = &args.truth {
+        let text = serde_json::to_string_pretty(&truth)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let binary = nats_server::find_binary()?;
+    let mut server = nats_server::NatsServer::start(&binary, "")?;
+    let url = server.url();
+    let mut raw = RawConfig::default();
+    raw.nats.urls = vec![url.clone()];
+    if let Some(listen) = &args.listen {
+        raw.http.listen = listen.clone();
+    }
+    let config = raw.validate()?;
+    let scenario = RawScenario::from_toml(sim::scenario::DEMO)
+        .map_err(|e| anyhow::anyhow!("the built-in scenario: {e}"))?
+        .validate()?;
+    let listen = config.listen;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut service_stop = stop_rx.clone();
+    let service = tokio::spawn(service::serve(config.clone(), async move {
+        let _ = service_stop.changed().await;
+    }));
+    let client = taps::connect_with(
+        &config.nats,
+        async_nats::ConnectOptions::new().name("ackscope-simulator"),
+    )
+    .await?;
+    let simulation = tokio::spawn(sim::run(client, scenario, stop_rx));
+    println!(
+        "ackscope demo: dashboard at http://{listen}/ (nats-server {} at {url}, scenario `demo`). Ctrl-C stops it.",
+        binary.display()
+    );
+    let mut service = service;
+    let mut service_done = false;
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        status = crashed(&mut server) => {
+            Err(anyhow::anyhow!("nats-server exited unexpectedly ({status}); the demo stops"))
+        }
+        done = &mut service => {
+            service_done = true;
+            match done {
+                Ok(result) => result.map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            }
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = simulation.await;
+    if !service_done {
+        let _ = service.await;
+    }
+    // Dropping the server kills the child and removes its temporary directory.
+    drop(server);
+    outcome
+}
+
+/// Resolves when the nats-server child exits, with its status.
+async fn crashed(server: &mut nats_server::NatsServer) -> std::process::ExitStatus {
+    let mut watch = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        watch.tick().await;
+        if let Ok(Some(status)) = server.try_status() {
+            return status;
+        }
+    }
 }

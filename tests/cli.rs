@@ -106,10 +106,13 @@ async fn collect_prints_windows(generation: Generation) {
             }
             assert_eq!(w["stream"], "GAME");
             assert!(w["start"].as_str().unwrap().ends_with('Z'));
-            acks += w["counts"]["acks"].as_u64().unwrap();
+            let window_acks = w["counts"]["acks"].as_u64().unwrap();
+            acks += window_acks;
             let ack = &w["ack_latency_us"];
-            assert!(ack["p50"].as_f64().unwrap() >= 9_000.0, "{line}");
-            assert!(ack["max"].as_f64().unwrap() < 200_000.0, "{line}");
+            if window_acks > 0 {
+                assert!(ack["p50"].as_f64().unwrap() >= 9_000.0, "{line}");
+                assert!(ack["max"].as_f64().unwrap() < 200_000.0, "{line}");
+            }
             assert_eq!(w["phase_counts"].as_array().unwrap().len(), 160);
             let phase_total: u64 = w["phase_counts"]
                 .as_array()
@@ -117,7 +120,7 @@ async fn collect_prints_windows(generation: Generation) {
                 .iter()
                 .map(|c| c.as_u64().unwrap())
                 .sum();
-            assert_eq!(phase_total, w["counts"]["acks"].as_u64().unwrap());
+            assert_eq!(phase_total, window_acks);
             for t in w["exemplar_trace_ids"].as_array().unwrap() {
                 exemplars.push(t.as_str().unwrap().to_string());
             }

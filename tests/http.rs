@@ -324,8 +324,19 @@ async fn dashboard_is_self_contained() {
     }
 }
 
+/// The status of a GET, or `None` when nothing answers.
+pub async fn http_get_status(addr: &str, path: &str) -> Option<u16> {
+    if tokio::net::TcpStream::connect(addr).await.is_err() {
+        return None;
+    }
+    tokio::time::timeout(Duration::from_secs(2), http_get(addr, path))
+        .await
+        .ok()
+        .map(|(status, _)| status)
+}
+
 /// A plain HTTP/1.1 GET against a running server.
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
@@ -383,15 +394,7 @@ async fn serve_end_to_end_with_a_browser() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        if let Ok((200, _)) = tokio::time::timeout(Duration::from_secs(1), async {
-            match tokio::net::TcpStream::connect(&addr).await {
-                Ok(_) => Ok(http_get(&addr, "/readyz").await),
-                Err(e) => Err(e),
-            }
-        })
-        .await
-        .unwrap_or(Ok((0, String::new())))
-        {
+        if http_get_status(&addr, "/readyz").await == Some(200) {
             break;
         }
         assert!(

@@ -4,4 +4,5 @@ mod cli;
 mod collect;
 mod http;
 mod nats_server;
+mod sim;
 mod support;

@@ -70,9 +70,10 @@ pub struct ClientEvents {
     pub disconnected: AtomicBool,
 }
 
-/// Connects with the configured options; `events` follows the connection.
+/// Connects ackscope's taps with the configured options, on ackscope's own inbox prefix;
+/// `events` follows the connection.
 pub async fn connect(config: &NatsConfig, events: Arc<ClientEvents>) -> Result<Client, Error> {
-    let mut options = ConnectOptions::new()
+    let options = ConnectOptions::new()
         .name("ackscope")
         .custom_inbox_prefix(&config.inbox_prefix)
         .subscription_capacity(config.subscription_capacity)
@@ -96,6 +97,15 @@ pub async fn connect(config: &NatsConfig, events: Arc<ClientEvents>) -> Result<C
                 }
             }
         });
+    connect_with(config, options).await
+}
+
+/// Connects with `options` plus the configured credentials and TLS settings. A start-up
+/// failure is reported, not retried; a black-holed address fails after 10 s.
+pub async fn connect_with(
+    config: &NatsConfig,
+    mut options: ConnectOptions,
+) -> Result<Client, Error> {
     if let Some((user, password)) = &config.user {
         options = options.user_and_password(user.clone(), password.clone());
     }
@@ -121,7 +131,6 @@ pub async fn connect(config: &NatsConfig, events: Arc<ClientEvents>) -> Result<C
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
     let urls = config.urls.join(",");
-    // A start-up failure is reported, not retried; a black-holed address must not hang it.
     let connect = async_nats::connect_with_options(urls.as_str(), options);
     match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(result) => result.map_err(|source| Error::Connect { urls, source }),

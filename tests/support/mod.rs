@@ -10,6 +10,10 @@ use ackscope::collect::taps::{self, Taps};
 use ackscope::config::{Config, RawConfig};
 use ackscope::telemetry::Counters;
 
+/// Tests that measure latency take this for reading; tests that load both cores (the fleet
+/// simulator, the demo) take it for writing, so the load never skews a measurement.
+pub static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// The server generations ackscope supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generation {

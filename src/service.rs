@@ -1,0 +1,93 @@
+//! Running the pipeline as a service: the taps feeding the collector, and (for `serve` and the
+//! demo) the HTTP server beside them. `main` only parses, configures and calls these.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::aggregate::window::WindowSummary;
+use crate::collect::core::Collector;
+use crate::collect::taps::{self, ClientEvents, Taps};
+use crate::config::Config;
+use crate::http::{AppState, Readiness, router};
+
+/// Why the service stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Taps(#[from] taps::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(String),
+}
+
+/// Connects, subscribes every tap and starts the consumer state poller.
+pub async fn start_taps(
+    config: &Config,
+    collector: &Arc<Mutex<Collector>>,
+    events: &Arc<ClientEvents>,
+) -> Result<Taps, taps::Error> {
+    let client = taps::connect(&config.nats, events.clone()).await?;
+    let subscriptions = Taps::subscribe(&client, &config.taps).await?;
+    tracing::info!(urls = %config.nats.urls.join(","), "taps subscribed");
+    if config.taps.consumer_state {
+        tokio::spawn(taps::poll_consumer_state(
+            client,
+            collector.clone(),
+            config.clone(),
+        ));
+    }
+    Ok(subscriptions)
+}
+
+/// Taps NATS until `shutdown`, calling `on_closed` for every closed window.
+pub async fn collect(
+    config: Config,
+    on_closed: impl FnMut(&Collector, WindowSummary),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let events = Arc::new(ClientEvents::default());
+    let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
+    let subscriptions = start_taps(&config, &collector, &events).await?;
+    taps::run(subscriptions, collector, events, on_closed, shutdown).await;
+    Ok(())
+}
+
+/// Serves the HTTP API on `config.listen` and taps NATS until `shutdown`. The listener is bound
+/// first, so `/healthz` answers (and `/readyz` says why not ready) while NATS connects.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let events = Arc::new(ClientEvents::default());
+    let readiness = Arc::new(Readiness::new(events.clone()));
+    let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
+    let state = AppState {
+        collector: collector.clone(),
+        readiness: readiness.clone(),
+    };
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .into_future(),
+    );
+    tracing::info!(listen = %config.listen, "serving the API and dashboard");
+    let subscriptions = start_taps(&config, &collector, &events).await?;
+    readiness.set_subscribed();
+    taps::run(subscriptions, collector, events, |_, _| {}, shutdown).await;
+    let _ = stop_http.send(());
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Http(e.to_string())),
+        Err(e) => Err(Error::Http(e.to_string())),
+    }
+}

@@ -1,0 +1,374 @@
+//! The game fleet simulator: real NATS clients that behave like game servers (a fixed-rate
+//! frame loop: game logic, then message processing and real JetStream acks) and misbehave on a
+//! timeline of faults, writing down exactly what they injected (the ground truth).
+//!
+//! [`scenario`] is the file format; [`faults`] decides, purely, what a fault does to one
+//! server at one instant; this module runs the fleet on tokio.
+
+pub mod faults;
+pub mod scenario;
+pub mod truth;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::stream::{BoxStream, StreamExt};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, LogNormal};
+use tokio::time::{Instant, sleep_until};
+
+use faults::Effects;
+use scenario::Scenario;
+use truth::{FleetStats, PauseRecord, Truth};
+
+/// A simulator error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot set up JetStream: {0}")]
+    Setup(String),
+}
+
+/// Most GC pauses recorded per run in the truth file.
+const MAX_PAUSE_RECORDS: usize = 100_000;
+
+/// The fleet's shared clock: frame `k` starts at `t0 + k * tick`, on wall-clock multiples of
+/// the tick so that frame phase 0 is `unix_ns mod tick == 0`, as ackscope computes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    pub t0: Instant,
+    pub t0_wall_ns: i64,
+    pub tick_ns: u64,
+    pub duration_ns: u64,
+    pub repeat: bool,
+}
+
+impl Timeline {
+    /// Starts at the first frame boundary at least `lead` from now.
+    pub fn start(tick_ns: u64, duration_ns: u64, repeat: bool, lead: Duration) -> Self {
+        let now = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let target = wall + lead.as_nanos() as i64;
+        let t0_wall_ns = (target.div_euclid(tick_ns as i64) + 1) * tick_ns as i64;
+        Self {
+            t0: now + Duration::from_nanos((t0_wall_ns - wall) as u64),
+            t0_wall_ns,
+            tick_ns,
+            duration_ns,
+            repeat,
+        }
+    }
+
+    pub fn at(&self, offset_ns: u64) -> Instant {
+        self.t0 + Duration::from_nanos(offset_ns)
+    }
+
+    pub fn wall_of(&self, at: Instant) -> i64 {
+        self.t0_wall_ns + at.saturating_duration_since(self.t0).as_nanos() as i64
+    }
+
+    /// Nanoseconds since `t0`.
+    pub fn elapsed(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.t0).as_nanos() as u64
+    }
+
+    /// Position within the scenario (wrapping when it repeats).
+    pub fn offset(&self, elapsed_ns: u64) -> u64 {
+        if self.repeat {
+            elapsed_ns % self.duration_ns
+        } else {
+            elapsed_ns
+        }
+    }
+
+    pub fn ended(&self, elapsed_ns: u64) -> bool {
+        !self.repeat && elapsed_ns >= self.duration_ns
+    }
+}
+
+type Stats = FleetStats;
+
+fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
+    stats.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Creates the stream and one durable consumer per server (replacing any of the same name).
+async fn set_up(
+    js: &jetstream::Context,
+    s: &Scenario,
+) -> Result<Vec<BoxStream<'static, jetstream::Message>>, Error> {
+    let setup = |e: &dyn std::fmt::Display| Error::Setup(e.to_string());
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: s.stream.clone(),
+            subjects: vec![s.subject.replace("{server}", "*")],
+            storage: stream::StorageType::Memory,
+            max_age: Duration::from_secs(600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| setup(&e))?;
+    let mut deliveries = Vec::new();
+    for i in 0..s.servers {
+        let name = Scenario::server_name(i);
+        let _ = stream.delete_consumer(&name).await;
+        let filter_subject = s.subject_of(i);
+        let ack_wait = Duration::from_nanos(s.ack_wait_ns);
+        let messages: BoxStream<'static, jetstream::Message> = if s.push {
+            let consumer = stream
+                .create_consumer(consumer::push::Config {
+                    durable_name: Some(name.clone()),
+                    deliver_subject: format!("deliver.{name}"),
+                    filter_subject,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    // Only this run's messages, not what an earlier run left in the stream.
+                    deliver_policy: consumer::DeliverPolicy::New,
+                    ack_wait,
+                    max_ack_pending: s.max_ack_pending,
+                    max_deliver: s.max_deliver,
+                    sample_frequency: s.sample_freq,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| setup(&e))?;
+            consumer
+                .messages()
+                .await
+                .map_err(|e| setup(&e))?
+                .filter_map(|m| async { m.ok() })
+                .boxed()
+        } else {
+            let consumer = stream
+                .create_consumer(consumer::pull::Config {
+                    durable_name: Some(name.clone()),
+                    filter_subject,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    // Only this run's messages, not what an earlier run left in the stream.
+                    deliver_policy: consumer::DeliverPolicy::New,
+                    ack_wait,
+                    max_ack_pending: s.max_ack_pending,
+                    max_deliver: s.max_deliver,
+                    sample_frequency: s.sample_freq,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| setup(&e))?;
+            consumer
+                .stream()
+                .max_messages_per_batch(100)
+                .heartbeat(Duration::from_secs(5))
+                .expires(Duration::from_secs(30))
+                .messages()
+                .await
+                .map_err(|e| setup(&e))?
+                .filter_map(|m| async { m.ok() })
+                .boxed()
+        };
+        deliveries.push(messages);
+    }
+    Ok(deliveries)
+}
+
+/// A fresh W3C `traceparent`.
+fn traceparent(rng: &mut StdRng) -> String {
+    let trace: u128 = rng.random::<u128>() | 1;
+    let span: u64 = rng.random::<u64>() | 1;
+    format!("00-{trace:032x}-{span:016x}-01")
+}
+
+/// Publishes every server's messages, a quarter of a frame's worth every quarter frame.
+async fn publisher(
+    client: Client,
+    s: Arc<Scenario>,
+    timeline: Timeline,
+    stats: Arc<Mutex<Stats>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const STEPS: u64 = 4;
+    let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5EED);
+    let payload = Bytes::from(vec![b'x'; s.message_size]);
+    let subjects: Vec<String> = (0..s.servers).map(|i| s.subject_of(i)).collect();
+    let names: Vec<String> = (0..s.servers).map(Scenario::server_name).collect();
+    let mut carry = vec![0.0f64; s.servers as usize];
+    let step_ns = s.tick_ns / STEPS;
+    for k in 0u64.. {
+        let elapsed = k * step_ns;
+        if timeline.ended(elapsed) {
+            break;
+        }
+        tokio::select! {
+            _ = sleep_until(timeline.at(elapsed)) => {}
+            _ = stop.changed() => break,
+        }
+        let offset = timeline.offset(elapsed);
+        let mut sent = 0;
+        for i in 0..s.servers {
+            let rate =
+                s.events_per_frame as f64 * Effects::at(&s, i, offset).load_factor / STEPS as f64;
+            carry[i as usize] += rate;
+            while carry[i as usize] >= 1.0 {
+                carry[i as usize] -= 1.0;
+                let mut headers = HeaderMap::new();
+                headers.insert("traceparent", traceparent(&mut rng).as_str());
+                headers.insert("X-Server-Id", names[i as usize].as_str());
+                if client
+                    .publish_with_headers(subjects[i as usize].clone(), headers, payload.clone())
+                    .await
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+        }
+        lock(&stats).published += sent;
+    }
+}
+
+/// One game server's frame loop.
+async fn server(
+    index: u32,
+    s: Arc<Scenario>,
+    timeline: Timeline,
+    mut deliveries: BoxStream<'static, jetstream::Message>,
+    stats: Arc<Mutex<Stats>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut rng = StdRng::seed_from_u64(
+        s.seed
+            .wrapping_add(u64::from(index + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+    );
+    let sigma = ((s.cost_p99_ns as f64 / s.cost_median_ns as f64).ln() / 2.326).max(1e-6);
+    let cost = LogNormal::new((s.cost_median_ns as f64).ln(), sigma).expect("valid log-normal");
+    let tick = s.tick_ns;
+    let mut buffer: VecDeque<jetstream::Message> = VecDeque::new();
+    let mut frame: u64 = 0;
+    let mut after_pause = false;
+    loop {
+        let start_ns = frame * tick;
+        if timeline.ended(start_ns) {
+            break;
+        }
+        let frame_start = timeline.at(start_ns);
+        tokio::select! {
+            _ = sleep_until(frame_start) => {}
+            _ = stop.changed() => break,
+        }
+        let offset = timeline.offset(start_ns);
+        let effects = Effects::at(&s, index, offset);
+        {
+            let mut st = lock(&stats);
+            st.frames += 1;
+            if !after_pause {
+                st.lateness.record(
+                    Instant::now()
+                        .saturating_duration_since(frame_start)
+                        .as_nanos() as u64,
+                );
+            }
+        }
+        after_pause = false;
+        if let Some(pause) = faults::pause_in_frame(&s, index, offset, &mut rng) {
+            // The whole loop stops: no processing, no acks.
+            sleep_until(frame_start + Duration::from_nanos(pause.phase_ns)).await;
+            // When it really began: the frame may have started late.
+            let begin = Instant::now();
+            tokio::time::sleep(Duration::from_nanos(pause.length_ns)).await;
+            let mut st = lock(&stats);
+            if st.pauses.len() < MAX_PAUSE_RECORDS {
+                st.pauses.push(PauseRecord {
+                    server: Scenario::server_name(index),
+                    start_ns: timeline.wall_of(begin),
+                    end_ns: timeline.wall_of(Instant::now()),
+                });
+            }
+            drop(st);
+            frame = timeline.elapsed(Instant::now()) / tick + 1;
+            after_pause = true;
+            continue;
+        }
+        sleep_until(frame_start + Duration::from_nanos(s.logic_ns)).await;
+        while let Some(Some(m)) = deliveries.next().now_or_never() {
+            buffer.push_back(m);
+        }
+        let frame_end = frame_start + Duration::from_nanos(tick);
+        let mut t = frame_start + Duration::from_nanos(s.logic_ns);
+        let mut acks: Vec<(Instant, jetstream::Message)> = Vec::new();
+        let mut dropped = 0;
+        while t < frame_end {
+            let Some(m) = buffer.pop_front() else { break };
+            let c = cost.sample(&mut rng) as u64 + effects.extra_cost_ns;
+            t += Duration::from_nanos(c);
+            let processed = t.saturating_duration_since(frame_start).as_nanos() as u64;
+            let ack_at = frame_start + Duration::from_nanos(effects.ack_offset(processed, tick));
+            if effects.ack_loss > 0.0 && rng.random_bool(effects.ack_loss) {
+                dropped += 1; // never acked: the server redelivers after ack_wait
+            } else {
+                acks.push((ack_at, m));
+            }
+        }
+        acks.sort_by_key(|a| a.0);
+        let mut sent = 0;
+        for (at, m) in acks {
+            sleep_until(at).await;
+            if m.ack().await.is_ok() {
+                sent += 1;
+            }
+        }
+        {
+            let mut st = lock(&stats);
+            st.acks_sent += sent;
+            st.acks_dropped += dropped;
+        }
+        // An overrun frame makes the next one start late; skip frames already missed.
+        frame = (frame + 1).max(timeline.elapsed(Instant::now()) / tick);
+    }
+}
+
+/// Runs `s` against the NATS server of `client` until the timeline ends (or `stop` fires, for
+/// a repeating one), then returns the ground truth.
+pub async fn run(
+    client: Client,
+    s: Scenario,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Truth, Error> {
+    let js = jetstream::new(client.clone());
+    let deliveries = set_up(&js, &s).await?;
+    let s = Arc::new(s);
+    let timeline = Timeline::start(
+        s.tick_ns,
+        s.duration_ns,
+        s.repeat,
+        Duration::from_millis(300),
+    );
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let mut tasks = vec![tokio::spawn(publisher(
+        client.clone(),
+        s.clone(),
+        timeline,
+        stats.clone(),
+        stop.clone(),
+    ))];
+    for (i, d) in deliveries.into_iter().enumerate() {
+        tasks.push(tokio::spawn(server(
+            i as u32,
+            s.clone(),
+            timeline,
+            d,
+            stats.clone(),
+            stop.clone(),
+        )));
+    }
+    tracing::info!(scenario = %s.name, servers = s.servers, "simulation started");
+    for t in tasks {
+        let _ = t.await;
+    }
+    let ended = timeline.wall_of(Instant::now());
+    Ok(Truth::new(&s, &timeline, ended, &lock(&stats)))
+}
