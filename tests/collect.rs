@@ -129,7 +129,7 @@ fn total_counts(tapped: &Tapped) -> Counts {
 }
 
 async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
-    let _measuring = crate::support::CPU.read().await;
+    let _measuring = crate::support::CPU.lock().await;
     let server = NatsServer::start(generation);
     let tapped = Tapped::start(config(&server, "")).await;
     let client = server.client().await;

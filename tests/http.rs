@@ -375,6 +375,7 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_end_to_end_with_a_browser() {
+    let _loading = crate::support::CPU.lock().await;
     use async_nats::jetstream::{self, consumer, stream};
     use futures::StreamExt;
 

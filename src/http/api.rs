@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::{Value, json};
 
-use super::params::{Params, range_warnings};
+use super::params::{Params, RANGE_PARAMS, range_warnings};
 use super::{ApiError, AppState};
 use crate::aggregate::histogram::LatencyHistogram;
 use crate::aggregate::rebin::{self, Latency, quantile};
@@ -89,19 +89,7 @@ pub async fn report(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let now = seen_now().wall_ns;
-    let params = Params::parse(
-        &query,
-        &[
-            "stream",
-            "consumer",
-            "from",
-            "to",
-            "latency",
-            "tick",
-            "phase_bins",
-        ],
-        now,
-    )?;
+    let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
     with_collector(&state, move |c| build_report(c, &params, now).map(Json)).await
 }
 

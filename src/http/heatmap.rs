@@ -8,27 +8,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::api::with_collector;
-use super::params::{MAX_BINS, Params, range_warnings};
+use super::params::{MAX_BINS, PICTURE_PARAMS, Params, RANGE_PARAMS, range_warnings};
 use super::{ApiError, AppState};
 use crate::aggregate::phase_grid::LatencyAxis;
 use crate::aggregate::rebin;
 use crate::collect::taps::seen_now;
 use crate::model::rfc3339;
 use crate::render::heatmap::{ColorScale, HeatmapStyle, XAxis, format_latency, render_heatmap};
-
-const PARAMS: &[&str] = &[
-    "stream",
-    "consumer",
-    "from",
-    "to",
-    "latency",
-    "tick",
-    "phase_bins",
-    "width",
-    "height",
-    "scale",
-    "max_latency",
-];
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -56,7 +42,7 @@ async fn heatmap(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let now = seen_now().wall_ns;
-    let params = Params::parse(&query, PARAMS, now)?;
+    let params = Params::parse(&query, &[RANGE_PARAMS, PICTURE_PARAMS], now)?;
     let svg = with_collector(&state, move |c| {
         let ids = params.consumers(c)?;
         let (from, to) = params.range(c, now);

@@ -18,6 +18,19 @@ pub const MAX_HEIGHT: u32 = 3000;
 /// Most phase bins or time columns a request may ask for.
 pub const MAX_BINS: u32 = 2000;
 
+/// Parameters the report and both heatmaps accept.
+pub const RANGE_PARAMS: &[&str] = &[
+    "stream",
+    "consumer",
+    "from",
+    "to",
+    "latency",
+    "tick",
+    "phase_bins",
+];
+/// Parameters only the heatmaps accept.
+pub const PICTURE_PARAMS: &[&str] = &["width", "height", "scale", "max_latency"];
+
 /// The parsed query of one request.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -55,7 +68,7 @@ impl Params {
     /// Parses `query`, accepting only the parameters in `allowed` (and `_`, a cache buster).
     pub fn parse(
         query: &HashMap<String, String>,
-        allowed: &[&str],
+        allowed: &[&[&str]],
         now_ns: i64,
     ) -> Result<Self, ApiError> {
         let mut p = Params::default();
@@ -63,7 +76,7 @@ impl Params {
             if key == "_" {
                 continue;
             }
-            if !allowed.contains(&key.as_str()) {
+            if !allowed.iter().any(|set| set.contains(&key.as_str())) {
                 return Err(ApiError::bad(key, "unknown parameter"));
             }
             let bad = |message: String| ApiError::bad(key, format!("{value:?}: {message}"));
@@ -222,19 +235,7 @@ mod tests {
             .collect()
     }
 
-    const ALL: &[&str] = &[
-        "stream",
-        "consumer",
-        "from",
-        "to",
-        "latency",
-        "tick",
-        "phase_bins",
-        "width",
-        "height",
-        "scale",
-        "max_latency",
-    ];
+    const ALL: &[&[&str]] = &[RANGE_PARAMS, PICTURE_PARAMS];
     const NOW: i64 = 1_790_000_000_000_000_000;
 
     #[test]
@@ -290,7 +291,7 @@ mod tests {
         }
         let err = Params::parse(&q(&[("from", "now"), ("to", "-1m")]), ALL, NOW).unwrap_err();
         assert!(matches!(err, ApiError::BadParam { param, .. } if param == "from"));
-        let err = Params::parse(&q(&[("width", "10")]), &["stream"], NOW).unwrap_err();
+        let err = Params::parse(&q(&[("width", "10")]), &[RANGE_PARAMS], NOW).unwrap_err();
         assert!(matches!(err, ApiError::BadParam { param, .. } if param == "width"));
     }
 }

@@ -119,25 +119,25 @@ async fn set_up(
     for i in 0..s.servers {
         let name = Scenario::server_name(i);
         let _ = stream.delete_consumer(&name).await;
-        let filter_subject = s.subject_of(i);
-        let ack_wait = Duration::from_nanos(s.ack_wait_ns);
+        stream
+            .create_consumer(consumer::Config {
+                durable_name: Some(name.clone()),
+                deliver_subject: s.push.then(|| format!("deliver.{name}")),
+                filter_subject: s.subject_of(i),
+                ack_policy: consumer::AckPolicy::Explicit,
+                // Only this run's messages, not what an earlier run left in the stream.
+                deliver_policy: consumer::DeliverPolicy::New,
+                ack_wait: Duration::from_nanos(s.ack_wait_ns),
+                max_ack_pending: s.max_ack_pending,
+                max_deliver: s.max_deliver,
+                sample_frequency: s.sample_freq,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| setup(&e))?;
         let messages: BoxStream<'static, jetstream::Message> = if s.push {
-            let consumer = stream
-                .create_consumer(consumer::push::Config {
-                    durable_name: Some(name.clone()),
-                    deliver_subject: format!("deliver.{name}"),
-                    filter_subject,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    // Only this run's messages, not what an earlier run left in the stream.
-                    deliver_policy: consumer::DeliverPolicy::New,
-                    ack_wait,
-                    max_ack_pending: s.max_ack_pending,
-                    max_deliver: s.max_deliver,
-                    sample_frequency: s.sample_freq,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| setup(&e))?;
+            let consumer: consumer::PushConsumer =
+                stream.get_consumer(&name).await.map_err(|e| setup(&e))?;
             consumer
                 .messages()
                 .await
@@ -145,21 +145,8 @@ async fn set_up(
                 .filter_map(|m| async { m.ok() })
                 .boxed()
         } else {
-            let consumer = stream
-                .create_consumer(consumer::pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject,
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    // Only this run's messages, not what an earlier run left in the stream.
-                    deliver_policy: consumer::DeliverPolicy::New,
-                    ack_wait,
-                    max_ack_pending: s.max_ack_pending,
-                    max_deliver: s.max_deliver,
-                    sample_frequency: s.sample_freq,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| setup(&e))?;
+            let consumer: consumer::PullConsumer =
+                stream.get_consumer(&name).await.map_err(|e| setup(&e))?;
             consumer
                 .stream()
                 .max_messages_per_batch(100)

@@ -10,9 +10,9 @@ use ackscope::collect::taps::{self, Taps};
 use ackscope::config::{Config, RawConfig};
 use ackscope::telemetry::Counters;
 
-/// Tests that measure latency take this for reading; tests that load both cores (the fleet
-/// simulator, the demo) take it for writing, so the load never skews a measurement.
-pub static CPU: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+/// Held by tests that measure latency to the millisecond and by tests that load both cores
+/// (the fleet simulator, the demo, the browser), so that no load skews a measurement.
+pub static CPU: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The server generations ackscope supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
