@@ -14,6 +14,12 @@
 //!   Runs the `ackscope collect` binary beside a steady JetStream workload (publish, deliver,
 //!   ack) and samples its resident memory every 10 s.
 //!
+//! `cargo bench --bench loopback -- core-soak [--minutes M] [--rate ACKS_PER_S] [--consumers C]`
+//!   Feeds the collector core directly (no NATS: the server here cannot store 50,000
+//!   messages/s beside 200 consumers) with M minutes of deliveries and acks at RATE, its clocks
+//!   advancing as they would, as fast as it can, and reports this process's resident memory
+//!   after every simulated minute.
+//!
 //! The server is `NATS_SERVER_BIN`, `ACKSCOPE_NATS_SERVER_CURRENT`, or `nats-server` on PATH.
 
 use std::path::PathBuf;
@@ -62,6 +68,7 @@ fn main() {
         .unwrap();
     match args.first().map(String::as_str) {
         Some("soak") => runtime.block_on(soak(&args)),
+        Some("core-soak") => core_soak(&args),
         Some("throughput") | None => runtime.block_on(throughput(&args)),
         Some(other) => panic!("unknown mode {other:?}: use throughput or soak"),
     }
@@ -401,12 +408,28 @@ async fn soak(args: &[String]) {
     }
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
         .args(["collect", "--nats", &server.url()])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("ackscope collect");
     let pid = child.id().unwrap();
+    // Count the acks ackscope reports in its all-consumers window lines.
+    let seen_acks = Arc::new(AtomicU64::new(0));
+    let lines = {
+        let seen = seen_acks.clone();
+        let stdout = child.stdout.take().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let w: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+                if w["consumer"] == "*" {
+                    seen.fetch_add(w["counts"]["acks"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                }
+            }
+        })
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
         "soak: ackscope collect (pid {pid}) beside {rate} msg/s published, delivered and acked over {consumers} pull consumers, {minutes} min"
@@ -446,9 +469,10 @@ async fn soak(args: &[String]) {
                 .messages;
             samples.push((t, rss));
             println!(
-                "t={t:>5.0}s  rss={:>6.1} MiB  published/s={:.0}  unacked backlog={backlog}",
+                "t={t:>5.0}s  rss={:>6.1} MiB  published/s={:.0}  acks/s seen by ackscope={:.0}  stream backlog={backlog}",
                 rss as f64 / 1024.0,
-                i as f64 / t
+                i as f64 / t,
+                seen_acks.load(Ordering::Relaxed) as f64 / t
             );
         }
     }
@@ -471,5 +495,71 @@ async fn soak(args: &[String]) {
     for d in drivers {
         d.abort();
     }
+    lines.abort();
     child.kill().await.unwrap();
+}
+
+fn core_soak(args: &[String]) {
+    use ackscope::model::Seen;
+    let minutes: u64 = arg(args, "--minutes", 10);
+    let rate: u64 = arg(args, "--rate", 50_000);
+    let consumers: u64 = arg(args, "--consumers", 200);
+    let mut collector = Collector::new(ackscope::config::Config::default());
+    let pid = std::process::id();
+    let start_rss = rss_kib(pid).unwrap_or(0);
+    println!(
+        "core soak: {rate} acks/s over {consumers} consumers for {minutes} simulated minutes; rss at start {:.1} MiB",
+        start_rss as f64 / 1024.0
+    );
+    let t0: i64 = 1_790_000_000_000_000_000;
+    let step_ns = 1_000_000_000 / rate;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    for minute in 1..=minutes {
+        for k in 0..60 * rate {
+            let i = (minute - 1) * 60 * rate + k;
+            let t = i * step_ns;
+            let seq = i / consumers + 1;
+            let reply = format!(
+                "$JS.ACK.GAME.c{}.1.{seq}.{seq}.{}.0",
+                i % consumers,
+                t0 + t as i64
+            );
+            let headers = [("traceparent", traceparent), ("X-Server-Id", "srv-1")];
+            let delivered = Seen {
+                mono_ns: t,
+                wall_ns: t0 + t as i64,
+            };
+            collector.on_delivery("game.srv-1.state", Some(&reply), headers, delivered);
+            // Acked 2 to 18 ms later, as a game frame would.
+            let latency = 2_000_000 + (i % 16) * 1_000_000;
+            let acked = Seen {
+                mono_ns: t + latency,
+                wall_ns: t0 + (t + latency) as i64,
+            };
+            collector.on_ack(&reply, None, b"+ACK", acked);
+            if k % (rate / 10) == 0 {
+                collector.tick(acked);
+                std::hint::black_box(collector.take_closed());
+            }
+        }
+        let rss = rss_kib(pid).unwrap_or(0);
+        samples.push(rss);
+        println!(
+            "minute {minute:>2}: rss {:>6.1} MiB, {} samples, join pending {}",
+            rss as f64 / 1024.0,
+            collector.counters().samples,
+            collector.joiner().pending_len()
+        );
+    }
+    let half = samples[samples.len() / 2];
+    let last = *samples.last().unwrap_or(&0);
+    println!(
+        "rss MiB: end {:.1}, max {:.1}, growth from half-time to end {:.1}; {:.0} samples/s wall",
+        last as f64 / 1024.0,
+        *samples.iter().max().unwrap_or(&0) as f64 / 1024.0,
+        (last as f64 - half as f64) / 1024.0,
+        (minutes * 60 * rate) as f64 / started.elapsed().as_secs_f64()
+    );
 }

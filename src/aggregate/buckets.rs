@@ -8,6 +8,26 @@ pub const BOUNDS_S: [f64; 16] = [
     5.0, 10.0,
 ];
 
+/// The same bounds in nanoseconds, for recording without floating point.
+const BOUNDS_NS: [u64; 16] = [
+    250_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    4_000_000,
+    8_000_000,
+    16_000_000,
+    33_000_000,
+    66_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
 /// Counts of latencies at or below each bound, plus the total and the sum.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LatencyBuckets {
@@ -18,8 +38,7 @@ pub struct LatencyBuckets {
 
 impl LatencyBuckets {
     pub fn record(&mut self, ns: u64) {
-        let seconds = ns as f64 / 1e9;
-        let i = BOUNDS_S.partition_point(|&b| b < seconds);
+        let i = BOUNDS_NS.partition_point(|&b| b < ns);
         self.counts[i] += 1;
         self.sum_ns += ns as u128;
     }
@@ -45,6 +64,13 @@ impl LatencyBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nanosecond_bounds_match_the_exported_ones() {
+        for (ns, s) in BOUNDS_NS.iter().zip(BOUNDS_S) {
+            assert_eq!(*ns, (s * 1e9).round() as u64);
+        }
+    }
 
     #[test]
     fn buckets_are_cumulative_and_inclusive() {
