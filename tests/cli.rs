@@ -5,12 +5,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, stream};
-use futures::StreamExt;
+use async_nats::jetstream::{self, consumer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::support::{Generation, NatsServer};
+use crate::support::{Generation, NatsServer, free_addr, game_stream, next_message};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ackscope");
 
@@ -49,14 +48,7 @@ async fn collect_prints_windows(generation: Generation) {
 
     let client = server.client().await;
     let js = jetstream::new(client.clone());
-    let stream = js
-        .create_stream(stream::Config {
-            name: "GAME".into(),
-            subjects: vec!["game.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let stream = game_stream(&client).await;
     let consumer = stream
         .create_consumer(consumer::pull::Config {
             durable_name: Some("srv-7".into()),
@@ -78,17 +70,7 @@ async fn collect_prints_windows(generation: Generation) {
         traces.insert(trace);
     }
     for _ in 0..10 {
-        let msg = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_secs(5))
-            .messages()
-            .await
-            .unwrap()
-            .next()
-            .await
-            .unwrap()
-            .unwrap();
+        let msg = next_message(&consumer).await;
         tokio::time::sleep(Duration::from_millis(10)).await;
         msg.ack().await.unwrap();
     }
@@ -152,13 +134,8 @@ async fn collect_prints_windows(generation: Generation) {
 
 #[tokio::test]
 async fn unreachable_server_is_a_one_line_start_up_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let out = Command::new(BIN)
-        .args(["collect", "--nats", &format!("nats://127.0.0.1:{port}")])
+        .args(["collect", "--nats", &format!("nats://{}", free_addr())])
         .output()
         .await
         .unwrap();

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, consumer, stream};
+use async_nats::jetstream::{self, AckKind, consumer};
 use futures::StreamExt;
 
 use ackscope::aggregate::window::Counts;
 use ackscope::model::{AckKind as Kind, SampleSource};
 
-use crate::support::{Generation, NatsServer, Tapped, config};
+use crate::support::{Generation, NatsServer, Tapped, config, game_stream, next_message};
 
 const MS: u64 = 1_000_000;
 
@@ -44,17 +44,6 @@ fn trace_hex(i: usize) -> String {
     format!("4bf92f3577b34da6a3ce929d{:08x}", i + 1)
 }
 
-async fn game_stream(client: &async_nats::Client) -> jetstream::stream::Stream {
-    let js = jetstream::new(client.clone());
-    js.create_stream(stream::Config {
-        name: "GAME".into(),
-        subjects: vec!["game.>".into()],
-        ..Default::default()
-    })
-    .await
-    .expect("create stream")
-}
-
 async fn publish(client: &async_nats::Client, server_id: &str, count: usize) {
     let js = jetstream::new(client.clone());
     for i in 0..count {
@@ -70,21 +59,6 @@ async fn publish(client: &async_nats::Client, server_id: &str, count: usize) {
             .await
             .expect("publish ack");
     }
-}
-
-/// Fetches one message, so that it is handled the moment it arrives.
-async fn next_message(consumer: &consumer::Consumer<consumer::pull::Config>) -> jetstream::Message {
-    consumer
-        .fetch()
-        .max_messages(1)
-        .expires(Duration::from_secs(5))
-        .messages()
-        .await
-        .expect("fetch")
-        .next()
-        .await
-        .expect("a message before the fetch expires")
-        .expect("a message, not an error")
 }
 
 async fn pull_consumer(

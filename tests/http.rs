@@ -376,16 +376,11 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_end_to_end_with_a_browser() {
     let _loading = crate::support::CPU.lock().await;
-    use async_nats::jetstream::{self, consumer, stream};
+    use async_nats::jetstream::{self, consumer};
     use futures::StreamExt;
 
     let server = NatsServer::start(Generation::Current);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = crate::support::free_addr();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
         .args(["serve", "--nats", &server.url(), "--listen", &addr])
         .stdout(Stdio::null())
@@ -408,14 +403,7 @@ async fn serve_end_to_end_with_a_browser() {
     // Real JetStream traffic: srv-1 acks after 8 ms, srv-2 after 2 ms.
     let client = server.client().await;
     let js = jetstream::new(client.clone());
-    let stream = js
-        .create_stream(stream::Config {
-            name: "GAME".into(),
-            subjects: vec!["game.>".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let stream = crate::support::game_stream(&client).await;
     let mut workers = Vec::new();
     for (name, delay_ms) in [("srv-1", 8u64), ("srv-2", 2)] {
         let consumer = stream

@@ -247,12 +247,7 @@ async fn each_fault_leaves_its_signature_and_the_truth_says_so() {
 async fn demo_is_ready_within_30s_and_cleans_up_on_sigterm() {
     let _loading = crate::support::CPU.lock().await;
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = crate::support::free_addr();
     let binary =
         std::env::var("ACKSCOPE_NATS_SERVER_LEGACY").unwrap_or("/usr/sbin/nats-server".into());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))

@@ -2,6 +2,9 @@
 //! free port, a temp dir, killed on drop) and helpers to run ackscope's taps against it.
 
 use std::path::PathBuf;
+
+use async_nats::jetstream;
+use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,6 +68,39 @@ impl NatsServer {
             .await
             .expect("test client connects")
     }
+}
+
+/// A loopback address with a port nothing listens on (yet).
+pub fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    listener.local_addr().expect("its address").to_string()
+}
+
+/// The `GAME` stream on `game.>`.
+pub async fn game_stream(client: &async_nats::Client) -> jetstream::stream::Stream {
+    jetstream::new(client.clone())
+        .create_stream(jetstream::stream::Config {
+            name: "GAME".into(),
+            subjects: vec!["game.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create stream")
+}
+
+/// Fetches one message, so that it is handled the moment it arrives.
+pub async fn next_message(consumer: &jetstream::consumer::PullConsumer) -> jetstream::Message {
+    consumer
+        .fetch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .expect("fetch")
+        .next()
+        .await
+        .expect("a message before the fetch expires")
+        .expect("a message, not an error")
 }
 
 /// ackscope's taps running against a server, in the background.
