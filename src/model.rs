@@ -135,17 +135,6 @@ pub enum SampleSource {
     Reordered,
 }
 
-impl SampleSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SampleSource::Observed => "observed",
-            SampleSource::AckOnly => "ack_only",
-            SampleSource::ServerMetric => "server_metric",
-            SampleSource::Reordered => "reordered",
-        }
-    }
-}
-
 /// One completed delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

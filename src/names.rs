@@ -77,11 +77,6 @@ impl Names {
         self.consumers.intern(stream_consumer)
     }
 
-    /// Looks a (stream, consumer) pair up without inserting it.
-    pub fn find_consumer(&self, stream: &str, consumer: &str) -> Option<ConsumerId> {
-        self.consumers.get(&format!("{stream}.{consumer}"))
-    }
-
     /// The (stream, consumer) names of `id`.
     pub fn consumer_names(&self, id: ConsumerId) -> (&str, &str) {
         let key = self.consumers.name(id).unwrap_or("?.?");
@@ -126,7 +121,7 @@ mod tests {
         let mut n = Names::new(10, 10);
         let id = n.consumer("GAME.srv-1").unwrap();
         assert_eq!(n.consumer_names(id), ("GAME", "srv-1"));
-        assert_eq!(n.find_consumer("GAME", "srv-1"), Some(id));
-        assert_eq!(n.find_consumer("GAME", "srv-2"), None);
+        assert_eq!(n.consumer("GAME.srv-1"), Some(id));
+        assert_eq!(n.consumer_count(), 1);
     }
 }

@@ -75,11 +75,6 @@ impl FrameClock {
         self.phase_of
     }
 
-    /// The same clock with another number of phase bins.
-    pub fn with_bins(self, phase_bins: u32) -> Result<Self, Error> {
-        Self::new(self.period_ns, self.epoch_ns, phase_bins, self.phase_of)
-    }
-
     /// Nanoseconds into the frame at wall-clock instant `t_ns`, in `0..period`.
     pub fn phase_ns(&self, t_ns: i64) -> u64 {
         // The period is at most 10 s, so it fits an i64; 128-bit division only when the

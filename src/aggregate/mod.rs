@@ -198,16 +198,6 @@ impl Aggregator {
         self.advance(t_ns);
         self.stats(consumer).counts.apply(event);
     }
-
-    /// Approximate bytes held, for the memory budget.
-    pub fn approx_bytes(&self) -> usize {
-        let ring = self.ring.len() * SampleRing::BYTES_PER_SAMPLE;
-        let grid = self.clock.phase_bins() as usize * self.axis.rows() as usize * 4;
-        let open = self.consumers.iter().flatten().count() + 1;
-        let windows: usize =
-            self.history.iter().map(VecDeque::len).sum::<usize>() + self.all_history.len();
-        ring + open * (grid + 2 * 80_000) + windows * std::mem::size_of::<WindowSummary>()
-    }
 }
 
 fn push_bounded(q: &mut VecDeque<WindowSummary>, cap: usize, mut s: WindowSummary) {

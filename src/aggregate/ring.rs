@@ -4,7 +4,6 @@
 //! (another tick period, another filter, another latency) can re-bin them. When full, the oldest
 //! sample is overwritten and counted.
 
-use crate::config::MAX_LABELS;
 use crate::model::{AckKind, ConsumerId, Labels, Sample, SampleSource, Sym, TraceId};
 
 const NONE_I64: i64 = i64::MIN;
@@ -116,9 +115,6 @@ impl SampleRing {
     pub fn overwritten(&self) -> u64 {
         self.overwritten
     }
-
-    /// Approximate bytes per stored sample, for the memory budget.
-    pub const BYTES_PER_SAMPLE: usize = 4 + 8 + 4 + 8 + 8 + 8 + 8 + 1 + 16 + 4 + 4 * MAX_LABELS;
 
     pub fn push(&mut self, s: &Sample) {
         let kind_source = kind_code(s.kind) | (source_code(s.source) << 4);
