@@ -7,6 +7,7 @@
 //! configuration, [`names`] the bounded name tables, [`telemetry`] ackscope's own counters.
 
 pub mod aggregate;
+pub mod analyze;
 pub mod collect;
 pub mod config;
 pub mod http;

@@ -127,9 +127,15 @@ async fn consumers_and_report_carry_the_injected_latencies() {
     assert!((p50 - 2_000.0).abs() <= 2.0, "{p50}");
     assert_eq!(report["tick"]["period_us"], 16_000.0);
     assert_eq!(report["tick"]["phase_bins"], 32);
-    assert_eq!(report["tick"]["detected_period_us"], Value::Null);
+    // 200 acks 16 ms apart: the frame clock is confirmed.
+    assert_eq!(report["tick"]["detected_period_us"], 16_000.0);
     assert_eq!(report["spikes"], serde_json::json!([]));
-    assert_eq!(report["ordering"]["checked"], 0);
+    assert_eq!(report["ordering"]["checked"], 200);
+    assert_eq!(report["ordering"]["out_of_order"], 0);
+    assert!(
+        report["warnings"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
     let phases = report["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 32);
     // 15 ms into a 16 ms frame is the 31st of 32 intervals of 500 µs: every ack is there.
@@ -150,6 +156,8 @@ async fn consumers_and_report_carry_the_injected_latencies() {
         .count();
     assert!(spread >= 5, "{other}");
     assert_eq!(other["tick"]["period_us"], 20_000.0);
+    // No period near 20 ms explains acks 16 ms apart.
+    assert_eq!(other["tick"]["detected_period_us"], Value::Null, "{other}");
 
     let (_, e2e) = get_json(&state, "/api/v1/report?latency=e2e").await;
     assert_eq!(

@@ -11,9 +11,11 @@ use super::{ApiError, AppState};
 use crate::aggregate::histogram::LatencyHistogram;
 use crate::aggregate::rebin::{self, Latency, quantile};
 use crate::aggregate::window::Counts;
+use crate::analyze;
 use crate::collect::core::Collector;
 use crate::collect::taps::{lock, seen_now};
 use crate::model::{ConsumerId, rfc3339};
+use crate::render::heatmap::format_latency;
 
 /// The span `/api/v1/consumers` takes its rates and percentiles over.
 const RECENT_NS: i64 = 60_000_000_000;
@@ -133,6 +135,22 @@ fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiEr
     let clock = params.clock(c.aggregator().clock(), 32);
     let phases = rebin::phase_table(ring, &filter, &clock);
     let q = latency_block(&stats.latency);
+    let ordering = analyze::ordering::audit(ring.iter().filter(|r| filter.matches(r)));
+    let times: Vec<i64> = ring
+        .iter()
+        .filter(|r| filter.matches(r))
+        .map(|r| r.acked_ns)
+        .collect();
+    let detected = analyze::tick::detect_period(&times, clock.period_ns());
+    let mut warnings = range_warnings(c, from, to);
+    if let Some(d) = detected.filter(|d| analyze::tick::differs(d.period_ns, clock.period_ns())) {
+        warnings.push(format!(
+            "the acks follow a {} frame, not the {} tick: the phase heatmap is smeared (try tick={})",
+            format_latency(d.period_ns as f64),
+            format_latency(clock.period_ns() as f64),
+            format_latency(d.period_ns as f64),
+        ));
+    }
     Ok(json!({
         "range": {"from": rfc3339(from), "to": rfc3339(to)},
         "tick": {
@@ -140,15 +158,15 @@ fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiEr
             "epoch": rfc3339(clock.epoch_ns()),
             "phase_bins": clock.phase_bins(),
             "phase_of": clock.phase_of().as_str(),
-            "detected_period_us": null,
+            "detected_period_us": detected.map(|d| d.period_ns as f64 / 1_000.0),
         },
         "latency": filter.latency.as_str(),
         "counts": counts,
         "latency_us": q,
         "phases": phases,
         "spikes": [],
-        "ordering": {"checked": 0, "out_of_order": 0, "rate": 0.0},
-        "warnings": range_warnings(c, from, to),
+        "ordering": ordering,
+        "warnings": warnings,
     }))
 }
 

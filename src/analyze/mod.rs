@@ -1,0 +1,7 @@
+//! Analysis: pure functions over collected samples and windows. No I/O, no clock.
+//!
+//! [`ordering`] audits ordered processing; [`tick`] finds the frame period actually present in
+//! the ack times.
+
+pub mod ordering;
+pub mod tick;
