@@ -21,6 +21,9 @@ use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym, rfc33
 use crate::names::Names;
 use crate::telemetry::Counters;
 
+/// Consumer state polls remembered per consumer (10 minutes at the default 5 s interval).
+pub const STATE_HISTORY: usize = 120;
+
 /// Advisory counts of one consumer since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AdvisoryCounts {
@@ -40,6 +43,9 @@ pub struct ConsumerFacts {
     pub ack_buckets: LatencyBuckets,
     pub advisories: AdvisoryCounts,
     pub state: Option<ConsumerState>,
+    /// Recent polls' (time, ack pending, max ack pending), oldest first, at most
+    /// [`STATE_HISTORY`]: the evidence for flow-control analysis of past spikes.
+    pub ack_pending_history: std::collections::VecDeque<(i64, u64, i64)>,
     /// Last event, Unix nanoseconds.
     pub last_seen_ns: i64,
 }
@@ -280,7 +286,16 @@ impl Collector {
             return;
         };
         self.joiner.set_ack_wait(id, state.ack_wait_ns);
-        self.facts[id as usize].state = Some(state);
+        let facts = &mut self.facts[id as usize];
+        if facts.ack_pending_history.len() == STATE_HISTORY {
+            facts.ack_pending_history.pop_front();
+        }
+        facts.ack_pending_history.push_back((
+            state.polled_ns,
+            state.num_ack_pending,
+            state.max_ack_pending,
+        ));
+        facts.state = Some(state);
     }
 
     /// Counts a failed consumer info poll.
