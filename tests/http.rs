@@ -556,3 +556,99 @@ async fn serve_end_to_end_with_a_browser() {
 
     let _ = child.kill().await;
 }
+
+/// 30 seconds of GAME/srv-1 acks, 50 a second at 4 ms into the frame with 2 ms latency, except
+/// seconds 20–22, when acks are held back to 13 ms into the frame (11 ms latency).
+fn preempted_state() -> AppState {
+    let mut c = Collector::new(Config::default());
+    let now = seen_now();
+    let frame = 16 * MS as i64;
+    let start = (now.wall_ns - 40_000_000_000).div_euclid(1_000_000_000) * 1_000_000_000;
+    let mut seq = 0u64;
+    for second in 0..30i64 {
+        for k in 0..50i64 {
+            seq += 1;
+            let frame_start =
+                (start + second * 1_000_000_000 + k * 19 * MS as i64).div_euclid(frame) * frame;
+            let held = (20..23).contains(&second);
+            let (phase, latency) = if held {
+                (13 * MS, 11 * MS)
+            } else {
+                (4 * MS, 2 * MS)
+            };
+            let acked_wall = frame_start + phase as i64;
+            // Only differences of the monotonic clock matter.
+            let mono = 1_000_000_000_000 + (acked_wall - start + 1_000_000_000) as u64;
+            let delivered = Seen {
+                mono_ns: mono - latency,
+                wall_ns: acked_wall - latency as i64,
+            };
+            let acked = Seen {
+                mono_ns: mono,
+                wall_ns: acked_wall,
+            };
+            let reply = format!(
+                "$JS.ACK.GAME.srv-1.1.{seq}.{seq}.{}.0",
+                delivered.wall_ns - MS as i64
+            );
+            let trace = format!("00-{:032x}-00f067aa0ba902b7-01", seq);
+            c.on_delivery(
+                "game.srv-1.state",
+                Some(&reply),
+                [("traceparent", trace.as_str())],
+                delivered,
+            );
+            c.on_ack(&reply, None, b"+ACK", acked);
+        }
+    }
+    c.tick(now);
+    AppState {
+        collector: Arc::new(Mutex::new(c)),
+        readiness: Arc::new(Readiness::new(Arc::new(ClientEvents::default()))),
+    }
+}
+
+#[tokio::test]
+async fn spikes_are_found_and_attributed() {
+    let state = preempted_state();
+    let (status, spikes) = get_json(&state, "/api/v1/spikes?stream=GAME&consumer=srv-1").await;
+    assert_eq!(status, StatusCode::OK, "{spikes}");
+    let spikes = spikes.as_array().unwrap();
+    assert_eq!(spikes.len(), 1, "{spikes:#?}");
+    let s = &spikes[0];
+    assert_eq!(
+        (s["stream"].as_str(), s["consumer"].as_str()),
+        (Some("GAME"), Some("srv-1"))
+    );
+    assert!(
+        (s["p99_us"].as_f64().unwrap() - 11_000.0).abs() < 100.0,
+        "{s}"
+    );
+    assert!(
+        (s["baseline_p99_us"].as_f64().unwrap() - 2_000.0).abs() < 20.0,
+        "{s}"
+    );
+    let top = &s["causes"][0];
+    assert_eq!(top["cause"], "thread_preemption", "{s:#}");
+    assert!(top["confidence"].as_f64().unwrap() >= 0.5);
+    let band = (
+        top["evidence"]["band_from_ms"].as_f64().unwrap(),
+        top["evidence"]["band_to_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        band.0 <= 13.0 && 13.0 < band.1,
+        "the band holds the held-back acks: {top}"
+    );
+    assert_eq!(top["exemplar_trace_ids"].as_array().unwrap().len(), 5);
+    // The report carries the same spikes; all consumers together spike too.
+    let (_, report) = get_json(&state, "/api/v1/report").await;
+    let all: Vec<&str> = report["spikes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["consumer"].as_str().unwrap())
+        .collect();
+    assert_eq!(all, vec!["srv-1", "*"], "{report}");
+    let (status, body) = get_json(&state, "/api/v1/spikes?stream=NOPE").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}

@@ -1,9 +1,11 @@
 //! Analysis: pure functions over collected samples and windows. No I/O, no clock.
 //!
-//! [`ordering`] audits ordered processing; [`tick`] finds the frame period actually present in
-//! the ack times.
+//! [`spikes`] finds P99 spikes in windowed P99s; [`causes`] attributes a spike to its causes;
+//! [`report`] puts the two together over the collector's windows and samples; [`ordering`]
+//! audits ordered processing; [`tick`] finds the frame period actually present in the ack times.
 
 pub mod causes;
 pub mod ordering;
+pub mod report;
 pub mod spikes;
 pub mod tick;

@@ -85,6 +85,26 @@ fn consumer_list(c: &Collector, now: i64) -> Value {
     Value::Array(list)
 }
 
+/// `GET /api/v1/spikes`: the report's `spikes` alone.
+pub async fn spikes(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let now = seen_now().wall_ns;
+    let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
+    with_collector(&state, move |c| {
+        let ids = params.consumers(c)?;
+        let (from, to) = params.range(c, now);
+        Ok(Json(Value::Array(analyze::report::spikes(
+            c,
+            ids.as_deref(),
+            from,
+            to,
+        ))))
+    })
+    .await
+}
+
 /// `GET /api/v1/report`.
 pub async fn report(
     State(state): State<AppState>,
@@ -164,7 +184,7 @@ fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiEr
         "counts": counts,
         "latency_us": q,
         "phases": phases,
-        "spikes": [],
+        "spikes": analyze::report::spikes(c, ids.as_deref(), from, to),
         "ordering": ordering,
         "warnings": warnings,
     }))

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/consumers", get(api::consumers))
         .route("/api/v1/report", get(api::report))
+        .route("/api/v1/spikes", get(api::spikes))
         .route("/api/v1/heatmap/phase.svg", get(heatmap::phase))
         .route("/api/v1/heatmap/time.svg", get(heatmap::time))
         .with_state(state)
