@@ -5,7 +5,7 @@
 use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 
-use crate::aggregate::rebin::quantile;
+use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
 use crate::model::{AckKind, ConsumerId, Sym, TraceId};
 use crate::tick::FrameClock;
@@ -35,6 +35,8 @@ pub struct Evidence<'a> {
     pub ack_pending: &'a [(u64, i64)],
     /// Names a dimension value (consumer, subject or label) for the evidence.
     pub name: &'a dyn Fn(Dimension) -> String,
+    /// The latency that spiked.
+    pub latency: Latency,
 }
 
 /// A dimension a hot spot can be found in.
@@ -310,6 +312,12 @@ pub fn attribute(e: &Evidence) -> Vec<Cause> {
         load_burst(e, &slow),
         hot_spot(e, &slow),
     ];
+    // Lost acks fill max_ack_pending too: when slow samples are redeliveries, the limit being
+    // reached is their consequence, not the cause.
+    let redelivered = causes[2].evidence["redelivered_share_of_slow"].as_f64().unwrap_or(0.0);
+    if causes[2].confidence >= 0.5 {
+        causes[3].confidence *= 1.0 - redelivered;
+    }
     causes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     if causes.first().is_none_or(|c| c.confidence < 0.5) {
         causes.insert(
@@ -374,6 +382,7 @@ mod tests {
             clock: &clock,
             ack_pending,
             name: &name,
+            latency: Latency::Ack,
         };
         attribute(&e)
     }

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::causes::{Dimension, Evidence, attribute};
-use super::spikes::{SpikeConfig, WindowP99, find_spikes};
-use crate::aggregate::rebin::Filter;
+use super::spikes::{Spike, SpikeConfig, WindowP99, find_spikes};
+use crate::aggregate::rebin::{Filter, Latency};
 use crate::aggregate::ring::RingRow;
 use crate::aggregate::window::WindowSummary;
 use crate::collect::core::Collector;
@@ -14,13 +14,20 @@ use crate::model::{ConsumerId, rfc3339};
 /// How much time before a spike serves as its baseline.
 pub const BASELINE_NS: i64 = 60_000_000_000;
 
-fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>) -> Vec<WindowP99> {
+/// Windowed P99s of one latency.
+fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>, latency: Latency) -> Vec<WindowP99> {
     windows
-        .map(|w| WindowP99 {
-            start_ns: w.start_ns,
-            end_ns: w.end_ns,
-            p99_ns: (w.ack_latency_us.p99 * 1_000.0) as u64,
-            samples: w.ack_latency_us.count,
+        .map(|w| {
+            let q = match latency {
+                Latency::Ack => &w.ack_latency_us,
+                Latency::E2e => &w.e2e_latency_us,
+            };
+            WindowP99 {
+                start_ns: w.start_ns,
+                end_ns: w.end_ns,
+                p99_ns: (q.p99 * 1_000.0) as u64,
+                samples: q.count,
+            }
         })
         .collect()
 }
@@ -36,12 +43,25 @@ pub fn spikes(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> 
     }
     let mut out = Vec::new();
     for scope in scopes {
-        let windows = p99s(c.aggregator().history(scope));
-        for spike in find_spikes(&windows, &SpikeConfig::default()) {
+        // Ack latency first; e2e catches what ack latency cannot see (a redelivered message's
+        // ack latency starts at its redelivery). An e2e spike inside an ack spike adds nothing.
+        let mut found: Vec<(Spike, Latency)> = Vec::new();
+        for latency in [Latency::Ack, Latency::E2e] {
+            let windows = p99s(c.aggregator().history(scope), latency);
+            for spike in find_spikes(&windows, &SpikeConfig::default()) {
+                let overlaps = found
+                    .iter()
+                    .any(|(s, _)| s.start_ns < spike.end_ns && spike.start_ns < s.end_ns);
+                if !overlaps {
+                    found.push((spike, latency));
+                }
+            }
+        }
+        for (spike, latency) in found {
             if spike.end_ns <= from || spike.start_ns >= to {
                 continue;
             }
-            out.push((spike.start_ns, explain(c, scope, spike)));
+            out.push((spike.start_ns, explain(c, scope, spike, latency)));
         }
     }
     out.sort_by_key(|(start, _)| *start);
@@ -63,7 +83,7 @@ fn rows(c: &Collector, scope: Option<ConsumerId>, from: i64, to: i64) -> Vec<Rin
         .collect()
 }
 
-fn explain(c: &Collector, scope: Option<ConsumerId>, spike: super::spikes::Spike) -> Value {
+fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Latency) -> Value {
     let spike_ns = (spike.start_ns, spike.end_ns);
     let baseline_ns = (spike.start_ns - BASELINE_NS, spike.start_ns);
     let spike_rows = rows(c, scope, spike_ns.0, spike_ns.1);
@@ -100,6 +120,7 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: super::spikes::Spike
             clock: c.aggregator().clock(),
             ack_pending: &ack_pending,
             name: &name,
+            latency,
         })
     };
     let (stream, consumer) = match scope {
@@ -111,6 +132,7 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: super::spikes::Spike
         "end": rfc3339(spike.end_ns),
         "stream": stream,
         "consumer": consumer,
+        "latency": latency.as_str(),
         "p99_us": spike.peak_p99_ns as f64 / 1_000.0,
         "baseline_p99_us": spike.baseline_p99_ns as f64 / 1_000.0,
         "windows": spike.windows,

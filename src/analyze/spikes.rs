@@ -25,8 +25,8 @@ pub struct SpikeConfig {
 impl Default for SpikeConfig {
     fn default() -> Self {
         Self {
-            factor: 2.0,
-            min_margin_ns: 5_000_000,
+            factor: 1.5,
+            min_margin_ns: 4_000_000,
             slo_ns: None,
             min_samples: 20,
             baseline_windows: 60,
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn noise_and_quiet_consumers_do_not_spike() {
-        // Wobbling between 8 and 12 ms: under 2x and under the 5 ms margin.
+        // Wobbling between 8 and 12 ms: under 1.5x and under the 4 ms margin.
         let w = windows(&[8, 12, 9, 11, 8, 12, 10, 12, 9, 12]);
         assert!(find_spikes(&w, &SpikeConfig::default()).is_empty());
         // A huge P99 in a window of three samples is noise.
