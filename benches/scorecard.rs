@@ -51,7 +51,7 @@ kind = "thread_preemption"
 start = "25s"
 duration = "12s"
 servers = [2]
-block = "10ms"
+block = "13ms"
 [[faults]]
 kind = "frame_end_batching"
 start = "25s"
@@ -84,7 +84,7 @@ cost = "{slow}"
 "#,
         gc = ms(60.0),
         fc = ms(8.0),
-        burst = (6.0 * scale).max(2.0),
+        burst = (40.0 * scale).max(2.0),
         slow = ms(4.0),
     )
 }

@@ -314,7 +314,9 @@ pub fn attribute(e: &Evidence) -> Vec<Cause> {
     ];
     // Lost acks fill max_ack_pending too: when slow samples are redeliveries, the limit being
     // reached is their consequence, not the cause.
-    let redelivered = causes[2].evidence["redelivered_share_of_slow"].as_f64().unwrap_or(0.0);
+    let redelivered = causes[2].evidence["redelivered_share_of_slow"]
+        .as_f64()
+        .unwrap_or(0.0);
     if causes[2].confidence >= 0.5 {
         causes[3].confidence *= 1.0 - redelivered;
     }

@@ -9,14 +9,12 @@ pub mod faults;
 pub mod scenario;
 pub mod truth;
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -234,7 +232,6 @@ async fn server(
     let sigma = ((s.cost_p99_ns as f64 / s.cost_median_ns as f64).ln() / 2.326).max(1e-6);
     let cost = LogNormal::new((s.cost_median_ns as f64).ln(), sigma).expect("valid log-normal");
     let tick = s.tick_ns;
-    let mut buffer: VecDeque<jetstream::Message> = VecDeque::new();
     let mut frame: u64 = 0;
     let mut after_pause = false;
     loop {
@@ -280,33 +277,58 @@ async fn server(
             after_pause = true;
             continue;
         }
-        sleep_until(frame_start + Duration::from_nanos(s.logic_ns)).await;
-        while let Some(Some(m)) = deliveries.next().now_or_never() {
-            buffer.push_back(m);
-        }
+        // The logic phase: no message is handled. Then messages are handled as they arrive,
+        // one at a time, until the frame ends; each is acked when handled (unless a fault holds
+        // or loses the ack).
         let frame_end = frame_start + Duration::from_nanos(tick);
-        let mut t = frame_start + Duration::from_nanos(s.logic_ns);
-        let mut acks: Vec<(Instant, jetstream::Message)> = Vec::new();
-        let mut dropped = 0;
-        while t < frame_end {
-            let Some(m) = buffer.pop_front() else { break };
+        let mut busy = frame_start + Duration::from_nanos(s.logic_ns);
+        sleep_until(busy).await;
+        let mut held: Vec<(Instant, jetstream::Message)> = Vec::new();
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        loop {
+            // Acks whose time has come.
+            let now = Instant::now();
+            let due = held.partition_point(|a| a.0 <= now);
+            for (_, m) in held.drain(..due) {
+                sent += u64::from(m.ack().await.is_ok());
+            }
+            if busy >= frame_end {
+                break;
+            }
+            let wake = held.first().map_or(frame_end, |a| a.0.min(frame_end));
+            let next = tokio::select! {
+                biased;
+                m = deliveries.next() => m,
+                _ = sleep_until(wake) => None,
+                _ = stop.changed() => return,
+            };
+            let Some(m) = next else {
+                if Instant::now() >= frame_end {
+                    break;
+                }
+                continue;
+            };
             let c = cost.sample(&mut rng) as u64 + effects.extra_cost_ns;
-            t += Duration::from_nanos(c);
-            let processed = t.saturating_duration_since(frame_start).as_nanos() as u64;
+            busy = busy.max(Instant::now()) + Duration::from_nanos(c);
+            // The thread is busy that long; shorter costs than the timer's 1 ms are accounted
+            // for on the virtual clock `busy` alone.
+            if busy.saturating_duration_since(Instant::now()) >= Duration::from_millis(1) {
+                sleep_until(busy).await;
+            }
+            let processed = busy.saturating_duration_since(frame_start).as_nanos() as u64;
             let ack_at = frame_start + Duration::from_nanos(effects.ack_offset(processed, tick));
             if effects.ack_loss > 0.0 && rng.random_bool(effects.ack_loss) {
                 dropped += 1; // never acked: the server redelivers after ack_wait
+            } else if ack_at <= Instant::now() {
+                sent += u64::from(m.ack().await.is_ok());
             } else {
-                acks.push((ack_at, m));
+                let at = held.partition_point(|a| a.0 <= ack_at);
+                held.insert(at, (ack_at, m));
             }
         }
-        acks.sort_by_key(|a| a.0);
-        let mut sent = 0;
-        for (at, m) in acks {
+        for (at, m) in held {
             sleep_until(at).await;
-            if m.ack().await.is_ok() {
-                sent += 1;
-            }
+            sent += u64::from(m.ack().await.is_ok());
         }
         {
             let mut st = lock(&stats);
