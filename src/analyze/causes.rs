@@ -28,6 +28,9 @@ pub struct Evidence<'a> {
     pub spike: &'a [RingRow],
     /// Samples acked in the quiet time before it.
     pub baseline: &'a [RingRow],
+    /// Samples of every consumer during the spike (the spike's own when it is for all of
+    /// them): where a hot spot is looked for.
+    pub context: &'a [RingRow],
     pub spike_ns: (i64, i64),
     pub baseline_ns: (i64, i64),
     pub clock: &'a FrameClock,
@@ -52,15 +55,24 @@ fn latency(r: &RingRow) -> Option<u64> {
 }
 
 /// The baseline's P99 ack latency: spike samples above it are "slow".
+/// The sample's value of the latency that spiked.
+fn spiked(e: &Evidence, r: &RingRow) -> Option<u64> {
+    match e.latency {
+        Latency::Ack => r.ack_latency_ns,
+        Latency::E2e => r.e2e_latency_ns,
+    }
+}
+
+/// The baseline's P99 of the latency that spiked: spike samples above it are "slow".
 fn slow_threshold(e: &Evidence) -> u64 {
-    let mut v: Vec<u64> = e.baseline.iter().filter_map(latency).collect();
+    let mut v: Vec<u64> = e.baseline.iter().filter_map(|r| spiked(e, r)).collect();
     quantile(&mut v, 0.99).max(1)
 }
 
 fn slow<'a>(e: &Evidence<'a>, threshold: u64) -> Vec<&'a RingRow> {
     e.spike
         .iter()
-        .filter(|r| latency(r).is_some_and(|l| l > threshold))
+        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold))
         .collect()
 }
 
@@ -240,7 +252,7 @@ fn load_burst(e: &Evidence, slow: &[&RingRow]) -> Cause {
 
 /// `hot_spot`: one consumer, subject or label value holds most slow samples while its share of
 /// all samples is ordinary (BubbleUp-style comparison of the slow set with the whole).
-fn hot_spot(e: &Evidence, slow: &[&RingRow]) -> Cause {
+fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
     let dims = |r: &RingRow| {
         let mut d = vec![
             Dimension::Consumer(r.consumer),
@@ -251,21 +263,29 @@ fn hot_spot(e: &Evidence, slow: &[&RingRow]) -> Cause {
         }
         d
     };
+    let slow: Vec<&RingRow> = e
+        .context
+        .iter()
+        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold))
+        .collect();
     let mut in_slow: FxHashMap<Dimension, usize> = FxHashMap::default();
     let mut in_all: FxHashMap<Dimension, usize> = FxHashMap::default();
-    for r in slow {
+    for r in &slow {
         for d in dims(r) {
             *in_slow.entry(d).or_default() += 1;
         }
     }
-    for r in e.spike {
+    for r in e.context {
         for d in dims(r) {
             *in_all.entry(d).or_default() += 1;
         }
     }
-    let (ns, na) = (slow.len().max(1) as f64, e.spike.len().max(1) as f64);
+    // Only values the spike's own samples carry can explain it.
+    let own: Vec<Dimension> = e.spike.iter().flat_map(dims).collect();
+    let (ns, na) = (slow.len().max(1) as f64, e.context.len().max(1) as f64);
     let best = in_slow
         .iter()
+        .filter(|(d, _)| own.contains(d))
         .map(|(d, &n)| {
             (
                 *d,
@@ -310,16 +330,17 @@ pub fn attribute(e: &Evidence) -> Vec<Cause> {
         redelivery(e, &slow),
         flow_control(e, &slow),
         load_burst(e, &slow),
-        hot_spot(e, &slow),
+        hot_spot(e, threshold),
     ];
-    // Lost acks fill max_ack_pending too: when slow samples are redeliveries, the limit being
-    // reached is their consequence, not the cause.
+    // Lost acks and bursts of load fill max_ack_pending too: when slow samples are
+    // redeliveries, or the rate jumped, the limit being reached is a consequence, not the cause.
     let redelivered = causes[2].evidence["redelivered_share_of_slow"]
         .as_f64()
         .unwrap_or(0.0);
     if causes[2].confidence >= 0.5 {
         causes[3].confidence *= 1.0 - redelivered;
     }
+    causes[3].confidence *= 1.0 - causes[4].confidence;
     causes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     if causes.first().is_none_or(|c| c.confidence < 0.5) {
         causes.insert(
@@ -376,6 +397,7 @@ mod tests {
         let e = Evidence {
             spike,
             baseline,
+            context: spike,
             spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
             baseline_ns: (
                 baseline[0].acked_ns,

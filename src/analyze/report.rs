@@ -85,9 +85,20 @@ fn rows(c: &Collector, scope: Option<ConsumerId>, from: i64, to: i64) -> Vec<Rin
 
 fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Latency) -> Value {
     let spike_ns = (spike.start_ns, spike.end_ns);
-    let baseline_ns = (spike.start_ns - BASELINE_NS, spike.start_ns);
     let spike_rows = rows(c, scope, spike_ns.0, spike_ns.1);
-    let baseline_rows = rows(c, scope, baseline_ns.0, baseline_ns.1);
+    let baseline_rows = rows(c, scope, spike.start_ns - BASELINE_NS, spike.start_ns);
+    // Rates are over the time the baseline really covers, not the time asked for.
+    let first = baseline_rows
+        .iter()
+        .map(|r| r.acked_ns)
+        .min()
+        .unwrap_or(spike.start_ns - 1);
+    let baseline_ns = (first, spike.start_ns);
+    // Every consumer during the spike: whether this one stands out among them.
+    let context = match scope {
+        Some(_) => rows(c, None, spike_ns.0, spike_ns.1),
+        None => Vec::new(),
+    };
     let ack_pending: Vec<(u64, i64)> = c
         .consumers()
         .filter(|(id, _, _)| scope.is_none_or(|s| s == *id))
@@ -115,6 +126,11 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Late
         attribute(&Evidence {
             spike: &spike_rows,
             baseline: &baseline_rows,
+            context: if scope.is_some() {
+                &context
+            } else {
+                &spike_rows
+            },
             spike_ns,
             baseline_ns,
             clock: c.aggregator().clock(),
