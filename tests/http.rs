@@ -119,7 +119,7 @@ async fn consumers_and_report_carry_the_injected_latencies() {
 
     let (status, report) = get_json(&state, "/api/v1/report?stream=GAME&consumer=srv-1").await;
     assert_eq!(status, StatusCode::OK, "{report}");
-    assert_eq!(report["counts"]["acks"], 200);
+    assert_eq!(report["counts"]["acks"], 200, "{report}");
     assert_eq!(report["counts"]["deliveries"], 200);
     let p99 = report["latency_us"]["p99"].as_f64().unwrap();
     assert!((p99 - 40_000.0).abs() <= 40.0, "{p99}");
