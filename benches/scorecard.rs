@@ -5,8 +5,10 @@
 //! spikes on healthy consumers per hour.
 //!
 //! `cargo bench --bench scorecard -- [--seeds 1,2,3] [--servers 8] [--scale 1.0]`
-//! Each run: 8 servers, 25 s healthy, then every fault at once, each on its own server, for
-//! 12 s, then 8 s healthy; server 8 stays healthy throughout.
+//! Each run: 8 servers, 25 s healthy, then each fault in turn on its own server for 10 s with
+//! 10 s healthy between; server 8 stays healthy throughout. A fault counts as detected when a
+//! spike of its consumer starts within 2 windows of the moment it can first be seen: its onset,
+//! or for lost acks, its onset plus `ack_wait` (the server redelivers no sooner).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +34,7 @@ fn scenario(seed: u64, servers: u32, scale: f64) -> String {
     format!(
         r#"name = "score-{seed}"
 seed = {seed}
-duration = "45s"
+duration = "170s"
 [fleet]
 servers = {servers}
 events_per_frame = 3
@@ -42,43 +44,43 @@ max_ack_pending = 40
 [[faults]]
 kind = "gc_pause"
 start = "25s"
-duration = "12s"
+duration = "10s"
 servers = [1]
 pause = "{gc}"
 every = "1s"
 [[faults]]
 kind = "thread_preemption"
-start = "25s"
-duration = "12s"
+start = "45s"
+duration = "10s"
 servers = [2]
 block = "13ms"
 [[faults]]
 kind = "frame_end_batching"
-start = "25s"
-duration = "12s"
+start = "65s"
+duration = "10s"
 servers = [3]
 [[faults]]
 kind = "packet_loss"
-start = "25s"
-duration = "12s"
+start = "85s"
+duration = "10s"
 servers = [4]
 fraction = 0.3
 [[faults]]
 kind = "flow_control"
-start = "25s"
-duration = "12s"
+start = "105s"
+duration = "10s"
 servers = [5]
 cost = "{fc}"
 [[faults]]
 kind = "load_burst"
-start = "25s"
-duration = "12s"
+start = "125s"
+duration = "10s"
 servers = [6]
 factor = {burst}
 [[faults]]
 kind = "slow_server"
-start = "25s"
-duration = "12s"
+start = "145s"
+duration = "10s"
 servers = [7]
 cost = "{slow}"
 "#,
@@ -179,8 +181,21 @@ fn main() {
                     f.kind,
                     &causes[..causes.len().min(3)]
                 );
+                if causes.first() != Some(&f.cause.as_str()) {
+                    for c in sp["causes"].as_array().unwrap().iter().take(4) {
+                        println!("    {} {} {}", c["cause"], c["confidence"], c["evidence"]);
+                    }
+                }
             } else {
-                println!("seed {seed} {:<18} → not detected", f.kind);
+                let of_consumer: Vec<String> = found
+                    .iter()
+                    .filter(|sp| sp["consumer"] == f.servers[0].as_str())
+                    .map(|sp| format!("{} ({})", sp["start"], sp["latency"]))
+                    .collect();
+                println!(
+                    "seed {seed} {:<18} → not detected (fault at {}; its spikes: {of_consumer:?})",
+                    f.kind, f.start
+                );
             }
         }
         // Healthy consumers: srv-8 and up, for the whole run.

@@ -341,6 +341,10 @@ pub fn attribute(e: &Evidence) -> Vec<Cause> {
         causes[3].confidence *= 1.0 - redelivered;
     }
     causes[3].confidence *= 1.0 - causes[4].confidence;
+    // Any fault of one consumer makes it stand out among the others: a hot spot is the answer
+    // only when no mechanism explains why.
+    let mechanism = causes[..5].iter().map(|c| c.confidence).fold(0.0, f64::max);
+    causes[5].confidence *= 1.0 - mechanism;
     causes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     if causes.first().is_none_or(|c| c.confidence < 0.5) {
         causes.insert(
@@ -506,6 +510,31 @@ mod tests {
         let causes = top(&spike, &baseline(), &[]);
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
         assert_eq!(causes[0].evidence["share_of_all"], 0.25);
+    }
+
+    #[test]
+    fn a_consumer_slower_than_the_others_is_a_hot_spot_of_its_own_spike() {
+        let mut all = healthy(spike_start(), 60);
+        for r in all.iter_mut().filter(|r| r.consumer == 3) {
+            r.ack_latency_ns = Some(12 * MS);
+        }
+        let own: Vec<RingRow> = all.iter().filter(|r| r.consumer == 3).copied().collect();
+        let base: Vec<RingRow> = baseline().into_iter().filter(|r| r.consumer == 3).collect();
+        let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
+        let name = |d: Dimension| format!("{d:?}");
+        let e = Evidence {
+            spike: &own,
+            baseline: &base,
+            context: &all,
+            spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
+            baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
+            clock: &clock,
+            ack_pending: &[],
+            name: &name,
+            latency: Latency::Ack,
+        };
+        let causes = attribute(&e);
+        assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
     }
 
     #[test]

@@ -43,18 +43,26 @@ pub fn spikes(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> 
     }
     let mut out = Vec::new();
     for scope in scopes {
-        // Ack latency first; e2e catches what ack latency cannot see (a redelivered message's
-        // ack latency starts at its redelivery). An e2e spike inside an ack spike adds nothing.
-        let mut found: Vec<(Spike, Latency)> = Vec::new();
+        // Both latencies: e2e catches what ack latency cannot see (a redelivered message's
+        // ack latency starts at its redelivery). Where spikes of the two overlap, the one that
+        // began first stands for both.
+        let mut candidates: Vec<(Spike, Latency)> = Vec::new();
         for latency in [Latency::Ack, Latency::E2e] {
             let windows = p99s(c.aggregator().history(scope), latency);
-            for spike in find_spikes(&windows, &SpikeConfig::default()) {
-                let overlaps = found
-                    .iter()
-                    .any(|(s, _)| s.start_ns < spike.end_ns && spike.start_ns < s.end_ns);
-                if !overlaps {
-                    found.push((spike, latency));
-                }
+            candidates.extend(
+                find_spikes(&windows, &SpikeConfig::default())
+                    .into_iter()
+                    .map(|s| (s, latency)),
+            );
+        }
+        candidates.sort_by_key(|(s, _)| s.start_ns);
+        let mut found: Vec<(Spike, Latency)> = Vec::new();
+        for (spike, latency) in candidates {
+            if !found
+                .iter()
+                .any(|(s, _)| s.start_ns < spike.end_ns && spike.start_ns < s.end_ns)
+            {
+                found.push((spike, latency));
             }
         }
         for (spike, latency) in found {

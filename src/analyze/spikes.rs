@@ -20,18 +20,21 @@ pub struct SpikeConfig {
     pub warmup_windows: usize,
     /// Spike windows this many windows apart or closer merge into one spike.
     pub merge_gap: usize,
+    /// A spike needs at least this many windows over the threshold: one noisy window is not one.
+    pub min_windows: usize,
 }
 
 impl Default for SpikeConfig {
     fn default() -> Self {
         Self {
             factor: 1.5,
-            min_margin_ns: 4_000_000,
+            min_margin_ns: 5_000_000,
             slo_ns: None,
             min_samples: 20,
             baseline_windows: 60,
             warmup_windows: 5,
             merge_gap: 2,
+            min_windows: 2,
         }
     }
 }
@@ -100,6 +103,7 @@ pub fn find_spikes(windows: &[WindowP99], cfg: &SpikeConfig) -> Vec<Spike> {
         }
         last_spike_window = Some(i);
     }
+    spikes.retain(|s| s.windows >= cfg.min_windows);
     spikes
 }
 
@@ -142,7 +146,7 @@ mod tests {
 
     #[test]
     fn noise_and_quiet_consumers_do_not_spike() {
-        // Wobbling between 8 and 12 ms: under 1.5x and under the 4 ms margin.
+        // Wobbling between 8 and 12 ms: under 1.5x and under the 5 ms margin.
         let w = windows(&[8, 12, 9, 11, 8, 12, 10, 12, 9, 12]);
         assert!(find_spikes(&w, &SpikeConfig::default()).is_empty());
         // A huge P99 in a window of three samples is noise.
@@ -154,16 +158,22 @@ mod tests {
         assert!(find_spikes(&w, &SpikeConfig::default()).is_empty());
         let slo = SpikeConfig {
             slo_ns: Some(100 * MS),
+            min_windows: 1,
             ..SpikeConfig::default()
         };
         assert_eq!(find_spikes(&w, &slo).len(), 1);
+        // A single window over the threshold is noise by default.
+        let w = windows(&[8, 8, 8, 8, 8, 8, 60, 8, 8, 8, 8]);
+        assert!(find_spikes(&w, &SpikeConfig::default()).is_empty());
     }
 
     #[test]
     fn spikes_far_apart_stay_apart_and_do_not_raise_the_baseline() {
         let mut p = vec![8; 30];
         p[10] = 60;
+        p[11] = 60;
         p[20] = 60;
+        p[21] = 60;
         let spikes = find_spikes(&windows(&p), &SpikeConfig::default());
         assert_eq!(spikes.len(), 2);
         assert_eq!(spikes[1].baseline_p99_ns, 8 * MS);
