@@ -98,15 +98,20 @@ fn ms(ns: f64) -> f64 {
 /// `redelivery`: slow samples are redeliveries (lost acks, ack_wait expiry, NAKs).
 fn redelivery(e: &Evidence, slow: &[&RingRow]) -> Cause {
     let redelivered: Vec<&RingRow> = slow.iter().copied().filter(|r| r.deliveries > 1).collect();
-    let share = redelivered.len() as f64 / slow.len().max(1) as f64;
-    let base = e.baseline.iter().filter(|r| r.deliveries > 1).count() as f64
-        / e.baseline.len().max(1) as f64;
+    let share_of_slow = redelivered.len() as f64 / slow.len().max(1) as f64;
+    let share = |rows: &[RingRow]| {
+        rows.iter().filter(|r| r.deliveries > 1).count() as f64 / rows.len().max(1) as f64
+    };
+    let (during, base) = (share(e.spike), share(e.baseline));
     let naks = e.spike.iter().filter(|r| r.kind == AckKind::Nak).count();
+    // Lost acks hold max_ack_pending slots until ack_wait, so the messages behind them wait
+    // too: a few percent of redeliveries where there were none is the mechanism, even when
+    // most slow samples are the ones that waited.
     Cause {
         cause: "redelivery",
-        confidence: clamp((share - base) / 0.3),
-        evidence: json!({"slow_samples": slow.len(), "redelivered_share_of_slow": share,
-            "redelivered_share_at_baseline": base, "naks": naks}),
+        confidence: clamp((during - base) / 0.05).max(clamp((share_of_slow - base) / 0.3)),
+        evidence: json!({"slow_samples": slow.len(), "redelivered_share_of_slow": share_of_slow,
+            "redelivered_share": during, "redelivered_share_at_baseline": base, "naks": naks}),
         exemplar_trace_ids: exemplars(redelivered),
     }
 }
@@ -263,10 +268,13 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
         }
         d
     };
+    // The outliers: above the baseline and among the slowest tenth of every consumer's samples.
+    let mut everyone: Vec<u64> = e.context.iter().filter_map(|r| spiked(e, r)).collect();
+    let p90 = quantile(&mut everyone, 0.9);
     let slow: Vec<&RingRow> = e
         .context
         .iter()
-        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold))
+        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold && l >= p90))
         .collect();
     let mut in_slow: FxHashMap<Dimension, usize> = FxHashMap::default();
     let mut in_all: FxHashMap<Dimension, usize> = FxHashMap::default();
@@ -334,13 +342,7 @@ pub fn attribute(e: &Evidence) -> Vec<Cause> {
     ];
     // Lost acks and bursts of load fill max_ack_pending too: when slow samples are
     // redeliveries, or the rate jumped, the limit being reached is a consequence, not the cause.
-    let redelivered = causes[2].evidence["redelivered_share_of_slow"]
-        .as_f64()
-        .unwrap_or(0.0);
-    if causes[2].confidence >= 0.5 {
-        causes[3].confidence *= 1.0 - redelivered;
-    }
-    causes[3].confidence *= 1.0 - causes[4].confidence;
+    causes[3].confidence *= (1.0 - causes[2].confidence) * (1.0 - causes[4].confidence);
     // Any fault of one consumer makes it stand out among the others: a hot spot is the answer
     // only when no mechanism explains why.
     let mechanism = causes[..5].iter().map(|c| c.confidence).fold(0.0, f64::max);
