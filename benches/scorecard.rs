@@ -7,8 +7,8 @@
 //! `cargo bench --bench scorecard -- [--seeds 1,2,3] [--servers 8] [--scale 1.0]`
 //! Each run: 8 servers, 25 s healthy, then each fault in turn on its own server for 10 s with
 //! 10 s healthy between; server 8 stays healthy throughout. A fault counts as detected when a
-//! spike of its consumer starts within 2 windows of the moment it can first be seen: its onset,
-//! or for lost acks, its onset plus `ack_wait` (the server redelivers no sooner).
+//! spike of its consumer is on within 2 windows of the moment it can first be seen (its onset,
+//! or for lost acks, its onset plus `ack_wait`: the server redelivers no sooner).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -156,15 +156,16 @@ fn main() {
         for f in &truth.faults {
             let score = scores.entry(f.kind.clone()).or_default();
             score.faults += 1;
+            let at = |sp: &serde_json::Value, key: &str| {
+                let t = humantime::parse_rfc3339(sp[key].as_str().unwrap()).unwrap();
+                t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+            };
+            // On by then: begun no later than 2 windows after the fault can be seen, and not
+            // over before the fault began (a spike may start early when a blip merges into it).
             let hit = found.iter().find(|sp| {
-                sp["consumer"] == f.servers[0].as_str() && {
-                    let start = humantime::parse_rfc3339(sp["start"].as_str().unwrap()).unwrap();
-                    let start = start
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_nanos() as i64;
-                    start >= f.start_ns - window && start <= f.start_ns + 2 * window
-                }
+                sp["consumer"] == f.servers[0].as_str()
+                    && at(sp, "start") <= visible + 2 * window
+                    && at(sp, "end") > f.start_ns
             });
             if let Some(sp) = hit {
                 score.detected += 1;
