@@ -156,6 +156,12 @@ fn main() {
         for f in &truth.faults {
             let score = scores.entry(f.kind.clone()).or_default();
             score.faults += 1;
+            let visible = f.start_ns
+                + if f.kind == "packet_loss" {
+                    1_000_000_000
+                } else {
+                    0
+                };
             let at = |sp: &serde_json::Value, key: &str| {
                 let t = humantime::parse_rfc3339(sp[key].as_str().unwrap()).unwrap();
                 t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
