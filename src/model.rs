@@ -78,10 +78,6 @@ impl AckKind {
             AckKind::Term => "term",
         }
     }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
 }
 
 /// A parsed ack payload.

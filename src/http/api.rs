@@ -155,12 +155,13 @@ fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiEr
     let clock = params.clock(c.aggregator().clock(), 32);
     let phases = rebin::phase_table(ring, &filter, &clock);
     let q = latency_block(&stats.latency);
-    let ordering = analyze::ordering::audit(ring.iter().filter(|r| filter.matches(r)));
-    let times: Vec<i64> = ring
-        .iter()
-        .filter(|r| filter.matches(r))
-        .map(|r| r.acked_ns)
-        .collect();
+    // One pass over the range's rows feeds both the ordering audit and tick detection.
+    let mut times: Vec<i64> = Vec::new();
+    let ordering = analyze::ordering::audit(
+        ring.iter()
+            .filter(|r| filter.matches(r))
+            .inspect(|r| times.push(r.acked_ns)),
+    );
     let detected = analyze::tick::detect_period(&times, clock.period_ns());
     let mut warnings = range_warnings(c, from, to);
     if let Some(d) = detected.filter(|d| analyze::tick::differs(d.period_ns, clock.period_ns())) {
