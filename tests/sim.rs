@@ -184,21 +184,22 @@ async fn each_fault_leaves_its_signature_and_the_truth_says_so() {
     }
 
     // thread_preemption: srv-2's acks move past the blocked first 13 ms of the frame (or just
-    // past the frame end).
-    let pre = share_between(&during("srv-2"), 12 * MS as i64, MS as i64);
-    let base = share_between(&before("srv-2"), 12 * MS as i64, MS as i64);
+    // past the frame end: the debug-built collector in this process sees an ack up to a few
+    // milliseconds after it was sent).
+    let pre = share_between(&during("srv-2"), 12 * MS as i64, 3 * MS as i64);
+    let base = share_between(&before("srv-2"), 12 * MS as i64, 3 * MS as i64);
     assert!(
         pre >= 0.8 && base < 0.6,
-        "share of acks from 12 ms to 1 ms past the frame end: {pre} during, {base} before"
+        "share of acks from 12 ms to 3 ms past the frame end: {pre} during, {base} before"
     );
 
     // frame_end_batching: srv-3's acks go out together at the end of the frame (their phase
-    // lands in its last 3 ms, or just past the boundary).
-    let batched = share_between(&during("srv-3"), 13 * MS as i64, MS as i64);
-    let base = share_between(&before("srv-3"), 13 * MS as i64, MS as i64);
+    // lands in its last 3 ms, or, seen a few milliseconds late, just past the boundary).
+    let batched = share_between(&during("srv-3"), 13 * MS as i64, 3 * MS as i64);
+    let base = share_between(&before("srv-3"), 13 * MS as i64, 3 * MS as i64);
     assert!(
         batched >= 0.8 && base < 0.5,
-        "share of acks from 13 ms to 1 ms past the frame end: {batched} during, {base} before"
+        "share of acks from 13 ms to 3 ms past the frame end: {batched} during, {base} before"
     );
 
     // packet_loss: lost acks come back as redeliveries.
