@@ -184,12 +184,13 @@ fn main() {
                 score.top1 += u32::from(causes.first() == Some(&f.cause.as_str()));
                 score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause));
                 println!(
-                    "seed {seed} {:<18} → {:?}",
+                    "seed {seed} {:<18} → {:?} ({} latency)",
                     f.kind,
-                    &causes[..causes.len().min(3)]
+                    &causes[..causes.len().min(3)],
+                    sp["latency"].as_str().unwrap_or("?")
                 );
                 if causes.first() != Some(&f.cause.as_str()) {
-                    for c in sp["causes"].as_array().unwrap().iter().take(4) {
+                    for c in sp["causes"].as_array().unwrap().iter() {
                         println!("    {} {} {}", c["cause"], c["confidence"], c["evidence"]);
                     }
                 }

@@ -2,11 +2,11 @@
 //! a confidence in [0, 1] and evidence a human can check, with exemplar trace ids of the
 //! slowest samples that match. Causes are ranked; `unknown` stands in when none reaches 0.5.
 
-use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 
 use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
+use crate::config::MAX_LABELS;
 use crate::model::{AckKind, ConsumerId, Sym, TraceId};
 use crate::tick::FrameClock;
 
@@ -76,15 +76,22 @@ fn slow<'a>(e: &Evidence<'a>, threshold: u64) -> Vec<&'a RingRow> {
         .collect()
 }
 
-/// Trace ids of the slowest rows.
+/// Trace ids of the slowest rows, slowest first.
 fn exemplars<'a>(rows: impl IntoIterator<Item = &'a RingRow>) -> Vec<TraceId> {
-    let mut traced: Vec<&RingRow> = rows.into_iter().filter(|r| r.trace_id.is_some()).collect();
-    traced.sort_by_key(|r| std::cmp::Reverse(latency(r).unwrap_or(0)));
-    traced
-        .iter()
-        .take(EXEMPLARS)
-        .filter_map(|r| r.trace_id)
-        .collect()
+    // One pass keeping the slowest few: the rows can be a million.
+    let mut top: Vec<(u64, TraceId)> = Vec::with_capacity(EXEMPLARS + 1);
+    for r in rows {
+        let (Some(trace), l) = (r.trace_id, latency(r).unwrap_or(0)) else {
+            continue;
+        };
+        if top.len() == EXEMPLARS && top[EXEMPLARS - 1].0 >= l {
+            continue;
+        }
+        let at = top.partition_point(|(t, _)| *t >= l);
+        top.insert(at, (l, trace));
+        top.truncate(EXEMPLARS);
+    }
+    top.into_iter().map(|(_, t)| t).collect()
 }
 
 fn clamp(x: f64) -> f64 {
@@ -102,8 +109,13 @@ fn redelivery(e: &Evidence, slow: &[&RingRow]) -> Cause {
     let share = |rows: &[RingRow]| {
         rows.iter().filter(|r| r.deliveries > 1).count() as f64 / rows.len().max(1) as f64
     };
-    let (during, base) = (share(e.spike), share(e.baseline));
-    let naks = e.spike.iter().filter(|r| r.kind == AckKind::Nak).count();
+    let (mut redelivered_during, mut naks) = (0usize, 0usize);
+    for r in e.spike {
+        redelivered_during += usize::from(r.deliveries > 1);
+        naks += usize::from(r.kind == AckKind::Nak);
+    }
+    let during = redelivered_during as f64 / e.spike.len().max(1) as f64;
+    let base = share(e.baseline);
     // Lost acks hold max_ack_pending slots until ack_wait, so the messages behind them wait
     // too: a few percent of redeliveries where there were none is the mechanism, even when
     // most slow samples are the ones that waited.
@@ -116,25 +128,71 @@ fn redelivery(e: &Evidence, slow: &[&RingRow]) -> Cause {
     }
 }
 
-/// The phase bin (of `bins`) of an ack.
-fn bin(e: &Evidence, r: &RingRow, bins: u32) -> usize {
-    (e.clock.phase_ns(r.acked_ns) * bins as u64 / e.clock.period_ns()) as usize
+/// Phase bins of acks, without a division per ack: the frame an instant falls in is estimated
+/// in floating point relative to a frame start near the evidence, then corrected in integers.
+struct PhaseBins {
+    origin: i64,
+    period: i64,
+    frames_per_ns: f64,
+    bins_per_ns: f64,
+    last: usize,
 }
+
+impl PhaseBins {
+    fn new(e: &Evidence, bins: u32) -> Self {
+        let period = e.clock.period_ns();
+        Self {
+            origin: e.spike_ns.0 - e.clock.phase_ns(e.spike_ns.0) as i64,
+            period: period as i64,
+            frames_per_ns: 1.0 / period as f64,
+            bins_per_ns: bins as f64 / period as f64,
+            last: bins as usize - 1,
+        }
+    }
+
+    fn of(&self, r: &RingRow) -> usize {
+        let offset = r.acked_ns - self.origin;
+        let mut phase = offset - (offset as f64 * self.frames_per_ns) as i64 * self.period;
+        while phase < 0 {
+            phase += self.period;
+        }
+        while phase >= self.period {
+            phase -= self.period;
+        }
+        ((phase as f64 * self.bins_per_ns) as usize).min(self.last)
+    }
+}
+
+/// Phase bins the preemption detector folds acks into, and the band width it looks for.
+const BINS: u32 = 32;
+const BAND: usize = 4; // an eighth of the frame
 
 /// `thread_preemption`: slow acks concentrate in one band of the frame, far more than the
 /// baseline's acks do.
 fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> Cause {
-    const BINS: u32 = 32;
-    const BAND: usize = 4; // an eighth of the frame
-    let histogram = |rows: &mut dyn Iterator<Item = &RingRow>| {
+    let bins = PhaseBins::new(e, BINS);
+    fn histogram<'a>(
+        bins: &PhaseBins,
+        rows: impl Iterator<Item = &'a RingRow>,
+    ) -> [u64; BINS as usize] {
         let mut h = [0u64; BINS as usize];
         for r in rows {
-            h[bin(e, r, BINS)] += 1;
+            h[bins.of(r)] += 1;
         }
         h
+    }
+    // Mean resultant length of the phases (0: spread round the frame, 1: all at one phase).
+    let resultant = |h: &[u64; BINS as usize]| {
+        let (mut x, mut y) = (0.0, 0.0);
+        for (i, &n) in h.iter().enumerate() {
+            let angle = std::f64::consts::TAU * (i as f64 + 0.5) / BINS as f64;
+            x += n as f64 * angle.cos();
+            y += n as f64 * angle.sin();
+        }
+        (x.hypot(y) / h.iter().sum::<u64>().max(1) as f64 * 1e3).round() / 1e3
     };
-    let hs = histogram(&mut slow.iter().copied());
-    let hb = histogram(&mut e.baseline.iter());
+    let hs = histogram(&bins, slow.iter().copied());
+    let hb = histogram(&bins, e.baseline.iter());
     let (ns, nb) = (slow.len().max(1) as f64, e.baseline.len().max(1) as f64);
     let band = |h: &[u64; BINS as usize], start: usize| {
         (0..BAND)
@@ -148,55 +206,72 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> Cause {
     let from = e.clock.period_ns() as f64 * start as f64 / BINS as f64;
     let to = from + e.clock.period_ns() as f64 * BAND as f64 / BINS as f64;
     let in_band = |r: &&RingRow| {
-        let b = bin(e, r, BINS);
+        let b = bins.of(r);
         (0..BAND).any(|k| (start + k) % BINS as usize == b)
     };
     Cause {
         cause: "thread_preemption",
         confidence: clamp((slow_share - base_share - 0.2) / 0.4),
         evidence: json!({"band_from_ms": ms(from), "band_to_ms": ms(to % e.clock.period_ns() as f64),
-            "slow_share_in_band": slow_share, "baseline_share_in_band": base_share, "slow_samples": slow.len()}),
+            "slow_share_in_band": slow_share, "baseline_share_in_band": base_share, "slow_samples": slow.len(),
+            "slow_mean_resultant_length": resultant(&hs), "baseline_mean_resultant_length": resultant(&hb)}),
         exemplar_trace_ids: exemplars(slow.iter().copied().filter(in_band)),
+    }
+}
+
+/// Calls `f` with each row in ack order: the ring keeps arrival order, which almost always is.
+fn in_ack_order<'a>(rows: &'a [RingRow], f: impl FnMut(&'a RingRow)) {
+    if rows.is_sorted_by_key(|r| r.acked_ns) {
+        rows.iter().for_each(f);
+    } else {
+        let mut sorted: Vec<&RingRow> = rows.iter().collect();
+        sorted.sort_by_key(|r| r.acked_ns);
+        sorted.into_iter().for_each(f);
     }
 }
 
 /// `gc_pause`: per consumer, a silence in acks far longer than usual, followed by a burst of
 /// acks whose latency is about the silence.
-fn gc_pause(e: &Evidence, slow: &[&RingRow]) -> Cause {
-    let mut by_consumer: FxHashMap<ConsumerId, Vec<&RingRow>> = FxHashMap::default();
-    for r in e.spike {
-        by_consumer.entry(r.consumer).or_default().push(r);
+fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> Cause {
+    // Consumer ids are small and dense: per-consumer state lives in vectors indexed by them.
+    fn slot<T: Default + Clone>(v: &mut Vec<T>, id: ConsumerId) -> &mut T {
+        let i = id as usize;
+        if i >= v.len() {
+            v.resize(i + 1, T::default());
+        }
+        &mut v[i]
     }
-    let mut base_gaps: Vec<u64> = Vec::new();
-    let mut base_by: FxHashMap<ConsumerId, Vec<i64>> = FxHashMap::default();
-    for r in e.baseline {
-        base_by.entry(r.consumer).or_default().push(r.acked_ns);
-    }
-    for times in base_by.values_mut() {
-        times.sort_unstable();
-        base_gaps.extend(times.windows(2).map(|w| (w[1] - w[0]) as u64));
-    }
+    let mut base_gaps: Vec<u64> = Vec::with_capacity(e.baseline.len());
+    let mut last: Vec<Option<i64>> = Vec::new();
+    in_ack_order(e.baseline, |r| {
+        if let Some(t) = slot(&mut last, r.consumer).replace(r.acked_ns) {
+            base_gaps.push((r.acked_ns - t) as u64);
+        }
+    });
     let usual_gap = quantile(&mut base_gaps, 0.99).max(e.clock.period_ns());
     let (mut stalls, mut longest) = (0usize, 0u64);
     let mut burst_rows: Vec<&RingRow> = Vec::new();
-    for rows in by_consumer.values_mut() {
-        rows.sort_by_key(|r| r.acked_ns);
-        for w in rows.windows(2) {
-            let gap = (w[1].acked_ns - w[0].acked_ns) as u64;
+    let burst_ns = 2 * e.clock.period_ns() as i64;
+    // Per consumer: the last ack, and until when acks belong to the burst after a silence.
+    let mut state: Vec<(Option<i64>, i64)> = Vec::new();
+    in_ack_order(e.spike, |r| {
+        let (last, burst_until) = slot(&mut state, r.consumer);
+        if let Some(t) = last.replace(r.acked_ns) {
+            let gap = (r.acked_ns - t) as u64;
             if gap > 3 * usual_gap {
                 stalls += 1;
                 longest = longest.max(gap);
-                // The burst: acks within a frame after the silence, delivered during it.
-                let end = w[1].acked_ns;
-                burst_rows.extend(rows.iter().copied().filter(|r| {
-                    r.acked_ns >= end && r.acked_ns < end + 2 * e.clock.period_ns() as i64
-                }));
+                // The burst: the acks within two frames after the silence.
+                *burst_until = r.acked_ns + burst_ns;
             }
         }
-    }
-    let slow_in_bursts = slow
+        if r.acked_ns < *burst_until {
+            burst_rows.push(r);
+        }
+    });
+    let slow_in_bursts = burst_rows
         .iter()
-        .filter(|r| burst_rows.iter().any(|b| std::ptr::eq(*b, **r)))
+        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold))
         .count();
     let share = slow_in_bursts as f64 / slow.len().max(1) as f64;
     let mut burst_latency: Vec<u64> = burst_rows.iter().copied().filter_map(latency).collect();
@@ -255,52 +330,97 @@ fn load_burst(e: &Evidence, slow: &[&RingRow]) -> Cause {
     }
 }
 
-/// `hot_spot`: one consumer, subject or label value holds most slow samples while its share of
-/// all samples is ordinary (BubbleUp-style comparison of the slow set with the whole).
-fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
-    let dims = |r: &RingRow| {
-        let mut d = vec![
-            Dimension::Consumer(r.consumer),
-            Dimension::Subject(r.subject),
-        ];
+/// Samples per value of each dimension, (slow, all), indexed by consumer id or symbol: the
+/// values are small dense integers, so vectors count them faster than a map.
+#[derive(Default)]
+struct Tallies {
+    consumers: Vec<(usize, usize)>,
+    subjects: Vec<(usize, usize)>,
+    labels: [Vec<(usize, usize)>; MAX_LABELS],
+}
+
+impl Tallies {
+    fn add(&mut self, r: &RingRow, slow: bool) {
+        fn bump(v: &mut Vec<(usize, usize)>, id: u32, slow: bool) {
+            let i = id as usize;
+            if i >= v.len() {
+                v.resize(i + 1, (0, 0));
+            }
+            v[i].0 += usize::from(slow);
+            v[i].1 += 1;
+        }
+        bump(&mut self.consumers, r.consumer, slow);
+        if !r.subject.is_none() {
+            bump(&mut self.subjects, r.subject.0, slow);
+        }
         for (i, l) in r.labels.iter().enumerate().filter(|(_, l)| !l.is_none()) {
-            d.push(Dimension::Label(i, *l));
-        }
-        d
-    };
-    // The outliers: above the baseline and among the slowest tenth of every consumer's samples.
-    let mut everyone: Vec<u64> = e.context.iter().filter_map(|r| spiked(e, r)).collect();
-    let p90 = quantile(&mut everyone, 0.9);
-    let slow: Vec<&RingRow> = e
-        .context
-        .iter()
-        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold && l >= p90))
-        .collect();
-    let mut in_slow: FxHashMap<Dimension, usize> = FxHashMap::default();
-    let mut in_all: FxHashMap<Dimension, usize> = FxHashMap::default();
-    for r in &slow {
-        for d in dims(r) {
-            *in_slow.entry(d).or_default() += 1;
+            bump(&mut self.labels[i], l.0, slow);
         }
     }
+
+    /// Every value seen, with its (slow, all) counts.
+    fn values(&self) -> impl Iterator<Item = (Dimension, (usize, usize))> + '_ {
+        let seen = |v: &[(usize, usize)]| {
+            v.iter()
+                .enumerate()
+                .filter(|(_, c)| c.1 > 0)
+                .map(|(i, c)| (i as u32, *c))
+                .collect::<Vec<_>>()
+        };
+        let consumers = seen(&self.consumers)
+            .into_iter()
+            .map(|(i, c)| (Dimension::Consumer(i), c));
+        let subjects = seen(&self.subjects)
+            .into_iter()
+            .map(|(i, c)| (Dimension::Subject(Sym(i)), c));
+        let labels = self.labels.iter().enumerate().flat_map(move |(k, v)| {
+            seen(v)
+                .into_iter()
+                .map(move |(i, c)| (Dimension::Label(k, Sym(i)), c))
+        });
+        consumers.chain(subjects).chain(labels)
+    }
+
+    fn get(&self, d: Dimension) -> (usize, usize) {
+        let (v, i) = match d {
+            Dimension::Consumer(id) => (&self.consumers, id),
+            Dimension::Subject(sym) => (&self.subjects, sym.0),
+            Dimension::Label(k, sym) => (&self.labels[k], sym.0),
+        };
+        v.get(i as usize).copied().unwrap_or((0, 0))
+    }
+}
+
+/// Whether a sample carries a dimension value.
+fn carries(r: &RingRow, d: Dimension) -> bool {
+    match d {
+        Dimension::Consumer(id) => r.consumer == id,
+        Dimension::Subject(sym) => r.subject == sym,
+        Dimension::Label(k, sym) => r.labels[k] == sym,
+    }
+}
+
+/// `hot_spot`: one consumer, subject or label value holds far more of the slow samples than of
+/// all samples (BubbleUp-style comparison of the slow set with the whole).
+fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
+    // The outliers: above the baseline's P99.
+    let is_slow = |r: &RingRow| spiked(e, r).is_some_and(|l| l > threshold);
+    let mut counts = Tallies::default();
     for r in e.context {
-        for d in dims(r) {
-            *in_all.entry(d).or_default() += 1;
-        }
+        counts.add(r, is_slow(r));
     }
+    let slow = counts.consumers.iter().map(|c| c.0).sum::<usize>();
     // Only values the spike's own samples carry can explain it.
-    let own: Vec<Dimension> = e.spike.iter().flat_map(dims).collect();
-    let (ns, na) = (slow.len().max(1) as f64, e.context.len().max(1) as f64);
-    let best = in_slow
-        .iter()
-        .filter(|(d, _)| own.contains(d))
-        .map(|(d, &n)| {
-            (
-                *d,
-                n as f64 / ns,
-                in_all.get(d).copied().unwrap_or(0) as f64 / na,
-            )
-        })
+    let own = (!std::ptr::eq(e.spike, e.context)).then(|| {
+        let mut own = Tallies::default();
+        e.spike.iter().for_each(|r| own.add(r, false));
+        own
+    });
+    let (ns, na) = (slow.max(1) as f64, e.context.len().max(1) as f64);
+    let best = counts
+        .values()
+        .filter(|(d, (n, _))| *n > 0 && own.as_ref().is_none_or(|own| own.get(*d).1 > 0))
+        .map(|(d, (n, all))| (d, n as f64 / ns, all as f64 / na))
         .max_by(|a, b| (a.1 - a.2).total_cmp(&(b.1 - b.2)));
     let Some((dim, slow_share, all_share)) = best else {
         return Cause {
@@ -315,15 +435,15 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
         Dimension::Subject(_) => "subject",
         Dimension::Label(..) => "label",
     };
-    let matching = slow.iter().copied().filter(|r| dims(r).contains(&dim));
+    // Over-represented among the slow samples (lift), and holding enough of them to matter:
+    // another consumer slow at the same time for its own reasons dilutes the share, not the lift.
+    let lift = slow_share / all_share.max(1e-9);
+    let matching = e.context.iter().filter(|r| is_slow(r) && carries(r, dim));
     Cause {
         cause: "hot_spot",
-        confidence: if slow_share >= 0.6 {
-            clamp((slow_share - all_share) / 0.4)
-        } else {
-            0.0
-        },
-        evidence: json!({"dimension": kind, "value": (e.name)(dim), "slow_share": slow_share, "share_of_all": all_share}),
+        confidence: clamp((lift - 1.5) / 2.5) * clamp(slow_share / 0.2),
+        evidence: json!({"dimension": kind, "value": (e.name)(dim), "slow_share": slow_share,
+            "share_of_all": all_share, "lift": lift}),
         exemplar_trace_ids: exemplars(matching),
     }
 }
@@ -333,7 +453,7 @@ pub fn attribute(e: &Evidence) -> Vec<Cause> {
     let threshold = slow_threshold(e);
     let slow = slow(e, threshold);
     let mut causes = vec![
-        gc_pause(e, &slow),
+        gc_pause(e, &slow, threshold),
         thread_preemption(e, &slow),
         redelivery(e, &slow),
         flow_control(e, &slow),
@@ -537,6 +657,46 @@ mod tests {
         };
         let causes = attribute(&e);
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
+    }
+
+    #[test]
+    fn another_consumer_slow_for_its_own_reasons_does_not_hide_a_hot_spot() {
+        // Consumer 3 is slow; consumer 0 drains a backlog at the same time with ten times the
+        // acks, a third of them slower still, so it holds most of the slow samples.
+        let mut all = healthy(spike_start(), 60);
+        for r in all.iter_mut().filter(|r| r.consumer == 3) {
+            r.ack_latency_ns = Some(12 * MS);
+        }
+        let backlog: Vec<RingRow> = all
+            .iter()
+            .filter(|r| r.consumer == 0)
+            .flat_map(|r| {
+                (0..10).map(move |k| row(0, r.acked_ns + k * 1_000, [40, 2, 2][k as usize % 3], 2))
+            })
+            .collect();
+        all.extend(backlog);
+        let own: Vec<RingRow> = all.iter().filter(|r| r.consumer == 3).copied().collect();
+        let base: Vec<RingRow> = baseline().into_iter().filter(|r| r.consumer == 3).collect();
+        let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
+        let name = |d: Dimension| format!("{d:?}");
+        let e = Evidence {
+            spike: &own,
+            baseline: &base,
+            context: &all,
+            spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
+            baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
+            clock: &clock,
+            ack_pending: &[],
+            name: &name,
+            latency: Latency::Ack,
+        };
+        let causes = attribute(&e);
+        assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
+        let lift = causes[0].evidence["lift"].as_f64().unwrap();
+        assert!(
+            lift > 2.5 && causes[0].evidence["slow_share"].as_f64().unwrap() < 0.5,
+            "{causes:#?}"
+        );
     }
 
     #[test]
