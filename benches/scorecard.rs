@@ -2,22 +2,21 @@
 //! nats-server with ackscope collecting beside it, then scores ackscope's spikes and causes
 //! against the simulator's truth: per cause, detection recall (a spike on the faulty consumer
 //! starting within 2 windows of the fault's onset), top-1 and top-3 cause accuracy, and false
-//! spikes on healthy consumers per hour.
+//! spikes per consumer-hour of healthy traffic.
 //!
-//! `cargo bench --bench scorecard -- [--seeds 1,2,3] [--servers 8] [--scale 1.0]`
-//! Each run: 8 servers, 25 s healthy, then each fault in turn on its own server for 10 s with
-//! 10 s healthy between; server 8 stays healthy throughout. A fault counts as detected when a
-//! spike of its consumer is on within 2 windows of the moment it can first be seen (its onset,
-//! or for lost acks, its onset plus `ack_wait`: the server redelivers no sooner).
+//! `cargo bench --bench scorecard -- [--seeds 1,2,3] [--servers 8] [--scale 1.0] [--healthy-minutes M]`
+//! Each run: 8 or more servers, 25 s healthy, then each fault in turn on its own server for 10 s
+//! with 10 s healthy between; servers 8 and up stay healthy throughout. `--scale` multiplies
+//! every fault's magnitude; `--healthy-minutes` adds a run with no faults at all. A spike is
+//! false when it does not overlap its consumer's fault (from 2 windows before it to 15 s after
+//! it ends); the first 5 s of a run, when nothing can spike, do not count as healthy time.
+//! A fault counts as detected when a spike of its consumer is on within 2 windows of the moment
+//! it can first be seen (its onset, or for lost acks, its onset plus `ack_wait`: the server
+//! redelivers no sooner).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ackscope::analyze::report::spikes;
-use ackscope::collect::core::Collector;
-use ackscope::collect::taps::{self, ClientEvents, Taps};
-use ackscope::config::RawConfig;
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
 
@@ -82,14 +81,30 @@ kind = "slow_server"
 start = "145s"
 duration = "10s"
 servers = [7]
-cost = "{slow}"
+cost = "{slow}us"
 "#,
         gc = ms(60.0),
         fc = ms(8.0),
-        burst = (40.0 * scale).max(2.0),
-        slow = ms(4.0),
+        burst = (20.0 * scale).max(2.0),
+        // A slow server still fits its frame (3 ms logic + 3 messages): past that it falls
+        // behind, its consumer fills max_ack_pending and that is flow control.
+        slow = ((3_000.0 * scale).round() as u64).min(3_300),
     )
 }
+
+/// A scenario with no faults: `servers` healthy servers for `minutes`.
+fn healthy(seed: u64, servers: u32, minutes: u64) -> String {
+    format!(
+        "name = \"healthy-{seed}\"\nseed = {seed}\nduration = \"{minutes}m\"\n[fleet]\nservers = {servers}\n\
+         events_per_frame = 3\n[jetstream]\nack_wait = \"1s\"\nmax_ack_pending = 40\n"
+    )
+}
+
+/// How long after a fault ends its consumer may still spike from it (backlogs drain).
+const SETTLE_NS: i64 = 15_000_000_000;
+/// Windows at the start of a run that cannot spike (the baseline warms up).
+const WARMUP_NS: i64 = 5_000_000_000;
+const WINDOW_NS: i64 = 1_000_000_000;
 
 #[derive(Default, Debug)]
 struct Score {
@@ -97,6 +112,128 @@ struct Score {
     detected: u32,
     top1: u32,
     top3: u32,
+}
+
+/// `ackscope serve` as a child process, killed on drop.
+struct Serve {
+    child: std::process::Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(nats_url: &str) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ackscope.toml");
+        std::fs::write(&config, "[taps]\nconsumer_state_interval = \"1s\"\n").unwrap();
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
+            .args(["serve", "--nats", nats_url, "--listen", &addr, "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ackscope serve");
+        let serve = Serve {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while serve.get("/readyz").is_none_or(|(status, _)| status != 200) {
+            assert!(std::time::Instant::now() < deadline, "serve not ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        serve
+    }
+
+    /// An HTTP/1.0 GET: the body ends where the connection closes.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.addr).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((status, body.to_string()))
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a scenario against a fresh nats-server with `ackscope serve` beside it, as it would
+/// run in production (its own process); returns the truth and every spike it found.
+fn run(
+    runtime: &tokio::runtime::Runtime,
+    binary: &std::path::Path,
+    toml: &str,
+) -> (sim::truth::Truth, Vec<serde_json::Value>) {
+    let server = NatsServer::start(binary, "").expect("nats-server");
+    let serve = Serve::start(&server.url());
+    let s = RawScenario::from_toml(toml).unwrap().validate().unwrap();
+    let truth = runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        let (_keep, stop) = tokio::sync::watch::channel(false);
+        sim::run(client, s, stop).await.unwrap()
+    });
+    // The last window closes and the last consumer state poll lands.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let (status, body) = serve.get("/api/v1/spikes").expect("spikes");
+    assert_eq!(status, 200, "{body}");
+    (truth, serde_json::from_str(&body).unwrap())
+}
+
+fn instant(t: &str) -> i64 {
+    let t = humantime::parse_rfc3339(t).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+fn at(sp: &serde_json::Value, key: &str) -> i64 {
+    instant(sp[key].as_str().unwrap())
+}
+
+/// Spikes of single consumers that no injected fault explains, and the consumer-time they
+/// could have happened in: every consumer's run, less the warm-up and its fault (with the time
+/// the fault takes to settle).
+fn false_spikes(truth: &sim::truth::Truth, found: &[serde_json::Value]) -> (u32, i64) {
+    let (start, end) = (instant(&truth.started), instant(&truth.ended));
+    let mut healthy_ns = 0;
+    let mut false_spikes = 0;
+    for i in 1..=truth.servers {
+        let consumer = format!("srv-{i}");
+        let faults: Vec<(i64, i64)> = truth
+            .faults
+            .iter()
+            .filter(|f| f.servers.contains(&consumer))
+            .map(|f| (f.start_ns - 2 * WINDOW_NS, f.end_ns + SETTLE_NS))
+            .collect();
+        healthy_ns += end - start - WARMUP_NS - faults.iter().map(|(a, b)| b - a).sum::<i64>();
+        false_spikes += found
+            .iter()
+            .filter(|sp| sp["consumer"] == consumer.as_str())
+            .filter(|sp| {
+                !faults
+                    .iter()
+                    .any(|&(a, b)| at(sp, "start") < b && at(sp, "end") > a)
+            })
+            .inspect(|sp| {
+                println!(
+                    "  false spike: {consumer} {} – {} P99 {} µs (baseline {} µs, {} latency)",
+                    sp["start"], sp["end"], sp["p99_us"], sp["baseline_p99_us"], sp["latency"]
+                )
+            })
+            .count() as u32;
+    }
+    (false_spikes, healthy_ns)
 }
 
 fn main() {
@@ -110,67 +247,29 @@ fn main() {
         .collect();
     let servers: u32 = arg(&args, "--servers", "8").parse().unwrap_or(8).max(8);
     let scale: f64 = arg(&args, "--scale", "1.0").parse().unwrap_or(1.0);
+    let healthy_minutes: u64 = arg(&args, "--healthy-minutes", "0").parse().unwrap_or(0);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
-    let (mut false_spikes, mut healthy_ns) = (0u32, 0i64);
+    let (mut false_total, mut healthy_ns) = (0u32, 0i64);
     let binary = std::env::var_os("ACKSCOPE_NATS_SERVER_CURRENT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
     for &seed in &seeds {
-        let server = NatsServer::start(&binary, "").expect("nats-server");
-        let s = RawScenario::from_toml(&scenario(seed, servers, scale))
-            .unwrap()
-            .validate()
-            .unwrap();
-        let (truth, collector) = runtime.block_on(async {
-            let mut raw = RawConfig::default();
-            raw.nats.urls = vec![server.url()];
-            raw.taps.consumer_state_interval = "1s".into();
-            let config = raw.validate().unwrap();
-            let events = Arc::new(ClientEvents::default());
-            let client = taps::connect(&config.nats, events.clone()).await.unwrap();
-            let subs = Taps::subscribe(&client, &config.taps).await.unwrap();
-            let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
-            tokio::spawn(taps::poll_consumer_state(client, collector.clone(), config));
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            let run = tokio::spawn(taps::run(
-                subs,
-                collector.clone(),
-                events,
-                |_, _| {},
-                async {
-                    let _ = stopped.await;
-                },
-            ));
-            let sim_client = async_nats::connect(server.url()).await.unwrap();
-            let (_keep, stop_sim) = tokio::sync::watch::channel(false);
-            let truth = sim::run(sim_client, s, stop_sim).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(1_500)).await;
-            let _ = stop.send(());
-            run.await.unwrap();
-            (truth, collector)
-        });
-        let c = taps::lock(&collector);
-        let found = spikes(&c, None, i64::MIN, i64::MAX);
-        let window = 1_000_000_000i64;
+        let (truth, found) = run(&runtime, &binary, &scenario(seed, servers, scale));
         for f in &truth.faults {
             let score = scores.entry(f.kind.clone()).or_default();
             score.faults += 1;
             let visible = f.start_ns
                 + if f.kind == "packet_loss" {
-                    1_000_000_000
+                    WINDOW_NS
                 } else {
                     0
                 };
-            let at = |sp: &serde_json::Value, key: &str| {
-                let t = humantime::parse_rfc3339(sp[key].as_str().unwrap()).unwrap();
-                t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
-            };
             // On by then: begun no later than 2 windows after the fault can be seen, and not
             // over before the fault began (a spike may start early when a blip merges into it).
             let hit = found.iter().find(|sp| {
                 sp["consumer"] == f.servers[0].as_str()
-                    && at(sp, "start") <= visible + 2 * window
+                    && at(sp, "start") <= visible + 2 * WINDOW_NS
                     && at(sp, "end") > f.start_ns
             });
             if let Some(sp) = hit {
@@ -190,7 +289,7 @@ fn main() {
                     sp["latency"].as_str().unwrap_or("?")
                 );
                 if causes.first() != Some(&f.cause.as_str()) {
-                    for c in sp["causes"].as_array().unwrap().iter() {
+                    for c in sp["causes"].as_array().unwrap() {
                         println!("    {} {} {}", c["cause"], c["confidence"], c["evidence"]);
                     }
                 }
@@ -206,14 +305,20 @@ fn main() {
                 );
             }
         }
-        // Healthy consumers: srv-8 and up, for the whole run.
-        let healthy: Vec<String> = (8..=servers).map(|i| format!("srv-{i}")).collect();
-        false_spikes += found
-            .iter()
-            .filter(|sp| healthy.iter().any(|h| sp["consumer"] == h.as_str()))
-            .count() as u32;
-        healthy_ns += (truth.faults[0].end_ns - truth.faults[0].start_ns + 33_000_000_000)
-            * healthy.len() as i64;
+        let (n, ns) = false_spikes(&truth, &found);
+        false_total += n;
+        healthy_ns += ns;
+    }
+    if healthy_minutes > 0 {
+        let seed = seeds.first().copied().unwrap_or(1) + 1_000;
+        let (truth, found) = run(&runtime, &binary, &healthy(seed, servers, healthy_minutes));
+        let (n, ns) = false_spikes(&truth, &found);
+        println!(
+            "healthy run: {servers} servers × {healthy_minutes} min, {n} false spikes in {:.2} consumer-hours",
+            ns as f64 / 3.6e12
+        );
+        false_total += n;
+        healthy_ns += ns;
     }
     println!("\ncause (fault kind)   faults  recall  top-1  top-3");
     let mut total = Score::default();
@@ -233,13 +338,13 @@ fn main() {
     println!(
         "all                  {:>6}  {:>5.0}%  {:>4.0}%  {:>4.0}%",
         total.faults,
-        100.0 * total.detected as f64 / total.faults as f64,
+        100.0 * total.detected as f64 / total.faults.max(1) as f64,
         100.0 * total.top1 as f64 / total.detected.max(1) as f64,
         100.0 * total.top3 as f64 / total.detected.max(1) as f64
     );
     println!(
-        "false spikes on healthy consumers: {false_spikes} in {:.2} consumer-hours ({:.1}/hour); seeds {seeds:?}, {servers} servers, scale {scale}",
+        "false spikes: {false_total} in {:.2} consumer-hours of healthy traffic ({:.2} per consumer-hour); seeds {seeds:?}, {servers} servers, scale {scale}",
         healthy_ns as f64 / 3.6e12,
-        false_spikes as f64 / (healthy_ns as f64 / 3.6e12)
+        false_total as f64 / (healthy_ns as f64 / 3.6e12).max(1e-9)
     );
 }

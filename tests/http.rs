@@ -488,41 +488,9 @@ async fn serve_end_to_end_with_a_browser() {
 
     // The dashboard in a real browser: rows for both consumers, srv-1 selected by the URL,
     // its heatmaps inlined and its per-phase table filled.
-    let chromium = std::path::PathBuf::from("/usr/bin/chromium");
-    assert!(
-        chromium.is_file(),
-        "chromium not found: run ./scripts/test.sh, which installs it"
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = artifacts();
     let url = format!("http://{addr}/#stream=GAME&consumer=srv-1");
-    let browser = |extra: &[String]| {
-        let mut args: Vec<String> = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1400,1100",
-            "--virtual-time-budget=6000",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
-        args.extend(extra.iter().cloned());
-        args.push(url.clone());
-        std::process::Command::new(&chromium)
-            .args(args)
-            .stderr(Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let dom = String::from_utf8(browser(&["--dump-dom".to_string()]).stdout).unwrap();
+    let dom = browser(&url, "--dump-dom");
     std::fs::write(artifacts.join("dashboard.html"), &dom).unwrap();
     assert!(
         dom.contains("data-consumer=\"srv-1\"") && dom.contains("data-consumer=\"srv-2\""),
@@ -546,7 +514,7 @@ async fn serve_end_to_end_with_a_browser() {
     );
     let shot = artifacts.join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    browser(&[format!("--screenshot={}", shot.display())]);
+    browser(&url, &format!("--screenshot={}", shot.display()));
     assert!(
         std::fs::metadata(&shot)
             .map(|m| m.len() > 10_000)
@@ -555,6 +523,62 @@ async fn serve_end_to_end_with_a_browser() {
     );
 
     let _ = child.kill().await;
+}
+
+/// Where browser tests leave their DOM dumps and screenshots.
+fn artifacts() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Headless Chromium on `url` with one extra flag (`--dump-dom` or `--screenshot=…`), with
+/// six seconds of virtual time for the page's scripts; returns what it printed.
+fn browser(url: &str, flag: &str) -> String {
+    let chromium = std::path::PathBuf::from("/usr/bin/chromium");
+    assert!(
+        chromium.is_file(),
+        "chromium not found: run ./scripts/test.sh, which installs it"
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1400,1100",
+            "--virtual-time-budget=6000",
+            &format!("--user-data-dir={}", profile.path().display()),
+            flag,
+            url,
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The sum of the cell counts in the tooltips of the heatmap inside `html` (a DOM fragment)
+/// whose phase range starts with `phase` ("" for every cell).
+fn tooltip_counts(html: &str, phase: &str) -> u32 {
+    html.split("<title>")
+        .skip(1)
+        .filter_map(|t| t.split("</title>").next())
+        .filter_map(|t| {
+            let fields: Vec<&str> = t.split(" · ").collect();
+            let at = fields.get(1)?.strip_prefix("phase ")?.starts_with(phase);
+            Some(if at {
+                fields.get(2)?.parse::<u32>().ok()?
+            } else {
+                0
+            })
+        })
+        .sum()
 }
 
 /// 30 seconds of GAME/srv-1 acks, 50 a second at 4 ms into the frame with 2 ms latency, except
@@ -651,4 +675,73 @@ async fn spikes_are_found_and_attributed() {
     assert_eq!(all, vec!["srv-1", "*"], "{report}");
     let (status, body) = get_json(&state, "/api/v1/spikes?stream=NOPE").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_linked_by_url_shows_its_causes_and_heatmaps_beside_the_baseline() {
+    let state = preempted_state();
+    let (_, spikes) = get_json(&state, "/api/v1/spikes?stream=GAME&consumer=srv-1").await;
+    let s = &spikes[0];
+    assert!(
+        s["causes"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("of slow acks"),
+        "{s}"
+    );
+    let key = format!(
+        "{} GAME/srv-1 {}",
+        s["start"].as_str().unwrap(),
+        s["latency"].as_str().unwrap()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let url = format!("http://{addr}/#spike={encoded}");
+    let shot = artifacts().join("dashboard-spike.png");
+    let dom = tokio::task::spawn_blocking(move || {
+        browser(&url, &format!("--screenshot={}", shot.display()));
+        browser(&url, "--dump-dom")
+    })
+    .await
+    .unwrap();
+    std::fs::write(artifacts().join("dashboard-spike.html"), &dom).unwrap();
+    let detail = &dom[dom.find("id=\"spike-detail\"").expect("spike detail")..];
+    assert!(
+        !detail.starts_with("id=\"spike-detail\" hidden"),
+        "shown: {detail}"
+    );
+    let causes = &detail[..detail.find("id=\"spike-map\"").unwrap()];
+    assert!(
+        causes.contains("<b>thread_preemption") && causes.contains("of slow acks vs"),
+        "causes in words: {causes}"
+    );
+    // 3 seconds of 50 held-back acks (13 ms into the frame) beside the 20 seconds of 50 at
+    // 4 ms before them.
+    let during = &detail
+        [detail.find("id=\"spike-map\"").unwrap()..detail.find("id=\"baseline-map\"").unwrap()];
+    let before = &detail[detail.find("id=\"baseline-map\"").unwrap()..];
+    assert!(
+        during.contains("<svg") && before.contains("<svg"),
+        "{detail}"
+    );
+    // The windows are whole seconds of ack time; a frame can straddle a second, so one ack
+    // either side may fall in the next window.
+    assert_eq!(tooltip_counts(during, "13ms"), 150, "{during}");
+    assert!(
+        (150..=152).contains(&tooltip_counts(during, "")),
+        "{during}"
+    );
+    assert_eq!(tooltip_counts(before, "13ms"), 0, "{before}");
+    assert!(
+        (998..=1_002).contains(&tooltip_counts(before, "")),
+        "{before}"
+    );
 }

@@ -19,6 +19,8 @@ pub struct Cause {
     pub cause: &'static str,
     pub confidence: f64,
     pub evidence: Value,
+    /// The evidence in words.
+    pub summary: String,
     pub exemplar_trace_ids: Vec<TraceId>,
 }
 
@@ -102,6 +104,10 @@ fn ms(ns: f64) -> f64 {
     (ns / 1e4).round() / 100.0
 }
 
+fn pct(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
 /// `redelivery`: slow samples are redeliveries (lost acks, ack_wait expiry, NAKs).
 fn redelivery(e: &Evidence, slow: &[&RingRow]) -> Cause {
     let redelivered: Vec<&RingRow> = slow.iter().copied().filter(|r| r.deliveries > 1).collect();
@@ -124,6 +130,12 @@ fn redelivery(e: &Evidence, slow: &[&RingRow]) -> Cause {
         confidence: clamp((during - base) / 0.05).max(clamp((share_of_slow - base) / 0.3)),
         evidence: json!({"slow_samples": slow.len(), "redelivered_share_of_slow": share_of_slow,
             "redelivered_share": during, "redelivered_share_at_baseline": base, "naks": naks}),
+        summary: format!(
+            "{} of slow samples were redeliveries; {} of all samples vs {} at baseline; {naks} NAKs",
+            pct(share_of_slow),
+            pct(during),
+            pct(base)
+        ),
         exemplar_trace_ids: exemplars(redelivered),
     }
 }
@@ -215,6 +227,13 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> Cause {
         evidence: json!({"band_from_ms": ms(from), "band_to_ms": ms(to % e.clock.period_ns() as f64),
             "slow_share_in_band": slow_share, "baseline_share_in_band": base_share, "slow_samples": slow.len(),
             "slow_mean_resultant_length": resultant(&hs), "baseline_mean_resultant_length": resultant(&hb)}),
+        summary: format!(
+            "{}–{} ms of the frame holds {} of slow acks vs {} of acks at baseline",
+            ms(from),
+            ms(to % e.clock.period_ns() as f64),
+            pct(slow_share),
+            pct(base_share)
+        ),
         exemplar_trace_ids: exemplars(slow.iter().copied().filter(in_band)),
     }
 }
@@ -288,6 +307,14 @@ fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> Cause {
         evidence: json!({"stalls": stalls, "longest_silence_ms": ms(longest as f64),
             "usual_gap_ms": ms(usual_gap as f64), "burst_p90_latency_ms": ms(typical_burst as f64),
             "slow_share_in_bursts": share}),
+        summary: format!(
+            "{stalls} silences of up to {} ms (usual gap {} ms), each followed by a burst of acks \
+             with P90 latency {} ms; {} of slow acks are in those bursts",
+            ms(longest as f64),
+            ms(usual_gap as f64),
+            ms(typical_burst as f64),
+            pct(share)
+        ),
         exemplar_trace_ids: exemplars(burst_rows),
     }
 }
@@ -310,6 +337,13 @@ fn flow_control(e: &Evidence, slow: &[&RingRow]) -> Cause {
         },
         evidence: json!({"polls": e.ack_pending.len(), "polls_at_max_ack_pending": at_limit,
             "peak_ack_pending": peak, "max_ack_pending": limited.first().map(|(_, m)| *m)}),
+        summary: match limited.first() {
+            Some((_, max)) => format!(
+                "{at_limit} of {} consumer state polls at max_ack_pending {max} (peak {peak} pending)",
+                limited.len()
+            ),
+            None => "no consumer state with a max_ack_pending during the spike".to_string(),
+        },
         exemplar_trace_ids: exemplars(slow.iter().copied()),
     }
 }
@@ -326,6 +360,7 @@ fn load_burst(e: &Evidence, slow: &[&RingRow]) -> Cause {
         cause: "load_burst",
         confidence: clamp((ratio - 1.5) / 1.0),
         evidence: json!({"acks_per_s": rate, "baseline_acks_per_s": base, "ratio": ratio}),
+        summary: format!("{rate:.0} acks/s vs {base:.0} at baseline ({ratio:.1}×)"),
         exemplar_trace_ids: exemplars(slow.iter().copied()),
     }
 }
@@ -427,6 +462,7 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
             cause: "hot_spot",
             confidence: 0.0,
             evidence: json!({}),
+            summary: "no slow samples".to_string(),
             exemplar_trace_ids: Vec::new(),
         };
     };
@@ -444,6 +480,12 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
         confidence: clamp((lift - 1.5) / 2.5) * clamp(slow_share / 0.2),
         evidence: json!({"dimension": kind, "value": (e.name)(dim), "slow_share": slow_share,
             "share_of_all": all_share, "lift": lift}),
+        summary: format!(
+            "{kind} {} holds {} of slow samples but {} of all samples",
+            (e.name)(dim),
+            pct(slow_share),
+            pct(all_share)
+        ),
         exemplar_trace_ids: exemplars(matching),
     }
 }
@@ -452,21 +494,27 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
 pub fn attribute(e: &Evidence) -> Vec<Cause> {
     let threshold = slow_threshold(e);
     let slow = slow(e, threshold);
-    let mut causes = vec![
+    let (gc, preemption, redelivered) = (
         gc_pause(e, &slow, threshold),
         thread_preemption(e, &slow),
         redelivery(e, &slow),
+    );
+    let (mut flow, load, mut hot) = (
         flow_control(e, &slow),
         load_burst(e, &slow),
         hot_spot(e, threshold),
-    ];
+    );
     // Lost acks and bursts of load fill max_ack_pending too: when slow samples are
     // redeliveries, or the rate jumped, the limit being reached is a consequence, not the cause.
-    causes[3].confidence *= (1.0 - causes[2].confidence) * (1.0 - causes[4].confidence);
+    flow.confidence *= (1.0 - redelivered.confidence) * (1.0 - load.confidence);
     // Any fault of one consumer makes it stand out among the others: a hot spot is the answer
     // only when no mechanism explains why.
-    let mechanism = causes[..5].iter().map(|c| c.confidence).fold(0.0, f64::max);
-    causes[5].confidence *= 1.0 - mechanism;
+    let mechanism = [&gc, &preemption, &redelivered, &flow, &load]
+        .iter()
+        .map(|c| c.confidence)
+        .fold(0.0, f64::max);
+    hot.confidence *= 1.0 - mechanism;
+    let mut causes = vec![gc, preemption, redelivered, flow, load, hot];
     causes.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     if causes.first().is_none_or(|c| c.confidence < 0.5) {
         causes.insert(
@@ -475,6 +523,11 @@ pub fn attribute(e: &Evidence) -> Vec<Cause> {
                 cause: "unknown",
                 confidence: 1.0 - causes.first().map_or(0.0, |c| c.confidence),
                 evidence: json!({"slow_threshold_ms": ms(threshold as f64), "slow_samples": slow.len()}),
+                summary: format!(
+                    "{} samples above the baseline P99 of {} ms; no detector reached 0.5",
+                    slow.len(),
+                    ms(threshold as f64)
+                ),
                 exemplar_trace_ids: exemplars(slow.iter().copied()),
             },
         );

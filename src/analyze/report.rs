@@ -164,6 +164,7 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Late
             "cause": cause.cause,
             "confidence": (cause.confidence * 1_000.0).round() / 1_000.0,
             "evidence": cause.evidence,
+            "summary": cause.summary,
             "exemplar_trace_ids": cause.exemplar_trace_ids,
         })).collect::<Vec<_>>(),
     })
