@@ -175,11 +175,11 @@ impl Drop for Serve {
 fn run(
     runtime: &tokio::runtime::Runtime,
     binary: &std::path::Path,
-    toml: &str,
+    scenario: RawScenario,
 ) -> (sim::truth::Truth, Vec<serde_json::Value>) {
     let server = NatsServer::start(binary, "").expect("nats-server");
     let serve = Serve::start(&server.url());
-    let s = RawScenario::from_toml(toml).unwrap().validate().unwrap();
+    let s = scenario.validate().unwrap();
     let truth = runtime.block_on(async {
         let client = async_nats::connect(server.url()).await.unwrap();
         let (_keep, stop) = tokio::sync::watch::channel(false);
@@ -236,6 +236,66 @@ fn false_spikes(truth: &sim::truth::Truth, found: &[serde_json::Value]) -> (u32,
     (false_spikes, healthy_ns)
 }
 
+/// Scores one run's spikes against its truth: each faulty consumer of each fault is one case.
+fn score(
+    truth: &sim::truth::Truth,
+    found: &[serde_json::Value],
+    scores: &mut BTreeMap<String, Score>,
+) {
+    for f in &truth.faults {
+        for consumer in &f.servers {
+            let score = scores.entry(f.kind.clone()).or_default();
+            score.faults += 1;
+            let visible = f.start_ns
+                + if f.kind == "packet_loss" {
+                    WINDOW_NS
+                } else {
+                    0
+                };
+            // On by then: begun no later than 2 windows after the fault can be seen, and not
+            // over before the fault began (a spike may start early when a blip merges into it).
+            let hit = found.iter().find(|sp| {
+                sp["consumer"] == consumer.as_str()
+                    && at(sp, "start") <= visible + 2 * WINDOW_NS
+                    && at(sp, "end") > f.start_ns
+            });
+            let Some(sp) = hit else {
+                let of_consumer: Vec<String> = found
+                    .iter()
+                    .filter(|sp| sp["consumer"] == consumer.as_str())
+                    .map(|sp| format!("{} ({})", sp["start"], sp["latency"]))
+                    .collect();
+                println!(
+                    "{} {:<18} {consumer} → not detected (fault at {}; its spikes: {of_consumer:?})",
+                    truth.scenario, f.kind, f.start
+                );
+                continue;
+            };
+            score.detected += 1;
+            let causes: Vec<&str> = sp["causes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["cause"].as_str().unwrap())
+                .collect();
+            score.top1 += u32::from(causes.first() == Some(&f.cause.as_str()));
+            score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause));
+            println!(
+                "{} {:<18} {consumer} → {:?} ({} latency)",
+                truth.scenario,
+                f.kind,
+                &causes[..causes.len().min(3)],
+                sp["latency"].as_str().unwrap_or("?")
+            );
+            if causes.first() != Some(&f.cause.as_str()) {
+                for c in sp["causes"].as_array().unwrap() {
+                    println!("    {} {} {}", c["cause"], c["confidence"], c["summary"]);
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -248,71 +308,51 @@ fn main() {
     let servers: u32 = arg(&args, "--servers", "8").parse().unwrap_or(8).max(8);
     let scale: f64 = arg(&args, "--scale", "1.0").parse().unwrap_or(1.0);
     let healthy_minutes: u64 = arg(&args, "--healthy-minutes", "0").parse().unwrap_or(0);
+    let file = arg(&args, "--scenario", "");
+    // The runs: a scenario file once through, or the built-in suite once per seed.
+    let runs: Vec<RawScenario> = if file.is_empty() {
+        seeds
+            .iter()
+            .map(|&seed| RawScenario::from_toml(&scenario(seed, servers, scale)).unwrap())
+            .collect()
+    } else {
+        let text = std::fs::read_to_string(&file).expect("the scenario file");
+        let mut s = RawScenario::from_toml(&text).expect("a valid scenario");
+        s.repeat = false;
+        vec![s]
+    };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
     let (mut false_total, mut healthy_ns) = (0u32, 0i64);
     let binary = std::env::var_os("ACKSCOPE_NATS_SERVER_CURRENT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
-    for &seed in &seeds {
-        let (truth, found) = run(&runtime, &binary, &scenario(seed, servers, scale));
-        for f in &truth.faults {
-            let score = scores.entry(f.kind.clone()).or_default();
-            score.faults += 1;
-            let visible = f.start_ns
-                + if f.kind == "packet_loss" {
-                    WINDOW_NS
-                } else {
-                    0
-                };
-            // On by then: begun no later than 2 windows after the fault can be seen, and not
-            // over before the fault began (a spike may start early when a blip merges into it).
-            let hit = found.iter().find(|sp| {
-                sp["consumer"] == f.servers[0].as_str()
-                    && at(sp, "start") <= visible + 2 * WINDOW_NS
-                    && at(sp, "end") > f.start_ns
-            });
-            if let Some(sp) = hit {
-                score.detected += 1;
-                let causes: Vec<&str> = sp["causes"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c["cause"].as_str().unwrap())
-                    .collect();
-                score.top1 += u32::from(causes.first() == Some(&f.cause.as_str()));
-                score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause));
-                println!(
-                    "seed {seed} {:<18} → {:?} ({} latency)",
-                    f.kind,
-                    &causes[..causes.len().min(3)],
-                    sp["latency"].as_str().unwrap_or("?")
-                );
-                if causes.first() != Some(&f.cause.as_str()) {
-                    for c in sp["causes"].as_array().unwrap() {
-                        println!("    {} {} {}", c["cause"], c["confidence"], c["evidence"]);
-                    }
-                }
-            } else {
-                let of_consumer: Vec<String> = found
-                    .iter()
-                    .filter(|sp| sp["consumer"] == f.servers[0].as_str())
-                    .map(|sp| format!("{} ({})", sp["start"], sp["latency"]))
-                    .collect();
-                println!(
-                    "seed {seed} {:<18} → not detected (fault at {}; its spikes: {of_consumer:?})",
-                    f.kind, f.start
-                );
-            }
-        }
+    for raw in runs {
+        let (truth, found) = run(&runtime, &binary, raw);
+        println!(
+            "{}: {} frames, frame start lateness P99 {:.2} ms, max {:.2} ms",
+            truth.scenario,
+            truth.fleet.frames,
+            truth.fleet.frame_jitter_p99_us / 1e3,
+            truth.fleet.frame_jitter_max_us / 1e3
+        );
+        score(&truth, &found, &mut scores);
         let (n, ns) = false_spikes(&truth, &found);
         false_total += n;
         healthy_ns += ns;
     }
     if healthy_minutes > 0 {
         let seed = seeds.first().copied().unwrap_or(1) + 1_000;
-        let (truth, found) = run(&runtime, &binary, &healthy(seed, servers, healthy_minutes));
+        let raw = RawScenario::from_toml(&healthy(seed, servers, healthy_minutes)).unwrap();
+        let (truth, found) = run(&runtime, &binary, raw);
         let (n, ns) = false_spikes(&truth, &found);
+        println!(
+            "{}: {} frames, frame start lateness P99 {:.2} ms, max {:.2} ms",
+            truth.scenario,
+            truth.fleet.frames,
+            truth.fleet.frame_jitter_p99_us / 1e3,
+            truth.fleet.frame_jitter_max_us / 1e3
+        );
         println!(
             "healthy run: {servers} servers × {healthy_minutes} min, {n} false spikes in {:.2} consumer-hours",
             ns as f64 / 3.6e12
@@ -343,8 +383,13 @@ fn main() {
         100.0 * total.top3 as f64 / total.detected.max(1) as f64
     );
     println!(
-        "false spikes: {false_total} in {:.2} consumer-hours of healthy traffic ({:.2} per consumer-hour); seeds {seeds:?}, {servers} servers, scale {scale}",
+        "false spikes: {false_total} in {:.2} consumer-hours of healthy traffic ({:.2} per consumer-hour); {}",
         healthy_ns as f64 / 3.6e12,
-        false_total as f64 / (healthy_ns as f64 / 3.6e12).max(1e-9)
+        false_total as f64 / (healthy_ns as f64 / 3.6e12).max(1e-9),
+        if file.is_empty() {
+            format!("seeds {seeds:?}, {servers} servers, scale {scale}")
+        } else {
+            file.clone()
+        }
     );
 }

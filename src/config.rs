@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::analyze::spikes::SpikeConfig;
 use crate::tick::{FrameClock, PhaseOf};
 
 /// The most dimension headers a sample can carry; each is a fixed slot, so samples never allocate.
@@ -51,7 +52,40 @@ pub struct RawConfig {
     pub tick: RawTick,
     pub join: RawJoin,
     pub aggregate: RawAggregate,
+    pub spikes: RawSpikes,
     pub http: RawHttp,
+}
+
+/// `[spikes]`: when a consumer's windowed P99 is a spike.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSpikes {
+    /// A window spikes when its P99 exceeds the baseline P99 by this factor …
+    pub factor: f64,
+    /// … and by at least this much …
+    pub min_margin: String,
+    /// … and by this many robust standard deviations of the baseline windows' P99s.
+    pub deviations: f64,
+    /// Or when its P99 exceeds this, whatever the baseline ("" for none).
+    pub slo: String,
+    /// Windows with fewer samples neither spike nor count towards the baseline.
+    pub min_samples: u64,
+    /// Windows over the threshold a spike needs.
+    pub min_windows: usize,
+}
+
+impl Default for RawSpikes {
+    fn default() -> Self {
+        let d = SpikeConfig::default();
+        Self {
+            factor: d.factor,
+            min_margin: format!("{}us", d.min_margin_ns / 1_000),
+            deviations: d.deviations,
+            slo: String::new(),
+            min_samples: d.min_samples,
+            min_windows: d.min_windows,
+        }
+    }
 }
 
 /// `[http]`: the API and dashboard of `ackscope serve`.
@@ -328,6 +362,7 @@ pub struct Config {
     pub tick: FrameClock,
     pub join: JoinConfig,
     pub aggregate: AggregateConfig,
+    pub spikes: SpikeConfig,
     /// Where `serve` listens.
     pub listen: std::net::SocketAddr,
 }
@@ -367,6 +402,7 @@ impl RawConfig {
             tick: validate_tick(&self.tick)?,
             join: validate_join(&self.join)?,
             aggregate: validate_aggregate(&self.aggregate)?,
+            spikes: validate_spikes(&self.spikes)?,
             listen: self.http.listen.parse().map_err(|_| {
                 invalid(
                     "http.listen",
@@ -601,6 +637,43 @@ pub fn parse_epoch(s: &str) -> Result<i64, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|_| "before 1970".to_string())?;
     i64::try_from(d.as_nanos()).map_err(|_| "too large".to_string())
+}
+
+fn validate_spikes(raw: &RawSpikes) -> Result<SpikeConfig, Error> {
+    let margin = parse_duration(&raw.min_margin)
+        .map_err(|r| invalid("spikes.min_margin", &raw.min_margin, r))?;
+    let slo = match raw.slo.trim() {
+        "" => None,
+        text => Some(duration_ns(
+            parse_duration(text).map_err(|r| invalid("spikes.slo", text, r))?,
+        )),
+    };
+    if !(raw.factor.is_finite() && raw.factor >= 1.0) {
+        return Err(invalid(
+            "spikes.factor",
+            raw.factor.to_string(),
+            "must be a number ≥ 1",
+        ));
+    }
+    if !(raw.deviations.is_finite() && raw.deviations >= 0.0) {
+        return Err(invalid(
+            "spikes.deviations",
+            raw.deviations.to_string(),
+            "must be a number ≥ 0",
+        ));
+    }
+    if raw.min_windows == 0 {
+        return Err(invalid("spikes.min_windows", "0", "must be > 0"));
+    }
+    Ok(SpikeConfig {
+        factor: raw.factor,
+        min_margin_ns: duration_ns(margin),
+        deviations: raw.deviations,
+        slo_ns: slo,
+        min_samples: raw.min_samples,
+        min_windows: raw.min_windows,
+        ..SpikeConfig::default()
+    })
 }
 
 fn validate_join(raw: &RawJoin) -> Result<JoinConfig, Error> {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::causes::{Dimension, Evidence, attribute};
-use super::spikes::{Spike, SpikeConfig, WindowP99, find_spikes};
+use super::spikes::{Spike, WindowP99, find_spikes};
 use crate::aggregate::rebin::{Filter, Latency};
 use crate::aggregate::ring::RingRow;
 use crate::aggregate::window::WindowSummary;
@@ -50,7 +50,7 @@ pub fn spikes(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> 
         for latency in [Latency::Ack, Latency::E2e] {
             let windows = p99s(c.aggregator().history(scope), latency);
             candidates.extend(
-                find_spikes(&windows, &SpikeConfig::default())
+                find_spikes(&windows, &c.config().spikes)
                     .into_iter()
                     .map(|s| (s, latency)),
             );

@@ -1,6 +1,6 @@
 //! Spike detection over windowed P99s: a robust rolling baseline (the median of recent quiet
-//! windows), a spike when a window's P99 exceeds it by a factor and a minimum margin, or exceeds
-//! an absolute SLO. Nearby spike windows merge into one spike. Windows with too few samples
+//! windows, and their median absolute deviation), a spike when a window's P99 exceeds it by a
+//! factor, a minimum margin and a multiple of the deviation, or exceeds an absolute SLO. Nearby spike windows merge into one spike. Windows with too few samples
 //! neither spike nor count towards the baseline, so quiet consumers never spike on noise.
 
 /// Detection settings.
@@ -8,8 +8,12 @@
 pub struct SpikeConfig {
     /// A window spikes when its P99 exceeds `factor` × the baseline P99 …
     pub factor: f64,
-    /// … and the baseline by at least this much.
+    /// … and the baseline by at least this much …
     pub min_margin_ns: u64,
+    /// … and by at least this many robust standard deviations (1.4826 × the median absolute
+    /// deviation of the quiet windows' P99s): a consumer whose P99 always wobbles a lot needs
+    /// a larger jump.
+    pub deviations: f64,
     /// Or when its P99 exceeds this, whatever the baseline.
     pub slo_ns: Option<u64>,
     /// Windows with fewer samples are ignored.
@@ -28,7 +32,8 @@ impl Default for SpikeConfig {
     fn default() -> Self {
         Self {
             factor: 1.5,
-            min_margin_ns: 5_000_000,
+            min_margin_ns: 3_000_000,
+            deviations: 6.0,
             slo_ns: None,
             min_samples: 20,
             baseline_windows: 60,
@@ -77,9 +82,15 @@ pub fn find_spikes(windows: &[WindowP99], cfg: &SpikeConfig) -> Vec<Spike> {
             continue;
         }
         let recent = &quiet[quiet.len().saturating_sub(cfg.baseline_windows)..];
-        let baseline = (recent.len() >= cfg.warmup_windows).then(|| median(recent));
-        let over_baseline = baseline.is_some_and(|b| {
-            w.p99_ns as f64 > b as f64 * cfg.factor && w.p99_ns >= b + cfg.min_margin_ns
+        let baseline = (recent.len() >= cfg.warmup_windows).then(|| {
+            let m = median(recent);
+            let deviation: Vec<u64> = recent.iter().map(|&p| p.abs_diff(m)).collect();
+            (m, 1.4826 * median(&deviation) as f64)
+        });
+        let over_baseline = baseline.is_some_and(|(b, sigma)| {
+            w.p99_ns as f64 > b as f64 * cfg.factor
+                && w.p99_ns >= b + cfg.min_margin_ns
+                && (w.p99_ns - b) as f64 >= cfg.deviations * sigma
         });
         let over_slo = cfg.slo_ns.is_some_and(|slo| w.p99_ns > slo);
         if !(over_baseline || over_slo) {
@@ -97,7 +108,7 @@ pub fn find_spikes(windows: &[WindowP99], cfg: &SpikeConfig) -> Vec<Spike> {
                 start_ns: w.start_ns,
                 end_ns: w.end_ns,
                 peak_p99_ns: w.p99_ns,
-                baseline_p99_ns: baseline.unwrap_or(0),
+                baseline_p99_ns: baseline.map_or(0, |(b, _)| b),
                 windows: 1,
             }),
         }
@@ -146,7 +157,7 @@ mod tests {
 
     #[test]
     fn noise_and_quiet_consumers_do_not_spike() {
-        // Wobbling between 8 and 12 ms: under 1.5x and under the 5 ms margin.
+        // Wobbling between 8 and 12 ms: never 1.5x the median.
         let w = windows(&[8, 12, 9, 11, 8, 12, 10, 12, 9, 12]);
         assert!(find_spikes(&w, &SpikeConfig::default()).is_empty());
         // A huge P99 in a window of three samples is noise.
@@ -165,6 +176,24 @@ mod tests {
         // A single window over the threshold is noise by default.
         let w = windows(&[8, 8, 8, 8, 8, 8, 60, 8, 8, 8, 8]);
         assert!(find_spikes(&w, &SpikeConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn a_consumer_that_always_wobbles_needs_a_larger_jump() {
+        // P99 swinging between 5 and 15 ms: 20 ms is within its usual range (over 1.5x and
+        // 3 ms above the median of 10, but under 6 robust deviations); 60 ms is not.
+        let mut p: Vec<u64> = (0..40).map(|i| [5, 10, 15, 8, 12][i % 5]).collect();
+        p.extend([20, 20, 10, 10, 10, 10, 60, 60]);
+        let spikes = find_spikes(&windows(&p), &SpikeConfig::default());
+        assert_eq!(spikes.len(), 1, "{spikes:?}");
+        assert_eq!(spikes[0].peak_p99_ns, 60 * MS);
+        // The same 20 ms after a steady 10 ms is a spike.
+        let mut steady = vec![10; 40];
+        steady.extend([20, 20]);
+        assert_eq!(
+            find_spikes(&windows(&steady), &SpikeConfig::default()).len(),
+            1
+        );
     }
 
     #[test]
