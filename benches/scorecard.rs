@@ -9,7 +9,10 @@
 //! with 10 s healthy between; servers 8 and up stay healthy throughout. `--scale` multiplies
 //! every fault's magnitude; `--healthy-minutes` adds a run with no faults at all. A spike is
 //! false when it does not overlap its consumer's fault (from 2 windows before it to 15 s after
-//! it ends); the first 5 s of a run, when nothing can spike, do not count as healthy time.
+//! it ends) nor a stall of the simulator itself (a frame of that server starting ≥ 4 ms late:
+//! its acks really were late; counted apart); the first 5 s of a run, when nothing can spike,
+//! do not count as healthy time. `--scenario FILE` scores one scenario file (run once) instead
+//! of the built-in suite; `ackscope serve` runs as its own process beside the simulator.
 //! A fault counts as detected when a spike of its consumer is on within 2 windows of the moment
 //! it can first be seen (its onset, or for lost acks, its onset plus `ack_wait`: the server
 //! redelivers no sooner).
@@ -201,13 +204,14 @@ fn at(sp: &serde_json::Value, key: &str) -> i64 {
     instant(sp[key].as_str().unwrap())
 }
 
-/// Spikes of single consumers that no injected fault explains, and the consumer-time they
-/// could have happened in: every consumer's run, less the warm-up and its fault (with the time
-/// the fault takes to settle).
-fn false_spikes(truth: &sim::truth::Truth, found: &[serde_json::Value]) -> (u32, i64) {
+/// Spikes on healthy consumers: those no injected fault explains, split into spikes while the
+/// simulator itself stalled (a frame of that server started ≥ 4 ms late within the spike or
+/// the window before it: the acks really were late) and false spikes; and the consumer-time
+/// they could have happened in: every consumer's run, less the warm-up and its fault (with the
+/// time the fault takes to settle).
+fn unexplained(truth: &sim::truth::Truth, found: &[serde_json::Value]) -> Unexplained {
     let (start, end) = (instant(&truth.started), instant(&truth.ended));
-    let mut healthy_ns = 0;
-    let mut false_spikes = 0;
+    let mut out = Unexplained::default();
     for i in 1..=truth.servers {
         let consumer = format!("srv-{i}");
         let faults: Vec<(i64, i64)> = truth
@@ -216,24 +220,60 @@ fn false_spikes(truth: &sim::truth::Truth, found: &[serde_json::Value]) -> (u32,
             .filter(|f| f.servers.contains(&consumer))
             .map(|f| (f.start_ns - 2 * WINDOW_NS, f.end_ns + SETTLE_NS))
             .collect();
-        healthy_ns += end - start - WARMUP_NS - faults.iter().map(|(a, b)| b - a).sum::<i64>();
-        false_spikes += found
+        out.healthy_ns += end - start - WARMUP_NS - faults.iter().map(|(a, b)| b - a).sum::<i64>();
+        for sp in found
             .iter()
             .filter(|sp| sp["consumer"] == consumer.as_str())
-            .filter(|sp| {
-                !faults
-                    .iter()
-                    .any(|&(a, b)| at(sp, "start") < b && at(sp, "end") > a)
-            })
-            .inspect(|sp| {
-                println!(
-                    "  false spike: {consumer} {} – {} P99 {} µs (baseline {} µs, {} latency)",
-                    sp["start"], sp["end"], sp["p99_us"], sp["baseline_p99_us"], sp["latency"]
-                )
-            })
-            .count() as u32;
+        {
+            let (from, to) = (at(sp, "start"), at(sp, "end"));
+            if faults.iter().any(|&(a, b)| from < b && to > a) {
+                continue;
+            }
+            let stall = truth
+                .stalls
+                .iter()
+                .filter(|p| p.server == consumer && p.end_ns > from - WINDOW_NS && p.start_ns < to)
+                .map(|p| p.end_ns - p.start_ns)
+                .max();
+            match stall {
+                Some(_) => out.during_stalls += 1,
+                None => out.false_spikes += 1,
+            }
+            println!(
+                "  {}: {consumer} {} – {} P99 {} µs (baseline {} µs, {} latency){}",
+                if stall.is_some() {
+                    "spike while the simulator stalled"
+                } else {
+                    "false spike"
+                },
+                sp["start"],
+                sp["end"],
+                sp["p99_us"],
+                sp["baseline_p99_us"],
+                sp["latency"],
+                stall.map_or(String::new(), |ns| format!(
+                    ", its frame up to {:.1} ms late",
+                    ns as f64 / 1e6
+                ))
+            );
+        }
     }
-    (false_spikes, healthy_ns)
+    out
+}
+
+#[derive(Default)]
+struct Unexplained {
+    false_spikes: u32,
+    during_stalls: u32,
+    healthy_ns: i64,
+}
+
+impl std::ops::AddAssign for Unexplained {
+    fn add_assign(&mut self, o: Self) {
+        self.false_spikes += o.false_spikes;
+        self.during_stalls += o.during_stalls;
+        self.healthy_ns += o.healthy_ns;
+    }
 }
 
 /// Scores one run's spikes against its truth: each faulty consumer of each fault is one case.
@@ -323,7 +363,7 @@ fn main() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
-    let (mut false_total, mut healthy_ns) = (0u32, 0i64);
+    let mut unexplained_total = Unexplained::default();
     let binary = std::env::var_os("ACKSCOPE_NATS_SERVER_CURRENT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
@@ -337,15 +377,13 @@ fn main() {
             truth.fleet.frame_jitter_max_us / 1e3
         );
         score(&truth, &found, &mut scores);
-        let (n, ns) = false_spikes(&truth, &found);
-        false_total += n;
-        healthy_ns += ns;
+        unexplained_total += unexplained(&truth, &found);
     }
     if healthy_minutes > 0 {
         let seed = seeds.first().copied().unwrap_or(1) + 1_000;
         let raw = RawScenario::from_toml(&healthy(seed, servers, healthy_minutes)).unwrap();
         let (truth, found) = run(&runtime, &binary, raw);
-        let (n, ns) = false_spikes(&truth, &found);
+        let u = unexplained(&truth, &found);
         println!(
             "{}: {} frames, frame start lateness P99 {:.2} ms, max {:.2} ms",
             truth.scenario,
@@ -354,11 +392,12 @@ fn main() {
             truth.fleet.frame_jitter_max_us / 1e3
         );
         println!(
-            "healthy run: {servers} servers × {healthy_minutes} min, {n} false spikes in {:.2} consumer-hours",
-            ns as f64 / 3.6e12
+            "healthy run: {servers} servers × {healthy_minutes} min, {} false spikes and {} while the simulator stalled in {:.2} consumer-hours",
+            u.false_spikes,
+            u.during_stalls,
+            u.healthy_ns as f64 / 3.6e12
         );
-        false_total += n;
-        healthy_ns += ns;
+        unexplained_total += u;
     }
     println!("\ncause (fault kind)   faults  recall  top-1  top-3");
     let mut total = Score::default();
@@ -383,9 +422,14 @@ fn main() {
         100.0 * total.top3 as f64 / total.detected.max(1) as f64
     );
     println!(
-        "false spikes: {false_total} in {:.2} consumer-hours of healthy traffic ({:.2} per consumer-hour); {}",
-        healthy_ns as f64 / 3.6e12,
-        false_total as f64 / (healthy_ns as f64 / 3.6e12).max(1e-9),
+        "healthy traffic: {:.2} consumer-hours; false spikes {} ({:.2} per consumer-hour); spikes while the simulator stalled {} ({:.2} per consumer-hour); {}",
+        unexplained_total.healthy_ns as f64 / 3.6e12,
+        unexplained_total.false_spikes,
+        unexplained_total.false_spikes as f64
+            / (unexplained_total.healthy_ns as f64 / 3.6e12).max(1e-9),
+        unexplained_total.during_stalls,
+        unexplained_total.during_stalls as f64
+            / (unexplained_total.healthy_ns as f64 / 3.6e12).max(1e-9),
         if file.is_empty() {
             format!("seeds {seeds:?}, {servers} servers, scale {scale}")
         } else {

@@ -32,7 +32,7 @@ pub enum Error {
     Setup(String),
 }
 
-/// Most GC pauses recorded per run in the truth file.
+/// Most GC pauses (and, apart, simulator stalls) recorded per run in the truth file.
 const MAX_PAUSE_RECORDS: usize = 100_000;
 
 /// The fleet's shared clock: frame `k` starts at `t0 + k * tick`, on wall-clock multiples of
@@ -250,11 +250,16 @@ async fn server(
             let mut st = lock(&stats);
             st.frames += 1;
             if !after_pause {
-                st.lateness.record(
-                    Instant::now()
-                        .saturating_duration_since(frame_start)
-                        .as_nanos() as u64,
-                );
+                let now = Instant::now();
+                let late = now.saturating_duration_since(frame_start).as_nanos() as u64;
+                st.lateness.record(late);
+                if late >= truth::STALL_NS && st.stalls.len() < MAX_PAUSE_RECORDS {
+                    st.stalls.push(PauseRecord {
+                        server: Scenario::server_name(index),
+                        start_ns: timeline.wall_of(frame_start),
+                        end_ns: timeline.wall_of(now),
+                    });
+                }
             }
         }
         after_pause = false;

@@ -10,7 +10,7 @@ use super::scenario::{FaultKind, Scenario};
 use crate::aggregate::histogram::LatencyHistogram;
 use crate::model::rfc3339;
 
-/// A GC pause as it happened.
+/// A GC pause as it happened, or a stall of the simulator itself (a frame that started late).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PauseRecord {
     pub server: String,
@@ -65,6 +65,11 @@ pub struct Truth {
     pub ended: String,
     pub faults: Vec<InjectedFault>,
     pub gc_pauses: Vec<PauseRecord>,
+    /// Frames that started at least [`STALL_NS`] late though no fault paused them: the
+    /// simulator's own process was held up (timers, CPU), and acks due then went out late.
+    /// Latency rises there are real, but no fault was injected for them.
+    #[serde(default)]
+    pub stalls: Vec<PauseRecord>,
     pub fleet: FleetReport,
 }
 
@@ -77,7 +82,11 @@ pub struct FleetStats {
     pub acks_sent: u64,
     pub acks_dropped: u64,
     pub pauses: Vec<PauseRecord>,
+    pub stalls: Vec<PauseRecord>,
 }
+
+/// How late a frame starts before it counts as a stall of the simulator.
+pub const STALL_NS: u64 = 4_000_000;
 
 impl Default for FleetStats {
     fn default() -> Self {
@@ -88,6 +97,7 @@ impl Default for FleetStats {
             acks_sent: 0,
             acks_dropped: 0,
             pauses: Vec::new(),
+            stalls: Vec::new(),
         }
     }
 }
@@ -166,6 +176,7 @@ impl Truth {
             ended: rfc3339(ended_ns),
             faults,
             gc_pauses: stats.pauses.clone(),
+            stalls: stats.stalls.clone(),
             fleet: FleetReport {
                 frames: stats.frames,
                 published: stats.published,
