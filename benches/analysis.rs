@@ -80,6 +80,7 @@ fn analysis(c: &mut Criterion) {
         spike: &spike,
         baseline: &baseline,
         context: &spike,
+        context_baseline: &baseline,
         spike_ns: (start, spike.last().unwrap().acked_ns + 1),
         baseline_ns: (T0, start),
         clock: &clock,

@@ -33,13 +33,16 @@ pub struct Evidence<'a> {
     /// Samples of every consumer during the spike (the spike's own when it is for all of
     /// them): where a hot spot is looked for.
     pub context: &'a [RingRow],
+    /// Samples of every consumer during the baseline (the baseline's own when the spike is for
+    /// all of them): what is slow for each consumer.
+    pub context_baseline: &'a [RingRow],
     pub spike_ns: (i64, i64),
     pub baseline_ns: (i64, i64),
     pub clock: &'a FrameClock,
     /// Consumer state polls in the spike: (ack pending, max ack pending).
     pub ack_pending: &'a [(u64, i64)],
     /// Names a dimension value (consumer, subject or label) for the evidence.
-    pub name: &'a dyn Fn(Dimension) -> String,
+    pub name: &'a (dyn Fn(Dimension) -> String + Sync),
     /// The latency that spiked.
     pub latency: Latency,
 }
@@ -52,11 +55,11 @@ pub enum Dimension {
     Label(usize, Sym),
 }
 
+/// A sample's ack latency: what exemplars are ranked by.
 fn latency(r: &RingRow) -> Option<u64> {
     r.ack_latency_ns
 }
 
-/// The baseline's P99 ack latency: spike samples above it are "slow".
 /// The sample's value of the latency that spiked.
 fn spiked(e: &Evidence, r: &RingRow) -> Option<u64> {
     match e.latency {
@@ -435,11 +438,37 @@ fn carries(r: &RingRow, d: Dimension) -> bool {
     }
 }
 
+/// Per consumer id, the P99 of the latency that spiked over its baseline samples (0: none).
+/// Over a large baseline, every k-th sample is enough for a threshold (at most 250,000 read).
+fn thresholds_by_consumer(e: &Evidence) -> Vec<u64> {
+    let mut by: Vec<Vec<u64>> = Vec::new();
+    let stride = (e.context_baseline.len() / 250_000).max(1);
+    for r in e.context_baseline.iter().step_by(stride) {
+        if let Some(l) = spiked(e, r) {
+            let i = r.consumer as usize;
+            if i >= by.len() {
+                by.resize_with(i + 1, Vec::new);
+            }
+            by[i].push(l);
+        }
+    }
+    by.iter_mut().map(|v| quantile(v, 0.99)).collect()
+}
+
 /// `hot_spot`: one consumer, subject or label value holds far more of the slow samples than of
 /// all samples (BubbleUp-style comparison of the slow set with the whole).
 fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
-    // The outliers: above the baseline's P99.
-    let is_slow = |r: &RingRow| spiked(e, r).is_some_and(|l| l > threshold);
+    // The outliers: above their own consumer's baseline P99 (the spike's baseline P99 for a
+    // consumer without one), so that a consumer slower than usual stands out even while the
+    // others are somewhat slow too, and one that always runs slower does not.
+    let own_p99 = thresholds_by_consumer(e);
+    let is_slow = |r: &RingRow| {
+        let t = match own_p99.get(r.consumer as usize) {
+            Some(&t) if t > 0 => t,
+            _ => threshold,
+        };
+        spiked(e, r).is_some_and(|l| l > t)
+    };
     let mut counts = Tallies::default();
     for r in e.context {
         counts.add(r, is_slow(r));
@@ -494,16 +523,25 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
 pub fn attribute(e: &Evidence) -> Vec<Cause> {
     let threshold = slow_threshold(e);
     let slow = slow(e, threshold);
-    let (gc, preemption, redelivered) = (
-        gc_pause(e, &slow, threshold),
-        thread_preemption(e, &slow),
-        redelivery(e, &slow),
-    );
-    let (mut flow, load, mut hot) = (
-        flow_control(e, &slow),
-        load_burst(e, &slow),
-        hot_spot(e, threshold),
-    );
+    // The detectors only read the evidence: half of them run on a second thread.
+    let ((gc, redelivered, load), (preemption, mut flow, mut hot)) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| {
+            (
+                gc_pause(e, &slow, threshold),
+                redelivery(e, &slow),
+                load_burst(e, &slow),
+            )
+        });
+        let second = (
+            thread_preemption(e, &slow),
+            flow_control(e, &slow),
+            hot_spot(e, threshold),
+        );
+        let first = first
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (first, second)
+    });
     // Lost acks and bursts of load fill max_ack_pending too: when slow samples are
     // redeliveries, or the rate jumped, the limit being reached is a consequence, not the cause.
     flow.confidence *= (1.0 - redelivered.confidence) * (1.0 - load.confidence);
@@ -577,6 +615,7 @@ mod tests {
             spike,
             baseline,
             context: spike,
+            context_baseline: baseline,
             spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
             baseline_ns: (
                 baseline[0].acked_ns,
@@ -694,13 +733,19 @@ mod tests {
             r.ack_latency_ns = Some(12 * MS);
         }
         let own: Vec<RingRow> = all.iter().filter(|r| r.consumer == 3).copied().collect();
-        let base: Vec<RingRow> = baseline().into_iter().filter(|r| r.consumer == 3).collect();
+        let all_base = baseline();
+        let base: Vec<RingRow> = all_base
+            .iter()
+            .filter(|r| r.consumer == 3)
+            .copied()
+            .collect();
         let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
         let name = |d: Dimension| format!("{d:?}");
         let e = Evidence {
             spike: &own,
             baseline: &base,
             context: &all,
+            context_baseline: &all_base,
             spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
             baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
             clock: &clock,
@@ -729,13 +774,19 @@ mod tests {
             .collect();
         all.extend(backlog);
         let own: Vec<RingRow> = all.iter().filter(|r| r.consumer == 3).copied().collect();
-        let base: Vec<RingRow> = baseline().into_iter().filter(|r| r.consumer == 3).collect();
+        let all_base = baseline();
+        let base: Vec<RingRow> = all_base
+            .iter()
+            .filter(|r| r.consumer == 3)
+            .copied()
+            .collect();
         let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
         let name = |d: Dimension| format!("{d:?}");
         let e = Evidence {
             spike: &own,
             baseline: &base,
             context: &all,
+            context_baseline: &all_base,
             spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
             baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
             clock: &clock,

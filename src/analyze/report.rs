@@ -102,10 +102,14 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Late
         .min()
         .unwrap_or(spike.start_ns - 1);
     let baseline_ns = (first, spike.start_ns);
-    // Every consumer during the spike: whether this one stands out among them.
-    let context = match scope {
-        Some(_) => rows(c, None, spike_ns.0, spike_ns.1),
-        None => Vec::new(),
+    // Every consumer during the spike and before it: whether this one stands out among them,
+    // each against its own usual latency.
+    let (context, context_baseline) = match scope {
+        Some(_) => (
+            rows(c, None, spike_ns.0, spike_ns.1),
+            rows(c, None, baseline_ns.0, baseline_ns.1),
+        ),
+        None => (Vec::new(), Vec::new()),
     };
     let ack_pending: Vec<(u64, i64)> = c
         .consumers()
@@ -138,6 +142,11 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Late
                 &context
             } else {
                 &spike_rows
+            },
+            context_baseline: if scope.is_some() {
+                &context_baseline
+            } else {
+                &baseline_rows
             },
             spike_ns,
             baseline_ns,
