@@ -12,7 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 use ackscope::aggregate::rebin::{Latency, quantile};
 use ackscope::aggregate::ring::RingRow;
-use ackscope::analyze::causes::{Dimension, Evidence, attribute};
+use ackscope::analyze::causes::{Dimension, Evidence, attribute, p99_by_consumer};
 use ackscope::model::{AckKind, NO_LABELS, SampleSource, Sym, TraceId};
 use ackscope::tick::{FrameClock, PhaseOf};
 
@@ -76,11 +76,13 @@ fn analysis(c: &mut Criterion) {
     let clock = FrameClock::new(FRAME as u64, 0, 160, PhaseOf::Ack).unwrap();
     let pending = vec![(12u64, 1_000i64); 60];
     let name = |d: Dimension| format!("{d:?}");
+    // In the service each consumer's usual P99 comes from its windows' P99s.
+    let usual = p99_by_consumer(&baseline, Latency::Ack);
     let evidence = Evidence {
         spike: &spike,
         baseline: &baseline,
         context: &spike,
-        context_baseline: &baseline,
+        usual_p99: &usual,
         spike_ns: (start, spike.last().unwrap().acked_ns + 1),
         baseline_ns: (T0, start),
         clock: &clock,

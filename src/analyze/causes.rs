@@ -33,9 +33,9 @@ pub struct Evidence<'a> {
     /// Samples of every consumer during the spike (the spike's own when it is for all of
     /// them): where a hot spot is looked for.
     pub context: &'a [RingRow],
-    /// Samples of every consumer during the baseline (the baseline's own when the spike is for
-    /// all of them): what is slow for each consumer.
-    pub context_baseline: &'a [RingRow],
+    /// Per consumer id, its usual P99 of the latency that spiked (0 when not known): what is
+    /// slow for each consumer when looking for a hot spot.
+    pub usual_p99: &'a [u64],
     pub spike_ns: (i64, i64),
     pub baseline_ns: (i64, i64),
     pub clock: &'a FrameClock,
@@ -438,13 +438,16 @@ fn carries(r: &RingRow, d: Dimension) -> bool {
     }
 }
 
-/// Per consumer id, the P99 of the latency that spiked over its baseline samples (0: none).
-/// Over a large baseline, every k-th sample is enough for a threshold (at most 250,000 read).
-fn thresholds_by_consumer(e: &Evidence) -> Vec<u64> {
+/// Per consumer id, the P99 of `latency` over `rows` (0 for a consumer without any): a usual
+/// P99 for [`Evidence::usual_p99`] where no windowed history is at hand.
+pub fn p99_by_consumer(rows: &[RingRow], latency: Latency) -> Vec<u64> {
     let mut by: Vec<Vec<u64>> = Vec::new();
-    let stride = (e.context_baseline.len() / 250_000).max(1);
-    for r in e.context_baseline.iter().step_by(stride) {
-        if let Some(l) = spiked(e, r) {
+    for r in rows {
+        let l = match latency {
+            Latency::Ack => r.ack_latency_ns,
+            Latency::E2e => r.e2e_latency_ns,
+        };
+        if let Some(l) = l {
             let i = r.consumer as usize;
             if i >= by.len() {
                 by.resize_with(i + 1, Vec::new);
@@ -461,9 +464,8 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
     // The outliers: above their own consumer's baseline P99 (the spike's baseline P99 for a
     // consumer without one), so that a consumer slower than usual stands out even while the
     // others are somewhat slow too, and one that always runs slower does not.
-    let own_p99 = thresholds_by_consumer(e);
     let is_slow = |r: &RingRow| {
-        let t = match own_p99.get(r.consumer as usize) {
+        let t = match e.usual_p99.get(r.consumer as usize) {
             Some(&t) if t > 0 => t,
             _ => threshold,
         };
@@ -615,7 +617,7 @@ mod tests {
             spike,
             baseline,
             context: spike,
-            context_baseline: baseline,
+            usual_p99: &p99_by_consumer(baseline, Latency::Ack),
             spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
             baseline_ns: (
                 baseline[0].acked_ns,
@@ -745,7 +747,7 @@ mod tests {
             spike: &own,
             baseline: &base,
             context: &all,
-            context_baseline: &all_base,
+            usual_p99: &p99_by_consumer(&all_base, Latency::Ack),
             spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
             baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
             clock: &clock,
@@ -786,7 +788,7 @@ mod tests {
             spike: &own,
             baseline: &base,
             context: &all,
-            context_baseline: &all_base,
+            usual_p99: &p99_by_consumer(&all_base, Latency::Ack),
             spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
             baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
             clock: &clock,

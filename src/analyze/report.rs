@@ -1,11 +1,14 @@
 //! Spikes with their causes, for one consumer, a stream, or every consumer together: windows
 //! from the aggregator's history, samples from the ring, consumer state from the collector.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use serde_json::{Value, json};
 
 use super::causes::{Dimension, Evidence, attribute};
 use super::spikes::{Spike, WindowP99, find_spikes};
-use crate::aggregate::rebin::{Filter, Latency};
+use crate::aggregate::rebin::{Filter, Latency, quantile};
 use crate::aggregate::ring::RingRow;
 use crate::aggregate::window::WindowSummary;
 use crate::collect::core::Collector;
@@ -13,6 +16,46 @@ use crate::model::{ConsumerId, rfc3339};
 
 /// How much time before a spike serves as its baseline.
 pub const BASELINE_NS: i64 = 60_000_000_000;
+
+/// Spikes already explained, so that a dashboard reading the spikes every few seconds does not
+/// explain a finished one again: keyed by start, end, scope and latency (e2e or not); past
+/// [`SpikeCache::CAPACITY`] the earliest go first.
+#[derive(Debug, Default)]
+pub struct SpikeCache(Mutex<BTreeMap<SpikeKey, Value>>);
+
+type SpikeKey = (i64, i64, Option<ConsumerId>, bool);
+
+impl SpikeCache {
+    pub const CAPACITY: usize = 1_024;
+
+    fn get_or_insert(&self, key: SpikeKey, explain: impl FnOnce() -> Value) -> Value {
+        let cached = self.entries().get(&key).cloned();
+        cached.unwrap_or_else(|| {
+            let value = explain();
+            let mut entries = self.entries();
+            entries.insert(key, value.clone());
+            while entries.len() > Self::CAPACITY {
+                entries.pop_first();
+            }
+            value
+        })
+    }
+
+    /// Spikes explained and kept.
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<SpikeKey, Value>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// Windowed P99s of one latency.
 fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>, latency: Latency) -> Vec<WindowP99> {
@@ -69,11 +112,31 @@ pub fn spikes(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> 
             if spike.end_ns <= from || spike.start_ns >= to {
                 continue;
             }
-            out.push((spike.start_ns, explain(c, scope, spike, latency)));
+            let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
+            let explained = c
+                .spike_cache()
+                .get_or_insert(key, || explain(c, scope, spike, latency));
+            out.push((spike.start_ns, explained));
         }
     }
     out.sort_by_key(|(start, _)| *start);
     out.into_iter().map(|(_, v)| v).collect()
+}
+
+/// Per consumer id, its usual P99 of `latency` over `[from, to)`: the median of its windows'
+/// P99s there (windows too quiet to spike left out; 0 when none is left).
+fn usual_p99(c: &Collector, (from, to): (i64, i64), latency: Latency) -> Vec<u64> {
+    let min_samples = c.config().spikes.min_samples;
+    (0..c.names().consumer_count() as ConsumerId)
+        .map(|id| {
+            let mut p: Vec<u64> = p99s(c.aggregator().history(Some(id)), latency)
+                .into_iter()
+                .filter(|w| w.start_ns >= from && w.end_ns <= to && w.samples >= min_samples)
+                .map(|w| w.p99_ns)
+                .collect();
+            quantile(&mut p, 0.5)
+        })
+        .collect()
 }
 
 fn rows(c: &Collector, scope: Option<ConsumerId>, from: i64, to: i64) -> Vec<RingRow> {
@@ -102,15 +165,13 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Late
         .min()
         .unwrap_or(spike.start_ns - 1);
     let baseline_ns = (first, spike.start_ns);
-    // Every consumer during the spike and before it: whether this one stands out among them,
-    // each against its own usual latency.
-    let (context, context_baseline) = match scope {
-        Some(_) => (
-            rows(c, None, spike_ns.0, spike_ns.1),
-            rows(c, None, baseline_ns.0, baseline_ns.1),
-        ),
-        None => (Vec::new(), Vec::new()),
+    // Every consumer during the spike, each against its own usual P99: whether this one stands
+    // out among them.
+    let context = match scope {
+        Some(_) => rows(c, None, spike_ns.0, spike_ns.1),
+        None => Vec::new(),
     };
+    let usual_p99 = usual_p99(c, (spike.start_ns - BASELINE_NS, spike.start_ns), latency);
     let ack_pending: Vec<(u64, i64)> = c
         .consumers()
         .filter(|(id, _, _)| scope.is_none_or(|s| s == *id))
@@ -143,11 +204,7 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Late
             } else {
                 &spike_rows
             },
-            context_baseline: if scope.is_some() {
-                &context_baseline
-            } else {
-                &baseline_rows
-            },
+            usual_p99: &usual_p99,
             spike_ns,
             baseline_ns,
             clock: c.aggregator().clock(),
@@ -177,4 +234,36 @@ fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Late
             "exemplar_trace_ids": cause.exemplar_trace_ids,
         })).collect::<Vec<_>>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_explains_a_spike_once_and_keeps_the_latest() {
+        let cache = SpikeCache::default();
+        let mut explained = 0;
+        for _ in 0..3 {
+            let v = cache.get_or_insert((10, 20, Some(1), false), || {
+                explained += 1;
+                json!({"n": explained})
+            });
+            assert_eq!(v["n"], 1);
+        }
+        assert_eq!(explained, 1);
+        // The same start with a later end (the spike grew) is another spike.
+        cache.get_or_insert((10, 30, Some(1), false), || json!({}));
+        assert_eq!(cache.len(), 2);
+        for start in 0..SpikeCache::CAPACITY as i64 + 5 {
+            cache.get_or_insert((100 + start, 200, None, true), || json!({}));
+        }
+        assert_eq!(cache.len(), SpikeCache::CAPACITY);
+        let mut again = false;
+        cache.get_or_insert((10, 20, Some(1), false), || {
+            again = true;
+            json!({})
+        });
+        assert!(again, "the earliest spikes were dropped first");
+    }
 }

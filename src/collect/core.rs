@@ -16,6 +16,7 @@ use super::trace::find_trace_id;
 use crate::aggregate::buckets::LatencyBuckets;
 use crate::aggregate::window::{Counts, WindowSummary};
 use crate::aggregate::{Aggregator, Event};
+use crate::analyze::report::SpikeCache;
 use crate::config::Config;
 use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym, rfc3339};
 use crate::names::Names;
@@ -59,6 +60,7 @@ pub struct Collector {
     aggregator: Aggregator,
     facts: Vec<ConsumerFacts>,
     counters: Counters,
+    spike_cache: SpikeCache,
 }
 
 impl Collector {
@@ -69,8 +71,14 @@ impl Collector {
             aggregator: Aggregator::new(config.aggregate.clone(), config.tick),
             facts: Vec::new(),
             counters: Counters::default(),
+            spike_cache: SpikeCache::default(),
             config,
         }
+    }
+
+    /// Spikes already explained (see [`SpikeCache`]).
+    pub fn spike_cache(&self) -> &SpikeCache {
+        &self.spike_cache
     }
 
     pub fn config(&self) -> &Config {
