@@ -55,6 +55,7 @@ counters! {
     consumer_state_polls => "Consumer info requests answered.";
     consumer_state_errors => "Consumer info requests that failed.";
     slow_consumer_events => "Slow-consumer events: the NATS client dropped messages on a tap.";
+    tap_backlog_overflow => "Messages dropped because the backlog read while the collector was busy was full.";
 }
 
 #[cfg(test)]

@@ -37,7 +37,49 @@ both_generations!(
     ack_kinds_are_classified,
     redelivery_after_ack_wait_expires_the_first_delivery,
     server_ack_metrics_give_one_sample_per_delivery,
+    latencies_stay_true_while_the_collector_is_held,
 );
+
+/// A report or a spike analysis can hold the collector for a while; the taps read on and keep
+/// the instant each message arrived, so nothing measured then looks late.
+async fn latencies_stay_true_while_the_collector_is_held(generation: Generation) {
+    let _measuring = crate::support::CPU.lock().await;
+    let server = NatsServer::start(generation);
+    let tapped = Tapped::start(config(&server, "")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    let held = tapped.collector.clone();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let _c = held.lock().unwrap();
+        locked.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+    });
+    is_locked.recv().unwrap();
+    let start = Instant::now();
+    publish(&client, "srv-1", 20).await;
+    for _ in 0..20 {
+        next_message(&consumer).await.ack().await.unwrap();
+    }
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "the traffic ran while the collector was held"
+    );
+    holder.join().unwrap();
+    let counters = tapped
+        .wait_for("20 joined samples", |c| c.samples_joined >= 20)
+        .await;
+    assert_eq!(counters.tap_backlog_overflow, 0);
+    tapped.with(|c| {
+        for row in c.aggregator().ring().iter() {
+            // Stored → acked takes a few ms here; the collector was held 600 ms.
+            let e2e = row.e2e_latency_ns.unwrap();
+            assert!(e2e < 100 * MS, "e2e {e2e} ns");
+            assert!(row.ack_latency_ns.unwrap() < 100 * MS);
+        }
+    });
+}
 
 /// The trace id of message `i`, as 32 hex digits.
 fn trace_hex(i: usize) -> String {

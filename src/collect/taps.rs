@@ -6,6 +6,7 @@
 //! subscription is a wildcard, so ackscope never adds interest on a push consumer's deliver
 //! subject.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -197,7 +198,7 @@ impl Taps {
 /// Most messages handled under one lock before the loop looks at its timer again.
 const DRAIN_BATCH: usize = 256;
 
-fn delivery(c: &mut Collector, m: &Message) {
+fn delivery(c: &mut Collector, m: &Message, seen: Seen) {
     let pairs = m.headers.iter().flat_map(|h| {
         h.iter().flat_map(|(name, values)| {
             values
@@ -205,17 +206,60 @@ fn delivery(c: &mut Collector, m: &Message) {
                 .map(move |v| (AsRef::<str>::as_ref(name), v.as_str()))
         })
     });
-    c.on_delivery(m.subject.as_str(), m.reply.as_deref(), pairs, seen_now());
+    c.on_delivery(m.subject.as_str(), m.reply.as_deref(), pairs, seen);
 }
 
-fn ack(c: &mut Collector, m: &Message) {
-    c.on_ack(
-        m.subject.as_str(),
-        m.reply.as_deref(),
-        &m.payload,
-        seen_now(),
-    );
+fn ack(c: &mut Collector, m: &Message, seen: Seen) {
+    c.on_ack(m.subject.as_str(), m.reply.as_deref(), &m.payload, seen);
 }
+
+/// Which tap a message came from.
+#[derive(Debug, Clone, Copy)]
+enum Tap {
+    Delivery,
+    Ack,
+    Metric,
+    Advisory,
+}
+
+fn apply(c: &mut Collector, tap: Tap, m: &Message, seen: Seen) {
+    match tap {
+        Tap::Delivery => delivery(c, m, seen),
+        Tap::Ack => ack(c, m, seen),
+        Tap::Metric => c.on_metric(&m.payload, seen),
+        Tap::Advisory => c.on_advisory(m.subject.as_str(), seen),
+    }
+}
+
+/// Messages read while the collector was busy (a report, heatmap or spike analysis holds it),
+/// each with the instant it was read: latencies stay true to when messages arrived, however
+/// long the collector is held. Bounded; what does not fit is counted and dropped.
+#[derive(Default)]
+struct Backlog {
+    waiting: VecDeque<(Tap, Message, Seen)>,
+    dropped: u64,
+}
+
+impl Backlog {
+    fn push(&mut self, tap: Tap, m: Message) {
+        if self.waiting.len() >= BACKLOG_CAPACITY {
+            self.dropped += 1;
+        } else {
+            self.waiting.push_back((tap, m, seen_now()));
+        }
+    }
+
+    /// Hands everything waiting to the collector, in the order it was read.
+    fn flush(&mut self, c: &mut Collector) {
+        for (tap, m, seen) in self.waiting.drain(..) {
+            apply(c, tap, &m, seen);
+        }
+        c.count_backlog_overflow(std::mem::take(&mut self.dropped));
+    }
+}
+
+/// Most messages held while the collector is busy.
+const BACKLOG_CAPACITY: usize = 131_072;
 
 impl Taps {
     /// Handles deliveries and acks that are already waiting, deliveries first, without going
@@ -223,9 +267,9 @@ impl Taps {
     fn drain_ready(&mut self, c: &mut Collector) {
         for _ in 0..DRAIN_BATCH {
             if let Some(Some(m)) = self.deliveries.next().now_or_never() {
-                delivery(c, &m);
+                delivery(c, &m, seen_now());
             } else if let Some(Some(m)) = self.acks.next().now_or_never() {
-                ack(c, &m);
+                ack(c, &m, seen_now());
             } else {
                 return;
             }
@@ -234,7 +278,8 @@ impl Taps {
 }
 
 /// Reads every tap into `collector` until `shutdown` resolves, calling `on_closed` for each
-/// closed window.
+/// closed window. Never waits for the collector: while something else holds it, messages are
+/// read on and kept in a backlog with the instant they were read.
 pub async fn run(
     mut taps: Taps,
     collector: Arc<Mutex<Collector>>,
@@ -245,32 +290,45 @@ pub async fn run(
     let mut shutdown: Pin<Box<_>> = Box::pin(shutdown);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backlog = Backlog::default();
     loop {
-        tokio::select! {
+        let read = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            _ = tick.tick() => {
-                let mut c = lock(&collector);
-                c.set_slow_consumer_events(events.slow_consumers.load(Ordering::Relaxed));
-                c.tick(seen_now());
-                for w in c.take_closed() {
-                    on_closed(&c, w);
-                }
-            }
-            Some(m) = taps.deliveries.next() => {
-                let mut c = lock(&collector);
-                delivery(&mut c, &m);
-                taps.drain_ready(&mut c);
-            }
-            Some(m) = taps.acks.next() => {
-                let mut c = lock(&collector);
-                ack(&mut c, &m);
-                taps.drain_ready(&mut c);
-            }
-            Some(m) = taps.metrics.next() => lock(&collector).on_metric(&m.payload, seen_now()),
-            Some(m) = taps.advisories.next() => lock(&collector).on_advisory(m.subject.as_str(), seen_now()),
+            _ = tick.tick() => None,
+            Some(m) = taps.deliveries.next() => Some((Tap::Delivery, m)),
+            Some(m) = taps.acks.next() => Some((Tap::Ack, m)),
+            Some(m) = taps.metrics.next() => Some((Tap::Metric, m)),
+            Some(m) = taps.advisories.next() => Some((Tap::Advisory, m)),
             else => break,
+        };
+        let ticked = read.is_none();
+        if let Some((tap, m)) = read {
+            backlog.push(tap, m);
         }
+        let Some(mut c) = try_lock(&collector) else {
+            continue;
+        };
+        backlog.flush(&mut c);
+        if ticked {
+            c.set_slow_consumer_events(events.slow_consumers.load(Ordering::Relaxed));
+            c.tick(seen_now());
+            for w in c.take_closed() {
+                on_closed(&c, w);
+            }
+        } else {
+            taps.drain_ready(&mut c);
+        }
+    }
+    backlog.flush(&mut lock(&collector));
+}
+
+/// The collector if no one else holds it now.
+fn try_lock(collector: &Mutex<Collector>) -> Option<std::sync::MutexGuard<'_, Collector>> {
+    match collector.try_lock() {
+        Ok(c) => Some(c),
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
     }
 }
 
