@@ -300,6 +300,17 @@ impl std::ops::AddAssign for Unexplained {
     }
 }
 
+/// How the simulated fleet itself kept time.
+fn print_fleet(truth: &sim::truth::Truth) {
+    println!(
+        "{}: {} frames, frame start lateness P99 {:.2} ms, max {:.2} ms",
+        truth.scenario,
+        truth.fleet.frames,
+        truth.fleet.frame_jitter_p99_us / 1e3,
+        truth.fleet.frame_jitter_max_us / 1e3
+    );
+}
+
 /// Scores one run's spikes against its truth: each faulty consumer of each fault is one case.
 fn score(
     truth: &sim::truth::Truth,
@@ -393,13 +404,7 @@ fn main() {
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
     for raw in runs {
         let (truth, found) = run(&runtime, &binary, raw);
-        println!(
-            "{}: {} frames, frame start lateness P99 {:.2} ms, max {:.2} ms",
-            truth.scenario,
-            truth.fleet.frames,
-            truth.fleet.frame_jitter_p99_us / 1e3,
-            truth.fleet.frame_jitter_max_us / 1e3
-        );
+        print_fleet(&truth);
         score(&truth, &found, &mut scores);
         unexplained_total += unexplained(&truth, &found);
     }
@@ -408,13 +413,7 @@ fn main() {
         let raw = RawScenario::from_toml(&healthy(seed, servers, healthy_minutes)).unwrap();
         let (truth, found) = run(&runtime, &binary, raw);
         let u = unexplained(&truth, &found);
-        println!(
-            "{}: {} frames, frame start lateness P99 {:.2} ms, max {:.2} ms",
-            truth.scenario,
-            truth.fleet.frames,
-            truth.fleet.frame_jitter_p99_us / 1e3,
-            truth.fleet.frame_jitter_max_us / 1e3
-        );
+        print_fleet(&truth);
         println!(
             "healthy run: {servers} servers × {healthy_minutes} min, {} false spikes and {} while the simulator stalled in {:.2} consumer-hours",
             u.false_spikes,

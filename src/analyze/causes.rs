@@ -728,12 +728,9 @@ mod tests {
         assert_eq!(causes[0].evidence["share_of_all"], 0.25);
     }
 
-    #[test]
-    fn a_consumer_slower_than_the_others_is_a_hot_spot_of_its_own_spike() {
-        let mut all = healthy(spike_start(), 60);
-        for r in all.iter_mut().filter(|r| r.consumer == 3) {
-            r.ack_latency_ns = Some(12 * MS);
-        }
+    /// The causes of a spike of consumer 3 alone, with `all` (every consumer during the spike)
+    /// as the context and the healthy baseline before it.
+    fn consumer_3_among(all: &[RingRow]) -> Vec<Cause> {
         let own: Vec<RingRow> = all.iter().filter(|r| r.consumer == 3).copied().collect();
         let all_base = baseline();
         let base: Vec<RingRow> = all_base
@@ -743,10 +740,10 @@ mod tests {
             .collect();
         let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
         let name = |d: Dimension| format!("{d:?}");
-        let e = Evidence {
+        attribute(&Evidence {
             spike: &own,
             baseline: &base,
-            context: &all,
+            context: all,
             usual_p99: &p99_by_consumer(&all_base, Latency::Ack),
             spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
             baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
@@ -754,8 +751,16 @@ mod tests {
             ack_pending: &[],
             name: &name,
             latency: Latency::Ack,
-        };
-        let causes = attribute(&e);
+        })
+    }
+
+    #[test]
+    fn a_consumer_slower_than_the_others_is_a_hot_spot_of_its_own_spike() {
+        let mut all = healthy(spike_start(), 60);
+        for r in all.iter_mut().filter(|r| r.consumer == 3) {
+            r.ack_latency_ns = Some(12 * MS);
+        }
+        let causes = consumer_3_among(&all);
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
     }
 
@@ -775,28 +780,7 @@ mod tests {
             })
             .collect();
         all.extend(backlog);
-        let own: Vec<RingRow> = all.iter().filter(|r| r.consumer == 3).copied().collect();
-        let all_base = baseline();
-        let base: Vec<RingRow> = all_base
-            .iter()
-            .filter(|r| r.consumer == 3)
-            .copied()
-            .collect();
-        let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
-        let name = |d: Dimension| format!("{d:?}");
-        let e = Evidence {
-            spike: &own,
-            baseline: &base,
-            context: &all,
-            usual_p99: &p99_by_consumer(&all_base, Latency::Ack),
-            spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
-            baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
-            clock: &clock,
-            ack_pending: &[],
-            name: &name,
-            latency: Latency::Ack,
-        };
-        let causes = attribute(&e);
+        let causes = consumer_3_among(&all);
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
         let lift = causes[0].evidence["lift"].as_f64().unwrap();
         assert!(
