@@ -23,6 +23,14 @@ impl Latency {
             Latency::E2e => "e2e",
         }
     }
+
+    /// This latency of a row, if the row has one.
+    pub fn of(self, row: &RingRow) -> Option<u64> {
+        match self {
+            Latency::Ack => row.ack_latency_ns,
+            Latency::E2e => row.e2e_latency_ns,
+        }
+    }
 }
 
 /// Which rows a question is about: some consumers (or all), acks in `[from_ns, to_ns)`.
@@ -68,10 +76,7 @@ impl Filter {
         if !self.matches(row) {
             return None;
         }
-        match self.latency {
-            Latency::Ack => row.ack_latency_ns,
-            Latency::E2e => row.e2e_latency_ns,
-        }
+        self.latency.of(row)
     }
 }
 

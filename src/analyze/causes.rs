@@ -62,10 +62,7 @@ fn latency(r: &RingRow) -> Option<u64> {
 
 /// The sample's value of the latency that spiked.
 fn spiked(e: &Evidence, r: &RingRow) -> Option<u64> {
-    match e.latency {
-        Latency::Ack => r.ack_latency_ns,
-        Latency::E2e => r.e2e_latency_ns,
-    }
+    e.latency.of(r)
 }
 
 /// The baseline's P99 of the latency that spiked: spike samples above it are "slow".
@@ -97,6 +94,15 @@ fn exemplars<'a>(rows: impl IntoIterator<Item = &'a RingRow>) -> Vec<TraceId> {
         top.truncate(EXEMPLARS);
     }
     top.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Element `i`, growing `v` with defaults to reach it: consumer ids and symbols are small
+/// dense integers, so per-value state lives in vectors indexed by them.
+fn slot<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
+    if i >= v.len() {
+        v.resize_with(i + 1, T::default);
+    }
+    &mut v[i]
 }
 
 fn clamp(x: f64) -> f64 {
@@ -255,18 +261,10 @@ fn in_ack_order<'a>(rows: &'a [RingRow], f: impl FnMut(&'a RingRow)) {
 /// `gc_pause`: per consumer, a silence in acks far longer than usual, followed by a burst of
 /// acks whose latency is about the silence.
 fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> Cause {
-    // Consumer ids are small and dense: per-consumer state lives in vectors indexed by them.
-    fn slot<T: Default + Clone>(v: &mut Vec<T>, id: ConsumerId) -> &mut T {
-        let i = id as usize;
-        if i >= v.len() {
-            v.resize(i + 1, T::default());
-        }
-        &mut v[i]
-    }
     let mut base_gaps: Vec<u64> = Vec::with_capacity(e.baseline.len());
     let mut last: Vec<Option<i64>> = Vec::new();
     in_ack_order(e.baseline, |r| {
-        if let Some(t) = slot(&mut last, r.consumer).replace(r.acked_ns) {
+        if let Some(t) = slot(&mut last, r.consumer as usize).replace(r.acked_ns) {
             base_gaps.push((r.acked_ns - t) as u64);
         }
     });
@@ -277,7 +275,7 @@ fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> Cause {
     // Per consumer: the last ack, and until when acks belong to the burst after a silence.
     let mut state: Vec<(Option<i64>, i64)> = Vec::new();
     in_ack_order(e.spike, |r| {
-        let (last, burst_until) = slot(&mut state, r.consumer);
+        let (last, burst_until) = slot(&mut state, r.consumer as usize);
         if let Some(t) = last.replace(r.acked_ns) {
             let gap = (r.acked_ns - t) as u64;
             if gap > 3 * usual_gap {
@@ -380,12 +378,9 @@ struct Tallies {
 impl Tallies {
     fn add(&mut self, r: &RingRow, slow: bool) {
         fn bump(v: &mut Vec<(usize, usize)>, id: u32, slow: bool) {
-            let i = id as usize;
-            if i >= v.len() {
-                v.resize(i + 1, (0, 0));
-            }
-            v[i].0 += usize::from(slow);
-            v[i].1 += 1;
+            let c = slot(v, id as usize);
+            c.0 += usize::from(slow);
+            c.1 += 1;
         }
         bump(&mut self.consumers, r.consumer, slow);
         if !r.subject.is_none() {
@@ -443,16 +438,8 @@ fn carries(r: &RingRow, d: Dimension) -> bool {
 pub fn p99_by_consumer(rows: &[RingRow], latency: Latency) -> Vec<u64> {
     let mut by: Vec<Vec<u64>> = Vec::new();
     for r in rows {
-        let l = match latency {
-            Latency::Ack => r.ack_latency_ns,
-            Latency::E2e => r.e2e_latency_ns,
-        };
-        if let Some(l) = l {
-            let i = r.consumer as usize;
-            if i >= by.len() {
-                by.resize_with(i + 1, Vec::new);
-            }
-            by[i].push(l);
+        if let Some(l) = latency.of(r) {
+            slot(&mut by, r.consumer as usize).push(l);
         }
     }
     by.iter_mut().map(|v| quantile(v, 0.99)).collect()
