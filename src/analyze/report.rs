@@ -141,12 +141,7 @@ fn usual_p99(c: &Collector, (from, to): (i64, i64), latency: Latency) -> Vec<u64
 
 fn rows(c: &Collector, scope: Option<ConsumerId>, from: i64, to: i64) -> Vec<RingRow> {
     let ids = scope.map(|id| vec![id]);
-    let filter = Filter::new(
-        ids.as_deref(),
-        from,
-        to,
-        crate::aggregate::rebin::Latency::Ack,
-    );
+    let filter = Filter::new(ids.as_deref(), from, to, Latency::Ack);
     c.aggregator()
         .ring()
         .iter()

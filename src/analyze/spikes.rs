@@ -1,7 +1,8 @@
 //! Spike detection over windowed P99s: a robust rolling baseline (the median of recent quiet
 //! windows, and their median absolute deviation), a spike when a window's P99 exceeds it by a
-//! factor, a minimum margin and a multiple of the deviation, or exceeds an absolute SLO. Nearby spike windows merge into one spike. Windows with too few samples
-//! neither spike nor count towards the baseline, so quiet consumers never spike on noise.
+//! factor, a minimum margin and a multiple of the deviation, or exceeds an absolute SLO.
+//! Nearby spike windows merge into one spike. Windows with too few samples neither spike nor
+//! count towards the baseline, so quiet consumers never spike on noise.
 
 /// Detection settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -113,12 +113,12 @@ impl Collector {
         c
     }
 
-    /// Sets the number of slow-consumer events the NATS client reported so far.
     /// Counts messages the tap loop dropped because its backlog was full.
     pub fn count_backlog_overflow(&mut self, n: u64) {
         self.counters.tap_backlog_overflow += n;
     }
 
+    /// Sets the number of slow-consumer events the NATS client reported so far.
     pub fn set_slow_consumer_events(&mut self, total: u64) {
         self.counters.slow_consumer_events = total;
     }
