@@ -224,8 +224,10 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> Cause {
         .max_by_key(|&s| band(&hs, s))
         .unwrap_or(0);
     let (slow_share, base_share) = (band(&hs, start) as f64 / ns, band(&hb, start) as f64 / nb);
-    let from = e.clock.period_ns() as f64 * start as f64 / BINS as f64;
-    let to = from + e.clock.period_ns() as f64 * BAND as f64 / BINS as f64;
+    let period = e.clock.period_ns() as f64;
+    let from = ms(period * start as f64 / BINS as f64);
+    // The band may wrap past the frame end.
+    let to = ms((period * (start + BAND) as f64 / BINS as f64) % period);
     let in_band = |r: &&RingRow| {
         let b = bins.of(r);
         (0..BAND).any(|k| (start + k) % BINS as usize == b)
@@ -233,13 +235,11 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> Cause {
     Cause {
         cause: "thread_preemption",
         confidence: clamp((slow_share - base_share - 0.2) / 0.4),
-        evidence: json!({"band_from_ms": ms(from), "band_to_ms": ms(to % e.clock.period_ns() as f64),
+        evidence: json!({"band_from_ms": from, "band_to_ms": to,
             "slow_share_in_band": slow_share, "baseline_share_in_band": base_share, "slow_samples": slow.len(),
             "slow_mean_resultant_length": resultant(&hs), "baseline_mean_resultant_length": resultant(&hb)}),
         summary: format!(
-            "{}–{} ms of the frame holds {} of slow acks vs {} of acks at baseline",
-            ms(from),
-            ms(to % e.clock.period_ns() as f64),
+            "{from}–{to} ms of the frame holds {} of slow acks vs {} of acks at baseline",
             pct(slow_share),
             pct(base_share)
         ),
@@ -493,14 +493,14 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
     // another consumer slow at the same time for its own reasons dilutes the share, not the lift.
     let lift = slow_share / all_share.max(1e-9);
     let matching = e.context.iter().filter(|r| is_slow(r) && carries(r, dim));
+    let value = (e.name)(dim);
     Cause {
         cause: "hot_spot",
         confidence: clamp((lift - 1.5) / 2.5) * clamp(slow_share / 0.2),
-        evidence: json!({"dimension": kind, "value": (e.name)(dim), "slow_share": slow_share,
+        evidence: json!({"dimension": kind, "value": value, "slow_share": slow_share,
             "share_of_all": all_share, "lift": lift}),
         summary: format!(
-            "{kind} {} holds {} of slow samples but {} of all samples",
-            (e.name)(dim),
+            "{kind} {value} holds {} of slow samples but {} of all samples",
             pct(slow_share),
             pct(all_share)
         ),
