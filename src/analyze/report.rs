@@ -12,7 +12,10 @@ use crate::aggregate::rebin::{Filter, Latency, quantile};
 use crate::aggregate::ring::RingRow;
 use crate::aggregate::window::WindowSummary;
 use crate::collect::core::Collector;
+use crate::collect::taps::lock;
 use crate::model::{ConsumerId, rfc3339};
+use crate::names::Names;
+use crate::tick::FrameClock;
 
 /// How much time before a spike serves as its baseline.
 pub const BASELINE_NS: i64 = 60_000_000_000;
@@ -77,7 +80,40 @@ fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>, latency: Latency) 
 
 /// The spikes overlapping `[from, to)` of each consumer in `ids` (all when `None`, plus the
 /// all-consumers scope), newest last, each with its ranked causes.
-pub fn spikes(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> Vec<Value> {
+///
+/// The collector is held only to find the spikes and, one spike at a time, to copy out what
+/// explaining it needs; the analysis runs without it, so the consumer-state poller and other
+/// readers are not held up, and at most one spike's samples are copied at once.
+pub fn spikes(
+    collector: &Mutex<Collector>,
+    ids: Option<&[ConsumerId]>,
+    from: i64,
+    to: i64,
+) -> Vec<Value> {
+    let (found, cache) = {
+        let c = lock(collector);
+        (find(&c, ids, from, to), c.spike_cache())
+    };
+    found
+        .into_iter()
+        .map(|(scope, spike, latency)| {
+            let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
+            cache.get_or_insert(key, || {
+                let inputs = Inputs::gather(&lock(collector), scope, spike, latency);
+                inputs.explain()
+            })
+        })
+        .collect()
+}
+
+/// The spikes of [`spikes`], oldest first, not yet explained: per scope, those of both
+/// latencies, where spikes of the two overlap the one that began first standing for both.
+fn find(
+    c: &Collector,
+    ids: Option<&[ConsumerId]>,
+    from: i64,
+    to: i64,
+) -> Vec<(Option<ConsumerId>, Spike, Latency)> {
     let all: Vec<ConsumerId> = (0..c.names().consumer_count() as ConsumerId).collect();
     let mut scopes: Vec<Option<ConsumerId>> =
         ids.unwrap_or(&all).iter().map(|&id| Some(id)).collect();
@@ -87,8 +123,7 @@ pub fn spikes(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> 
     let mut out = Vec::new();
     for scope in scopes {
         // Both latencies: e2e catches what ack latency cannot see (a redelivered message's
-        // ack latency starts at its redelivery). Where spikes of the two overlap, the one that
-        // began first stands for both.
+        // ack latency starts at its redelivery).
         let mut candidates: Vec<(Spike, Latency)> = Vec::new();
         for latency in [Latency::Ack, Latency::E2e] {
             let windows = p99s(c.aggregator().history(scope), latency);
@@ -108,19 +143,15 @@ pub fn spikes(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> 
                 found.push((spike, latency));
             }
         }
-        for (spike, latency) in found {
-            if spike.end_ns <= from || spike.start_ns >= to {
-                continue;
-            }
-            let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
-            let explained = c
-                .spike_cache()
-                .get_or_insert(key, || explain(c, scope, spike, latency));
-            out.push((spike.start_ns, explained));
-        }
+        out.extend(
+            found
+                .into_iter()
+                .filter(|(s, _)| s.end_ns > from && s.start_ns < to)
+                .map(|(s, latency)| (scope, s, latency)),
+        );
     }
-    out.sort_by_key(|(start, _)| *start);
-    out.into_iter().map(|(_, v)| v).collect()
+    out.sort_by_key(|(_, s, _)| s.start_ns);
+    out
 }
 
 /// Per consumer id, its usual P99 of `latency` over `[from, to)`: the median of its windows'
@@ -149,86 +180,125 @@ fn rows(c: &Collector, scope: Option<ConsumerId>, from: i64, to: i64) -> Vec<Rin
         .collect()
 }
 
-fn explain(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Latency) -> Value {
-    let spike_ns = (spike.start_ns, spike.end_ns);
-    let spike_rows = rows(c, scope, spike_ns.0, spike_ns.1);
-    let baseline_rows = rows(c, scope, spike.start_ns - BASELINE_NS, spike.start_ns);
-    // Rates are over the time the baseline really covers, not the time asked for.
-    let first = baseline_rows
-        .iter()
-        .map(|r| r.acked_ns)
-        .min()
-        .unwrap_or(spike.start_ns - 1);
-    let baseline_ns = (first, spike.start_ns);
-    // Every consumer during the spike, each against its own usual P99: whether this one stands
-    // out among them.
-    let context = match scope {
-        Some(_) => rows(c, None, spike_ns.0, spike_ns.1),
-        None => Vec::new(),
-    };
-    let usual_p99 = usual_p99(c, (spike.start_ns - BASELINE_NS, spike.start_ns), latency);
-    let ack_pending: Vec<(u64, i64)> = c
-        .consumers()
-        .filter(|(id, _, _)| scope.is_none_or(|s| s == *id))
-        .filter_map(|(id, _, _)| c.facts(id))
-        .flat_map(|f| f.ack_pending_history.iter())
-        .filter(|(t, _, _)| *t >= spike_ns.0 && *t < spike_ns.1)
-        .map(|&(_, pending, max)| (pending, max))
-        .collect();
-    let labels = &c.config().headers.labels;
-    let name = |d: Dimension| match d {
-        Dimension::Consumer(id) => {
-            let (s, n) = c.names().consumer_names(id);
-            format!("{s}/{n}")
-        }
-        Dimension::Subject(sym) => c.names().symbol_name(sym).unwrap_or("?").to_string(),
-        Dimension::Label(i, sym) => format!(
-            "{}={}",
-            labels.get(i).map_or("label", |l| l.1.as_str()),
-            c.names().symbol_name(sym).unwrap_or("?")
-        ),
-    };
-    let causes = if spike_rows.is_empty() || baseline_rows.is_empty() {
-        Vec::new()
-    } else {
-        attribute(&Evidence {
-            spike: &spike_rows,
-            baseline: &baseline_rows,
-            context: if scope.is_some() {
-                &context
-            } else {
-                &spike_rows
-            },
-            usual_p99: &usual_p99,
-            spike_ns,
-            baseline_ns,
-            clock: c.aggregator().clock(),
-            ack_pending: &ack_pending,
-            name: &name,
+/// What explaining one spike needs, copied out of the collector.
+struct Inputs {
+    scope: Option<ConsumerId>,
+    spike: Spike,
+    latency: Latency,
+    spike_rows: Vec<RingRow>,
+    baseline_rows: Vec<RingRow>,
+    /// Every consumer's samples during the spike; empty when the spike is for all of them.
+    context: Vec<RingRow>,
+    baseline_ns: (i64, i64),
+    usual_p99: Vec<u64>,
+    ack_pending: Vec<(u64, i64)>,
+    clock: FrameClock,
+    names: Names,
+    /// Label display names, by label index.
+    labels: Vec<String>,
+}
+
+impl Inputs {
+    fn gather(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Latency) -> Self {
+        let spike_ns = (spike.start_ns, spike.end_ns);
+        let baseline_rows = rows(c, scope, spike.start_ns - BASELINE_NS, spike.start_ns);
+        // Rates are over the time the baseline really covers, not the time asked for.
+        let first = baseline_rows
+            .iter()
+            .map(|r| r.acked_ns)
+            .min()
+            .unwrap_or(spike.start_ns - 1);
+        let ack_pending = c
+            .consumers()
+            .filter(|(id, _, _)| scope.is_none_or(|s| s == *id))
+            .filter_map(|(id, _, _)| c.facts(id))
+            .flat_map(|f| f.ack_pending_history.iter())
+            .filter(|(t, _, _)| *t >= spike_ns.0 && *t < spike_ns.1)
+            .map(|&(_, pending, max)| (pending, max))
+            .collect();
+        Self {
+            scope,
+            spike,
             latency,
+            spike_rows: rows(c, scope, spike_ns.0, spike_ns.1),
+            baseline_rows,
+            // Every consumer during the spike, each against its own usual P99: whether this
+            // one stands out among them.
+            context: match scope {
+                Some(_) => rows(c, None, spike_ns.0, spike_ns.1),
+                None => Vec::new(),
+            },
+            baseline_ns: (first, spike.start_ns),
+            usual_p99: usual_p99(c, (spike.start_ns - BASELINE_NS, spike.start_ns), latency),
+            ack_pending,
+            clock: *c.aggregator().clock(),
+            names: c.names().clone(),
+            labels: c
+                .config()
+                .headers
+                .labels
+                .iter()
+                .map(|l| l.1.clone())
+                .collect(),
+        }
+    }
+
+    fn explain(&self) -> Value {
+        let Self { spike, scope, .. } = *self;
+        let name = |d: Dimension| match d {
+            Dimension::Consumer(id) => {
+                let (s, n) = self.names.consumer_names(id);
+                format!("{s}/{n}")
+            }
+            Dimension::Subject(sym) => self.names.symbol_name(sym).unwrap_or("?").to_string(),
+            Dimension::Label(i, sym) => format!(
+                "{}={}",
+                self.labels.get(i).map_or("label", String::as_str),
+                self.names.symbol_name(sym).unwrap_or("?")
+            ),
+        };
+        let causes = if self.spike_rows.is_empty() || self.baseline_rows.is_empty() {
+            Vec::new()
+        } else {
+            attribute(&Evidence {
+                spike: &self.spike_rows,
+                baseline: &self.baseline_rows,
+                context: if scope.is_some() {
+                    &self.context
+                } else {
+                    &self.spike_rows
+                },
+                usual_p99: &self.usual_p99,
+                spike_ns: (spike.start_ns, spike.end_ns),
+                baseline_ns: self.baseline_ns,
+                clock: &self.clock,
+                ack_pending: &self.ack_pending,
+                name: &name,
+                latency: self.latency,
+            })
+        };
+        let (stream, consumer) = match scope {
+            Some(id) => self.names.consumer_names(id),
+            None => ("*", "*"),
+        };
+        json!({
+            "start": rfc3339(spike.start_ns),
+            "end": rfc3339(spike.end_ns),
+            "stream": stream,
+            "consumer": consumer,
+            "latency": self.latency.as_str(),
+            "p99_us": spike.peak_p99_ns as f64 / 1_000.0,
+            "baseline_p99_us": spike.baseline_p99_ns as f64 / 1_000.0,
+            "windows": spike.windows,
+            "causes": causes.iter().map(|cause| json!({
+                "cause": cause.cause,
+                "confidence": (cause.confidence * 1_000.0).round() / 1_000.0,
+                "evidence": cause.evidence,
+                "summary": cause.summary,
+                "exemplar_trace_ids": cause.exemplar_trace_ids,
+            })).collect::<Vec<_>>(),
         })
-    };
-    let (stream, consumer) = match scope {
-        Some(id) => c.names().consumer_names(id),
-        None => ("*", "*"),
-    };
-    json!({
-        "start": rfc3339(spike.start_ns),
-        "end": rfc3339(spike.end_ns),
-        "stream": stream,
-        "consumer": consumer,
-        "latency": latency.as_str(),
-        "p99_us": spike.peak_p99_ns as f64 / 1_000.0,
-        "baseline_p99_us": spike.baseline_p99_ns as f64 / 1_000.0,
-        "windows": spike.windows,
-        "causes": causes.iter().map(|cause| json!({
-            "cause": cause.cause,
-            "confidence": (cause.confidence * 1_000.0).round() / 1_000.0,
-            "evidence": cause.evidence,
-            "summary": cause.summary,
-            "exemplar_trace_ids": cause.exemplar_trace_ids,
-        })).collect::<Vec<_>>(),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! Synchronous and free of I/O: the tap loop ([`super::taps`]) hands it subjects, payloads,
 //! headers and the instant it saw them. Bad input is counted in [`Counters`] and skipped.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::acks::{parse_ack_payload, parse_ack_subject};
@@ -60,7 +62,7 @@ pub struct Collector {
     aggregator: Aggregator,
     facts: Vec<ConsumerFacts>,
     counters: Counters,
-    spike_cache: SpikeCache,
+    spike_cache: Arc<SpikeCache>,
 }
 
 impl Collector {
@@ -71,14 +73,14 @@ impl Collector {
             aggregator: Aggregator::new(config.aggregate.clone(), config.tick),
             facts: Vec::new(),
             counters: Counters::default(),
-            spike_cache: SpikeCache::default(),
+            spike_cache: Arc::default(),
             config,
         }
     }
 
     /// Spikes already explained (see [`SpikeCache`]).
-    pub fn spike_cache(&self) -> &SpikeCache {
-        &self.spike_cache
+    pub fn spike_cache(&self) -> Arc<SpikeCache> {
+        Arc::clone(&self.spike_cache)
     }
 
     pub fn config(&self) -> &Config {

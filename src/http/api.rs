@@ -26,7 +26,14 @@ pub async fn with_collector<T: Send + 'static>(
     f: impl FnOnce(&Collector) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let collector = state.collector.clone();
-    tokio::task::spawn_blocking(move || f(&lock(&collector)))
+    on_blocking_pool(move || f(&lock(&collector))).await
+}
+
+/// Runs `f` on the blocking pool.
+async fn on_blocking_pool<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
 }
@@ -92,15 +99,14 @@ pub async fn spikes(
 ) -> Result<Json<Value>, ApiError> {
     let now = seen_now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    with_collector(&state, move |c| {
-        let ids = params.consumers(c)?;
-        let (from, to) = params.range(c, now);
-        Ok(Json(Value::Array(analyze::report::spikes(
-            c,
-            ids.as_deref(),
-            from,
-            to,
-        ))))
+    let collector = state.collector.clone();
+    on_blocking_pool(move || {
+        let (ids, (from, to)) = {
+            let c = lock(&collector);
+            (params.consumers(&c)?, params.range(&c, now))
+        };
+        let spikes = analyze::report::spikes(&collector, ids.as_deref(), from, to);
+        Ok(Json(Value::Array(spikes)))
     })
     .await
 }
@@ -112,7 +118,24 @@ pub async fn report(
 ) -> Result<Json<Value>, ApiError> {
     let now = seen_now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    with_collector(&state, move |c| build_report(c, &params, now).map(Json)).await
+    let collector = state.collector.clone();
+    on_blocking_pool(move || {
+        let (mut report, ids, (from, to)) = {
+            let c = lock(&collector);
+            let ids = params.consumers(&c)?;
+            let range = params.range(&c, now);
+            (build_report(&c, &params, ids.as_deref(), range), ids, range)
+        };
+        // Spikes last, with the collector let go: explaining them takes it only to copy.
+        report["spikes"] = Value::Array(analyze::report::spikes(
+            &collector,
+            ids.as_deref(),
+            from,
+            to,
+        ));
+        Ok(Json(report))
+    })
+    .await
 }
 
 /// Event counts of the windows that start in `[from, to)`, for `ids` (or all consumers).
@@ -138,18 +161,17 @@ fn window_counts(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) 
     total
 }
 
-fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiError> {
-    let ids = params.consumers(c)?;
-    let (from, to) = params.range(c, now);
+/// The report but its spikes (`null` there).
+fn build_report(
+    c: &Collector,
+    params: &Params,
+    ids: Option<&[ConsumerId]>,
+    (from, to): (i64, i64),
+) -> Value {
     let window_ns = c.config().aggregate.window_ns as i64;
     // Windows are counted when they start in the range; widen to the window holding `from`.
-    let counts = window_counts(
-        c,
-        ids.as_deref(),
-        from.div_euclid(window_ns) * window_ns,
-        to,
-    );
-    let filter = params.filter(ids.as_deref(), from, to);
+    let counts = window_counts(c, ids, from.div_euclid(window_ns) * window_ns, to);
+    let filter = params.filter(ids, from, to);
     let ring = c.aggregator().ring();
     let stats = rebin::range_stats(ring, &filter, c.config().aggregate.max_latency_ns);
     let clock = params.clock(c.aggregator().clock(), 32);
@@ -172,7 +194,7 @@ fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiEr
             format_latency(d.period_ns as f64),
         ));
     }
-    Ok(json!({
+    json!({
         "range": {"from": rfc3339(from), "to": rfc3339(to)},
         "tick": {
             "period_us": clock.period_ns() as f64 / 1_000.0,
@@ -185,10 +207,10 @@ fn build_report(c: &Collector, params: &Params, now: i64) -> Result<Value, ApiEr
         "counts": counts,
         "latency_us": q,
         "phases": phases,
-        "spikes": analyze::report::spikes(c, ids.as_deref(), from, to),
+        "spikes": null,
         "ordering": ordering,
         "warnings": warnings,
-    }))
+    })
 }
 
 fn latency_block(h: &LatencyHistogram) -> Value {
