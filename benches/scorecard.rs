@@ -9,9 +9,11 @@
 //! with 10 s healthy between; servers 8 and up stay healthy throughout. `--scale` multiplies
 //! every fault's magnitude; `--healthy-minutes` adds a run with no faults at all. A spike is
 //! false when it does not overlap its consumer's fault (from 2 windows before it to 15 s after
-//! it ends) nor a stall of the simulator itself (a frame of that server starting ≥ 4 ms late:
-//! its acks really were late; counted apart); the first 5 s of a run, when nothing can spike,
-//! do not count as healthy time. `--scenario FILE` scores one scenario file (run once) instead
+//! it ends) and the latency was not really there: spikes during a stall of the simulator
+//! itself (a frame of that server starting ≥ 4 ms late) and spikes the server's own latency
+//! shows too (its e2e P99 per second, stored → ack sent as the server measured it, spiking by
+//! the same detector) are counted apart, as real but not injected; the first 5 s of a run,
+//! when nothing can spike, do not count as healthy time. `--scenario FILE` scores one scenario file (run once) instead
 //! of the built-in suite; `ackscope serve` runs as its own process beside the simulator.
 //! A fault counts as detected when a spike of its consumer is on within 2 windows of the moment
 //! it can first be seen (its onset, or for lost acks, its onset plus `ack_wait`: the server
@@ -20,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ackscope::analyze::spikes::{Spike, SpikeConfig, WindowP99, find_spikes};
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
 
@@ -240,6 +243,7 @@ fn unexplained(
 ) -> Unexplained {
     let (start, end) = (instant(&truth.started), instant(&truth.ended));
     let mut out = Unexplained::default();
+    let client_spikes = client_spikes(truth);
     for i in 1..=truth.servers {
         let consumer = format!("srv-{i}");
         let faults: Vec<(i64, i64)> = truth
@@ -275,23 +279,36 @@ fn unexplained(
                 .map(|o| o["consumer"].as_str().unwrap_or("?"))
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
-            match stall {
-                Some(_) => out.during_stalls += 1,
-                None => {
+            // The server's own latency spiked then too (by the same detector, on the e2e
+            // P99s it measured itself): the latency was real, though no fault was injected.
+            let felt = client_spikes
+                .iter()
+                .find(|(server, sp)| {
+                    *server == consumer
+                        && sp.start_ns < to + WINDOW_NS
+                        && sp.end_ns > from - WINDOW_NS
+                })
+                .map(|(_, sp)| sp.peak_p99_ns);
+            let kind = match (stall, felt) {
+                (Some(_), _) => {
+                    out.during_stalls += 1;
+                    "spike while the simulator stalled"
+                }
+                (None, Some(_)) => {
+                    out.felt_by_clients += 1;
+                    "spike the server's own latency shows too"
+                }
+                (None, None) => {
                     out.false_spikes += 1;
                     out.fleet_wide += u32::from(2 * (others + 1) >= truth.servers as usize);
+                    "false spike"
                 }
-            }
+            };
             if !verbose {
                 continue;
             }
             println!(
-                "  {}: {consumer} {} – {} ({} windows, {others} other consumers at once) P99 {} µs (baseline {} µs, {} latency){}",
-                if stall.is_some() {
-                    "spike while the simulator stalled"
-                } else {
-                    "false spike"
-                },
+                "  {kind}: {consumer} {} – {} ({} windows, {others} other consumers at once) P99 {} µs (baseline {} µs, {} latency){}{}",
                 sp["start"],
                 sp["end"],
                 sp["windows"],
@@ -301,11 +318,63 @@ fn unexplained(
                 stall.map_or(String::new(), |ns| format!(
                     ", its frame up to {:.1} ms late",
                     ns as f64 / 1e6
+                )),
+                felt.map_or(String::new(), |ns| format!(
+                    ", the server's own e2e P99 up to {:.1} ms",
+                    ns as f64 / 1e6
                 ))
             );
         }
     }
     out
+}
+
+/// A server's own e2e P99 per second before and during `[from, to)`, in words: the median
+/// window and the median absolute deviation over the minute before, the median window during.
+fn own_latency(truth: &sim::truth::Truth, server: &str, from: i64, to: i64) -> String {
+    let p99s = |a: i64, b: i64| -> Vec<f64> {
+        let mut v: Vec<f64> = truth
+            .client_windows
+            .iter()
+            .filter(|w| w.server == server && w.start_ns >= a && w.start_ns < b)
+            .map(|w| w.e2e_p99_us / 1e3)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let median = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    let before = p99s(from - 60 * WINDOW_NS, from);
+    let m = median(&before);
+    let mut deviation: Vec<f64> = before.iter().map(|p| (p - m).abs()).collect();
+    deviation.sort_by(f64::total_cmp);
+    format!(
+        "the server's own e2e P99: {m:.1} ms ± {:.1} (MAD) the minute before, {:.1} ms during",
+        median(&deviation),
+        median(&p99s(from, to))
+    )
+}
+
+/// Spikes of each server's own e2e latency (the truth's client windows), found by ackscope's
+/// detector with its default settings.
+fn client_spikes(truth: &sim::truth::Truth) -> Vec<(String, Spike)> {
+    let mut by_server: BTreeMap<&str, Vec<WindowP99>> = BTreeMap::new();
+    for w in &truth.client_windows {
+        by_server.entry(&w.server).or_default().push(WindowP99 {
+            start_ns: w.start_ns,
+            end_ns: w.start_ns + WINDOW_NS,
+            p99_ns: (w.e2e_p99_us * 1_000.0) as u64,
+            samples: w.acks,
+        });
+    }
+    by_server
+        .into_iter()
+        .flat_map(|(server, mut windows)| {
+            windows.sort_by_key(|w| w.start_ns);
+            find_spikes(&windows, &SpikeConfig::default())
+                .into_iter()
+                .map(move |sp| (server.to_string(), sp))
+        })
+        .collect()
 }
 
 #[derive(Default)]
@@ -314,6 +383,8 @@ struct Unexplained {
     /// False spikes while at least half the fleet spiked.
     fleet_wide: u32,
     during_stalls: u32,
+    /// Spikes the server's own latency shows too.
+    felt_by_clients: u32,
     healthy_ns: i64,
 }
 
@@ -322,6 +393,7 @@ impl std::ops::AddAssign for Unexplained {
         self.false_spikes += o.false_spikes;
         self.fleet_wide += o.fleet_wide;
         self.during_stalls += o.during_stalls;
+        self.felt_by_clients += o.felt_by_clients;
         self.healthy_ns += o.healthy_ns;
     }
 }
@@ -371,8 +443,11 @@ fn score(
                     .map(|sp| format!("{} ({})", sp["start"], sp["latency"]))
                     .collect();
                 println!(
-                    "{} {:<18} {consumer} → not detected (fault at {}; its spikes: {of_consumer:?})",
-                    truth.scenario, f.kind, f.start
+                    "{} {:<18} {consumer} → not detected (fault at {}; its spikes: {of_consumer:?}; {})",
+                    truth.scenario,
+                    f.kind,
+                    f.start,
+                    own_latency(truth, consumer, f.start_ns, f.end_ns)
                 );
                 continue;
             };
@@ -512,12 +587,13 @@ fn print_table(scores: &BTreeMap<String, Score>, unexplained: &Unexplained) {
     );
     let hours = (unexplained.healthy_ns as f64 / 3.6e12).max(1e-9);
     println!(
-        "healthy traffic: {:.2} consumer-hours; false spikes {} ({:.2} per consumer-hour; {} of them while half the fleet or more spiked); spikes while the simulator stalled {} ({:.2} per consumer-hour)",
+        "healthy traffic: {:.2} consumer-hours; false spikes {} ({:.2} per consumer-hour; {} of them while half the fleet or more spiked); real but not injected: {} while the simulator stalled, {} more the servers' own latency shows ({:.2} per consumer-hour together)",
         hours,
         unexplained.false_spikes,
         unexplained.false_spikes as f64 / hours,
         unexplained.fleet_wide,
         unexplained.during_stalls,
-        unexplained.during_stalls as f64 / hours,
+        unexplained.felt_by_clients,
+        (unexplained.during_stalls + unexplained.felt_by_clients) as f64 / hours,
     );
 }

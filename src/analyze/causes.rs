@@ -226,8 +226,9 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> Cause {
     let (slow_share, base_share) = (band(&hs, start) as f64 / ns, band(&hb, start) as f64 / nb);
     let period = e.clock.period_ns() as f64;
     let from = ms(period * start as f64 / BINS as f64);
-    // The band may wrap past the frame end.
-    let to = ms((period * (start + BAND) as f64 / BINS as f64) % period);
+    // The band may wrap past the frame end (one ending at the frame end ends at 16 ms, not 0).
+    let end = period * (start + BAND) as f64 / BINS as f64;
+    let to = ms(if end > period { end - period } else { end });
     let in_band = |r: &&RingRow| {
         let b = bins.of(r);
         (0..BAND).any(|k| (start + k) % BINS as usize == b)
@@ -640,6 +641,21 @@ mod tests {
         assert!(causes[0].confidence >= 0.5);
         assert_eq!(causes[0].exemplar_trace_ids[0], TraceId([7; 16]));
         assert_eq!(causes[0].evidence["band_from_ms"], 13.0);
+    }
+
+    #[test]
+    fn a_band_ending_at_the_frame_end_ends_at_the_period() {
+        // Consumer 2's acks held to 14–14.6 ms: the band that holds them is 14–16 ms.
+        let mut spike = healthy(spike_start(), 60);
+        for r in spike.iter_mut().filter(|r| r.consumer == 2) {
+            r.acked_ns += 10 * MS as i64;
+            r.ack_latency_ns = Some(13 * MS);
+        }
+        let causes = top(&spike, &baseline(), &[]);
+        let c = causes.iter().find(|c| c.cause == "thread_preemption").unwrap();
+        assert_eq!(c.evidence["band_from_ms"], 14.0);
+        assert_eq!(c.evidence["band_to_ms"], 16.0);
+        assert!(c.summary.starts_with("14–16 ms of the frame"), "{}", c.summary);
     }
 
     #[test]

@@ -21,9 +21,11 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
 use tokio::time::{Instant, sleep_until};
 
+use crate::collect::acks::parse_ack_subject;
+
 use faults::Effects;
 use scenario::Scenario;
-use truth::{FleetStats, PauseRecord, Truth};
+use truth::{ClientLatency, FleetStats, PauseRecord, Truth};
 
 /// A simulator error.
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +218,43 @@ async fn publisher(
     }
 }
 
+/// One server's own view of its acks, for the truth.
+struct Seen {
+    server: String,
+    latency: ClientLatency,
+    stats: Arc<Mutex<Stats>>,
+}
+
+impl Seen {
+    fn keep(&self, w: truth::ClientWindow) {
+        let mut st = lock(&self.stats);
+        if st.client_windows.len() < truth::MAX_CLIENT_WINDOWS {
+            st.client_windows.push(w);
+        }
+    }
+}
+
+/// Acks `m`; records its e2e latency as the server saw it (stored → ack sent).
+async fn ack(m: &jetstream::Message, seen: &mut Seen) -> bool {
+    if m.ack().await.is_err() {
+        return false;
+    }
+    let stored = m
+        .reply
+        .as_ref()
+        .and_then(|r| parse_ack_subject(r.as_str()).ok())
+        .map(|a| a.stored_ns);
+    if let Some(stored) = stored {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        if let Some(w) = seen.latency.record(&seen.server, stored, now) {
+            seen.keep(w);
+        }
+    }
+    true
+}
+
 /// One game server's frame loop.
 async fn server(
     index: u32,
@@ -234,9 +273,17 @@ async fn server(
     let tick = s.tick_ns;
     let mut frame: u64 = 0;
     let mut after_pause = false;
+    let mut seen = Seen {
+        server: Scenario::server_name(index),
+        latency: ClientLatency::default(),
+        stats: stats.clone(),
+    };
     loop {
         let start_ns = frame * tick;
         if timeline.ended(start_ns) {
+            if let Some(w) = seen.latency.take(&seen.server) {
+                seen.keep(w);
+            }
             break;
         }
         let frame_start = timeline.at(start_ns);
@@ -295,7 +342,7 @@ async fn server(
             let now = Instant::now();
             let due = held.partition_point(|a| a.0 <= now);
             for (_, m) in held.drain(..due) {
-                sent += u64::from(m.ack().await.is_ok());
+                sent += u64::from(ack(&m, &mut seen).await);
             }
             if busy >= frame_end {
                 break;
@@ -325,7 +372,7 @@ async fn server(
             if effects.ack_loss > 0.0 && rng.random_bool(effects.ack_loss) {
                 dropped += 1; // never acked: the server redelivers after ack_wait
             } else if ack_at <= Instant::now() {
-                sent += u64::from(m.ack().await.is_ok());
+                sent += u64::from(ack(&m, &mut seen).await);
             } else {
                 let at = held.partition_point(|a| a.0 <= ack_at);
                 held.insert(at, (ack_at, m));
@@ -333,7 +380,7 @@ async fn server(
         }
         for (at, m) in held {
             sleep_until(at).await;
-            sent += u64::from(m.ack().await.is_ok());
+            sent += u64::from(ack(&m, &mut seen).await);
         }
         {
             let mut st = lock(&stats);

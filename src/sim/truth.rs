@@ -18,6 +18,18 @@ pub struct PauseRecord {
     pub end_ns: i64,
 }
 
+/// One second of one server's acks as the server itself saw them: the P99 of its e2e latency
+/// (message stored → ack sent, by this machine's clock). The latency the consumer really had,
+/// against which a spike that no fault explains can be told real or not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientWindow {
+    pub server: String,
+    /// Unix nanoseconds, a whole second.
+    pub start_ns: i64,
+    pub e2e_p99_us: f64,
+    pub acks: u64,
+}
+
 /// A (stream, consumer) pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerRef {
@@ -70,6 +82,9 @@ pub struct Truth {
     /// Latency rises there are real, but no fault was injected for them.
     #[serde(default)]
     pub stalls: Vec<PauseRecord>,
+    /// Each server's own e2e latency per second (the first [`MAX_CLIENT_WINDOWS`]).
+    #[serde(default)]
+    pub client_windows: Vec<ClientWindow>,
     pub fleet: FleetReport,
 }
 
@@ -83,10 +98,56 @@ pub struct FleetStats {
     pub acks_dropped: u64,
     pub pauses: Vec<PauseRecord>,
     pub stalls: Vec<PauseRecord>,
+    pub client_windows: Vec<ClientWindow>,
 }
+
+/// Acks of one server in one second whose latency is kept (the rest are not in its P99).
+const MAX_ACKS_PER_SECOND: usize = 100_000;
+
+/// Client windows kept: 8 servers for 7 hours.
+pub const MAX_CLIENT_WINDOWS: usize = 200_000;
 
 /// How late a frame starts before it counts as a stall of the simulator.
 pub const STALL_NS: u64 = 4_000_000;
+
+/// One server's acks of the current second, folded into a [`ClientWindow`] when it ends.
+#[derive(Debug, Default)]
+pub struct ClientLatency {
+    second: i64,
+    e2e_ns: Vec<u64>,
+}
+
+impl ClientLatency {
+    /// Records an ack sent at `now_ns` of a message stored at `stored_ns` (Unix nanoseconds);
+    /// returns the previous second's window when `now_ns` begins a new one.
+    pub fn record(&mut self, server: &str, stored_ns: i64, now_ns: i64) -> Option<ClientWindow> {
+        let second = now_ns.div_euclid(1_000_000_000);
+        let done = (second != self.second)
+            .then(|| self.take(server))
+            .flatten();
+        self.second = second;
+        if self.e2e_ns.len() < MAX_ACKS_PER_SECOND {
+            self.e2e_ns.push(now_ns.saturating_sub(stored_ns).max(0) as u64);
+        }
+        done
+    }
+
+    /// The window of the second so far, if it had any acks.
+    pub fn take(&mut self, server: &str) -> Option<ClientWindow> {
+        if self.e2e_ns.is_empty() {
+            return None;
+        }
+        let acks = self.e2e_ns.len() as u64;
+        let p99 = crate::aggregate::rebin::quantile(&mut self.e2e_ns, 0.99);
+        self.e2e_ns.clear();
+        Some(ClientWindow {
+            server: server.to_string(),
+            start_ns: self.second * 1_000_000_000,
+            e2e_p99_us: p99 as f64 / 1_000.0,
+            acks,
+        })
+    }
+}
 
 impl Default for FleetStats {
     fn default() -> Self {
@@ -98,6 +159,7 @@ impl Default for FleetStats {
             acks_dropped: 0,
             pauses: Vec::new(),
             stalls: Vec::new(),
+            client_windows: Vec::new(),
         }
     }
 }
@@ -177,6 +239,7 @@ impl Truth {
             faults,
             gc_pauses: stats.pauses.clone(),
             stalls: stats.stalls.clone(),
+            client_windows: stats.client_windows.clone(),
             fleet: FleetReport {
                 frames: stats.frames,
                 published: stats.published,
@@ -187,5 +250,31 @@ impl Truth {
                 frame_jitter_max_us: q.max,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_latency_closes_a_window_per_second() {
+        let mut c = ClientLatency::default();
+        let s = 1_000_000_000i64;
+        // 100 acks in second 7: latencies 1..=100 ms.
+        for i in 1..=100 {
+            assert_eq!(c.record("srv-1", 7 * s - i * 1_000_000, 7 * s + 5), None);
+        }
+        let w = c.record("srv-1", 8 * s - 2_000_000, 8 * s + 1).unwrap();
+        assert_eq!(w.server, "srv-1");
+        assert_eq!(w.start_ns, 7 * s);
+        assert_eq!(w.acks, 100);
+        assert!((w.e2e_p99_us - 99_000.005).abs() < 0.01, "{}", w.e2e_p99_us);
+        // A stored time after the ack (clocks apart) counts as 0, not as a huge latency.
+        c.record("srv-1", 8 * s + 10_000_000, 8 * s + 2);
+        let w = c.take("srv-1").unwrap();
+        assert_eq!((w.start_ns, w.acks), (8 * s, 2));
+        assert!((w.e2e_p99_us - 2_000.001).abs() < 0.01, "{}", w.e2e_p99_us);
+        assert_eq!(c.take("srv-1"), None);
     }
 }
