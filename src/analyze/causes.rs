@@ -652,10 +652,17 @@ mod tests {
             r.ack_latency_ns = Some(13 * MS);
         }
         let causes = top(&spike, &baseline(), &[]);
-        let c = causes.iter().find(|c| c.cause == "thread_preemption").unwrap();
+        let c = causes
+            .iter()
+            .find(|c| c.cause == "thread_preemption")
+            .unwrap();
         assert_eq!(c.evidence["band_from_ms"], 14.0);
         assert_eq!(c.evidence["band_to_ms"], 16.0);
-        assert!(c.summary.starts_with("14–16 ms of the frame"), "{}", c.summary);
+        assert!(
+            c.summary.starts_with("14–16 ms of the frame"),
+            "{}",
+            c.summary
+        );
     }
 
     #[test]

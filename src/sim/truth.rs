@@ -122,12 +122,11 @@ impl ClientLatency {
     /// returns the previous second's window when `now_ns` begins a new one.
     pub fn record(&mut self, server: &str, stored_ns: i64, now_ns: i64) -> Option<ClientWindow> {
         let second = now_ns.div_euclid(1_000_000_000);
-        let done = (second != self.second)
-            .then(|| self.take(server))
-            .flatten();
+        let done = (second != self.second).then(|| self.take(server)).flatten();
         self.second = second;
         if self.e2e_ns.len() < MAX_ACKS_PER_SECOND {
-            self.e2e_ns.push(now_ns.saturating_sub(stored_ns).max(0) as u64);
+            self.e2e_ns
+                .push(now_ns.saturating_sub(stored_ns).max(0) as u64);
         }
         done
     }
