@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod analyze;
+pub mod background;
 pub mod collect;
 pub mod config;
 pub mod http;

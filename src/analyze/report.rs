@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::causes::{Dimension, Evidence, attribute};
 use super::spikes::{Spike, WindowP99, find_spikes};
-use crate::aggregate::rebin::{Filter, Latency, quantile};
+use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
 use crate::aggregate::window::WindowSummary;
 use crate::collect::core::Collector;
@@ -83,7 +83,8 @@ fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>, latency: Latency) 
 ///
 /// The collector is held only to find the spikes and, one spike at a time, to copy out what
 /// explaining it needs; the analysis runs without it, so the consumer-state poller and other
-/// readers are not held up, and at most one spike's samples are copied at once.
+/// readers are not held up, and at most one spike's samples are copied at once. The analysis
+/// runs at the lowest priority ([`crate::background`]).
 pub fn spikes(
     collector: &Mutex<Collector>,
     ids: Option<&[ConsumerId]>,
@@ -100,7 +101,7 @@ pub fn spikes(
             let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
             cache.get_or_insert(key, || {
                 let inputs = Inputs::gather(&lock(collector), scope, spike, latency);
-                inputs.explain()
+                crate::background::run(|| inputs.explain())
             })
         })
         .collect()
@@ -170,16 +171,6 @@ fn usual_p99(c: &Collector, (from, to): (i64, i64), latency: Latency) -> Vec<u64
         .collect()
 }
 
-fn rows(c: &Collector, scope: Option<ConsumerId>, from: i64, to: i64) -> Vec<RingRow> {
-    let ids = scope.map(|id| vec![id]);
-    let filter = Filter::new(ids.as_deref(), from, to, Latency::Ack);
-    c.aggregator()
-        .ring()
-        .iter()
-        .filter(|r| filter.matches(r))
-        .collect()
-}
-
 /// What explaining one spike needs, copied out of the collector.
 struct Inputs {
     scope: Option<ConsumerId>,
@@ -201,7 +192,24 @@ struct Inputs {
 impl Inputs {
     fn gather(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Latency) -> Self {
         let spike_ns = (spike.start_ns, spike.end_ns);
-        let baseline_rows = rows(c, scope, spike.start_ns - BASELINE_NS, spike.start_ns);
+        // One pass over the ring: the scope's samples during the spike and before it, and,
+        // for one consumer, every consumer's during it (whether this one stands out among
+        // them, each against its own usual P99).
+        let (mut spike_rows, mut baseline_rows, mut context) = (Vec::new(), Vec::new(), Vec::new());
+        let baseline_from = spike.start_ns - BASELINE_NS;
+        for r in c.aggregator().ring().iter() {
+            let ours = scope.is_none_or(|id| r.consumer == id);
+            if r.acked_ns >= spike_ns.0 && r.acked_ns < spike_ns.1 {
+                if scope.is_some() {
+                    context.push(r);
+                }
+                if ours {
+                    spike_rows.push(r);
+                }
+            } else if ours && r.acked_ns >= baseline_from && r.acked_ns < spike_ns.0 {
+                baseline_rows.push(r);
+            }
+        }
         // Rates are over the time the baseline really covers, not the time asked for.
         let first = baseline_rows
             .iter()
@@ -220,14 +228,9 @@ impl Inputs {
             scope,
             spike,
             latency,
-            spike_rows: rows(c, scope, spike_ns.0, spike_ns.1),
+            spike_rows,
             baseline_rows,
-            // Every consumer during the spike, each against its own usual P99: whether this
-            // one stands out among them.
-            context: match scope {
-                Some(_) => rows(c, None, spike_ns.0, spike_ns.1),
-                None => Vec::new(),
-            },
+            context,
             baseline_ns: (first, spike.start_ns),
             usual_p99: usual_p99(c, (spike.start_ns - BASELINE_NS, spike.start_ns), latency),
             ack_pending,
