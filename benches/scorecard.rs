@@ -4,7 +4,8 @@
 //! starting within 2 windows of the fault's onset), top-1 and top-3 cause accuracy, and false
 //! spikes per consumer-hour of healthy traffic.
 //!
-//! `cargo bench --bench scorecard -- [--seeds 1,2,3] [--servers 8] [--scale 1.0] [--healthy-minutes M]`
+//! `cargo bench --bench scorecard -- [--seeds 1,2,3] [--servers 8] [--scale 1.0] [--healthy-minutes M]
+//! [--spikes deviations=4,min_windows=3]`
 //! Each run: 8 or more servers, 25 s healthy, then each fault in turn on its own server for 10 s
 //! with 10 s healthy between; servers 8 and up stay healthy throughout. `--scale` multiplies
 //! every fault's magnitude; `--healthy-minutes` adds a run with no faults at all. A spike is
@@ -14,7 +15,8 @@
 //! shows too (its e2e P99 per second, stored → ack sent as the server measured it, spiking by
 //! the same detector) are counted apart, as real but not injected; the first 5 s of a run,
 //! when nothing can spike, do not count as healthy time. `--scenario FILE` scores one scenario file (run once) instead
-//! of the built-in suite; `ackscope serve` runs as its own process beside the simulator.
+//! of the built-in suite; `ackscope serve` runs as its own process beside the simulator, with
+//! `--spikes` as its `[spikes]` settings (its defaults when not given).
 //! A fault counts as detected when a spike of its consumer is on within 2 windows of the moment
 //! it can first be seen (its onset, or for lost acks, its onset plus `ack_wait`: the server
 //! redelivers no sooner).
@@ -128,10 +130,20 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(nats_url: &str) -> Serve {
+    /// `spikes`: `key=value` pairs for the `[spikes]` config section, comma-separated.
+    fn start(nats_url: &str, spikes: &str) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ackscope.toml");
-        std::fs::write(&config, "[taps]\nconsumer_state_interval = \"1s\"\n").unwrap();
+        let spikes: String = spikes
+            .split(',')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| kv.replacen('=', " = ", 1) + "\n")
+            .collect();
+        std::fs::write(
+            &config,
+            format!("[taps]\nconsumer_state_interval = \"1s\"\n[spikes]\n{spikes}"),
+        )
+        .unwrap();
         let addr = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
@@ -182,9 +194,10 @@ fn run(
     runtime: &tokio::runtime::Runtime,
     binary: &std::path::Path,
     scenario: RawScenario,
+    spikes: &str,
 ) -> (sim::truth::Truth, Vec<serde_json::Value>) {
     let server = NatsServer::start(binary, "").expect("nats-server");
-    let serve = Serve::start(&server.url());
+    let serve = Serve::start(&server.url(), spikes);
     let s = scenario.validate().unwrap();
     let url = server.url();
     let sim = runtime.spawn(async move {
@@ -464,11 +477,14 @@ fn score(
                 continue;
             }
             println!(
-                "{} {:<18} {consumer} → {:?} ({} latency)",
+                "{} {:<18} {consumer} → {:?} ({} latency, P99 {:.1} ms vs {:.1} ms, {} windows)",
                 truth.scenario,
                 f.kind,
                 &causes[..causes.len().min(3)],
-                sp["latency"].as_str().unwrap_or("?")
+                sp["latency"].as_str().unwrap_or("?"),
+                sp["p99_us"].as_f64().unwrap_or(0.0) / 1e3,
+                sp["baseline_p99_us"].as_f64().unwrap_or(0.0) / 1e3,
+                sp["windows"],
             );
             if causes.first() != Some(&f.cause.as_str()) {
                 for c in sp["causes"].as_array().unwrap() {
@@ -492,6 +508,7 @@ fn main() {
     let scale: f64 = arg(&args, "--scale", "1.0").parse().unwrap_or(1.0);
     let healthy_minutes: u64 = arg(&args, "--healthy-minutes", "0").parse().unwrap_or(0);
     let file = arg(&args, "--scenario", "");
+    let spikes = arg(&args, "--spikes", "");
     // The runs: a scenario file once through, or the built-in suite once per seed.
     let runs: Vec<RawScenario> = if file.is_empty() {
         seeds
@@ -510,14 +527,14 @@ fn main() {
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
     let mut results = Vec::new();
     for raw in runs {
-        let (truth, found) = run(&runtime, &binary, raw);
+        let (truth, found) = run(&runtime, &binary, raw, &spikes);
         print_fleet(&truth);
         results.push((truth, found));
     }
     if healthy_minutes > 0 {
         let seed = seeds.first().copied().unwrap_or(1) + 1_000;
         let raw = RawScenario::from_toml(&healthy(seed, servers, healthy_minutes)).unwrap();
-        let (truth, found) = run(&runtime, &binary, raw);
+        let (truth, found) = run(&runtime, &binary, raw, &spikes);
         print_fleet(&truth);
         results.push((truth, found));
     }
@@ -527,7 +544,7 @@ fn main() {
         )
     } else {
         file.clone()
-    };
+    } + &format!("; [spikes] {spikes}");
     let (scores, unexplained_total) = tally(&results, 0, true);
     print_table(&scores, &unexplained_total);
     println!("{runs}");
