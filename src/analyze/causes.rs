@@ -416,12 +416,35 @@ impl Tallies {
     }
 
     fn get(&self, d: Dimension) -> (usize, usize) {
+        let (v, i) = self.of(d);
+        v.get(i).copied().unwrap_or((0, 0))
+    }
+
+    /// The tallies of `d`'s dimension and `d`'s index in them.
+    fn of(&self, d: Dimension) -> (&[(usize, usize)], usize) {
         let (v, i) = match d {
             Dimension::Consumer(id) => (&self.consumers, id),
             Dimension::Subject(sym) => (&self.subjects, sym.0),
             Dimension::Label(k, sym) => (&self.labels[k], sym.0),
         };
-        v.get(i as usize).copied().unwrap_or((0, 0))
+        (v, i as usize)
+    }
+
+    /// The median slow rate (slow / all) of the values of `d`'s dimension other than `d`
+    /// (0 when there is no other).
+    fn others_slow_rate(&self, d: Dimension) -> f64 {
+        let (v, own) = self.of(d);
+        let mut rates: Vec<f64> = v
+            .iter()
+            .enumerate()
+            .filter(|&(i, c)| i != own && c.1 > 0)
+            .map(|(_, c)| c.0 as f64 / c.1 as f64)
+            .collect();
+        if rates.is_empty() {
+            return 0.0;
+        }
+        let mid = rates.len() / 2;
+        *rates.select_nth_unstable_by(mid, f64::total_cmp).1
     }
 }
 
@@ -446,8 +469,8 @@ pub fn p99_by_consumer(rows: &[RingRow], latency: Latency) -> Vec<u64> {
     by.iter_mut().map(|v| quantile(v, 0.99)).collect()
 }
 
-/// `hot_spot`: one consumer, subject or label value holds far more of the slow samples than of
-/// all samples (BubbleUp-style comparison of the slow set with the whole).
+/// `hot_spot`: one consumer, subject or label value is slow far more often than the others of
+/// its dimension (BubbleUp-style: the slow set against the whole, per value).
 fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
     // The outliers: above their own consumer's baseline P99 (the spike's baseline P99 for a
     // consumer without one), so that a consumer slower than usual stands out even while the
@@ -470,13 +493,26 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
         e.spike.iter().for_each(|r| own.add(r, false));
         own
     });
-    let (ns, na) = (slow.max(1) as f64, e.context.len().max(1) as f64);
+    // Each value's slow rate (the share of its own samples that are slow) against the median
+    // rate of the other values of its dimension: another consumer slow for its own reasons,
+    // even with many times the samples (a backlog draining), is one value among the others,
+    // not the yardstick. Rates under 1% count as 1%, so that a handful of slow samples against
+    // none elsewhere is not a hot spot.
+    let score = |rate: f64, others: f64| {
+        let lift = rate / others.max(0.01);
+        (lift, clamp((lift - 1.5) / 2.5) * clamp(rate / 0.2))
+    };
     let best = counts
         .values()
         .filter(|(d, (n, _))| *n > 0 && own.as_ref().is_none_or(|own| own.get(*d).1 > 0))
-        .map(|(d, (n, all))| (d, n as f64 / ns, all as f64 / na))
-        .max_by(|a, b| (a.1 - a.2).total_cmp(&(b.1 - b.2)));
-    let Some((dim, slow_share, all_share)) = best else {
+        .map(|(d, (n, all))| {
+            let rate = n as f64 / all as f64;
+            let others = counts.others_slow_rate(d);
+            let (lift, confidence) = score(rate, others);
+            (d, n, all, rate, others, lift, confidence)
+        })
+        .max_by(|a, b| a.6.total_cmp(&b.6).then(a.3.total_cmp(&b.3)));
+    let Some((dim, n, all, rate, others, lift, confidence)) = best else {
         return Cause {
             cause: "hot_spot",
             confidence: 0.0,
@@ -490,18 +526,22 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
         Dimension::Subject(_) => "subject",
         Dimension::Label(..) => "label",
     };
-    // Over-represented among the slow samples (lift), and holding enough of them to matter:
-    // another consumer slow at the same time for its own reasons dilutes the share, not the lift.
-    let lift = slow_share / all_share.max(1e-9);
+    let (slow_share, all_share) = (
+        n as f64 / slow.max(1) as f64,
+        all as f64 / e.context.len().max(1) as f64,
+    );
     let matching = e.context.iter().filter(|r| is_slow(r) && carries(r, dim));
     let value = (e.name)(dim);
     Cause {
         cause: "hot_spot",
-        confidence: clamp((lift - 1.5) / 2.5) * clamp(slow_share / 0.2),
-        evidence: json!({"dimension": kind, "value": value, "slow_share": slow_share,
-            "share_of_all": all_share, "lift": lift}),
+        confidence,
+        evidence: json!({"dimension": kind, "value": value, "slow_rate": rate,
+            "others_slow_rate": others, "lift": lift, "slow_share": slow_share,
+            "share_of_all": all_share}),
         summary: format!(
-            "{kind} {value} holds {} of slow samples but {} of all samples",
+            "{kind} {value}: {} of its samples slow vs {} for the median other {kind} (it holds {} of slow samples, {} of all)",
+            pct(rate),
+            pct(others),
             pct(slow_share),
             pct(all_share)
         ),
@@ -797,6 +837,37 @@ mod tests {
             lift > 2.5 && causes[0].evidence["slow_share"].as_f64().unwrap() < 0.5,
             "{causes:#?}"
         );
+    }
+
+    #[test]
+    fn a_flood_of_slow_samples_elsewhere_does_not_hide_a_hot_spot() {
+        // Consumer 3 is slow; consumer 0 drains a backlog of twenty times its acks, every one
+        // slow: it holds 95% of the slow samples, consumer 3 under 5%.
+        let mut all = healthy(spike_start(), 60);
+        for r in all.iter_mut().filter(|r| r.consumer == 3) {
+            r.ack_latency_ns = Some(12 * MS);
+        }
+        let backlog: Vec<RingRow> = all
+            .iter()
+            .filter(|r| r.consumer == 0)
+            .flat_map(|r| (0..20).map(move |k| row(0, r.acked_ns + k * 1_000, 40, 2)))
+            .collect();
+        all.extend(backlog);
+        let causes = consumer_3_among(&all);
+        assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
+        let ev = &causes[0].evidence;
+        assert_eq!(ev["slow_rate"], 1.0, "{ev}");
+        assert_eq!(ev["others_slow_rate"], 0.0, "{ev}");
+        assert!(ev["slow_share"].as_f64().unwrap() < 0.05, "{ev}");
+        // Everyone slow at once is no hot spot.
+        let mut all = healthy(spike_start(), 60);
+        all.iter_mut()
+            .for_each(|r| r.ack_latency_ns = Some(12 * MS));
+        let hot = consumer_3_among(&all)
+            .into_iter()
+            .find(|c| c.cause == "hot_spot")
+            .unwrap();
+        assert!(hot.confidence < 0.1, "{hot:#?}");
     }
 
     #[test]
