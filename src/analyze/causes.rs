@@ -430,21 +430,47 @@ impl Tallies {
         (v, i as usize)
     }
 
-    /// The median slow rate (slow / all) of the values of `d`'s dimension other than `d`
-    /// (0 when there is no other).
-    fn others_slow_rate(&self, d: Dimension) -> f64 {
-        let (v, own) = self.of(d);
-        let mut rates: Vec<f64> = v
-            .iter()
-            .enumerate()
-            .filter(|&(i, c)| i != own && c.1 > 0)
-            .map(|(_, c)| c.0 as f64 / c.1 as f64)
-            .collect();
-        if rates.is_empty() {
-            return 0.0;
-        }
-        let mid = rates.len() / 2;
-        *rates.select_nth_unstable_by(mid, f64::total_cmp).1
+    /// Per dimension (consumers, subjects, then each label), the slow rates (slow / all) of
+    /// its values, sorted.
+    fn sorted_rates(&self) -> Vec<Vec<f64>> {
+        let rates = |v: &[(usize, usize)]| {
+            let mut r: Vec<f64> = v
+                .iter()
+                .filter(|c| c.1 > 0)
+                .map(|c| c.0 as f64 / c.1 as f64)
+                .collect();
+            r.sort_unstable_by(f64::total_cmp);
+            r
+        };
+        [&self.consumers, &self.subjects]
+            .into_iter()
+            .chain(self.labels.iter())
+            .map(|v| rates(v))
+            .collect()
+    }
+}
+
+/// The index of `d`'s dimension in [`Tallies::sorted_rates`].
+fn dimension_index(d: Dimension) -> usize {
+    match d {
+        Dimension::Consumer(_) => 0,
+        Dimension::Subject(_) => 1,
+        Dimension::Label(k, _) => 2 + k,
+    }
+}
+
+/// The median of `sorted` without one element equal to `own` (0 when nothing is left).
+fn median_of_others(sorted: &[f64], own: f64) -> f64 {
+    let n = sorted.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let at = sorted.partition_point(|&x| x < own);
+    let mid = (n - 1) / 2;
+    if mid < at {
+        sorted[mid]
+    } else {
+        sorted[mid + 1]
     }
 }
 
@@ -502,12 +528,13 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
         let lift = rate / others.max(0.01);
         (lift, clamp((lift - 1.5) / 2.5) * clamp(rate / 0.2))
     };
+    let rates = counts.sorted_rates();
     let best = counts
         .values()
         .filter(|(d, (n, _))| *n > 0 && own.as_ref().is_none_or(|own| own.get(*d).1 > 0))
         .map(|(d, (n, all))| {
             let rate = n as f64 / all as f64;
-            let others = counts.others_slow_rate(d);
+            let others = median_of_others(&rates[dimension_index(d)], rate);
             let (lift, confidence) = score(rate, others);
             (d, n, all, rate, others, lift, confidence)
         })
@@ -837,6 +864,19 @@ mod tests {
             lift > 2.5 && causes[0].evidence["slow_share"].as_f64().unwrap() < 0.5,
             "{causes:#?}"
         );
+    }
+
+    #[test]
+    fn the_median_of_the_others_leaves_one_out() {
+        assert_eq!(median_of_others(&[], 0.5), 0.0);
+        assert_eq!(median_of_others(&[0.5], 0.5), 0.0);
+        assert_eq!(median_of_others(&[0.0, 0.5], 0.5), 0.0);
+        assert_eq!(median_of_others(&[0.0, 0.5], 0.0), 0.5);
+        // [0, 0.1, 0.2, 0.9]: without 0.9 the median of three is 0.1; without 0 it is 0.2.
+        let v = [0.0, 0.1, 0.2, 0.9];
+        assert_eq!(median_of_others(&v, 0.9), 0.1);
+        assert_eq!(median_of_others(&v, 0.0), 0.2);
+        assert_eq!(median_of_others(&[0.3, 0.3, 0.3], 0.3), 0.3);
     }
 
     #[test]
