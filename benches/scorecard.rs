@@ -550,8 +550,8 @@ fn main() {
     println!("{runs}");
     // The same runs as if a spike needed one window more (`spikes.min_windows`): spikes that
     // short left out.
-    let (scores, unexplained_total) = tally(&results, 3, false);
-    println!("\nthe same spikes, those of 3 windows or more only:");
+    let (scores, unexplained_total) = tally(&results, 4, false);
+    println!("\nthe same spikes, those of 4 windows or more only:");
     print_table(&scores, &unexplained_total);
 }
 

@@ -841,10 +841,9 @@ mod tests {
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
     }
 
-    #[test]
-    fn another_consumer_slow_for_its_own_reasons_does_not_hide_a_hot_spot() {
-        // Consumer 3 is slow; consumer 0 drains a backlog at the same time with ten times the
-        // acks, a third of them slower still, so it holds most of the slow samples.
+    /// Every consumer during a spike: consumer 3 slow (12 ms) while consumer 0 drains a
+    /// backlog of `copies` more acks for each of its own, the k-th `latency_ms(k)` late.
+    fn slow_3_beside_a_backlog(copies: i64, latency_ms: fn(i64) -> u64) -> Vec<RingRow> {
         let mut all = healthy(spike_start(), 60);
         for r in all.iter_mut().filter(|r| r.consumer == 3) {
             r.ack_latency_ns = Some(12 * MS);
@@ -853,10 +852,18 @@ mod tests {
             .iter()
             .filter(|r| r.consumer == 0)
             .flat_map(|r| {
-                (0..10).map(move |k| row(0, r.acked_ns + k * 1_000, [40, 2, 2][k as usize % 3], 2))
+                (0..copies).map(move |k| row(0, r.acked_ns + k * 1_000, latency_ms(k), 2))
             })
             .collect();
         all.extend(backlog);
+        all
+    }
+
+    #[test]
+    fn another_consumer_slow_for_its_own_reasons_does_not_hide_a_hot_spot() {
+        // Ten times the acks, a third of them slower still: consumer 0 holds most of the slow
+        // samples.
+        let all = slow_3_beside_a_backlog(10, |k| [40, 2, 2][k as usize % 3]);
         let causes = consumer_3_among(&all);
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
         let lift = causes[0].evidence["lift"].as_f64().unwrap();
@@ -881,18 +888,9 @@ mod tests {
 
     #[test]
     fn a_flood_of_slow_samples_elsewhere_does_not_hide_a_hot_spot() {
-        // Consumer 3 is slow; consumer 0 drains a backlog of twenty times its acks, every one
-        // slow: it holds 95% of the slow samples, consumer 3 under 5%.
-        let mut all = healthy(spike_start(), 60);
-        for r in all.iter_mut().filter(|r| r.consumer == 3) {
-            r.ack_latency_ns = Some(12 * MS);
-        }
-        let backlog: Vec<RingRow> = all
-            .iter()
-            .filter(|r| r.consumer == 0)
-            .flat_map(|r| (0..20).map(move |k| row(0, r.acked_ns + k * 1_000, 40, 2)))
-            .collect();
-        all.extend(backlog);
+        // Twenty times the acks, every one slow: consumer 0 holds 95% of the slow samples,
+        // consumer 3 under 5%.
+        let all = slow_3_beside_a_backlog(20, |_| 40);
         let causes = consumer_3_among(&all);
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
         let ev = &causes[0].evidence;
