@@ -209,10 +209,6 @@ fn delivery(c: &mut Collector, m: &Message, seen: Seen) {
     c.on_delivery(m.subject.as_str(), m.reply.as_deref(), pairs, seen);
 }
 
-fn ack(c: &mut Collector, m: &Message, seen: Seen) {
-    c.on_ack(m.subject.as_str(), m.reply.as_deref(), &m.payload, seen);
-}
-
 /// Which tap a message came from.
 #[derive(Debug, Clone, Copy)]
 enum Tap {
@@ -225,7 +221,7 @@ enum Tap {
 fn apply(c: &mut Collector, tap: Tap, m: &Message, seen: Seen) {
     match tap {
         Tap::Delivery => delivery(c, m, seen),
-        Tap::Ack => ack(c, m, seen),
+        Tap::Ack => c.on_ack(m.subject.as_str(), m.reply.as_deref(), &m.payload, seen),
         Tap::Metric => c.on_metric(&m.payload, seen),
         Tap::Advisory => c.on_advisory(m.subject.as_str(), seen),
     }
@@ -267,9 +263,9 @@ impl Taps {
     fn drain_ready(&mut self, c: &mut Collector) {
         for _ in 0..DRAIN_BATCH {
             if let Some(Some(m)) = self.deliveries.next().now_or_never() {
-                delivery(c, &m, seen_now());
+                apply(c, Tap::Delivery, &m, seen_now());
             } else if let Some(Some(m)) = self.acks.next().now_or_never() {
-                ack(c, &m, seen_now());
+                apply(c, Tap::Ack, &m, seen_now());
             } else {
                 return;
             }
