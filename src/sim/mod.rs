@@ -10,7 +10,7 @@ pub mod scenario;
 pub mod truth;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, HeaderMap};
@@ -22,6 +22,7 @@ use rand_distr::{Distribution, LogNormal};
 use tokio::time::{Instant, sleep_until};
 
 use crate::collect::acks::parse_ack_subject;
+use crate::collect::taps::seen_now;
 
 use faults::Effects;
 use scenario::Scenario;
@@ -52,9 +53,7 @@ impl Timeline {
     /// Starts at the first frame boundary at least `lead` from now.
     pub fn start(tick_ns: u64, duration_ns: u64, repeat: bool, lead: Duration) -> Self {
         let now = Instant::now();
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
+        let wall = seen_now().wall_ns;
         let target = wall + lead.as_nanos() as i64;
         let t0_wall_ns = (target.div_euclid(tick_ns as i64) + 1) * tick_ns as i64;
         Self {
@@ -218,24 +217,17 @@ async fn publisher(
     }
 }
 
-/// One server's own view of its acks, for the truth.
-struct Seen {
-    server: String,
-    latency: ClientLatency,
-    stats: Arc<Mutex<Stats>>,
-}
-
-impl Seen {
-    fn keep(&self, w: truth::ClientWindow) {
-        let mut st = lock(&self.stats);
-        if st.client_windows.len() < truth::MAX_CLIENT_WINDOWS {
-            st.client_windows.push(w);
-        }
+/// Keeps a closed second of a server's own latency in the truth (the first
+/// [`truth::MAX_CLIENT_WINDOWS`]).
+fn keep(stats: &Mutex<Stats>, w: truth::ClientWindow) {
+    let mut st = lock(stats);
+    if st.client_windows.len() < truth::MAX_CLIENT_WINDOWS {
+        st.client_windows.push(w);
     }
 }
 
 /// Acks `m`; records its e2e latency as the server saw it (stored → ack sent).
-async fn ack(m: &jetstream::Message, seen: &mut Seen) -> bool {
+async fn ack(m: &jetstream::Message, own: &mut ClientLatency, stats: &Mutex<Stats>) -> bool {
     if m.ack().await.is_err() {
         return false;
     }
@@ -244,13 +236,8 @@ async fn ack(m: &jetstream::Message, seen: &mut Seen) -> bool {
         .as_ref()
         .and_then(|r| parse_ack_subject(r.as_str()).ok())
         .map(|a| a.stored_ns);
-    if let Some(stored) = stored {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        if let Some(w) = seen.latency.record(&seen.server, stored, now) {
-            seen.keep(w);
-        }
+    if let Some(w) = stored.and_then(|stored| own.record(stored, seen_now().wall_ns)) {
+        keep(stats, w);
     }
     true
 }
@@ -273,16 +260,12 @@ async fn server(
     let tick = s.tick_ns;
     let mut frame: u64 = 0;
     let mut after_pause = false;
-    let mut seen = Seen {
-        server: Scenario::server_name(index),
-        latency: ClientLatency::default(),
-        stats: stats.clone(),
-    };
+    let mut own = ClientLatency::new(Scenario::server_name(index));
     loop {
         let start_ns = frame * tick;
         if timeline.ended(start_ns) {
-            if let Some(w) = seen.latency.take(&seen.server) {
-                seen.keep(w);
+            if let Some(w) = own.take() {
+                keep(&stats, w);
             }
             break;
         }
@@ -342,7 +325,7 @@ async fn server(
             let now = Instant::now();
             let due = held.partition_point(|a| a.0 <= now);
             for (_, m) in held.drain(..due) {
-                sent += u64::from(ack(&m, &mut seen).await);
+                sent += u64::from(ack(&m, &mut own, &stats).await);
             }
             if busy >= frame_end {
                 break;
@@ -372,7 +355,7 @@ async fn server(
             if effects.ack_loss > 0.0 && rng.random_bool(effects.ack_loss) {
                 dropped += 1; // never acked: the server redelivers after ack_wait
             } else if ack_at <= Instant::now() {
-                sent += u64::from(ack(&m, &mut seen).await);
+                sent += u64::from(ack(&m, &mut own, &stats).await);
             } else {
                 let at = held.partition_point(|a| a.0 <= ack_at);
                 held.insert(at, (ack_at, m));
@@ -380,7 +363,7 @@ async fn server(
         }
         for (at, m) in held {
             sleep_until(at).await;
-            sent += u64::from(ack(&m, &mut seen).await);
+            sent += u64::from(ack(&m, &mut own, &stats).await);
         }
         {
             let mut st = lock(&stats);

@@ -111,18 +111,27 @@ pub const MAX_CLIENT_WINDOWS: usize = 200_000;
 pub const STALL_NS: u64 = 4_000_000;
 
 /// One server's acks of the current second, folded into a [`ClientWindow`] when it ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientLatency {
+    server: String,
     second: i64,
     e2e_ns: Vec<u64>,
 }
 
 impl ClientLatency {
+    pub fn new(server: String) -> Self {
+        Self {
+            server,
+            second: 0,
+            e2e_ns: Vec::new(),
+        }
+    }
+
     /// Records an ack sent at `now_ns` of a message stored at `stored_ns` (Unix nanoseconds);
     /// returns the previous second's window when `now_ns` begins a new one.
-    pub fn record(&mut self, server: &str, stored_ns: i64, now_ns: i64) -> Option<ClientWindow> {
+    pub fn record(&mut self, stored_ns: i64, now_ns: i64) -> Option<ClientWindow> {
         let second = now_ns.div_euclid(1_000_000_000);
-        let done = (second != self.second).then(|| self.take(server)).flatten();
+        let done = (second != self.second).then(|| self.take()).flatten();
         self.second = second;
         if self.e2e_ns.len() < MAX_ACKS_PER_SECOND {
             self.e2e_ns
@@ -132,7 +141,7 @@ impl ClientLatency {
     }
 
     /// The window of the second so far, if it had any acks.
-    pub fn take(&mut self, server: &str) -> Option<ClientWindow> {
+    pub fn take(&mut self) -> Option<ClientWindow> {
         if self.e2e_ns.is_empty() {
             return None;
         }
@@ -140,7 +149,7 @@ impl ClientLatency {
         let p99 = crate::aggregate::rebin::quantile(&mut self.e2e_ns, 0.99);
         self.e2e_ns.clear();
         Some(ClientWindow {
-            server: server.to_string(),
+            server: self.server.clone(),
             start_ns: self.second * 1_000_000_000,
             e2e_p99_us: p99 as f64 / 1_000.0,
             acks,
@@ -258,22 +267,22 @@ mod tests {
 
     #[test]
     fn client_latency_closes_a_window_per_second() {
-        let mut c = ClientLatency::default();
+        let mut c = ClientLatency::new("srv-1".into());
         let s = 1_000_000_000i64;
         // 100 acks in second 7: latencies 1..=100 ms.
         for i in 1..=100 {
-            assert_eq!(c.record("srv-1", 7 * s - i * 1_000_000, 7 * s + 5), None);
+            assert_eq!(c.record(7 * s - i * 1_000_000, 7 * s + 5), None);
         }
-        let w = c.record("srv-1", 8 * s - 2_000_000, 8 * s + 1).unwrap();
+        let w = c.record(8 * s - 2_000_000, 8 * s + 1).unwrap();
         assert_eq!(w.server, "srv-1");
         assert_eq!(w.start_ns, 7 * s);
         assert_eq!(w.acks, 100);
         assert!((w.e2e_p99_us - 99_000.005).abs() < 0.01, "{}", w.e2e_p99_us);
         // A stored time after the ack (clocks apart) counts as 0, not as a huge latency.
-        c.record("srv-1", 8 * s + 10_000_000, 8 * s + 2);
-        let w = c.take("srv-1").unwrap();
+        c.record(8 * s + 10_000_000, 8 * s + 2);
+        let w = c.take().unwrap();
         assert_eq!((w.start_ns, w.acks), (8 * s, 2));
         assert!((w.e2e_p99_us - 2_000.001).abs() < 0.01, "{}", w.e2e_p99_us);
-        assert_eq!(c.take("srv-1"), None);
+        assert_eq!(c.take(), None);
     }
 }
