@@ -416,46 +416,44 @@ impl Tallies {
     }
 
     fn get(&self, d: Dimension) -> (usize, usize) {
-        let (v, i) = self.of(d);
-        v.get(i).copied().unwrap_or((0, 0))
+        let (k, i) = position(d);
+        self.dimension(k).get(i).copied().unwrap_or((0, 0))
     }
 
-    /// The tallies of `d`'s dimension and `d`'s index in them.
-    fn of(&self, d: Dimension) -> (&[(usize, usize)], usize) {
-        let (v, i) = match d {
-            Dimension::Consumer(id) => (&self.consumers, id),
-            Dimension::Subject(sym) => (&self.subjects, sym.0),
-            Dimension::Label(k, sym) => (&self.labels[k], sym.0),
-        };
-        (v, i as usize)
+    /// The tallies of dimension `k` (in [`position`]'s order).
+    fn dimension(&self, k: usize) -> &[(usize, usize)] {
+        match k {
+            0 => &self.consumers,
+            1 => &self.subjects,
+            _ => &self.labels[k - 2],
+        }
     }
 
-    /// Per dimension (consumers, subjects, then each label), the slow rates (slow / all) of
-    /// its values, sorted.
+    /// Per dimension (in [`position`]'s order), the slow rates (slow / all) of its values,
+    /// sorted.
     fn sorted_rates(&self) -> Vec<Vec<f64>> {
-        let rates = |v: &[(usize, usize)]| {
-            let mut r: Vec<f64> = v
-                .iter()
-                .filter(|c| c.1 > 0)
-                .map(|c| c.0 as f64 / c.1 as f64)
-                .collect();
-            r.sort_unstable_by(f64::total_cmp);
-            r
-        };
-        [&self.consumers, &self.subjects]
-            .into_iter()
-            .chain(self.labels.iter())
-            .map(|v| rates(v))
+        (0..2 + MAX_LABELS)
+            .map(|k| {
+                let mut r: Vec<f64> = self
+                    .dimension(k)
+                    .iter()
+                    .filter(|c| c.1 > 0)
+                    .map(|c| c.0 as f64 / c.1 as f64)
+                    .collect();
+                r.sort_unstable_by(f64::total_cmp);
+                r
+            })
             .collect()
     }
 }
 
-/// The index of `d`'s dimension in [`Tallies::sorted_rates`].
-fn dimension_index(d: Dimension) -> usize {
+/// Where a dimension value's tally is: its dimension (consumers, subjects, then each label)
+/// and its index there.
+fn position(d: Dimension) -> (usize, usize) {
     match d {
-        Dimension::Consumer(_) => 0,
-        Dimension::Subject(_) => 1,
-        Dimension::Label(k, _) => 2 + k,
+        Dimension::Consumer(id) => (0, id as usize),
+        Dimension::Subject(sym) => (1, sym.0 as usize),
+        Dimension::Label(k, sym) => (2 + k, sym.0 as usize),
     }
 }
 
@@ -534,7 +532,7 @@ fn hot_spot(e: &Evidence, threshold: u64) -> Cause {
         .filter(|(d, (n, _))| *n > 0 && own.as_ref().is_none_or(|own| own.get(*d).1 > 0))
         .map(|(d, (n, all))| {
             let rate = n as f64 / all as f64;
-            let others = median_of_others(&rates[dimension_index(d)], rate);
+            let others = median_of_others(&rates[position(d).0], rate);
             let (lift, confidence) = score(rate, others);
             (d, n, all, rate, others, lift, confidence)
         })
