@@ -692,16 +692,22 @@ mod tests {
         T0 + 300 * FRAME
     }
 
+    /// A spike in which consumer 2's acks (traced `[7; 16]`) are held back `by_ms` into the
+    /// frame (healthy acks come 4–4.6 ms in), each `latency_ms` late.
+    fn consumer_2_held_back(by_ms: u64, latency_ms: u64) -> Vec<RingRow> {
+        let mut spike = healthy(spike_start(), 60);
+        for r in spike.iter_mut().filter(|r| r.consumer == 2) {
+            r.acked_ns += (by_ms * MS) as i64;
+            r.ack_latency_ns = Some(latency_ms * MS);
+            r.trace_id = Some(TraceId([7; 16]));
+        }
+        spike
+    }
+
     #[test]
     fn preempted_acks_point_at_thread_preemption() {
         // Consumer 2's acks are pushed to 13-14 ms of the frame, 10 ms late.
-        let mut spike = healthy(spike_start(), 60);
-        for r in spike.iter_mut().filter(|r| r.consumer == 2) {
-            r.acked_ns += 9 * MS as i64;
-            r.ack_latency_ns = Some(12 * MS);
-            r.trace_id = Some(TraceId([7; 16]));
-        }
-        let causes = top(&spike, &baseline(), &[]);
+        let causes = top(&consumer_2_held_back(9, 12), &baseline(), &[]);
         assert_eq!(causes[0].cause, "thread_preemption", "{causes:#?}");
         assert!(causes[0].confidence >= 0.5);
         assert_eq!(causes[0].exemplar_trace_ids[0], TraceId([7; 16]));
@@ -711,12 +717,7 @@ mod tests {
     #[test]
     fn a_band_ending_at_the_frame_end_ends_at_the_period() {
         // Consumer 2's acks held to 14–14.6 ms: the band that holds them is 14–16 ms.
-        let mut spike = healthy(spike_start(), 60);
-        for r in spike.iter_mut().filter(|r| r.consumer == 2) {
-            r.acked_ns += 10 * MS as i64;
-            r.ack_latency_ns = Some(13 * MS);
-        }
-        let causes = top(&spike, &baseline(), &[]);
+        let causes = top(&consumer_2_held_back(10, 13), &baseline(), &[]);
         let c = causes
             .iter()
             .find(|c| c.cause == "thread_preemption")
@@ -831,16 +832,13 @@ mod tests {
 
     #[test]
     fn a_consumer_slower_than_the_others_is_a_hot_spot_of_its_own_spike() {
-        let mut all = healthy(spike_start(), 60);
-        for r in all.iter_mut().filter(|r| r.consumer == 3) {
-            r.ack_latency_ns = Some(12 * MS);
-        }
-        let causes = consumer_3_among(&all);
+        let causes = consumer_3_among(&slow_3_beside_a_backlog(0, |_| 0));
         assert_eq!(causes[0].cause, "hot_spot", "{causes:#?}");
     }
 
     /// Every consumer during a spike: consumer 3 slow (12 ms) while consumer 0 drains a
-    /// backlog of `copies` more acks for each of its own, the k-th `latency_ms(k)` late.
+    /// backlog of `copies` more acks for each of its own (none: no backlog), the k-th
+    /// `latency_ms(k)` late.
     fn slow_3_beside_a_backlog(copies: i64, latency_ms: fn(i64) -> u64) -> Vec<RingRow> {
         let mut all = healthy(spike_start(), 60);
         for r in all.iter_mut().filter(|r| r.consumer == 3) {
