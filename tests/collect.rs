@@ -44,11 +44,12 @@ both_generations!(
 /// the instant each message arrived, so nothing measured then looks late.
 async fn latencies_stay_true_while_the_collector_is_held(generation: Generation) {
     let _measuring = crate::support::CPU.lock().await;
-    let server = NatsServer::start(generation);
-    let tapped = Tapped::start(config(&server, "")).await;
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    let Srv1 {
+        _server,
+        tapped,
+        client,
+        consumer,
+    } = Srv1::start(generation).await;
     let held = tapped.collector.clone();
     let (locked, is_locked) = std::sync::mpsc::channel();
     let holder = std::thread::spawn(move || {
@@ -103,6 +104,31 @@ async fn publish(client: &async_nats::Client, server_id: &str, count: usize) {
     }
 }
 
+/// A server, the taps on it and pull consumer `srv-1` of GAME (ack wait 30 s, not sampled):
+/// what the latency tests measure.
+struct Srv1 {
+    _server: NatsServer,
+    tapped: Tapped,
+    client: async_nats::Client,
+    consumer: consumer::Consumer<consumer::pull::Config>,
+}
+
+impl Srv1 {
+    async fn start(generation: Generation) -> Self {
+        let server = NatsServer::start(generation);
+        let tapped = Tapped::start(config(&server, "")).await;
+        let client = server.client().await;
+        let stream = game_stream(&client).await;
+        let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+        Self {
+            _server: server,
+            tapped,
+            client,
+            consumer,
+        }
+    }
+}
+
 async fn pull_consumer(
     stream: &jetstream::stream::Stream,
     name: &str,
@@ -146,11 +172,12 @@ fn total_counts(tapped: &Tapped) -> Counts {
 
 async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
     let _measuring = crate::support::CPU.lock().await;
-    let server = NatsServer::start(generation);
-    let tapped = Tapped::start(config(&server, "")).await;
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    let Srv1 {
+        _server,
+        tapped,
+        client,
+        consumer,
+    } = Srv1::start(generation).await;
     publish(&client, "srv-1", 20).await;
 
     // The game server: takes each message, works 20 ms, acks. It times itself.
