@@ -510,7 +510,7 @@ fn main() {
     let file = arg(&args, "--scenario", "");
     let spikes = arg(&args, "--spikes", "");
     // The runs: a scenario file once through, or the built-in suite once per seed.
-    let runs: Vec<RawScenario> = if file.is_empty() {
+    let mut runs: Vec<RawScenario> = if file.is_empty() {
         seeds
             .iter()
             .map(|&seed| RawScenario::from_toml(&scenario(seed, servers, scale)).unwrap())
@@ -525,19 +525,18 @@ fn main() {
     let binary = std::env::var_os("ACKSCOPE_NATS_SERVER_CURRENT")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
-    let mut results = Vec::new();
-    for raw in runs {
-        let (truth, found) = run(&runtime, &binary, raw, &spikes);
-        print_fleet(&truth);
-        results.push((truth, found));
-    }
     if healthy_minutes > 0 {
         let seed = seeds.first().copied().unwrap_or(1) + 1_000;
-        let raw = RawScenario::from_toml(&healthy(seed, servers, healthy_minutes)).unwrap();
-        let (truth, found) = run(&runtime, &binary, raw, &spikes);
-        print_fleet(&truth);
-        results.push((truth, found));
+        runs.push(RawScenario::from_toml(&healthy(seed, servers, healthy_minutes)).unwrap());
     }
+    let results: Vec<_> = runs
+        .into_iter()
+        .map(|raw| {
+            let (truth, found) = run(&runtime, &binary, raw, &spikes);
+            print_fleet(&truth);
+            (truth, found)
+        })
+        .collect();
     let runs = if file.is_empty() {
         format!(
             "seeds {seeds:?}, {servers} servers, scale {scale}, healthy run {healthy_minutes} min"
