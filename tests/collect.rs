@@ -43,14 +43,8 @@ both_generations!(
 /// A report or a spike analysis can hold the collector for a while; the taps read on and keep
 /// the instant each message arrived, so nothing measured then looks late.
 async fn latencies_stay_true_while_the_collector_is_held(generation: Generation) {
-    let _measuring = crate::support::CPU.lock().await;
-    let Srv1 {
-        _server,
-        tapped,
-        client,
-        consumer,
-    } = Srv1::start(generation).await;
-    let held = tapped.collector.clone();
+    let srv1 = Srv1::start(generation).await;
+    let held = srv1.tapped.collector.clone();
     let (locked, is_locked) = std::sync::mpsc::channel();
     let holder = std::thread::spawn(move || {
         let _c = held.lock().unwrap();
@@ -59,20 +53,21 @@ async fn latencies_stay_true_while_the_collector_is_held(generation: Generation)
     });
     is_locked.recv().unwrap();
     let start = Instant::now();
-    publish(&client, "srv-1", 20).await;
+    publish(&srv1.client, "srv-1", 20).await;
     for _ in 0..20 {
-        next_message(&consumer).await.ack().await.unwrap();
+        next_message(&srv1.consumer).await.ack().await.unwrap();
     }
     assert!(
         start.elapsed() < Duration::from_millis(500),
         "the traffic ran while the collector was held"
     );
     holder.join().unwrap();
-    let counters = tapped
+    let counters = srv1
+        .tapped
         .wait_for("20 joined samples", |c| c.samples_joined >= 20)
         .await;
     assert_eq!(counters.tap_backlog_overflow, 0);
-    tapped.with(|c| {
+    srv1.tapped.with(|c| {
         for row in c.aggregator().ring().iter() {
             // Stored → acked takes a few ms here; the collector was held 600 ms.
             let e2e = row.e2e_latency_ns.unwrap();
@@ -105,8 +100,9 @@ async fn publish(client: &async_nats::Client, server_id: &str, count: usize) {
 }
 
 /// A server, the taps on it and pull consumer `srv-1` of GAME (ack wait 30 s, not sampled):
-/// what the latency tests measure.
+/// what the latency tests measure, with the machine's CPU to themselves.
 struct Srv1 {
+    _measuring: tokio::sync::MutexGuard<'static, ()>,
     _server: NatsServer,
     tapped: Tapped,
     client: async_nats::Client,
@@ -115,12 +111,14 @@ struct Srv1 {
 
 impl Srv1 {
     async fn start(generation: Generation) -> Self {
+        let measuring = crate::support::CPU.lock().await;
         let server = NatsServer::start(generation);
         let tapped = Tapped::start(config(&server, "")).await;
         let client = server.client().await;
         let stream = game_stream(&client).await;
         let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
         Self {
+            _measuring: measuring,
             _server: server,
             tapped,
             client,
@@ -171,20 +169,14 @@ fn total_counts(tapped: &Tapped) -> Counts {
 }
 
 async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
-    let _measuring = crate::support::CPU.lock().await;
-    let Srv1 {
-        _server,
-        tapped,
-        client,
-        consumer,
-    } = Srv1::start(generation).await;
-    publish(&client, "srv-1", 20).await;
+    let srv1 = Srv1::start(generation).await;
+    publish(&srv1.client, "srv-1", 20).await;
 
     // The game server: takes each message, works 20 ms, acks. It times itself.
     let mut own_latency = HashMap::new();
     let mut seen = 0;
     while seen < 20 {
-        let msg = next_message(&consumer).await;
+        let msg = next_message(&srv1.consumer).await;
         let received = Instant::now();
         assert_eq!(reply_tokens(&msg), expected_tokens(generation));
         let trace = msg
@@ -202,14 +194,15 @@ async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
         seen += 1;
     }
     assert_eq!(seen, 20);
-    let counters = tapped
+    let counters = srv1
+        .tapped
         .wait_for("20 joined samples", |c| c.samples_joined >= 20)
         .await;
     assert_eq!(counters.ack_subject_errors, 0);
     assert_eq!(counters.unmatched_acks, 0);
     assert_eq!(counters.trace_id_invalid, 0);
 
-    tapped.with(|c| {
+    srv1.tapped.with(|c| {
         let rows: Vec<_> = c.aggregator().ring().iter().collect();
         assert_eq!(rows.len(), 20);
         // ackscope's delivery → ack latency against the consumer's own clock (receipt → ack sent).
@@ -255,7 +248,7 @@ async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
             assert_eq!(c.names().consumer_names(row.consumer), ("GAME", "srv-1"));
         }
     });
-    tapped.stop().await;
+    srv1.tapped.stop().await;
 }
 
 async fn push_consumer_deliveries_are_joined(generation: Generation) {
