@@ -20,6 +20,17 @@
 //!   advancing as they would, as fast as it can, and reports this process's resident memory
 //!   after every simulated minute.
 //!
+//! `cargo bench --bench loopback -- accuracy [--messages N] [--work-ms W] [--consumer process|task]`
+//!   How far ackscope's delivery → ack latency is from the consuming client's own clock. A pull
+//!   consumer fetches N stored messages one at a time, works W ms on each, acks it and times
+//!   itself (receipt → ack handed to its client); the collector taps the same traffic. The
+//!   consumer runs as its own process (this binary again), as a game server would, or with
+//!   `--consumer task` on this process's runtime, as the integration test runs it. Reports the
+//!   differences (ackscope minus the client) beside the client's own round trip to the server
+//!   measured in the same run: a tap sees an ack only after it has gone client → server →
+//!   ackscope, while it sees the delivery about when the client does, so about one round trip
+//!   is the least difference any tap can have. Both server generations when both are installed.
+//!
 //! The server is `NATS_SERVER_BIN`, `ACKSCOPE_NATS_SERVER_CURRENT`, or `nats-server` on PATH.
 
 use std::path::PathBuf;
@@ -33,6 +44,7 @@ use async_nats::{Client, ConnectOptions, Event, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use ackscope::aggregate::ring::RingRow;
 use ackscope::collect::core::Collector;
 use ackscope::collect::taps::{self, Taps};
 use ackscope::config::RawConfig;
@@ -69,8 +81,12 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("soak") => runtime.block_on(soak(&args)),
         Some("core-soak") => core_soak(&args),
+        Some("accuracy") => runtime.block_on(accuracy(&args)),
+        Some("accuracy-consumer") => runtime.block_on(accuracy_consumer(&args)),
         Some("throughput") | None => runtime.block_on(throughput(&args)),
-        Some(other) => panic!("unknown mode {other:?}: use throughput or soak"),
+        Some(other) => {
+            panic!("unknown mode {other:?}: use throughput, soak, core-soak or accuracy")
+        }
     }
 }
 
@@ -562,4 +578,274 @@ fn core_soak(args: &[String]) {
         (last as f64 - half as f64) / 1024.0,
         (minutes * 60 * rate) as f64 / started.elapsed().as_secs_f64()
     );
+}
+
+/// The median of `v` (sorted in place).
+fn median_of(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// What the consuming client measured of one message.
+struct OwnTiming {
+    /// The trace id, in hex.
+    trace: String,
+    /// Receipt → before the ack, and → after the ack, in ns on the client's monotonic clock.
+    before_ns: u64,
+    after_ns: u64,
+    /// Receipt, and halfway through the ack call, on the wall clock (the tap's other clock).
+    received_wall_ns: i64,
+    acked_wall_ns: i64,
+}
+
+impl OwnTiming {
+    fn own_latency_ns(&self) -> f64 {
+        (self.before_ns + self.after_ns) as f64 / 2.0
+    }
+}
+
+fn wall_ns() -> i64 {
+    taps::seen_now().wall_ns
+}
+
+/// The game server of the accuracy run: fetches one message at a time, works `work`, acks,
+/// times itself. Returns its timings and the median of 50 round trips through the server (a
+/// message to a subject the client itself subscribes to: the path of an ack to the tap).
+async fn time_own_acks(url: &str, count: u64, work: Duration) -> (Vec<OwnTiming>, f64) {
+    let client = async_nats::connect(url).await.expect("connect");
+    let echo = client.new_inbox();
+    let mut echoes = client.subscribe(echo.clone()).await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let mut rtts = Vec::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        client
+            .publish(echo.clone(), "ping".into())
+            .await
+            .expect("publish");
+        echoes.next().await.expect("echo");
+        rtts.push(start.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let consumer: PullConsumer = jetstream::new(client.clone())
+        .get_stream("ACC")
+        .await
+        .expect("stream ACC")
+        .get_consumer("acc")
+        .await
+        .expect("consumer acc");
+    let mut own = Vec::new();
+    for _ in 0..count {
+        let msg = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .expect("fetch")
+            .next()
+            .await
+            .expect("a message before the fetch expires")
+            .expect("a message");
+        let received = Instant::now();
+        let received_wall_ns = wall_ns();
+        let trace = msg
+            .headers
+            .as_ref()
+            .unwrap()
+            .get("traceparent")
+            .unwrap()
+            .to_string();
+        tokio::time::sleep(work).await;
+        let before_ns = received.elapsed().as_nanos() as u64;
+        let wall_before = wall_ns();
+        msg.ack().await.expect("ack");
+        let after_ns = received.elapsed().as_nanos() as u64;
+        own.push(OwnTiming {
+            trace: trace[3..35].to_string(),
+            before_ns,
+            after_ns,
+            received_wall_ns,
+            acked_wall_ns: (wall_before + wall_ns()) / 2,
+        });
+    }
+    client.flush().await.expect("flush");
+    (own, median_of(&mut rtts))
+}
+
+/// `accuracy-consumer URL COUNT WORK_MS`: [`time_own_acks`] as a process of its own; prints
+/// `rtt <ms>` and one line of [`OwnTiming`]'s fields per message.
+async fn accuracy_consumer(args: &[String]) {
+    let (url, count, work_ms) = (&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
+    let (own, rtt) = time_own_acks(url, count, Duration::from_millis(work_ms)).await;
+    println!("rtt {rtt}");
+    for t in own {
+        println!(
+            "{} {} {} {} {}",
+            t.trace, t.before_ns, t.after_ns, t.received_wall_ns, t.acked_wall_ns
+        );
+    }
+}
+
+async fn accuracy(args: &[String]) {
+    let messages: u64 = arg(args, "--messages", 200);
+    let work_ms: u64 = arg(args, "--work-ms", 20);
+    let in_process = arg(args, "--consumer", "process".to_string()) == "task";
+    let generations = [
+        ("2.9", "ACKSCOPE_NATS_SERVER_LEGACY", ""),
+        (
+            "2.15",
+            "ACKSCOPE_NATS_SERVER_CURRENT",
+            "feature_flags { js_ack_fc_v2: true }",
+        ),
+    ];
+    println!(
+        "accuracy: {messages} messages, {work_ms} ms of work each, consumer in {}, {} build",
+        if in_process {
+            "this process's runtime"
+        } else {
+            "its own process"
+        },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    for (generation, var, flags) in generations {
+        let Some(binary) = std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_file())
+        else {
+            println!("nats-server {generation}: {var} not set, skipped");
+            continue;
+        };
+        let server = NatsServer::start(&binary, flags).expect("nats-server");
+        let url = server.url();
+        let receiver = Receiver::collector(&url).await;
+        let client = async_nats::connect(&url).await.unwrap();
+        // A bare subscriber beside the taps: when each ack reaches a client that does nothing
+        // else, keyed by stream sequence.
+        let bare_acks = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let mut acks = client.subscribe("$JS.ACK.>").await.unwrap();
+        let bare = {
+            let bare_acks = bare_acks.clone();
+            tokio::spawn(async move {
+                while let Some(m) = acks.next().await {
+                    let at = wall_ns();
+                    if let Ok(a) = ackscope::collect::acks::parse_ack_subject(&m.subject) {
+                        bare_acks.lock().unwrap().insert(a.stream_seq, at);
+                    }
+                }
+            })
+        };
+        let js = jetstream::new(client.clone());
+        let acc = stream(&js, "ACC", "acc", false).await;
+        acc.create_consumer(consumer::pull::Config {
+            durable_name: Some("acc".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .expect("create consumer");
+        for i in 0..messages {
+            js.publish_with_headers("acc.m", headers(i), Bytes::from_static(b"tick"))
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let (own, rtt) = if in_process {
+            time_own_acks(&url, messages, Duration::from_millis(work_ms)).await
+        } else {
+            let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "accuracy-consumer",
+                    &url,
+                    &messages.to_string(),
+                    &work_ms.to_string(),
+                ])
+                .stderr(Stdio::inherit())
+                .output()
+                .await
+                .expect("the consumer process runs");
+            assert!(out.status.success(), "consumer process: {}", out.status);
+            let text = String::from_utf8(out.stdout).unwrap();
+            let mut lines = text.lines();
+            let rtt = lines
+                .next()
+                .unwrap()
+                .strip_prefix("rtt ")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let own = lines
+                .map(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    OwnTiming {
+                        trace: f[0].to_string(),
+                        before_ns: f[1].parse().unwrap(),
+                        after_ns: f[2].parse().unwrap(),
+                        received_wall_ns: f[3].parse().unwrap(),
+                        acked_wall_ns: f[4].parse().unwrap(),
+                    }
+                })
+                .collect();
+            (own, rtt)
+        };
+        let Receiver::Collector { collector, .. } = &receiver else {
+            unreachable!()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while taps::lock(collector).counters().samples_joined < messages
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rows: std::collections::HashMap<String, RingRow> = taps::lock(collector)
+            .aggregator()
+            .ring()
+            .iter()
+            .filter_map(|r| Some((r.trace_id?.to_string(), r)))
+            .collect();
+        bare.abort();
+        let bare_acks = bare_acks.lock().unwrap().clone();
+        let (mut diffs, mut delivery_lag, mut ack_lag) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut to_bare, mut bare_to_tap) = (Vec::new(), Vec::new());
+        for t in &own {
+            let Some(r) = rows.get(&t.trace) else {
+                continue;
+            };
+            let (Some(latency), Some(delivered)) = (r.ack_latency_ns, r.delivered_ns) else {
+                continue;
+            };
+            diffs.push((latency as f64 - t.own_latency_ns()) / 1e6);
+            delivery_lag.push((delivered - t.received_wall_ns) as f64 / 1e6);
+            ack_lag.push((r.acked_ns - t.acked_wall_ns) as f64 / 1e6);
+            if let Some(&at) = bare_acks.get(&r.stream_seq) {
+                to_bare.push((at - t.acked_wall_ns) as f64 / 1e6);
+                bare_to_tap.push((r.acked_ns - at) as f64 / 1e6);
+            }
+        }
+        let n = diffs.len();
+        let median = median_of(&mut diffs);
+        println!(
+            "nats-server {generation}: {n}/{messages} joined; ackscope minus client (ms): p10 {:.3}  median {median:.3}  p90 {:.3}  max {:.3}",
+            diffs[n / 10],
+            diffs[n * 9 / 10],
+            diffs[n - 1],
+        );
+        println!(
+            "    on the wall clock (ms): tap's delivery stamp minus client receipt, median {:.3}; tap's ack stamp minus the client's ack call, median {:.3}; client → server → client round trip, median {rtt:.3}",
+            median_of(&mut delivery_lag),
+            median_of(&mut ack_lag),
+        );
+        println!(
+            "    the ack's way (ms): client's ack call → a bare subscriber, median {:.3}; bare subscriber → tap's stamp, median {:.3}",
+            median_of(&mut to_bare),
+            median_of(&mut bare_to_tap),
+        );
+        receiver.finish(0, 1.0).await;
+    }
 }
