@@ -103,6 +103,27 @@ pub async fn next_message(consumer: &jetstream::consumer::PullConsumer) -> jetst
         .expect("a message, not an error")
 }
 
+/// Reads `probe` every 20 ms until `done` holds for what it read, and returns that; fails after
+/// 10 s with the last reading.
+pub async fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    probe: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = probe();
+        if done(&read) {
+            return read;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {read:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// ackscope's taps running against a server, in the background.
 pub struct Tapped {
     pub collector: Arc<Mutex<Collector>>,
@@ -163,18 +184,7 @@ impl Tapped {
 
     /// Waits until `done` holds for the counters, or fails after 10 s.
     pub async fn wait_for(&self, what: &str, done: impl Fn(&Counters) -> bool) -> Counters {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let c = self.counters();
-            if done(&c) {
-                return c;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {c:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until(what, || self.counters(), done).await
     }
 
     pub async fn stop(mut self) {
