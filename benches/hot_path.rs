@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use ackscope::collect::acks::parse_ack_subject;
-use ackscope::collect::core::Collector;
+use ackscope::collector::Collector;
 use ackscope::config::Config;
 use ackscope::model::Seen;
 

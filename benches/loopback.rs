@@ -45,10 +45,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use ackscope::aggregate::ring::RingRow;
-use ackscope::collect::core::Collector;
-use ackscope::collect::taps::{self, Taps};
+use ackscope::collector::{Collector, lock};
 use ackscope::config::RawConfig;
+use ackscope::model::Seen;
 use ackscope::nats_server::{self, NatsServer};
+use ackscope::service::taps::{self, Taps};
 
 type PullConsumer = consumer::Consumer<consumer::pull::Config>;
 const SUB_CAPACITY: usize = 262_144;
@@ -210,7 +211,7 @@ enum Receiver {
     },
     Collector {
         collector: Arc<Mutex<Collector>>,
-        events: Arc<taps::ClientEvents>,
+        events: Arc<ackscope::telemetry::ClientEvents>,
         stop: tokio::sync::oneshot::Sender<()>,
         task: tokio::task::JoinHandle<()>,
     },
@@ -246,7 +247,7 @@ impl Receiver {
         raw.nats.subscription_capacity = SUB_CAPACITY;
         raw.taps.consumer_state = false;
         let config = raw.validate().unwrap();
-        let events = Arc::new(taps::ClientEvents::default());
+        let events = Arc::new(ackscope::telemetry::ClientEvents::default());
         let client = taps::connect(&config.nats, events.clone()).await.unwrap();
         let subs = Taps::subscribe(&client, &config.taps).await.unwrap();
         let collector = Arc::new(Mutex::new(Collector::new(config)));
@@ -272,7 +273,7 @@ impl Receiver {
         match self {
             Receiver::Bare { count, .. } => count.load(Ordering::Relaxed),
             Receiver::Collector { collector, .. } => {
-                let c = taps::lock(collector).counters();
+                let c = lock(collector).counters();
                 c.ack_messages + c.delivery_messages
             }
         }
@@ -292,7 +293,7 @@ impl Receiver {
             } => {
                 let _ = stop.send(());
                 task.await.unwrap();
-                let c = taps::lock(&collector).counters();
+                let c = lock(&collector).counters();
                 assert_eq!(c.ack_subject_errors, 0);
                 println!(
                     "            collector: {} samples joined, {} acks before their delivery, {} unmatched acks, {} expired, {} join overflow",
@@ -516,7 +517,6 @@ async fn soak(args: &[String]) {
 }
 
 fn core_soak(args: &[String]) {
-    use ackscope::model::Seen;
     let minutes: u64 = arg(args, "--minutes", 10);
     let rate: u64 = arg(args, "--rate", 50_000);
     let consumers: u64 = arg(args, "--consumers", 200);
@@ -605,7 +605,7 @@ impl OwnTiming {
 }
 
 fn wall_ns() -> i64 {
-    taps::seen_now().wall_ns
+    Seen::now().wall_ns
 }
 
 /// The game server of the accuracy run: fetches one message at a time, works `work`, acks,
@@ -798,12 +798,10 @@ async fn accuracy(args: &[String]) {
             unreachable!()
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while taps::lock(collector).counters().samples_joined < messages
-            && Instant::now() < deadline
-        {
+        while lock(collector).counters().samples_joined < messages && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let rows: std::collections::HashMap<String, RingRow> = taps::lock(collector)
+        let rows: std::collections::HashMap<String, RingRow> = lock(collector)
             .aggregator()
             .ring()
             .iter()

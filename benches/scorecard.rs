@@ -24,7 +24,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ackscope::analyze::spikes::{Spike, SpikeConfig, WindowP99, find_spikes};
+use ackscope::analyze::spikes::{Spike, WindowP99, find_spikes};
+use ackscope::config::SpikeConfig;
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
 

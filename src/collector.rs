@@ -1,24 +1,26 @@
-//! The collector core: every tap's messages go through here, in arrival order, to become
-//! samples and counted events in the [`Aggregator`].
+//! The collector: every tap's messages go through here, in arrival order, to become samples
+//! and counted events in the [`Aggregator`]. It puts together what [`crate::collect`] parses and
+//! joins and what [`crate::aggregate`] keeps.
 //!
-//! Synchronous and free of I/O: the tap loop ([`super::taps`]) hands it subjects, payloads,
-//! headers and the instant it saw them. Bad input is counted in [`Counters`] and skipped.
+//! Synchronous and free of I/O: the tap loop ([`crate::service::taps`]) hands it subjects,
+//! payloads, headers and the instant it saw them. Bad input is counted in [`Counters`] and
+//! skipped. The service owns it behind a mutex and lends it out ([`lock`]); analysis copies
+//! what it needs.
 
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use serde_json::json;
 
-use super::acks::{parse_ack_payload, parse_ack_subject};
-use super::advisories::{AdvisoryKind, parse_advisory_subject};
-use super::consumer_state::ConsumerState;
-use super::deliveries::{header_value, is_delivery};
-use super::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
-use super::metrics::parse_ack_metric;
-use super::trace::find_trace_id;
 use crate::aggregate::buckets::LatencyBuckets;
 use crate::aggregate::window::{Counts, WindowSummary};
 use crate::aggregate::{Aggregator, Event};
-use crate::analyze::report::SpikeCache;
+use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
+use crate::collect::advisories::{AdvisoryKind, parse_advisory_subject};
+use crate::collect::consumer_state::ConsumerState;
+use crate::collect::deliveries::{header_value, is_delivery};
+use crate::collect::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
+use crate::collect::metrics::parse_ack_metric;
+use crate::collect::trace::find_trace_id;
 use crate::config::Config;
 use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym, rfc3339};
 use crate::names::Names;
@@ -62,7 +64,6 @@ pub struct Collector {
     aggregator: Aggregator,
     facts: Vec<ConsumerFacts>,
     counters: Counters,
-    spike_cache: Arc<SpikeCache>,
 }
 
 impl Collector {
@@ -73,14 +74,8 @@ impl Collector {
             aggregator: Aggregator::new(config.aggregate.clone(), config.tick),
             facts: Vec::new(),
             counters: Counters::default(),
-            spike_cache: Arc::default(),
             config,
         }
-    }
-
-    /// Spikes already explained (see [`SpikeCache`]).
-    pub fn spike_cache(&self) -> Arc<SpikeCache> {
-        Arc::clone(&self.spike_cache)
     }
 
     pub fn config(&self) -> &Config {
@@ -395,6 +390,13 @@ impl Collector {
             "phase_counts": w.phase_counts,
         })
     }
+}
+
+/// Locks the collector; a panic elsewhere never loses what was collected.
+pub fn lock(collector: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
+    collector
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

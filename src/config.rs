@@ -10,11 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::analyze::spikes::SpikeConfig;
 use crate::tick::{FrameClock, PhaseOf};
 
-/// The most dimension headers a sample can carry; each is a fixed slot, so samples never allocate.
-pub const MAX_LABELS: usize = 4;
+use crate::model::MAX_LABELS;
 
 /// A configuration error. Each variant names the key it is about.
 #[derive(Debug, thiserror::Error)]
@@ -354,6 +352,47 @@ pub struct AggregateConfig {
 }
 
 /// The validated configuration the program runs on.
+/// Spike detection settings (`[spikes]`): when a window's P99 is a spike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpikeConfig {
+    /// A window spikes when its P99 exceeds `factor` × the baseline P99 …
+    pub factor: f64,
+    /// … and the baseline by at least this much …
+    pub min_margin_ns: u64,
+    /// … and by at least this many robust standard deviations (1.4826 × the median absolute
+    /// deviation of the quiet windows' P99s): a consumer whose P99 always wobbles a lot needs
+    /// a larger jump.
+    pub deviations: f64,
+    /// Or when its P99 exceeds this, whatever the baseline.
+    pub slo_ns: Option<u64>,
+    /// Windows with fewer samples are ignored.
+    pub min_samples: u64,
+    /// Quiet windows the baseline is the median of.
+    pub baseline_windows: usize,
+    /// Quiet windows needed before anything can spike (SLO breaches excepted).
+    pub warmup_windows: usize,
+    /// Spike windows this many windows apart or closer merge into one spike.
+    pub merge_gap: usize,
+    /// A spike needs at least this many windows over the threshold: one noisy window is not one.
+    pub min_windows: usize,
+}
+
+impl Default for SpikeConfig {
+    fn default() -> Self {
+        Self {
+            factor: 1.5,
+            min_margin_ns: 3_000_000,
+            deviations: 4.0,
+            slo_ns: None,
+            min_samples: 20,
+            baseline_windows: 60,
+            warmup_windows: 5,
+            merge_gap: 2,
+            min_windows: 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats: NatsConfig,

@@ -1,15 +1,20 @@
 //! ackscope: delivery → ack latency analytics for NATS JetStream game backends.
 //!
-//! The crate is a pipeline, one module per stage: [`collect`] taps acks, deliveries, server ack
-//! metrics, advisories and consumer state and joins each delivery with its ack into a
+//! The crate is a pipeline, one module per stage, each using only the stages before it
+//! (`docs/architecture.md`): [`collect`] parses what the taps see (acks, deliveries, server ack
+//! metrics, advisories, consumer state) and joins each delivery with its ack into a
 //! [`model::Sample`]; [`aggregate`] folds samples into windows, HDR histograms and a
-//! frame-phase × latency grid against the game's [`tick`]. [`config`] is the validated
-//! configuration, [`names`] the bounded name tables, [`telemetry`] ackscope's own counters.
+//! frame-phase × latency grid against the game's [`tick`]; the [`collector`] owns both and is
+//! what the taps feed; [`analyze`] finds spikes and their causes in what it is lent; [`render`]
+//! draws; [`http`] serves; [`service`] runs the NATS taps and the HTTP server. [`config`] is the
+//! validated configuration, [`names`] the bounded name tables, [`telemetry`] ackscope's own
+//! counters; [`sim`] is the game fleet simulator.
 
 pub mod aggregate;
 pub mod analyze;
 pub mod background;
 pub mod collect;
+pub mod collector;
 pub mod config;
 pub mod http;
 pub mod model;

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use ackscope::collect::core::Collector;
-use ackscope::collect::taps;
+use ackscope::collector::Collector;
 use ackscope::config::{Config, RawConfig};
+use ackscope::service::taps;
 use ackscope::sim::scenario::RawScenario;
 use ackscope::{nats_server, service, sim};
 

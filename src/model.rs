@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-use crate::config::MAX_LABELS;
+/// The most dimension headers a sample can carry; each is a fixed slot, so samples never allocate.
+pub const MAX_LABELS: usize = 4;
 
 /// Index of a (stream, consumer) pair in [`crate::names::Names`].
 pub type ConsumerId = u32;
@@ -114,6 +115,21 @@ pub struct AckSubject<'a> {
 pub struct Seen {
     pub mono_ns: u64,
     pub wall_ns: i64,
+}
+
+impl Seen {
+    /// The instant now, on both clocks.
+    pub fn now() -> Seen {
+        static ANCHOR: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let anchor = *ANCHOR.get_or_init(std::time::Instant::now);
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        Seen {
+            mono_ns: anchor.elapsed().as_nanos() as u64,
+            wall_ns: wall,
+        }
+    }
 }
 
 /// Where a sample's ack latency was measured.

@@ -3,6 +3,8 @@
 //! The collector core owns a [`Counters`] value and bumps plain fields (it is single-threaded);
 //! readers take a copy. Names follow Prometheus conventions and are stable.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
+
 use serde::Serialize;
 
 macro_rules! counters {
@@ -84,4 +86,13 @@ mod tests {
             3
         )));
     }
+}
+
+/// What the NATS client reports while it runs.
+#[derive(Debug, Default)]
+pub struct ClientEvents {
+    /// Slow-consumer events: the client dropped messages of a tap.
+    pub slow_consumers: AtomicU64,
+    /// Whether the connection is currently down.
+    pub disconnected: AtomicBool,
 }

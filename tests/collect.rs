@@ -10,8 +10,7 @@ use futures::StreamExt;
 
 use ackscope::aggregate::window::Counts;
 use ackscope::collect::acks::parse_ack_subject;
-use ackscope::collect::taps::seen_now;
-use ackscope::model::{AckKind as Kind, SampleSource};
+use ackscope::model::{AckKind as Kind, SampleSource, Seen};
 
 use crate::support::{
     Generation, NatsServer, Tapped, config, game_stream, next_message, wait_until,
@@ -197,7 +196,7 @@ async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
         let bare_acks = bare_acks.clone();
         tokio::spawn(async move {
             while let Some(m) = acks.next().await {
-                let at = seen_now().wall_ns;
+                let at = Seen::now().wall_ns;
                 let seq = parse_ack_subject(&m.subject).unwrap().stream_seq;
                 bare_acks.lock().unwrap().insert(seq, at);
             }
@@ -210,7 +209,7 @@ async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
     while seen < 20 {
         let msg = next_message(&srv1.consumer).await;
         let received = Instant::now();
-        let received_wall_ns = seen_now().wall_ns;
+        let received_wall_ns = Seen::now().wall_ns;
         assert_eq!(reply_tokens(&msg), expected_tokens(generation));
         let trace = msg
             .headers
@@ -221,14 +220,14 @@ async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
             .to_string();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let before = received.elapsed();
-        let wall_before = seen_now().wall_ns;
+        let wall_before = Seen::now().wall_ns;
         msg.ack().await.unwrap();
         let after = received.elapsed();
         let timing = OwnTiming {
             before,
             after,
             received_wall_ns,
-            acked_wall_ns: (wall_before + seen_now().wall_ns) / 2,
+            acked_wall_ns: (wall_before + Seen::now().wall_ns) / 2,
         };
         own.insert(trace[3..35].to_string(), timing);
         seen += 1;

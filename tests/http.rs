@@ -11,11 +11,11 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use ackscope::collect::core::Collector;
-use ackscope::collect::taps::{ClientEvents, seen_now};
+use ackscope::collector::Collector;
 use ackscope::config::Config;
 use ackscope::http::{AppState, Readiness, router};
 use ackscope::model::Seen;
+use ackscope::telemetry::ClientEvents;
 
 use crate::support::{Generation, NatsServer};
 
@@ -26,7 +26,7 @@ const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 /// 2% at 40 ms, all acked 15 ms into a 16 ms frame.
 fn test_state(n: u64) -> AppState {
     let mut c = Collector::new(Config::default());
-    let now = seen_now();
+    let now = Seen::now();
     let frame = 16 * MS as i64;
     // Align the first ack to phase 15 ms, a few seconds ago.
     let start = (now.wall_ns - 5_000_000_000).div_euclid(frame) * frame + 15 * MS as i64;
@@ -55,10 +55,10 @@ fn test_state(n: u64) -> AppState {
         );
         c.on_ack(&reply, None, b"+ACK", acked);
     }
-    AppState {
-        collector: Arc::new(Mutex::new(c)),
-        readiness: Arc::new(Readiness::new(Arc::new(ClientEvents::default()))),
-    }
+    AppState::new(
+        Arc::new(Mutex::new(c)),
+        Arc::new(Readiness::new(Arc::new(ClientEvents::default()))),
+    )
 }
 
 async fn get(state: &AppState, uri: &str) -> (StatusCode, String, String) {
@@ -588,7 +588,7 @@ fn tooltip_counts(html: &str, phase: &str) -> u32 {
 /// seconds 20–22, when acks are held back to 13 ms into the frame (11 ms latency).
 fn preempted_state() -> AppState {
     let mut c = Collector::new(Config::default());
-    let now = seen_now();
+    let now = Seen::now();
     let frame = 16 * MS as i64;
     let start = (now.wall_ns - 40_000_000_000).div_euclid(1_000_000_000) * 1_000_000_000;
     let mut seq = 0u64;
@@ -629,10 +629,10 @@ fn preempted_state() -> AppState {
         }
     }
     c.tick(now);
-    AppState {
-        collector: Arc::new(Mutex::new(c)),
-        readiness: Arc::new(Readiness::new(Arc::new(ClientEvents::default()))),
-    }
+    AppState::new(
+        Arc::new(Mutex::new(c)),
+        Arc::new(Readiness::new(Arc::new(ClientEvents::default()))),
+    )
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! ackscope's integration tests: one binary, real nats-server children.
 
+mod architecture;
 mod cli;
 mod collect;
 mod http;

@@ -62,7 +62,7 @@ async fn each_fault_leaves_its_signature_and_the_truth_says_so() {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let c = ackscope::collect::taps::lock(&collector);
+                let c = ackscope::collector::lock(&collector);
                 let pending = c
                     .consumers()
                     .find(|(_, _, name)| *name == "srv-5")

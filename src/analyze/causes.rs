@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
-use crate::config::MAX_LABELS;
+use crate::model::MAX_LABELS;
 use crate::model::{AckKind, ConsumerId, Sym, TraceId};
 use crate::tick::FrameClock;
 

@@ -1,8 +1,9 @@
 //! Spikes with their causes, for one consumer, a stream, or every consumer together: windows
 //! from the aggregator's history, samples from the ring, consumer state from the collector.
-
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+//!
+//! Reads the collector it is lent and returns plain values: [`find`] the spikes, then, for each,
+//! [`SpikeInputs::gather`] copies what explaining it needs and [`SpikeInputs::explain`] runs
+//! on that copy. Locking, threads and caching are the caller's.
 
 use serde_json::{Value, json};
 
@@ -11,54 +12,13 @@ use super::spikes::{Spike, WindowP99, find_spikes};
 use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
 use crate::aggregate::window::WindowSummary;
-use crate::collect::core::Collector;
-use crate::collect::taps::lock;
+use crate::collector::Collector;
 use crate::model::{ConsumerId, rfc3339};
 use crate::names::Names;
 use crate::tick::FrameClock;
 
 /// How much time before a spike serves as its baseline.
 pub const BASELINE_NS: i64 = 60_000_000_000;
-
-/// Spikes already explained, so that a dashboard reading the spikes every few seconds does not
-/// explain a finished one again: keyed by start, end, scope and latency (e2e or not); past
-/// [`SpikeCache::CAPACITY`] the earliest go first.
-#[derive(Debug, Default)]
-pub struct SpikeCache(Mutex<BTreeMap<SpikeKey, Value>>);
-
-type SpikeKey = (i64, i64, Option<ConsumerId>, bool);
-
-impl SpikeCache {
-    pub const CAPACITY: usize = 1_024;
-
-    fn get_or_insert(&self, key: SpikeKey, explain: impl FnOnce() -> Value) -> Value {
-        let cached = self.entries().get(&key).cloned();
-        cached.unwrap_or_else(|| {
-            let value = explain();
-            let mut entries = self.entries();
-            entries.insert(key, value.clone());
-            while entries.len() > Self::CAPACITY {
-                entries.pop_first();
-            }
-            value
-        })
-    }
-
-    /// Spikes explained and kept.
-    pub fn len(&self) -> usize {
-        self.entries().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<SpikeKey, Value>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
 
 /// Windowed P99s of one latency.
 fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>, latency: Latency) -> Vec<WindowP99> {
@@ -79,37 +39,9 @@ fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>, latency: Latency) 
 }
 
 /// The spikes overlapping `[from, to)` of each consumer in `ids` (all when `None`, plus the
-/// all-consumers scope), newest last, each with its ranked causes.
-///
-/// The collector is held only to find the spikes and, one spike at a time, to copy out what
-/// explaining it needs; the analysis runs without it, so the consumer-state poller and other
-/// readers are not held up, and at most one spike's samples are copied at once. The analysis
-/// runs at the lowest priority ([`crate::background`]).
-pub fn spikes(
-    collector: &Mutex<Collector>,
-    ids: Option<&[ConsumerId]>,
-    from: i64,
-    to: i64,
-) -> Vec<Value> {
-    let (found, cache) = {
-        let c = lock(collector);
-        (find(&c, ids, from, to), c.spike_cache())
-    };
-    found
-        .into_iter()
-        .map(|(scope, spike, latency)| {
-            let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
-            cache.get_or_insert(key, || {
-                let inputs = Inputs::gather(&lock(collector), scope, spike, latency);
-                crate::background::run(|| inputs.explain())
-            })
-        })
-        .collect()
-}
-
-/// The spikes of [`spikes`], oldest first, not yet explained: per scope, those of both
-/// latencies, where spikes of the two overlap the one that began first standing for both.
-fn find(
+/// all-consumers scope), oldest first, not yet explained: per scope, those of both latencies,
+/// where spikes of the two overlap the one that began first standing for both.
+pub fn find(
     c: &Collector,
     ids: Option<&[ConsumerId]>,
     from: i64,
@@ -171,8 +103,9 @@ fn usual_p99(c: &Collector, (from, to): (i64, i64), latency: Latency) -> Vec<u64
         .collect()
 }
 
-/// What explaining one spike needs, copied out of the collector.
-struct Inputs {
+/// What explaining one spike needs, copied out of the collector: [`SpikeInputs::explain`] runs
+/// on it with the collector free.
+pub struct SpikeInputs {
     scope: Option<ConsumerId>,
     spike: Spike,
     latency: Latency,
@@ -189,8 +122,13 @@ struct Inputs {
     labels: Vec<String>,
 }
 
-impl Inputs {
-    fn gather(c: &Collector, scope: Option<ConsumerId>, spike: Spike, latency: Latency) -> Self {
+impl SpikeInputs {
+    pub fn gather(
+        c: &Collector,
+        scope: Option<ConsumerId>,
+        spike: Spike,
+        latency: Latency,
+    ) -> Self {
         let spike_ns = (spike.start_ns, spike.end_ns);
         // One pass over the ring: the scope's samples during the spike and before it, and,
         // for one consumer, every consumer's during it (whether this one stands out among
@@ -246,7 +184,8 @@ impl Inputs {
         }
     }
 
-    fn explain(&self) -> Value {
+    /// The spike with its ranked causes, as the API answers it.
+    pub fn explain(&self) -> Value {
         let Self { spike, scope, .. } = *self;
         let name = |d: Dimension| match d {
             Dimension::Consumer(id) => {
@@ -301,37 +240,5 @@ impl Inputs {
                 "exemplar_trace_ids": cause.exemplar_trace_ids,
             })).collect::<Vec<_>>(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cache_explains_a_spike_once_and_keeps_the_latest() {
-        let cache = SpikeCache::default();
-        let mut explained = 0;
-        for _ in 0..3 {
-            let v = cache.get_or_insert((10, 20, Some(1), false), || {
-                explained += 1;
-                json!({"n": explained})
-            });
-            assert_eq!(v["n"], 1);
-        }
-        assert_eq!(explained, 1);
-        // The same start with a later end (the spike grew) is another spike.
-        cache.get_or_insert((10, 30, Some(1), false), || json!({}));
-        assert_eq!(cache.len(), 2);
-        for start in 0..SpikeCache::CAPACITY as i64 + 5 {
-            cache.get_or_insert((100 + start, 200, None, true), || json!({}));
-        }
-        assert_eq!(cache.len(), SpikeCache::CAPACITY);
-        let mut again = false;
-        cache.get_or_insert((10, 20, Some(1), false), || {
-            again = true;
-            json!({})
-        });
-        assert!(again, "the earliest spikes were dropped first");
     }
 }

@@ -4,46 +4,7 @@
 //! Nearby spike windows merge into one spike. Windows with too few samples neither spike nor
 //! count towards the baseline, so quiet consumers never spike on noise.
 
-/// Detection settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SpikeConfig {
-    /// A window spikes when its P99 exceeds `factor` × the baseline P99 …
-    pub factor: f64,
-    /// … and the baseline by at least this much …
-    pub min_margin_ns: u64,
-    /// … and by at least this many robust standard deviations (1.4826 × the median absolute
-    /// deviation of the quiet windows' P99s): a consumer whose P99 always wobbles a lot needs
-    /// a larger jump.
-    pub deviations: f64,
-    /// Or when its P99 exceeds this, whatever the baseline.
-    pub slo_ns: Option<u64>,
-    /// Windows with fewer samples are ignored.
-    pub min_samples: u64,
-    /// Quiet windows the baseline is the median of.
-    pub baseline_windows: usize,
-    /// Quiet windows needed before anything can spike (SLO breaches excepted).
-    pub warmup_windows: usize,
-    /// Spike windows this many windows apart or closer merge into one spike.
-    pub merge_gap: usize,
-    /// A spike needs at least this many windows over the threshold: one noisy window is not one.
-    pub min_windows: usize,
-}
-
-impl Default for SpikeConfig {
-    fn default() -> Self {
-        Self {
-            factor: 1.5,
-            min_margin_ns: 3_000_000,
-            deviations: 4.0,
-            slo_ns: None,
-            min_samples: 20,
-            baseline_windows: 60,
-            warmup_windows: 5,
-            merge_gap: 2,
-            min_windows: 3,
-        }
-    }
-}
+use crate::config::SpikeConfig;
 
 /// One window's P99, as aggregation closed it.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,15 +1,15 @@
-//! Collectors: the taps on a live NATS system and the join that turns a delivery and its ack
-//! into one sample.
+//! What each tap's messages mean, and the join that turns a delivery and its ack into one
+//! sample.
 //!
-//! Parsers ([`acks`], [`trace`], [`metrics`], [`advisories`], [`deliveries`]) are pure; the join
-//! ([`join`]) and the core ([`core`]) are synchronous; only [`taps`] touches the network.
+//! One parser per tap ([`acks`], [`deliveries`] with [`trace`], [`metrics`], [`advisories`],
+//! [`consumer_state`]), pure; the join ([`join`]) is synchronous. No I/O here: the NATS
+//! subscriptions are [`crate::service::taps`], and the [`crate::collector`] puts parsers, join
+//! and aggregation together.
 
 pub mod acks;
 pub mod advisories;
 pub mod consumer_state;
-pub mod core;
 pub mod deliveries;
 pub mod join;
 pub mod metrics;
-pub mod taps;
 pub mod trace;

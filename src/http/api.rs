@@ -12,9 +12,9 @@ use crate::aggregate::histogram::LatencyHistogram;
 use crate::aggregate::rebin::{self, Latency, quantile};
 use crate::aggregate::window::Counts;
 use crate::analyze;
-use crate::collect::core::Collector;
-use crate::collect::taps::{lock, seen_now};
-use crate::model::{ConsumerId, rfc3339};
+use crate::collector::Collector;
+use crate::collector::lock;
+use crate::model::{ConsumerId, Seen, rfc3339};
 use crate::render::heatmap::format_latency;
 
 /// The span `/api/v1/consumers` takes its rates and percentiles over.
@@ -43,7 +43,7 @@ pub async fn consumers(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = seen_now().wall_ns;
+    let now = Seen::now().wall_ns;
     Params::parse(&query, &[], now)?;
     with_collector(&state, move |c| Ok(Json(consumer_list(c, now)))).await
 }
@@ -97,15 +97,19 @@ pub async fn spikes(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = seen_now().wall_ns;
+    let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let collector = state.collector.clone();
+    let AppState {
+        collector,
+        spike_cache,
+        ..
+    } = state;
     on_blocking_pool(move || {
         let (ids, (from, to)) = {
             let c = lock(&collector);
             (params.consumers(&c)?, params.range(&c, now))
         };
-        let spikes = analyze::report::spikes(&collector, ids.as_deref(), from, to);
+        let spikes = super::spikes::spikes(&collector, &spike_cache, ids.as_deref(), from, to);
         Ok(Json(Value::Array(spikes)))
     })
     .await
@@ -116,9 +120,13 @@ pub async fn report(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let now = seen_now().wall_ns;
+    let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let collector = state.collector.clone();
+    let AppState {
+        collector,
+        spike_cache,
+        ..
+    } = state;
     on_blocking_pool(move || {
         let (mut report, ids, (from, to)) = {
             let c = lock(&collector);
@@ -127,8 +135,9 @@ pub async fn report(
             (build_report(&c, &params, ids.as_deref(), range), ids, range)
         };
         // Spikes last, with the collector let go: explaining them takes it only to copy.
-        report["spikes"] = Value::Array(analyze::report::spikes(
+        report["spikes"] = Value::Array(super::spikes::spikes(
             &collector,
+            &spike_cache,
             ids.as_deref(),
             from,
             to,

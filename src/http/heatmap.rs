@@ -12,7 +12,7 @@ use super::params::{MAX_BINS, PICTURE_PARAMS, Params, RANGE_PARAMS, range_warnin
 use super::{ApiError, AppState};
 use crate::aggregate::phase_grid::LatencyAxis;
 use crate::aggregate::rebin;
-use crate::collect::taps::seen_now;
+use crate::model::Seen;
 use crate::model::rfc3339;
 use crate::render::heatmap::{ColorScale, HeatmapStyle, XAxis, format_latency, render_heatmap};
 
@@ -41,7 +41,7 @@ async fn heatmap(
     Query(query): Query<HashMap<String, String>>,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    let now = seen_now().wall_ns;
+    let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS, PICTURE_PARAMS], now)?;
     let svg = with_collector(&state, move |c| {
         let ids = params.consumers(c)?;

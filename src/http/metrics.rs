@@ -5,7 +5,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::AppState;
-use crate::collect::taps::lock;
+use crate::collector::lock;
 use crate::render::prometheus::{ConsumerMetrics, MetricsSnapshot, render_metrics};
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

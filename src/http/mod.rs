@@ -8,6 +8,7 @@ mod heatmap;
 mod metrics;
 mod pages;
 mod params;
+pub mod spikes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,8 @@ use axum::routing::get;
 
 pub use error::ApiError;
 
-use crate::collect::core::Collector;
-use crate::collect::taps::ClientEvents;
+use crate::collector::Collector;
+use crate::telemetry::ClientEvents;
 
 /// Whether the service is ready: NATS connected and every tap subscribed.
 #[derive(Debug, Default)]
@@ -61,6 +62,18 @@ impl Readiness {
 pub struct AppState {
     pub collector: Arc<Mutex<Collector>>,
     pub readiness: Arc<Readiness>,
+    /// Spikes already explained.
+    pub spike_cache: Arc<spikes::SpikeCache>,
+}
+
+impl AppState {
+    pub fn new(collector: Arc<Mutex<Collector>>, readiness: Arc<Readiness>) -> Self {
+        Self {
+            collector,
+            readiness,
+            spike_cache: Arc::default(),
+        }
+    }
 }
 
 /// Every route of the contract.

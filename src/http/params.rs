@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::aggregate::rebin::{self, Filter, Latency};
-use crate::collect::core::Collector;
+use crate::collector::Collector;
 use crate::config::{duration_ns, parse_duration};
 use crate::model::ConsumerId;
 use crate::render::heatmap::ColorScale;

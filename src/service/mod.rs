@@ -5,10 +5,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crate::aggregate::window::WindowSummary;
-use crate::collect::core::Collector;
-use crate::collect::taps::{self, ClientEvents, Taps};
+use crate::collector::Collector;
 use crate::config::Config;
 use crate::http::{AppState, Readiness, router};
+use crate::telemetry::ClientEvents;
+use taps::Taps;
+
+pub mod taps;
 
 /// Why the service stopped or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +71,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let events = Arc::new(ClientEvents::default());
     let readiness = Arc::new(Readiness::new(events.clone()));
     let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
-    let state = AppState {
-        collector: collector.clone(),
-        readiness: readiness.clone(),
-    };
+    let state = AppState::new(collector.clone(), readiness.clone());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(listener, router(state))

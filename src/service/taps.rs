@@ -8,21 +8,22 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event, Message};
 use futures::FutureExt;
 use futures::stream::{self, BoxStream, SelectAll, StreamExt};
 
-use super::advisories::ADVISORY_SUBJECT;
-use super::consumer_state::ConsumerState;
-use super::core::Collector;
-use super::metrics::METRIC_SUBJECT;
 use crate::aggregate::window::WindowSummary;
+use crate::collect::advisories::ADVISORY_SUBJECT;
+use crate::collect::consumer_state::ConsumerState;
+use crate::collect::metrics::METRIC_SUBJECT;
+use crate::collector::{Collector, lock};
 use crate::config::{Config, NatsConfig, TapsConfig};
 use crate::model::Seen;
+use crate::telemetry::ClientEvents;
 
 /// Subject of every ack.
 pub const ACK_SUBJECT: &str = "$JS.ACK.>";
@@ -47,28 +48,6 @@ pub enum Error {
     },
     #[error("NATS did not confirm the subscriptions: {0}")]
     Flush(#[from] async_nats::client::FlushError),
-}
-
-/// The instant now, on both clocks.
-pub fn seen_now() -> Seen {
-    static ANCHOR: OnceLock<Instant> = OnceLock::new();
-    let anchor = *ANCHOR.get_or_init(Instant::now);
-    let wall = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    Seen {
-        mono_ns: anchor.elapsed().as_nanos() as u64,
-        wall_ns: wall,
-    }
-}
-
-/// What the NATS client reports while it runs.
-#[derive(Debug, Default)]
-pub struct ClientEvents {
-    /// Slow-consumer events: the client dropped messages of a tap.
-    pub slow_consumers: AtomicU64,
-    /// Whether the connection is currently down.
-    pub disconnected: AtomicBool,
 }
 
 /// Connects ackscope's taps with the configured options, on ackscope's own inbox prefix;
@@ -241,7 +220,7 @@ impl Backlog {
         if self.waiting.len() >= BACKLOG_CAPACITY {
             self.dropped += 1;
         } else {
-            self.waiting.push_back((tap, m, seen_now()));
+            self.waiting.push_back((tap, m, Seen::now()));
         }
     }
 
@@ -263,9 +242,9 @@ impl Taps {
     fn drain_ready(&mut self, c: &mut Collector) {
         for _ in 0..DRAIN_BATCH {
             if let Some(Some(m)) = self.deliveries.next().now_or_never() {
-                apply(c, Tap::Delivery, &m, seen_now());
+                apply(c, Tap::Delivery, &m, Seen::now());
             } else if let Some(Some(m)) = self.acks.next().now_or_never() {
-                apply(c, Tap::Ack, &m, seen_now());
+                apply(c, Tap::Ack, &m, Seen::now());
             } else {
                 return;
             }
@@ -308,7 +287,7 @@ pub async fn run(
         backlog.flush(&mut c);
         if ticked {
             c.set_slow_consumer_events(events.slow_consumers.load(Ordering::Relaxed));
-            c.tick(seen_now());
+            c.tick(Seen::now());
             for w in c.take_closed() {
                 on_closed(&c, w);
             }
@@ -326,13 +305,6 @@ fn try_lock(collector: &Mutex<Collector>) -> Option<std::sync::MutexGuard<'_, Co
         Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
         Err(std::sync::TryLockError::WouldBlock) => None,
     }
-}
-
-/// Locks the collector; a panic elsewhere never loses what was collected.
-pub fn lock(collector: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
-    collector
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Polls consumer info for every consumer seen (and the configured ones) every `interval`.
@@ -358,7 +330,7 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
             let mut c = lock(&collector);
             match info {
                 Ok(info) => {
-                    let state = ConsumerState::from_info(&info, seen_now().wall_ns);
+                    let state = ConsumerState::from_info(&info, Seen::now().wall_ns);
                     c.on_consumer_state(&stream, &consumer, state);
                 }
                 Err(error) => {

@@ -22,7 +22,7 @@ use rand_distr::{Distribution, LogNormal};
 use tokio::time::{Instant, sleep_until};
 
 use crate::collect::acks::parse_ack_subject;
-use crate::collect::taps::seen_now;
+use crate::model::Seen;
 
 use faults::Effects;
 use scenario::Scenario;
@@ -53,7 +53,7 @@ impl Timeline {
     /// Starts at the first frame boundary at least `lead` from now.
     pub fn start(tick_ns: u64, duration_ns: u64, repeat: bool, lead: Duration) -> Self {
         let now = Instant::now();
-        let wall = seen_now().wall_ns;
+        let wall = Seen::now().wall_ns;
         let target = wall + lead.as_nanos() as i64;
         let t0_wall_ns = (target.div_euclid(tick_ns as i64) + 1) * tick_ns as i64;
         Self {
@@ -236,7 +236,7 @@ async fn ack(m: &jetstream::Message, own: &mut ClientLatency, stats: &Mutex<Stat
         .as_ref()
         .and_then(|r| parse_ack_subject(r.as_str()).ok())
         .map(|a| a.stored_ns);
-    if let Some(w) = stored.and_then(|stored| own.record(stored, seen_now().wall_ns)) {
+    if let Some(w) = stored.and_then(|stored| own.record(stored, Seen::now().wall_ns)) {
         keep(stats, w);
     }
     true

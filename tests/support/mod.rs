@@ -8,9 +8,9 @@ use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ackscope::collect::core::Collector;
-use ackscope::collect::taps::{self, Taps};
+use ackscope::collector::{Collector, lock};
 use ackscope::config::{Config, RawConfig};
+use ackscope::service::taps::{self, Taps};
 use ackscope::telemetry::Counters;
 
 /// Held by tests that measure latency to the millisecond and by tests that load both cores
@@ -141,7 +141,7 @@ pub fn config(server: &NatsServer, toml: &str) -> Config {
 
 impl Tapped {
     pub async fn start(config: Config) -> Self {
-        let events = Arc::new(taps::ClientEvents::default());
+        let events = Arc::new(ackscope::telemetry::ClientEvents::default());
         let client = taps::connect(&config.nats, events.clone())
             .await
             .expect("ackscope connects");
@@ -175,11 +175,11 @@ impl Tapped {
 
     /// Runs `f` on the collector, holding its lock.
     pub fn with<R>(&self, f: impl FnOnce(&Collector) -> R) -> R {
-        f(&taps::lock(&self.collector))
+        f(&lock(&self.collector))
     }
 
     pub fn counters(&self) -> Counters {
-        taps::lock(&self.collector).counters()
+        lock(&self.collector).counters()
     }
 
     /// Waits until `done` holds for the counters, or fails after 10 s.
