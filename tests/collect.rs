@@ -291,13 +291,15 @@ async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
             median.abs() < 0.0005,
             "ackscope adds {median}s in the median: {added:?}; the whole differences: {differences:?}; the acks' trips to a bare subscriber: {trips:?}"
         );
-        // Each sample within 5 ms of the client's clock, but one: a busy 2-core machine can
-        // hold a process up for longer now and then (seen once at 13 ms while a benchmark ran
-        // beside the tests).
-        let off = differences.iter().filter(|d| d.abs() >= 0.005).count();
+        // What ackscope adds within 5 ms for each sample, but one: a busy 2-core machine can
+        // keep the tap from a CPU for longer now and then (seen once at 13 ms while a
+        // benchmark ran beside the tests). The whole difference, which holds the ack's trip
+        // through the client and the server, is not bounded per sample: with one core busy and
+        // a build beside the tests it reached 5.8–9.4 ms for two samples of twenty.
+        let off = added.iter().filter(|d| d.abs() >= 0.005).count();
         assert!(
             off <= 1,
-            "{off} samples off by 5 ms or more: {differences:?}"
+            "{off} samples with 5 ms or more added: {added:?}; the whole differences: {differences:?}; the acks' trips: {trips:?}"
         );
         for row in rows {
             assert!(row.e2e_latency_ns.unwrap() >= row.ack_latency_ns.unwrap());
