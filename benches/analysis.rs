@@ -81,7 +81,7 @@ fn analysis(c: &mut Criterion) {
     let evidence = Evidence {
         spike: &spike,
         baseline: &baseline,
-        context: &spike,
+        context: None,
         usual_p99: &usual,
         spike_ns: (start, spike.last().unwrap().acked_ns + 1),
         baseline_ns: (T0, start),

@@ -473,7 +473,7 @@ fn score(
                 .map(|c| c["cause"].as_str().unwrap())
                 .collect();
             score.top1 += u32::from(causes.first() == Some(&f.cause.as_str()));
-            score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause));
+            score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause.as_str()));
             if !verbose {
                 continue;
             }

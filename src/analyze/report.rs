@@ -205,11 +205,7 @@ impl SpikeInputs {
             attribute(&Evidence {
                 spike: &self.spike_rows,
                 baseline: &self.baseline_rows,
-                context: if scope.is_some() {
-                    &self.context
-                } else {
-                    &self.spike_rows
-                },
+                context: scope.is_some().then_some(self.context.as_slice()),
                 usual_p99: &self.usual_p99,
                 spike_ns: (spike.start_ns, spike.end_ns),
                 baseline_ns: self.baseline_ns,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::analyze::causes::Cause;
 use crate::config::{duration_ns, parse_duration};
 
 /// A scenario error, naming the key.
@@ -200,15 +201,17 @@ impl FaultKind {
         }
     }
 
-    /// The cause (contract name) the fault should be attributed to.
-    pub fn cause(&self) -> &'static str {
+    /// The cause the fault should be attributed to.
+    pub fn cause(&self) -> Cause {
         match self {
-            FaultKind::GcPause { .. } => "gc_pause",
-            FaultKind::ThreadPreemption { .. } | FaultKind::FrameEndBatching => "thread_preemption",
-            FaultKind::PacketLoss { .. } => "redelivery",
-            FaultKind::FlowControl { .. } => "flow_control",
-            FaultKind::LoadBurst { .. } => "load_burst",
-            FaultKind::SlowServer { .. } => "hot_spot",
+            FaultKind::GcPause { .. } => Cause::GcPause,
+            FaultKind::ThreadPreemption { .. } | FaultKind::FrameEndBatching => {
+                Cause::ThreadPreemption
+            }
+            FaultKind::PacketLoss { .. } => Cause::Redelivery,
+            FaultKind::FlowControl { .. } => Cause::FlowControl,
+            FaultKind::LoadBurst { .. } => Cause::LoadBurst,
+            FaultKind::SlowServer { .. } => Cause::HotSpot,
         }
     }
 }
@@ -617,7 +620,7 @@ mod tests {
         ));
         assert!(s.faults[0].active(2_000_000_000, 1));
         assert!(!s.faults[0].active(2_000_000_000, 0));
-        assert_eq!(s.faults[0].kind.cause(), "gc_pause");
+        assert_eq!(s.faults[0].kind.cause(), Cause::GcPause);
 
         assert!(err(&fault("kind = \"meteor\"")).contains("faults[0].kind"));
         assert!(err(&fault("kind = \"gc_pause\"\nservers = [3]")).contains("faults[0].servers"));

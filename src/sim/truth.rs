@@ -8,6 +8,7 @@ use serde_json::json;
 use super::Timeline;
 use super::scenario::{FaultKind, Scenario};
 use crate::aggregate::histogram::LatencyHistogram;
+use crate::analyze::causes::Cause;
 use crate::model::rfc3339;
 
 /// A GC pause as it happened, or a stall of the simulator itself (a frame that started late).
@@ -42,8 +43,8 @@ pub struct ConsumerRef {
 pub struct InjectedFault {
     /// The scenario's fault kind (`frame_end_batching`, `packet_loss`, …).
     pub kind: String,
-    /// The contract's cause name it should be attributed to.
-    pub cause: String,
+    /// The cause it should be attributed to.
+    pub cause: Cause,
     pub servers: Vec<String>,
     pub consumers: Vec<ConsumerRef>,
     pub start: String,
@@ -217,7 +218,7 @@ impl Truth {
                     .collect();
                 faults.push(InjectedFault {
                     kind: f.kind.name().into(),
-                    cause: f.kind.cause().into(),
+                    cause: f.kind.cause(),
                     consumers: servers
                         .iter()
                         .map(|name| ConsumerRef {

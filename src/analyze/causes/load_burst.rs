@@ -1,0 +1,58 @@
+//! `load_burst`: the delivery rate jumps and latency follows.
+
+use super::*;
+
+/// The `load_burst` detector.
+pub struct LoadBurst;
+
+impl Detector for LoadBurst {
+    fn cause(&self) -> Cause {
+        Cause::LoadBurst
+    }
+
+    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
+        load_burst(e, &slow.rows)
+    }
+}
+
+/// `load_burst`: the delivery rate jumps and latency follows.
+fn load_burst(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
+    let per_s = |n: usize, (from, to): (i64, i64)| n as f64 / ((to - from).max(1) as f64 / 1e9);
+    let (rate, base) = (
+        per_s(e.spike.len(), e.spike_ns),
+        per_s(e.baseline.len(), e.baseline_ns),
+    );
+    let ratio = rate / base.max(1e-9);
+    CauseFinding {
+        cause: Cause::LoadBurst,
+        confidence: clamp((ratio - 1.5) / 1.0),
+        evidence: json!({"acks_per_s": rate, "baseline_acks_per_s": base, "ratio": ratio}),
+        summary: format!("{rate:.0} acks/s vs {base:.0} at baseline ({ratio:.1}×)"),
+        exemplar_trace_ids: exemplars(slow.iter().copied()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::causes::tests::*;
+
+    #[test]
+    fn a_rate_jump_points_at_load_burst() {
+        let mut spike = Vec::new();
+        for copy in 0..4 {
+            spike.extend(
+                healthy(spike_start() + copy * 1_000, 60)
+                    .into_iter()
+                    .map(|mut r| {
+                        r.ack_latency_ns = Some(20 * MS);
+                        r
+                    }),
+            );
+        }
+        spike.sort_by_key(|r| r.acked_ns);
+        let causes = top(&spike, &baseline(), &[]);
+        assert_eq!(causes[0].cause, Cause::LoadBurst, "{causes:#?}");
+        assert!(causes[0].evidence["ratio"].as_f64().unwrap() > 3.5);
+    }
+}

@@ -1,0 +1,458 @@
+//! Cause detectors: each a pure function from a spike's samples and its baseline's samples to
+//! a confidence in [0, 1] and evidence a human can check, with exemplar trace ids of the
+//! slowest samples that match. Causes are ranked; `unknown` stands in when none reaches 0.5.
+//!
+//! One file per detector, each a value of [`Detector`] in [`DETECTORS`]. [`attribute`] runs
+//! them all, then the damping steps, in which one cause explains another away, then ranks.
+//! A new detector: a file here, a [`Cause`] variant, an entry in [`DETECTORS`].
+
+mod flow_control;
+mod gc_pause;
+mod hot_spot;
+mod load_burst;
+mod redelivery;
+mod thread_preemption;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::aggregate::rebin::{Latency, quantile};
+use crate::aggregate::ring::RingRow;
+use crate::model::MAX_LABELS;
+use crate::model::{AckKind, ConsumerId, Sym, TraceId};
+use crate::tick::FrameClock;
+
+/// Exemplar trace ids per cause.
+pub const EXEMPLARS: usize = 5;
+
+/// The causes a spike is attributed to: the contract's cause names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    GcPause,
+    ThreadPreemption,
+    Redelivery,
+    FlowControl,
+    LoadBurst,
+    HotSpot,
+    /// No detector reached 0.5.
+    Unknown,
+}
+
+impl Cause {
+    /// The contract's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::GcPause => "gc_pause",
+            Cause::ThreadPreemption => "thread_preemption",
+            Cause::Redelivery => "redelivery",
+            Cause::FlowControl => "flow_control",
+            Cause::LoadBurst => "load_burst",
+            Cause::HotSpot => "hot_spot",
+            Cause::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One detector's verdict on a spike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CauseFinding {
+    pub cause: Cause,
+    pub confidence: f64,
+    pub evidence: Value,
+    /// The evidence in words.
+    pub summary: String,
+    pub exemplar_trace_ids: Vec<TraceId>,
+}
+
+/// What the detectors look at.
+pub struct Evidence<'a> {
+    /// Samples acked during the spike.
+    pub spike: &'a [RingRow],
+    /// Samples acked in the quiet time before it.
+    pub baseline: &'a [RingRow],
+    /// Samples of every consumer during the spike, when the spike is one consumer's; `None`
+    /// when it is for all of them (then the spike's own samples are the context). Where a hot
+    /// spot is looked for.
+    pub context: Option<&'a [RingRow]>,
+    /// Per consumer id, its usual P99 of the latency that spiked (0 when not known): what is
+    /// slow for each consumer when looking for a hot spot.
+    pub usual_p99: &'a [u64],
+    pub spike_ns: (i64, i64),
+    pub baseline_ns: (i64, i64),
+    pub clock: &'a FrameClock,
+    /// Consumer state polls in the spike: (ack pending, max ack pending).
+    pub ack_pending: &'a [(u64, i64)],
+    /// Names a dimension value (consumer, subject or label) for the evidence.
+    pub name: &'a (dyn Fn(Dimension) -> String + Sync),
+    /// The latency that spiked.
+    pub latency: Latency,
+}
+
+impl Evidence<'_> {
+    /// Every consumer's samples during the spike.
+    fn context(&self) -> &[RingRow] {
+        self.context.unwrap_or(self.spike)
+    }
+}
+
+/// The spike's slow samples: above the baseline's P99 of the latency that spiked.
+pub struct Slow<'a> {
+    pub threshold: u64,
+    pub rows: Vec<&'a RingRow>,
+}
+
+/// A cause detector.
+pub trait Detector: Sync {
+    /// The cause it finds.
+    fn cause(&self) -> Cause;
+    /// Its verdict on a spike.
+    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding;
+}
+
+/// Every detector. The first [`ON_SECOND_THREAD`] run on a second thread beside the others
+/// (the two halves take about as long).
+pub const DETECTORS: &[&dyn Detector] = &[
+    &gc_pause::GcPause,
+    &redelivery::Redelivery,
+    &load_burst::LoadBurst,
+    &thread_preemption::ThreadPreemption,
+    &flow_control::FlowControl,
+    &hot_spot::HotSpot,
+];
+const ON_SECOND_THREAD: usize = 3;
+
+/// A dimension a hot spot can be found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Consumer(ConsumerId),
+    Subject(Sym),
+    Label(usize, Sym),
+}
+
+/// A sample's ack latency: what exemplars are ranked by.
+fn latency(r: &RingRow) -> Option<u64> {
+    r.ack_latency_ns
+}
+
+/// The sample's value of the latency that spiked.
+fn spiked(e: &Evidence, r: &RingRow) -> Option<u64> {
+    e.latency.of(r)
+}
+
+/// The baseline's P99 of the latency that spiked: spike samples above it are "slow".
+fn slow_threshold(e: &Evidence) -> u64 {
+    let mut v: Vec<u64> = e.baseline.iter().filter_map(|r| spiked(e, r)).collect();
+    quantile(&mut v, 0.99).max(1)
+}
+
+fn slow<'a>(e: &Evidence<'a>) -> Slow<'a> {
+    let threshold = slow_threshold(e);
+    let rows = e
+        .spike
+        .iter()
+        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold))
+        .collect();
+    Slow { threshold, rows }
+}
+
+/// Trace ids of the slowest rows, slowest first.
+fn exemplars<'a>(rows: impl IntoIterator<Item = &'a RingRow>) -> Vec<TraceId> {
+    // One pass keeping the slowest few: the rows can be a million.
+    let mut top: Vec<(u64, TraceId)> = Vec::with_capacity(EXEMPLARS + 1);
+    for r in rows {
+        let (Some(trace), l) = (r.trace_id, latency(r).unwrap_or(0)) else {
+            continue;
+        };
+        if top.len() == EXEMPLARS && top[EXEMPLARS - 1].0 >= l {
+            continue;
+        }
+        let at = top.partition_point(|(t, _)| *t >= l);
+        top.insert(at, (l, trace));
+        top.truncate(EXEMPLARS);
+    }
+    top.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Element `i`, growing `v` with defaults to reach it: consumer ids and symbols are small
+/// dense integers, so per-value state lives in vectors indexed by them.
+fn slot<T: Default>(v: &mut Vec<T>, i: usize) -> &mut T {
+    if i >= v.len() {
+        v.resize_with(i + 1, T::default);
+    }
+    &mut v[i]
+}
+
+fn clamp(x: f64) -> f64 {
+    if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
+}
+
+fn ms(ns: f64) -> f64 {
+    (ns / 1e4).round() / 100.0
+}
+
+fn pct(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
+/// Per consumer id, the P99 of `latency` over `rows` (0 for a consumer without any): a usual
+/// P99 for [`Evidence::usual_p99`] where no windowed history is at hand.
+pub fn p99_by_consumer(rows: &[RingRow], latency: Latency) -> Vec<u64> {
+    let mut by: Vec<Vec<u64>> = Vec::new();
+    for r in rows {
+        if let Some(l) = latency.of(r) {
+            slot(&mut by, r.consumer as usize).push(l);
+        }
+    }
+    by.iter_mut().map(|v| quantile(v, 0.99)).collect()
+}
+
+/// The confidence of `cause` among `findings` (0 when absent).
+fn confidence(findings: &[CauseFinding], cause: Cause) -> f64 {
+    findings
+        .iter()
+        .find(|f| f.cause == cause)
+        .map_or(0.0, |f| f.confidence)
+}
+
+fn damp(findings: &mut [CauseFinding], cause: Cause, by: f64) {
+    for f in findings.iter_mut().filter(|f| f.cause == cause) {
+        f.confidence *= by;
+    }
+}
+
+/// Damping: lost acks and bursts of load fill `max_ack_pending` too. When slow samples are
+/// redeliveries, or the rate jumped, the limit being reached is a consequence, not the cause.
+fn flow_control_follows_lost_acks_and_load(findings: &mut [CauseFinding]) {
+    let by = (1.0 - confidence(findings, Cause::Redelivery))
+        * (1.0 - confidence(findings, Cause::LoadBurst));
+    damp(findings, Cause::FlowControl, by);
+}
+
+/// Damping: any fault of one consumer makes it stand out among the others; a hot spot is the
+/// answer only when no mechanism explains why.
+fn hot_spot_only_without_a_mechanism(findings: &mut [CauseFinding]) {
+    let mechanism = [
+        Cause::GcPause,
+        Cause::ThreadPreemption,
+        Cause::Redelivery,
+        Cause::FlowControl,
+        Cause::LoadBurst,
+    ]
+    .into_iter()
+    .map(|c| confidence(findings, c))
+    .fold(0.0, f64::max);
+    damp(findings, Cause::HotSpot, 1.0 - mechanism);
+}
+
+/// The damping steps, in order: flow control first, so that a flow-control finding explained
+/// away by lost acks or load does not also explain a hot spot away.
+const DAMPING: &[fn(&mut [CauseFinding])] = &[
+    flow_control_follows_lost_acks_and_load,
+    hot_spot_only_without_a_mechanism,
+];
+
+/// Every detector's verdict, most confident first; `unknown` first when none reaches 0.5.
+pub fn attribute(e: &Evidence) -> Vec<CauseFinding> {
+    let slow = slow(e);
+    // The detectors only read the evidence: some of them run on a second thread.
+    let (second, first) = DETECTORS.split_at(ON_SECOND_THREAD);
+    let mut findings: Vec<CauseFinding> = std::thread::scope(|scope| {
+        let on_second = scope.spawn(|| {
+            second
+                .iter()
+                .map(|d| d.detect(e, &slow))
+                .collect::<Vec<_>>()
+        });
+        let here: Vec<CauseFinding> = first.iter().map(|d| d.detect(e, &slow)).collect();
+        let mut all = on_second
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        all.extend(here);
+        all
+    });
+    for step in DAMPING {
+        step(&mut findings);
+    }
+    findings.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    if findings.first().is_none_or(|c| c.confidence < 0.5) {
+        let threshold = slow.threshold;
+        findings.insert(
+            0,
+            CauseFinding {
+                cause: Cause::Unknown,
+                confidence: 1.0 - findings.first().map_or(0.0, |c| c.confidence),
+                evidence: json!({"slow_threshold_ms": ms(threshold as f64), "slow_samples": slow.rows.len()}),
+                summary: format!(
+                    "{} samples above the baseline P99 of {} ms; no detector reached 0.5",
+                    slow.rows.len(),
+                    ms(threshold as f64)
+                ),
+                exemplar_trace_ids: exemplars(slow.rows.iter().copied()),
+            },
+        );
+    }
+    findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NO_LABELS, SampleSource};
+    use crate::tick::PhaseOf;
+
+    pub(super) const MS: u64 = 1_000_000;
+    pub(super) const T0: i64 = 1_790_000_000_000_000_000;
+    pub(super) const FRAME: i64 = 16_000_000;
+
+    pub(super) fn row(consumer: ConsumerId, acked_ns: i64, latency_ms: u64, trace: u8) -> RingRow {
+        RingRow {
+            consumer,
+            stream_seq: 1,
+            deliveries: 1,
+            acked_ns,
+            delivered_ns: Some(acked_ns - (latency_ms * MS) as i64),
+            ack_latency_ns: Some(latency_ms * MS),
+            e2e_latency_ns: None,
+            kind: AckKind::Ack,
+            source: SampleSource::Observed,
+            trace_id: Some(TraceId([trace; 16])),
+            subject: Sym(consumer),
+            labels: NO_LABELS,
+        }
+    }
+
+    /// Four consumers acking 3 messages a frame at phase 4-5 ms with 3 ms latency.
+    pub(super) fn healthy(from: i64, frames: i64) -> Vec<RingRow> {
+        (0..frames)
+            .flat_map(|f| (0..4u32).flat_map(move |c| (0..3).map(move |k| (f, c, k))))
+            .map(|(f, c, k)| row(c, from + f * FRAME + 4 * MS as i64 + k * 300_000, 3, 1))
+            .collect()
+    }
+
+    pub(super) fn top(
+        spike: &[RingRow],
+        baseline: &[RingRow],
+        ack_pending: &[(u64, i64)],
+    ) -> Vec<CauseFinding> {
+        let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
+        let name = |d: Dimension| format!("{d:?}");
+        let e = Evidence {
+            spike,
+            baseline,
+            context: None,
+            usual_p99: &p99_by_consumer(baseline, Latency::Ack),
+            spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
+            baseline_ns: (
+                baseline[0].acked_ns,
+                baseline[baseline.len() - 1].acked_ns + 1,
+            ),
+            clock: &clock,
+            ack_pending,
+            name: &name,
+            latency: Latency::Ack,
+        };
+        attribute(&e)
+    }
+
+    pub(super) fn baseline() -> Vec<RingRow> {
+        healthy(T0, 300)
+    }
+
+    pub(super) fn spike_start() -> i64 {
+        T0 + 300 * FRAME
+    }
+
+    /// A spike in which consumer 2's acks (traced `[7; 16]`) are held back `by_ms` into the
+    /// frame (healthy acks come 4–4.6 ms in), each `latency_ms` late.
+    pub(super) fn consumer_2_held_back(by_ms: u64, latency_ms: u64) -> Vec<RingRow> {
+        let mut spike = healthy(spike_start(), 60);
+        for r in spike.iter_mut().filter(|r| r.consumer == 2) {
+            r.acked_ns += (by_ms * MS) as i64;
+            r.ack_latency_ns = Some(latency_ms * MS);
+            r.trace_id = Some(TraceId([7; 16]));
+        }
+        spike
+    }
+
+    #[test]
+    fn nothing_explains_an_unremarkable_spike() {
+        let causes = top(&healthy(spike_start(), 60), &baseline(), &[]);
+        assert_eq!(causes[0].cause, Cause::Unknown, "{causes:#?}");
+    }
+
+    fn finding(cause: Cause, confidence: f64) -> CauseFinding {
+        CauseFinding {
+            cause,
+            confidence,
+            evidence: Value::Null,
+            summary: String::new(),
+            exemplar_trace_ids: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn lost_acks_or_a_load_burst_explain_flow_control_away() {
+        let mut findings = [
+            finding(Cause::FlowControl, 1.0),
+            finding(Cause::Redelivery, 0.5),
+            finding(Cause::LoadBurst, 0.5),
+        ];
+        flow_control_follows_lost_acks_and_load(&mut findings);
+        assert_eq!(confidence(&findings, Cause::FlowControl), 0.25);
+        let mut alone = [finding(Cause::FlowControl, 0.9)];
+        flow_control_follows_lost_acks_and_load(&mut alone);
+        assert_eq!(confidence(&alone, Cause::FlowControl), 0.9);
+    }
+
+    #[test]
+    fn a_hot_spot_counts_only_as_far_as_no_mechanism_explains_it() {
+        let mut findings = [
+            finding(Cause::HotSpot, 1.0),
+            finding(Cause::GcPause, 0.75),
+            finding(Cause::LoadBurst, 0.5),
+        ];
+        hot_spot_only_without_a_mechanism(&mut findings);
+        assert_eq!(confidence(&findings, Cause::HotSpot), 0.25);
+    }
+
+    #[test]
+    fn flow_control_is_damped_before_it_can_damp_a_hot_spot() {
+        let mut findings = [
+            finding(Cause::HotSpot, 1.0),
+            finding(Cause::FlowControl, 1.0),
+            finding(Cause::Redelivery, 0.25),
+        ];
+        for step in DAMPING {
+            step(&mut findings);
+        }
+        assert_eq!(confidence(&findings, Cause::FlowControl), 0.75);
+        // Damped by the flow control that is left (0.75), not by the 1.0 it was.
+        assert_eq!(confidence(&findings, Cause::HotSpot), 0.25);
+    }
+
+    #[test]
+    fn every_cause_has_one_detector_and_its_contract_name() {
+        let causes: Vec<Cause> = DETECTORS.iter().map(|d| d.cause()).collect();
+        assert_eq!(
+            causes,
+            [
+                Cause::GcPause,
+                Cause::Redelivery,
+                Cause::LoadBurst,
+                Cause::ThreadPreemption,
+                Cause::FlowControl,
+                Cause::HotSpot
+            ]
+        );
+        for c in causes.iter().chain([&Cause::Unknown]) {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+    }
+}

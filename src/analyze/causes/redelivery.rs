@@ -1,0 +1,65 @@
+//! `redelivery`: slow samples are redeliveries (lost acks, `ack_wait` expiry, NAKs).
+
+use super::*;
+
+/// The `redelivery` detector.
+pub struct Redelivery;
+
+impl Detector for Redelivery {
+    fn cause(&self) -> Cause {
+        Cause::Redelivery
+    }
+
+    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
+        redelivery(e, &slow.rows)
+    }
+}
+
+/// `redelivery`: slow samples are redeliveries (lost acks, ack_wait expiry, NAKs).
+fn redelivery(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
+    let redelivered: Vec<&RingRow> = slow.iter().copied().filter(|r| r.deliveries > 1).collect();
+    let share_of_slow = redelivered.len() as f64 / slow.len().max(1) as f64;
+    let share = |rows: &[RingRow]| {
+        rows.iter().filter(|r| r.deliveries > 1).count() as f64 / rows.len().max(1) as f64
+    };
+    let (mut redelivered_during, mut naks) = (0usize, 0usize);
+    for r in e.spike {
+        redelivered_during += usize::from(r.deliveries > 1);
+        naks += usize::from(r.kind == AckKind::Nak);
+    }
+    let during = redelivered_during as f64 / e.spike.len().max(1) as f64;
+    let base = share(e.baseline);
+    // Lost acks hold max_ack_pending slots until ack_wait, so the messages behind them wait
+    // too: a few percent of redeliveries where there were none is the mechanism, even when
+    // most slow samples are the ones that waited.
+    CauseFinding {
+        cause: Cause::Redelivery,
+        confidence: clamp((during - base) / 0.05).max(clamp((share_of_slow - base) / 0.3)),
+        evidence: json!({"slow_samples": slow.len(), "redelivered_share_of_slow": share_of_slow,
+            "redelivered_share": during, "redelivered_share_at_baseline": base, "naks": naks}),
+        summary: format!(
+            "{} of slow samples were redeliveries; {} of all samples vs {} at baseline; {naks} NAKs",
+            pct(share_of_slow),
+            pct(during),
+            pct(base)
+        ),
+        exemplar_trace_ids: exemplars(redelivered),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::causes::tests::*;
+
+    #[test]
+    fn redelivered_slow_samples_point_at_redelivery() {
+        let mut spike = healthy(spike_start(), 60);
+        for r in spike.iter_mut().step_by(5) {
+            r.deliveries = 2;
+            r.ack_latency_ns = Some(1_000 * MS);
+        }
+        let causes = top(&spike, &baseline(), &[]);
+        assert_eq!(causes[0].cause, Cause::Redelivery, "{causes:#?}");
+    }
+}

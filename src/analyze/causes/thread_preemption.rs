@@ -1,0 +1,149 @@
+//! `thread_preemption`: slow acks concentrate in one band of the frame, far more than the
+//! baseline's acks do.
+
+use super::*;
+
+/// The `thread_preemption` detector.
+pub struct ThreadPreemption;
+
+impl Detector for ThreadPreemption {
+    fn cause(&self) -> Cause {
+        Cause::ThreadPreemption
+    }
+
+    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
+        thread_preemption(e, &slow.rows)
+    }
+}
+
+/// Phase bins of acks, without a division per ack: the frame an instant falls in is estimated
+/// in floating point relative to a frame start near the evidence, then corrected in integers.
+struct PhaseBins {
+    origin: i64,
+    period: i64,
+    frames_per_ns: f64,
+    bins_per_ns: f64,
+    last: usize,
+}
+
+impl PhaseBins {
+    fn new(e: &Evidence, bins: u32) -> Self {
+        let period = e.clock.period_ns();
+        Self {
+            origin: e.spike_ns.0 - e.clock.phase_ns(e.spike_ns.0) as i64,
+            period: period as i64,
+            frames_per_ns: 1.0 / period as f64,
+            bins_per_ns: bins as f64 / period as f64,
+            last: bins as usize - 1,
+        }
+    }
+
+    fn of(&self, r: &RingRow) -> usize {
+        let offset = r.acked_ns - self.origin;
+        let mut phase = offset - (offset as f64 * self.frames_per_ns) as i64 * self.period;
+        while phase < 0 {
+            phase += self.period;
+        }
+        while phase >= self.period {
+            phase -= self.period;
+        }
+        ((phase as f64 * self.bins_per_ns) as usize).min(self.last)
+    }
+}
+
+/// Phase bins the preemption detector folds acks into, and the band width it looks for.
+const BINS: u32 = 32;
+const BAND: usize = 4; // an eighth of the frame
+
+/// `thread_preemption`: slow acks concentrate in one band of the frame, far more than the
+/// baseline's acks do.
+fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
+    let bins = PhaseBins::new(e, BINS);
+    fn histogram<'a>(
+        bins: &PhaseBins,
+        rows: impl Iterator<Item = &'a RingRow>,
+    ) -> [u64; BINS as usize] {
+        let mut h = [0u64; BINS as usize];
+        for r in rows {
+            h[bins.of(r)] += 1;
+        }
+        h
+    }
+    // Mean resultant length of the phases (0: spread round the frame, 1: all at one phase).
+    let resultant = |h: &[u64; BINS as usize]| {
+        let (mut x, mut y) = (0.0, 0.0);
+        for (i, &n) in h.iter().enumerate() {
+            let angle = std::f64::consts::TAU * (i as f64 + 0.5) / BINS as f64;
+            x += n as f64 * angle.cos();
+            y += n as f64 * angle.sin();
+        }
+        (x.hypot(y) / h.iter().sum::<u64>().max(1) as f64 * 1e3).round() / 1e3
+    };
+    let hs = histogram(&bins, slow.iter().copied());
+    let hb = histogram(&bins, e.baseline.iter());
+    let (ns, nb) = (slow.len().max(1) as f64, e.baseline.len().max(1) as f64);
+    let band = |h: &[u64; BINS as usize], start: usize| {
+        (0..BAND)
+            .map(|k| h[(start + k) % BINS as usize])
+            .sum::<u64>()
+    };
+    let start = (0..BINS as usize)
+        .max_by_key(|&s| band(&hs, s))
+        .unwrap_or(0);
+    let (slow_share, base_share) = (band(&hs, start) as f64 / ns, band(&hb, start) as f64 / nb);
+    let period = e.clock.period_ns() as f64;
+    let from = ms(period * start as f64 / BINS as f64);
+    // The band may wrap past the frame end (one ending at the frame end ends at 16 ms, not 0).
+    let end = period * (start + BAND) as f64 / BINS as f64;
+    let to = ms(if end > period { end - period } else { end });
+    let in_band = |r: &&RingRow| {
+        let b = bins.of(r);
+        (0..BAND).any(|k| (start + k) % BINS as usize == b)
+    };
+    CauseFinding {
+        cause: Cause::ThreadPreemption,
+        confidence: clamp((slow_share - base_share - 0.2) / 0.4),
+        evidence: json!({"band_from_ms": from, "band_to_ms": to,
+            "slow_share_in_band": slow_share, "baseline_share_in_band": base_share, "slow_samples": slow.len(),
+            "slow_mean_resultant_length": resultant(&hs), "baseline_mean_resultant_length": resultant(&hb)}),
+        summary: format!(
+            "{from}–{to} ms of the frame holds {} of slow acks vs {} of acks at baseline",
+            pct(slow_share),
+            pct(base_share)
+        ),
+        exemplar_trace_ids: exemplars(slow.iter().copied().filter(in_band)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::causes::tests::*;
+
+    #[test]
+    fn preempted_acks_point_at_thread_preemption() {
+        // Consumer 2's acks are pushed to 13-14 ms of the frame, 10 ms late.
+        let causes = top(&consumer_2_held_back(9, 12), &baseline(), &[]);
+        assert_eq!(causes[0].cause, Cause::ThreadPreemption, "{causes:#?}");
+        assert!(causes[0].confidence >= 0.5);
+        assert_eq!(causes[0].exemplar_trace_ids[0], TraceId([7; 16]));
+        assert_eq!(causes[0].evidence["band_from_ms"], 13.0);
+    }
+
+    #[test]
+    fn a_band_ending_at_the_frame_end_ends_at_the_period() {
+        // Consumer 2's acks held to 14–14.6 ms: the band that holds them is 14–16 ms.
+        let causes = top(&consumer_2_held_back(10, 13), &baseline(), &[]);
+        let c = causes
+            .iter()
+            .find(|c| c.cause == Cause::ThreadPreemption)
+            .unwrap();
+        assert_eq!(c.evidence["band_from_ms"], 14.0);
+        assert_eq!(c.evidence["band_to_ms"], 16.0);
+        assert!(
+            c.summary.starts_with("14–16 ms of the frame"),
+            "{}",
+            c.summary
+        );
+    }
+}
