@@ -9,35 +9,23 @@
 
 use std::sync::Mutex;
 
-use serde_json::json;
-
 use crate::aggregate::buckets::LatencyBuckets;
 use crate::aggregate::window::{Counts, WindowSummary};
 use crate::aggregate::{Aggregator, Event};
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
-use crate::collect::advisories::{AdvisoryKind, parse_advisory_subject};
+use crate::collect::advisories::{AdvisoryCounts, AdvisoryKind, parse_advisory_subject};
 use crate::collect::consumer_state::ConsumerState;
 use crate::collect::deliveries::{header_value, is_delivery};
 use crate::collect::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
 use crate::collect::metrics::parse_ack_metric;
 use crate::collect::trace::find_trace_id;
 use crate::config::Config;
-use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym, rfc3339};
+use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym};
 use crate::names::Names;
 use crate::telemetry::Counters;
 
 /// Consumer state polls remembered per consumer (10 minutes at the default 5 s interval).
 pub const STATE_HISTORY: usize = 120;
-
-/// Advisory counts of one consumer since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct AdvisoryCounts {
-    pub max_deliveries: u64,
-    pub msg_naked: u64,
-    pub msg_terminated: u64,
-    pub leader_elected: u64,
-    pub other: u64,
-}
 
 /// What the collector knows about one consumer beyond its windows.
 #[derive(Debug, Clone, Default)]
@@ -365,31 +353,6 @@ impl Collector {
     pub fn take_closed(&mut self) -> Vec<WindowSummary> {
         self.aggregator.take_closed().collect()
     }
-
-    /// A closed window as the JSON line `ackscope collect` prints.
-    pub fn window_json(&self, w: &WindowSummary) -> serde_json::Value {
-        let (stream, consumer) = match w.consumer {
-            Some(id) => self.names.consumer_names(id),
-            None => ("*", "*"),
-        };
-        let tick = &self.config.tick;
-        json!({
-            "stream": stream,
-            "consumer": consumer,
-            "start": rfc3339(w.start_ns),
-            "end": rfc3339(w.end_ns),
-            "counts": w.counts,
-            "ack_latency_us": w.ack_latency_us,
-            "e2e_latency_us": w.e2e_latency_us,
-            "tick": {
-                "period_us": tick.period_ns() as f64 / 1_000.0,
-                "phase_bins": tick.phase_bins(),
-                "phase_of": tick.phase_of().as_str(),
-            },
-            "exemplar_trace_ids": w.exemplar_trace_ids,
-            "phase_counts": w.phase_counts,
-        })
-    }
 }
 
 /// Locks the collector; a panic elsewhere never loses what was collected.
@@ -400,21 +363,21 @@ pub fn lock(collector: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::TraceId;
 
     const T0: i64 = 1_790_000_000_000_000_000;
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-    fn seen(ms: u64) -> Seen {
+    pub(crate) fn seen(ms: u64) -> Seen {
         Seen {
             mono_ns: ms * 1_000_000,
             wall_ns: T0 + (ms * 1_000_000) as i64,
         }
     }
 
-    fn reply(delivered: u64, seq: u64) -> String {
+    pub(crate) fn reply(delivered: u64, seq: u64) -> String {
         format!("$JS.ACK.GAME.srv-1.{delivered}.{seq}.{seq}.{}.0", T0)
     }
 
@@ -459,32 +422,5 @@ mod tests {
         assert_eq!(k.metric_errors, 1);
         assert_eq!(k.advisory_errors, 1);
         assert_eq!(c.joiner().pending_len(), 1);
-    }
-
-    #[test]
-    fn windows_print_with_names_and_counts() {
-        let mut c = Collector::new(Config::default());
-        let r = reply(2, 5);
-        c.on_delivery("game.srv-1.state", Some(&r), [], seen(100));
-        c.on_ack(&r, None, b"-NAK", seen(108));
-        c.on_advisory(
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.GAME.srv-1",
-            seen(200),
-        );
-        c.tick(seen(1_000));
-        let closed = c.take_closed();
-        assert_eq!(closed.len(), 2);
-        let line = c.window_json(&closed[0]);
-        assert_eq!(line["stream"], "GAME");
-        assert_eq!(line["consumer"], "srv-1");
-        assert_eq!(line["counts"]["naks"], 1);
-        assert_eq!(line["counts"]["redeliveries"], 1);
-        assert_eq!(line["counts"]["max_deliveries"], 1);
-        let p99 = line["ack_latency_us"]["p99"].as_f64().unwrap();
-        assert!((p99 - 8_000.0).abs() <= 8.0, "{p99}");
-        assert_eq!(line["start"], "2026-09-21T14:13:20.000000000Z");
-        assert_eq!(line["phase_counts"].as_array().unwrap().len(), 160);
-        assert_eq!(c.window_json(&closed[1])["stream"], "*");
-        assert_eq!(c.facts(0).unwrap().advisories.max_deliveries, 1);
     }
 }

@@ -5,13 +5,15 @@
 //! metrics, advisories, consumer state) and joins each delivery with its ack into a
 //! [`model::Sample`]; [`aggregate`] folds samples into windows, HDR histograms and a
 //! frame-phase × latency grid against the game's [`tick`]; the [`collector`] owns both and is
-//! what the taps feed; [`analyze`] finds spikes and their causes in what it is lent; [`render`]
+//! what the taps feed; [`analyze`] finds spikes and their causes in what it is lent; [`api`]
+//! is the answers as types; [`render`]
 //! draws; [`http`] serves; [`service`] runs the NATS taps and the HTTP server. [`config`] is the
 //! validated configuration, [`names`] the bounded name tables, [`telemetry`] ackscope's own
 //! counters; [`sim`] is the game fleet simulator.
 
 pub mod aggregate;
 pub mod analyze;
+pub mod api;
 pub mod background;
 pub mod collect;
 pub mod collector;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use ackscope::api::WindowLine;
 use ackscope::collector::Collector;
 use ackscope::config::{Config, RawConfig};
 use ackscope::service::taps;
@@ -165,9 +166,14 @@ async fn collect(args: TapArgs) -> anyhow::Result<()> {
     let mut stop_tx = Some(stop_tx);
     let stdout = std::io::stdout();
     let print = move |c: &Collector, w| {
-        let line = c.window_json(&w);
+        let line = WindowLine::of(c, &w);
         let mut out = stdout.lock();
-        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+        let written = serde_json::to_writer(&mut out, &line).map_err(std::io::Error::from);
+        if written
+            .and_then(|_| writeln!(out))
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             // The reader went away (a closed pipe): stop quietly.
             if let Some(tx) = stop_tx.take() {
                 let _ = tx.send(());

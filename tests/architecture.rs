@@ -13,6 +13,7 @@ const STAGES: &[&[&str]] = &[
     &["aggregate"],
     &["collector"],
     &["analyze"],
+    &["api"],
     &["render"],
     &["http"],
     &["service"],

@@ -4,7 +4,7 @@
 //! a histogram never grows and never refuses a value.
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Lowest latency distinguished from zero: 1 µs.
 const LOWEST_NS: u64 = 1_000;
@@ -24,7 +24,7 @@ pub struct LatencyHistogram {
 }
 
 /// Quantiles of a histogram in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Quantiles {
     pub count: u64,
     pub p50: f64,

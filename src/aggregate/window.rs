@@ -1,7 +1,7 @@
 //! One window's statistics for one consumer (or for all of them): histograms of both latencies,
 //! counts by kind, a phase × latency grid, and the summary it closes into.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Event;
 use super::histogram::{LatencyHistogram, Quantiles};
@@ -12,7 +12,7 @@ use crate::model::{AckKind, ConsumerId, Sample, TraceId};
 pub const EXEMPLARS: usize = 5;
 
 /// Event counts of a window (the contract's `counts` block).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub deliveries: u64,
     pub acks: u64,

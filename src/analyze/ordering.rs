@@ -3,13 +3,13 @@
 //! game teams track. Per consumer and subject, in ack order.
 
 use rustc_hash::FxHashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::aggregate::ring::RingRow;
 use crate::model::{AckKind, ConsumerId, Sym};
 
 /// The report's `ordering` block.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ordering {
     /// Acks checked.
     pub checked: u64,

@@ -5,9 +5,9 @@
 //! [`SpikeInputs::gather`] copies what explaining it needs and [`SpikeInputs::explain`] runs
 //! on that copy. Locking, threads and caching are the caller's.
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-use super::causes::{Dimension, Evidence, attribute};
+use super::causes::{CauseFinding, Dimension, Evidence, attribute};
 use super::spikes::{Spike, WindowP99, find_spikes};
 use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
@@ -19,6 +19,23 @@ use crate::tick::FrameClock;
 
 /// How much time before a spike serves as its baseline.
 pub const BASELINE_NS: i64 = 60_000_000_000;
+
+/// A spike with its ranked causes (confidence to 3 decimals), as the API answers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpikeReport {
+    /// RFC 3339: its first window's start, its last window's end.
+    pub start: String,
+    pub end: String,
+    /// `*` for all consumers together.
+    pub stream: String,
+    pub consumer: String,
+    /// The latency that spiked.
+    pub latency: Latency,
+    pub p99_us: f64,
+    pub baseline_p99_us: f64,
+    pub windows: usize,
+    pub causes: Vec<CauseFinding>,
+}
 
 /// Windowed P99s of one latency.
 fn p99s<'a>(windows: impl Iterator<Item = &'a WindowSummary>, latency: Latency) -> Vec<WindowP99> {
@@ -184,8 +201,8 @@ impl SpikeInputs {
         }
     }
 
-    /// The spike with its ranked causes, as the API answers it.
-    pub fn explain(&self) -> Value {
+    /// The spike with its ranked causes.
+    pub fn explain(&self) -> SpikeReport {
         let Self { spike, scope, .. } = *self;
         let name = |d: Dimension| match d {
             Dimension::Consumer(id) => {
@@ -219,22 +236,22 @@ impl SpikeInputs {
             Some(id) => self.names.consumer_names(id),
             None => ("*", "*"),
         };
-        json!({
-            "start": rfc3339(spike.start_ns),
-            "end": rfc3339(spike.end_ns),
-            "stream": stream,
-            "consumer": consumer,
-            "latency": self.latency.as_str(),
-            "p99_us": spike.peak_p99_ns as f64 / 1_000.0,
-            "baseline_p99_us": spike.baseline_p99_ns as f64 / 1_000.0,
-            "windows": spike.windows,
-            "causes": causes.iter().map(|cause| json!({
-                "cause": cause.cause,
-                "confidence": (cause.confidence * 1_000.0).round() / 1_000.0,
-                "evidence": cause.evidence,
-                "summary": cause.summary,
-                "exemplar_trace_ids": cause.exemplar_trace_ids,
-            })).collect::<Vec<_>>(),
-        })
+        SpikeReport {
+            start: rfc3339(spike.start_ns),
+            end: rfc3339(spike.end_ns),
+            stream: stream.to_string(),
+            consumer: consumer.to_string(),
+            latency: self.latency,
+            p99_us: spike.peak_p99_ns as f64 / 1_000.0,
+            baseline_p99_us: spike.baseline_p99_ns as f64 / 1_000.0,
+            windows: spike.windows,
+            causes: causes
+                .into_iter()
+                .map(|c| CauseFinding {
+                    confidence: (c.confidence * 1_000.0).round() / 1_000.0,
+                    ..c
+                })
+                .collect(),
+        }
     }
 }

@@ -45,6 +45,16 @@ pub fn parse_advisory_subject(subject: &str) -> Option<Advisory<'_>> {
     })
 }
 
+/// Advisory counts of one consumer since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AdvisoryCounts {
+    pub max_deliveries: u64,
+    pub msg_naked: u64,
+    pub msg_terminated: u64,
+    pub leader_elected: u64,
+    pub other: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

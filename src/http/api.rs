@@ -4,14 +4,13 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use serde_json::{Value, json};
 
 use super::params::{Params, RANGE_PARAMS, range_warnings};
 use super::{ApiError, AppState};
-use crate::aggregate::histogram::LatencyHistogram;
 use crate::aggregate::rebin::{self, Latency, quantile};
 use crate::aggregate::window::Counts;
 use crate::analyze;
+use crate::api::{ConsumerSummary, Range, Report, ReportTick, Spike};
 use crate::collector::Collector;
 use crate::collector::lock;
 use crate::model::{ConsumerId, Seen, rfc3339};
@@ -42,13 +41,13 @@ async fn on_blocking_pool<T: Send + 'static>(
 pub async fn consumers(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<ConsumerSummary>>, ApiError> {
     let now = Seen::now().wall_ns;
     Params::parse(&query, &[], now)?;
     with_collector(&state, move |c| Ok(Json(consumer_list(c, now)))).await
 }
 
-fn consumer_list(c: &Collector, now: i64) -> Value {
+fn consumer_list(c: &Collector, now: i64) -> Vec<ConsumerSummary> {
     let count = c.names().consumer_count();
     let mut recent: Vec<Vec<u64>> = vec![Vec::new(); count];
     let filter = rebin::Filter::new(None, now - RECENT_NS, now + 1, Latency::Ack);
@@ -57,46 +56,44 @@ fn consumer_list(c: &Collector, now: i64) -> Value {
             recent[row.consumer as usize].push(ns);
         }
     }
-    let list: Vec<Value> = c
-        .consumers()
+    c.consumers()
         .map(|(id, stream, consumer)| {
             let facts = c.facts(id).cloned().unwrap_or_default();
             let latencies = &mut recent[id as usize];
             let t = facts.totals;
             let state = facts.state.as_ref();
-            json!({
-                "stream": stream,
-                "consumer": consumer,
-                "acks": t.acks,
-                "p50_us": quantile(latencies, 0.50) as f64 / 1_000.0,
-                "p99_us": quantile(latencies, 0.99) as f64 / 1_000.0,
-                "redeliveries": t.redeliveries,
-                "last_seen": rfc3339(facts.last_seen_ns),
-                "recent_window_s": RECENT_NS / 1_000_000_000,
-                "recent_acks_per_s": latencies.len() as f64 / (RECENT_NS as f64 / 1e9),
-                "deliveries": t.deliveries,
-                "naks": t.naks,
-                "terms": t.terms,
-                "progress": t.progress,
-                "unmatched_acks": t.unmatched_acks,
-                "expired_deliveries": t.expired_deliveries,
-                "max_deliveries": t.max_deliveries,
-                "ack_pending": state.map(|s| s.num_ack_pending),
-                "max_ack_pending": state.map(|s| s.max_ack_pending),
-                "num_pending": state.map(|s| s.num_pending),
-                "ack_wait_us": state.map(|s| s.ack_wait_ns as f64 / 1_000.0),
-                "advisories": facts.advisories,
-            })
+            ConsumerSummary {
+                stream: stream.to_string(),
+                consumer: consumer.to_string(),
+                acks: t.acks,
+                p50_us: quantile(latencies, 0.50) as f64 / 1_000.0,
+                p99_us: quantile(latencies, 0.99) as f64 / 1_000.0,
+                redeliveries: t.redeliveries,
+                last_seen: rfc3339(facts.last_seen_ns),
+                recent_window_s: RECENT_NS / 1_000_000_000,
+                recent_acks_per_s: latencies.len() as f64 / (RECENT_NS as f64 / 1e9),
+                deliveries: t.deliveries,
+                naks: t.naks,
+                terms: t.terms,
+                progress: t.progress,
+                unmatched_acks: t.unmatched_acks,
+                expired_deliveries: t.expired_deliveries,
+                max_deliveries: t.max_deliveries,
+                ack_pending: state.map(|s| s.num_ack_pending),
+                max_ack_pending: state.map(|s| s.max_ack_pending),
+                num_pending: state.map(|s| s.num_pending),
+                ack_wait_us: state.map(|s| s.ack_wait_ns as f64 / 1_000.0),
+                advisories: facts.advisories,
+            }
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
 /// `GET /api/v1/spikes`: the report's `spikes` alone.
 pub async fn spikes(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<Spike>>, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
     let AppState {
@@ -110,7 +107,7 @@ pub async fn spikes(
             (params.consumers(&c)?, params.range(&c, now))
         };
         let spikes = super::spikes::spikes(&collector, &spike_cache, ids.as_deref(), from, to);
-        Ok(Json(Value::Array(spikes)))
+        Ok(Json(spikes))
     })
     .await
 }
@@ -119,7 +116,7 @@ pub async fn spikes(
 pub async fn report(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Report>, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
     let AppState {
@@ -135,13 +132,7 @@ pub async fn report(
             (build_report(&c, &params, ids.as_deref(), range), ids, range)
         };
         // Spikes last, with the collector let go: explaining them takes it only to copy.
-        report["spikes"] = Value::Array(super::spikes::spikes(
-            &collector,
-            &spike_cache,
-            ids.as_deref(),
-            from,
-            to,
-        ));
+        report.spikes = super::spikes::spikes(&collector, &spike_cache, ids.as_deref(), from, to);
         Ok(Json(report))
     })
     .await
@@ -170,13 +161,13 @@ fn window_counts(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) 
     total
 }
 
-/// The report but its spikes (`null` there).
+/// The report but its spikes (none there yet).
 fn build_report(
     c: &Collector,
     params: &Params,
     ids: Option<&[ConsumerId]>,
     (from, to): (i64, i64),
-) -> Value {
+) -> Report {
     let window_ns = c.config().aggregate.window_ns as i64;
     // Windows are counted when they start in the range; widen to the window holding `from`.
     let counts = window_counts(c, ids, from.div_euclid(window_ns) * window_ns, to);
@@ -185,7 +176,6 @@ fn build_report(
     let stats = rebin::range_stats(ring, &filter, c.config().aggregate.max_latency_ns);
     let clock = params.clock(c.aggregator().clock(), 32);
     let phases = rebin::phase_table(ring, &filter, &clock);
-    let q = latency_block(&stats.latency);
     // One pass over the range's rows feeds both the ordering audit and tick detection.
     let mut times: Vec<i64> = Vec::new();
     let ordering = analyze::ordering::audit(
@@ -203,26 +193,24 @@ fn build_report(
             format_latency(d.period_ns as f64),
         ));
     }
-    json!({
-        "range": {"from": rfc3339(from), "to": rfc3339(to)},
-        "tick": {
-            "period_us": clock.period_ns() as f64 / 1_000.0,
-            "epoch": rfc3339(clock.epoch_ns()),
-            "phase_bins": clock.phase_bins(),
-            "phase_of": clock.phase_of().as_str(),
-            "detected_period_us": detected.map(|d| d.period_ns as f64 / 1_000.0),
+    Report {
+        range: Range {
+            from: rfc3339(from),
+            to: rfc3339(to),
         },
-        "latency": filter.latency.as_str(),
-        "counts": counts,
-        "latency_us": q,
-        "phases": phases,
-        "spikes": null,
-        "ordering": ordering,
-        "warnings": warnings,
-    })
-}
-
-fn latency_block(h: &LatencyHistogram) -> Value {
-    let q = h.quantiles();
-    json!({"p50": q.p50, "p90": q.p90, "p99": q.p99, "p999": q.p999, "max": q.max, "mean": q.mean, "count": q.count})
+        tick: ReportTick {
+            period_us: clock.period_ns() as f64 / 1_000.0,
+            epoch: rfc3339(clock.epoch_ns()),
+            phase_bins: clock.phase_bins(),
+            phase_of: clock.phase_of().as_str().to_string(),
+            detected_period_us: detected.map(|d| d.period_ns as f64 / 1_000.0),
+        },
+        latency: filter.latency,
+        counts,
+        latency_us: stats.latency.quantiles(),
+        phases,
+        spikes: Vec::new(),
+        ordering,
+        warnings,
+    }
 }

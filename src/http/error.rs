@@ -3,7 +3,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::api::ErrorBody;
 
 /// A handler error. A 5xx never shows internals to the client; it is logged instead.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +31,26 @@ impl IntoResponse for ApiError {
         let (status, body) = match &self {
             ApiError::BadParam { param, .. } => (
                 StatusCode::BAD_REQUEST,
-                json!({"error": self.to_string(), "parameter": param}),
+                ErrorBody {
+                    error: self.to_string(),
+                    parameter: Some(param.clone()),
+                },
             ),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, json!({"error": self.to_string()})),
+            ApiError::NotFound(_) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody {
+                    error: self.to_string(),
+                    parameter: None,
+                },
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"error": "internal error"}),
+                    ErrorBody {
+                        error: "internal error".to_string(),
+                        parameter: None,
+                    },
                 )
             }
         };

@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde_json::Value;
-
 use crate::aggregate::rebin::Latency;
 use crate::analyze::report::{self, SpikeInputs};
+use crate::api::Spike;
 use crate::collector::{Collector, lock};
 use crate::model::ConsumerId;
 
@@ -15,14 +14,14 @@ use crate::model::ConsumerId;
 /// explain a finished one again: keyed by start, end, scope and latency (e2e or not); past
 /// [`SpikeCache::CAPACITY`] the earliest go first.
 #[derive(Debug, Default)]
-pub struct SpikeCache(Mutex<BTreeMap<SpikeKey, Value>>);
+pub struct SpikeCache(Mutex<BTreeMap<SpikeKey, Spike>>);
 
 type SpikeKey = (i64, i64, Option<ConsumerId>, bool);
 
 impl SpikeCache {
     pub const CAPACITY: usize = 1_024;
 
-    fn get_or_insert(&self, key: SpikeKey, explain: impl FnOnce() -> Value) -> Value {
+    fn get_or_insert(&self, key: SpikeKey, explain: impl FnOnce() -> Spike) -> Spike {
         let cached = self.entries().get(&key).cloned();
         cached.unwrap_or_else(|| {
             let value = explain();
@@ -44,7 +43,7 @@ impl SpikeCache {
         self.len() == 0
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<SpikeKey, Value>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<SpikeKey, Spike>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -64,7 +63,7 @@ pub fn spikes(
     ids: Option<&[ConsumerId]>,
     from: i64,
     to: i64,
-) -> Vec<Value> {
+) -> Vec<Spike> {
     let found = report::find(&lock(collector), ids, from, to);
     found
         .into_iter()
@@ -81,7 +80,21 @@ pub fn spikes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// A spike of `windows` windows.
+    fn spike(windows: usize) -> Spike {
+        Spike {
+            start: String::new(),
+            end: String::new(),
+            stream: "*".into(),
+            consumer: "*".into(),
+            latency: Latency::Ack,
+            p99_us: 0.0,
+            baseline_p99_us: 0.0,
+            windows,
+            causes: Vec::new(),
+        }
+    }
 
     #[test]
     fn the_cache_explains_a_spike_once_and_keeps_the_latest() {
@@ -90,22 +103,22 @@ mod tests {
         for _ in 0..3 {
             let v = cache.get_or_insert((10, 20, Some(1), false), || {
                 explained += 1;
-                json!({"n": explained})
+                spike(explained)
             });
-            assert_eq!(v["n"], 1);
+            assert_eq!(v.windows, 1);
         }
         assert_eq!(explained, 1);
         // The same start with a later end (the spike grew) is another spike.
-        cache.get_or_insert((10, 30, Some(1), false), || json!({}));
+        cache.get_or_insert((10, 30, Some(1), false), || spike(0));
         assert_eq!(cache.len(), 2);
         for start in 0..SpikeCache::CAPACITY as i64 + 5 {
-            cache.get_or_insert((100 + start, 200, None, true), || json!({}));
+            cache.get_or_insert((100 + start, 200, None, true), || spike(0));
         }
         assert_eq!(cache.len(), SpikeCache::CAPACITY);
         let mut again = false;
         cache.get_or_insert((10, 20, Some(1), false), || {
             again = true;
-            json!({})
+            spike(0)
         });
         assert!(again, "the earliest spikes were dropped first");
     }

@@ -61,7 +61,7 @@ impl std::fmt::Display for Cause {
 }
 
 /// One detector's verdict on a spike.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CauseFinding {
     pub cause: Cause,
     pub confidence: f64,

@@ -1,0 +1,176 @@
+//! The answers of the HTTP API and the lines `ackscope collect` prints, as types: handlers
+//! return them, tests read them back, and what comes next (alerts, exports, an OpenAPI
+//! document) reuses them. Plain data with serde; the field names are the contract's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::histogram::Quantiles;
+use crate::aggregate::rebin::{Latency, PhaseRow};
+use crate::aggregate::window::{Counts, WindowSummary};
+use crate::collect::advisories::AdvisoryCounts;
+use crate::collector::Collector;
+use crate::model::{TraceId, rfc3339};
+
+pub use crate::analyze::causes::{Cause, CauseFinding};
+pub use crate::analyze::ordering::Ordering;
+pub use crate::analyze::report::SpikeReport as Spike;
+
+/// One (stream, consumer) of `GET /api/v1/consumers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerSummary {
+    pub stream: String,
+    pub consumer: String,
+    /// Totals since start.
+    pub acks: u64,
+    /// Ack latency percentiles over the last `recent_window_s`.
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub redeliveries: u64,
+    pub last_seen: String,
+    pub recent_window_s: i64,
+    pub recent_acks_per_s: f64,
+    pub deliveries: u64,
+    pub naks: u64,
+    pub terms: u64,
+    pub progress: u64,
+    pub unmatched_acks: u64,
+    pub expired_deliveries: u64,
+    pub max_deliveries: u64,
+    /// The last consumer state poll; `None` before the first.
+    pub ack_pending: Option<u64>,
+    pub max_ack_pending: Option<i64>,
+    pub num_pending: Option<u64>,
+    pub ack_wait_us: Option<f64>,
+    pub advisories: AdvisoryCounts,
+}
+
+/// `GET /api/v1/report`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub range: Range,
+    pub tick: ReportTick,
+    /// The latency the percentiles and phases are of.
+    pub latency: Latency,
+    pub counts: Counts,
+    /// Percentiles over the range, in µs.
+    pub latency_us: Quantiles,
+    pub phases: Vec<PhaseRow>,
+    pub spikes: Vec<Spike>,
+    pub ordering: Ordering,
+    pub warnings: Vec<String>,
+}
+
+/// A time range, RFC 3339.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Range {
+    pub from: String,
+    pub to: String,
+}
+
+/// The frame clock a report was binned with, and the period found in the acks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportTick {
+    pub period_us: f64,
+    pub epoch: String,
+    pub phase_bins: u32,
+    pub phase_of: String,
+    pub detected_period_us: Option<f64>,
+}
+
+/// One closed window of one (stream, consumer), or of all (`*`), as `ackscope collect` prints
+/// it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowLine {
+    pub stream: String,
+    pub consumer: String,
+    pub start: String,
+    pub end: String,
+    pub counts: Counts,
+    pub ack_latency_us: Quantiles,
+    pub e2e_latency_us: Quantiles,
+    pub tick: WindowTick,
+    /// The window's slowest traced samples.
+    pub exemplar_trace_ids: Vec<TraceId>,
+    pub phase_counts: Vec<u32>,
+}
+
+/// The frame clock a window's phases are binned with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowTick {
+    pub period_us: f64,
+    pub phase_bins: u32,
+    pub phase_of: String,
+}
+
+impl WindowLine {
+    /// A closed window of `c`, with its names.
+    pub fn of(c: &Collector, w: &WindowSummary) -> Self {
+        let (stream, consumer) = match w.consumer {
+            Some(id) => c.names().consumer_names(id),
+            None => ("*", "*"),
+        };
+        let tick = c.aggregator().clock();
+        Self {
+            stream: stream.to_string(),
+            consumer: consumer.to_string(),
+            start: rfc3339(w.start_ns),
+            end: rfc3339(w.end_ns),
+            counts: w.counts,
+            ack_latency_us: w.ack_latency_us,
+            e2e_latency_us: w.e2e_latency_us,
+            tick: WindowTick {
+                period_us: tick.period_ns() as f64 / 1_000.0,
+                phase_bins: tick.phase_bins(),
+                phase_of: tick.phase_of().as_str().to_string(),
+            },
+            exemplar_trace_ids: w.exemplar_trace_ids.clone(),
+            phase_counts: w.phase_counts.clone(),
+        }
+    }
+}
+
+/// The body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    /// The query parameter at fault, for a 400.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parameter: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::tests::{reply, seen};
+    use crate::config::Config;
+
+    #[test]
+    fn windows_print_with_names_and_counts() {
+        let mut c = Collector::new(Config::default());
+        let r = reply(2, 5);
+        c.on_delivery("game.srv-1.state", Some(&r), [], seen(100));
+        c.on_ack(&r, None, b"-NAK", seen(108));
+        c.on_advisory(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.GAME.srv-1",
+            seen(200),
+        );
+        c.tick(seen(1_000));
+        let closed = c.take_closed();
+        assert_eq!(closed.len(), 2);
+        let line = serde_json::to_value(WindowLine::of(&c, &closed[0])).unwrap();
+        assert_eq!(line["stream"], "GAME");
+        assert_eq!(line["consumer"], "srv-1");
+        assert_eq!(line["counts"]["naks"], 1);
+        assert_eq!(line["counts"]["redeliveries"], 1);
+        assert_eq!(line["counts"]["max_deliveries"], 1);
+        let p99 = line["ack_latency_us"]["p99"].as_f64().unwrap();
+        assert!((p99 - 8_000.0).abs() <= 8.0, "{p99}");
+        assert_eq!(line["start"], "2026-09-21T14:13:20.000000000Z");
+        assert_eq!(line["phase_counts"].as_array().unwrap().len(), 160);
+        assert_eq!(WindowLine::of(&c, &closed[1]).stream, "*");
+        // What is printed reads back as the same type.
+        let back: WindowLine = serde_json::from_value(line).unwrap();
+        assert_eq!(back, WindowLine::of(&c, &closed[0]));
+        assert_eq!(c.facts(0).unwrap().advisories.max_deliveries, 1);
+    }
+}
