@@ -11,6 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+use ackscope::api::{Cause, ConsumerSummary, ErrorBody, Report, Spike};
 use ackscope::collector::Collector;
 use ackscope::config::Config;
 use ackscope::http::{AppState, Readiness, router};
@@ -81,6 +82,11 @@ async fn get(state: &AppState, uri: &str) -> (StatusCode, String, String) {
 }
 
 async fn get_json(state: &AppState, uri: &str) -> (StatusCode, Value) {
+    get_typed(state, uri).await
+}
+
+/// A JSON answer read back as the API's own type.
+async fn get_typed<T: serde::de::DeserializeOwned>(state: &AppState, uri: &str) -> (StatusCode, T) {
     let (status, _, body) = get(state, uri).await;
     (
         status,
@@ -105,70 +111,51 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn consumers_and_report_carry_the_injected_latencies() {
     let state = test_state(200);
-    let (status, list) = get_json(&state, "/api/v1/consumers").await;
+    let (status, list) = get_typed::<Vec<ConsumerSummary>>(&state, "/api/v1/consumers").await;
     assert_eq!(status, StatusCode::OK);
     let c = &list[0];
-    assert_eq!(
-        (c["stream"].as_str(), c["consumer"].as_str()),
-        (Some("GAME"), Some("srv-1"))
-    );
-    assert_eq!(c["acks"], 200);
-    assert_eq!(c["p50_us"], 2_000.0);
-    assert_eq!(c["p99_us"], 40_000.0);
-    assert!(c["last_seen"].as_str().unwrap().ends_with('Z'));
+    assert_eq!((c.stream.as_str(), c.consumer.as_str()), ("GAME", "srv-1"));
+    assert_eq!(c.acks, 200);
+    assert_eq!(c.p50_us, 2_000.0);
+    assert_eq!(c.p99_us, 40_000.0);
+    assert!(c.last_seen.ends_with('Z'));
 
     // From a minute ago: by default the range begins at the first retained ack, and the first
     // sample's delivery (40 ms before it) may fall in the second before.
-    let (status, report) =
-        get_json(&state, "/api/v1/report?stream=GAME&consumer=srv-1&from=-1m").await;
-    assert_eq!(status, StatusCode::OK, "{report}");
-    assert_eq!(report["counts"]["acks"], 200, "{report}");
-    assert_eq!(report["counts"]["deliveries"], 200);
-    let p99 = report["latency_us"]["p99"].as_f64().unwrap();
+    let uri = "/api/v1/report?stream=GAME&consumer=srv-1&from=-1m";
+    let (status, report) = get_typed::<Report>(&state, uri).await;
+    assert_eq!(status, StatusCode::OK, "{report:?}");
+    assert_eq!(report.counts.acks, 200, "{report:?}");
+    assert_eq!(report.counts.deliveries, 200);
+    let p99 = report.latency_us.p99;
     assert!((p99 - 40_000.0).abs() <= 40.0, "{p99}");
-    let p50 = report["latency_us"]["p50"].as_f64().unwrap();
+    let p50 = report.latency_us.p50;
     assert!((p50 - 2_000.0).abs() <= 2.0, "{p50}");
-    assert_eq!(report["tick"]["period_us"], 16_000.0);
-    assert_eq!(report["tick"]["phase_bins"], 32);
+    assert_eq!(report.tick.period_us, 16_000.0);
+    assert_eq!(report.tick.phase_bins, 32);
     // 200 acks 16 ms apart: the frame clock is confirmed.
-    assert_eq!(report["tick"]["detected_period_us"], 16_000.0);
-    assert_eq!(report["spikes"], serde_json::json!([]));
-    assert_eq!(report["ordering"]["checked"], 200);
-    assert_eq!(report["ordering"]["out_of_order"], 0);
-    assert!(
-        report["warnings"].as_array().unwrap().is_empty(),
-        "{report}"
-    );
-    let phases = report["phases"].as_array().unwrap();
+    assert_eq!(report.tick.detected_period_us, Some(16_000.0));
+    assert_eq!(report.spikes, []);
+    assert_eq!(report.ordering.checked, 200);
+    assert_eq!(report.ordering.out_of_order, 0);
+    assert!(report.warnings.is_empty(), "{report:?}");
+    let phases = &report.phases;
     assert_eq!(phases.len(), 32);
     // 15 ms into a 16 ms frame is the 31st of 32 intervals of 500 µs: every ack is there.
-    assert_eq!(phases[30]["count"], 200);
-    assert_eq!(
-        (phases[30]["from_us"].as_f64(), phases[30]["to_us"].as_f64()),
-        (Some(15_000.0), Some(15_500.0))
-    );
-    assert_eq!(phases[30]["p99_us"], 40_000.0);
+    assert_eq!(phases[30].count, 200);
+    assert_eq!((phases[30].from_us, phases[30].to_us), (15_000.0, 15_500.0));
+    assert_eq!(phases[30].p99_us, 40_000.0);
 
     // Re-binned at another tick, the same acks spread over the frame.
-    let (_, other) = get_json(&state, "/api/v1/report?tick=20ms&phase_bins=10").await;
-    let spread = other["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["count"].as_u64() > Some(0))
-        .count();
-    assert!(spread >= 5, "{other}");
-    assert_eq!(other["tick"]["period_us"], 20_000.0);
+    let (_, other) = get_typed::<Report>(&state, "/api/v1/report?tick=20ms&phase_bins=10").await;
+    let spread = other.phases.iter().filter(|p| p.count > 0).count();
+    assert!(spread >= 5, "{other:?}");
+    assert_eq!(other.tick.period_us, 20_000.0);
     // No period near 20 ms explains acks 16 ms apart.
-    assert_eq!(other["tick"]["detected_period_us"], Value::Null, "{other}");
+    assert_eq!(other.tick.detected_period_us, None, "{other:?}");
 
-    let (_, e2e) = get_json(&state, "/api/v1/report?latency=e2e").await;
-    assert_eq!(
-        e2e["latency_us"]["p50"]
-            .as_f64()
-            .map(|v| (v / 1_000.0).round()),
-        Some(50.0)
-    );
+    let (_, e2e) = get_typed::<Report>(&state, "/api/v1/report?latency=e2e").await;
+    assert_eq!((e2e.latency_us.p50 / 1_000.0).round(), 50.0);
 }
 
 #[tokio::test]
@@ -638,46 +625,32 @@ fn preempted_state() -> AppState {
 #[tokio::test]
 async fn spikes_are_found_and_attributed() {
     let state = preempted_state();
-    let (status, spikes) = get_json(&state, "/api/v1/spikes?stream=GAME&consumer=srv-1").await;
-    assert_eq!(status, StatusCode::OK, "{spikes}");
-    let spikes = spikes.as_array().unwrap();
+    let uri = "/api/v1/spikes?stream=GAME&consumer=srv-1";
+    let (status, spikes) = get_typed::<Vec<Spike>>(&state, uri).await;
+    assert_eq!(status, StatusCode::OK, "{spikes:?}");
     assert_eq!(spikes.len(), 1, "{spikes:#?}");
     let s = &spikes[0];
-    assert_eq!(
-        (s["stream"].as_str(), s["consumer"].as_str()),
-        (Some("GAME"), Some("srv-1"))
-    );
-    assert!(
-        (s["p99_us"].as_f64().unwrap() - 11_000.0).abs() < 100.0,
-        "{s}"
-    );
-    assert!(
-        (s["baseline_p99_us"].as_f64().unwrap() - 2_000.0).abs() < 20.0,
-        "{s}"
-    );
-    let top = &s["causes"][0];
-    assert_eq!(top["cause"], "thread_preemption", "{s:#}");
-    assert!(top["confidence"].as_f64().unwrap() >= 0.5);
+    assert_eq!((s.stream.as_str(), s.consumer.as_str()), ("GAME", "srv-1"));
+    assert!((s.p99_us - 11_000.0).abs() < 100.0, "{s:?}");
+    assert!((s.baseline_p99_us - 2_000.0).abs() < 20.0, "{s:?}");
+    let top = &s.causes[0];
+    assert_eq!(top.cause, Cause::ThreadPreemption, "{s:#?}");
+    assert!(top.confidence >= 0.5);
     let band = (
-        top["evidence"]["band_from_ms"].as_f64().unwrap(),
-        top["evidence"]["band_to_ms"].as_f64().unwrap(),
+        top.evidence["band_from_ms"].as_f64().unwrap(),
+        top.evidence["band_to_ms"].as_f64().unwrap(),
     );
     assert!(
         band.0 <= 13.0 && 13.0 < band.1,
-        "the band holds the held-back acks: {top}"
+        "the band holds the held-back acks: {top:?}"
     );
-    assert_eq!(top["exemplar_trace_ids"].as_array().unwrap().len(), 5);
+    assert_eq!(top.exemplar_trace_ids.len(), 5);
     // The report carries the same spikes; all consumers together spike too.
-    let (_, report) = get_json(&state, "/api/v1/report").await;
-    let all: Vec<&str> = report["spikes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["consumer"].as_str().unwrap())
-        .collect();
-    assert_eq!(all, vec!["srv-1", "*"], "{report}");
-    let (status, body) = get_json(&state, "/api/v1/spikes?stream=NOPE").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (_, report) = get_typed::<Report>(&state, "/api/v1/report").await;
+    let all: Vec<&str> = report.spikes.iter().map(|s| s.consumer.as_str()).collect();
+    assert_eq!(all, vec!["srv-1", "*"], "{report:?}");
+    let (status, body) = get_typed::<ErrorBody>(&state, "/api/v1/spikes?stream=NOPE").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
