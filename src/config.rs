@@ -739,12 +739,13 @@ fn validate_join(raw: &RawJoin) -> Result<JoinConfig, Error> {
             return Err(invalid(key, "0", "must be > 0"));
         }
     }
-    if raw.max_consumers > u32::MAX as usize / 2 || raw.max_symbols > u32::MAX as usize / 2 {
-        return Err(invalid(
-            "join.max_symbols",
-            raw.max_symbols.to_string(),
-            "too large",
-        ));
+    for (key, v) in [
+        ("join.max_consumers", raw.max_consumers),
+        ("join.max_symbols", raw.max_symbols),
+    ] {
+        if v > u32::MAX as usize / 2 {
+            return Err(invalid(key, v.to_string(), "too large"));
+        }
     }
     Ok(JoinConfig {
         capacity: raw.capacity,
@@ -928,6 +929,16 @@ mod tests {
         let raw = RawConfig::from_toml("[tick]\nphase_bins = 0").unwrap();
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains("tick.phase_bins"), "{err}");
+
+        // Each limit names itself (the consumer limit was once reported as `join.max_symbols`).
+        for key in ["max_consumers", "max_symbols"] {
+            let raw = RawConfig::from_toml(&format!("[join]\n{key} = 4294967295")).unwrap();
+            let err = raw.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("join.{key}")) && err.contains("4294967295"),
+                "{err}"
+            );
+        }
 
         let raw = RawConfig::from_toml("[taps]\ndelivery_patterns = [\"a.>.b\"]").unwrap();
         let err = raw.validate().unwrap_err().to_string();
