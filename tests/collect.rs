@@ -256,7 +256,7 @@ async fn pull_acks_carry_latency_and_trace_ids(generation: Generation) {
         // call). Their difference is the ack's trip to any subscriber (measured above) plus
         // what ackscope adds: its delivery stamp against the client's receipt, its ack stamp
         // against the bare subscriber's. What ackscope adds is within 0.5 ms in the median
-        // (a few µs on an idle machine; `cargo bench --bench loopback -- accuracy` measures
+        // (a few µs on an idle machine; `ackscope-eval accuracy` measures
         // the whole difference with the consumer in its own process).
         let mut differences = Vec::new();
         let mut added = Vec::new();

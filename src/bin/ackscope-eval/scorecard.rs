@@ -4,7 +4,7 @@
 //! starting within 2 windows of the fault's onset), top-1 and top-3 cause accuracy, and false
 //! spikes per consumer-hour of healthy traffic.
 //!
-//! `cargo bench --bench scorecard -- [--seeds 1,2,3] [--servers 8] [--scale 1.0] [--healthy-minutes M]
+//! `ackscope-eval scorecard [--seeds 1,2,3] [--servers 8] [--scale 1.0] [--healthy-minutes M]
 //! [--spikes deviations=4,min_windows=3]`
 //! Each run: 8 or more servers, 25 s healthy, then each fault in turn on its own server for 10 s
 //! with 10 s healthy between; servers 8 and up stay healthy throughout. `--scale` multiplies
@@ -24,17 +24,33 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ackscope::analyze::spikes::{Spike, WindowP99, find_spikes};
+use ackscope::analyze::spikes::{self as detect, WindowP99, find_spikes};
+use ackscope::api::{Cause, Spike};
 use ackscope::config::SpikeConfig;
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
 
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_string())
+/// `scorecard`.
+#[derive(Debug, clap::Args)]
+pub struct ScorecardArgs {
+    /// Seeds of the built-in suite, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    seeds: Vec<u64>,
+    /// Simulated servers (8 at least: one per fault and a healthy one).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(8..))]
+    servers: u32,
+    /// Multiplies every fault's magnitude.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Adds a run with no faults at all, this long.
+    #[arg(long, default_value_t = 0)]
+    healthy_minutes: u64,
+    /// Scores this scenario file, once through, instead of the built-in suite.
+    #[arg(long)]
+    scenario: Option<std::path::PathBuf>,
+    /// `key=value,…` for ackscope's `[spikes]` settings (its defaults when not given).
+    #[arg(long, default_value = "")]
+    spikes: String,
 }
 
 fn scenario(seed: u64, servers: u32, scale: f64) -> String {
@@ -149,7 +165,7 @@ impl Serve {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().to_string()
         };
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
+        let child = std::process::Command::new(crate::ackscope_binary())
             .args(["serve", "--nats", nats_url, "--listen", &addr, "--config"])
             .arg(&config)
             .stdout(std::process::Stdio::null())
@@ -169,16 +185,18 @@ impl Serve {
         serve
     }
 
-    /// An HTTP/1.0 GET: the body ends where the connection closes.
+    /// A GET of `path`: its status and body, `None` while nothing answers.
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.addr).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\n\r\n").ok()?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text).ok()?;
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, body.to_string()))
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .get(format!("http://{}{path}", self.addr))
+            .call()
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.body_mut().read_to_string().ok()?))
     }
 }
 
@@ -196,7 +214,7 @@ fn run(
     binary: &std::path::Path,
     scenario: RawScenario,
     spikes: &str,
-) -> (sim::truth::Truth, Vec<serde_json::Value>) {
+) -> (sim::truth::Truth, Vec<Spike>) {
     let server = NatsServer::start(binary, "").expect("nats-server");
     let serve = Serve::start(&server.url(), spikes);
     let s = scenario.validate().unwrap();
@@ -209,14 +227,14 @@ fn run(
     // Spikes are read every 30 s, as someone watching would see them: ackscope keeps 5 minutes
     // of windows and 2 minutes of consumer state, less than a long scenario. Each spike is
     // kept as first seen, unless a later read shows it grew.
-    let mut spikes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-    let read = |spikes: &mut BTreeMap<String, serde_json::Value>| {
+    let mut spikes: BTreeMap<String, Spike> = BTreeMap::new();
+    let read = |spikes: &mut BTreeMap<String, Spike>| {
         let (status, body) = serve.get("/api/v1/spikes").expect("spikes");
         assert_eq!(status, 200, "{body}");
-        let found: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let found: Vec<Spike> = serde_json::from_str(&body).unwrap();
         for sp in found {
-            let key = format!("{} {} {}", sp["consumer"], sp["start"], sp["latency"]);
-            if spikes.get(&key).is_none_or(|old| old["end"] != sp["end"]) {
+            let key = format!("{} {} {:?}", sp.consumer, sp.start, sp.latency);
+            if spikes.get(&key).is_none_or(|old| old.end != sp.end) {
                 spikes.insert(key, sp);
             }
         }
@@ -241,8 +259,9 @@ fn instant(t: &str) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
 }
 
-fn at(sp: &serde_json::Value, key: &str) -> i64 {
-    instant(sp[key].as_str().unwrap())
+/// A spike's start and end, Unix nanoseconds.
+fn span(sp: &Spike) -> (i64, i64) {
+    (instant(&sp.start), instant(&sp.end))
 }
 
 /// Spikes on healthy consumers: those no injected fault explains, split into spikes while the
@@ -250,11 +269,7 @@ fn at(sp: &serde_json::Value, key: &str) -> i64 {
 /// the window before it: the acks really were late) and false spikes; and the consumer-time
 /// they could have happened in: every consumer's run, less the warm-up and its fault (with the
 /// time the fault takes to settle).
-fn unexplained(
-    truth: &sim::truth::Truth,
-    found: &[serde_json::Value],
-    verbose: bool,
-) -> Unexplained {
+fn unexplained(truth: &sim::truth::Truth, found: &[Spike], verbose: bool) -> Unexplained {
     let (start, end) = (instant(&truth.started), instant(&truth.ended));
     let mut out = Unexplained::default();
     let client_spikes = client_spikes(truth);
@@ -267,11 +282,8 @@ fn unexplained(
             .map(|f| (f.start_ns - 2 * WINDOW_NS, f.end_ns + SETTLE_NS))
             .collect();
         out.healthy_ns += end - start - WARMUP_NS - faults.iter().map(|(a, b)| b - a).sum::<i64>();
-        for sp in found
-            .iter()
-            .filter(|sp| sp["consumer"] == consumer.as_str())
-        {
-            let (from, to) = (at(sp, "start"), at(sp, "end"));
+        for sp in found.iter().filter(|sp| sp.consumer == *consumer) {
+            let (from, to) = span(sp);
             if faults.iter().any(|&(a, b)| from < b && to > a) {
                 continue;
             }
@@ -285,12 +297,12 @@ fn unexplained(
             let others = found
                 .iter()
                 .filter(|o| {
-                    o["consumer"] != consumer.as_str()
-                        && o["consumer"] != "*"
-                        && at(o, "start") < to
-                        && at(o, "end") > from
+                    o.consumer != *consumer
+                        && o.consumer != "*"
+                        && span(o).0 < to
+                        && span(o).1 > from
                 })
-                .map(|o| o["consumer"].as_str().unwrap_or("?"))
+                .map(|o| o.consumer.as_str())
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
             // The server's own latency spiked then too (by the same detector, on the e2e
@@ -323,12 +335,12 @@ fn unexplained(
             }
             println!(
                 "  {kind}: {consumer} {} – {} ({} windows, {others} other consumers at once) P99 {} µs (baseline {} µs, {} latency){}{}",
-                sp["start"],
-                sp["end"],
-                sp["windows"],
-                sp["p99_us"],
-                sp["baseline_p99_us"],
-                sp["latency"],
+                sp.start,
+                sp.end,
+                sp.windows,
+                sp.p99_us,
+                sp.baseline_p99_us,
+                sp.latency.as_str(),
                 stall.map_or(String::new(), |ns| format!(
                     ", its frame up to {:.1} ms late",
                     ns as f64 / 1e6
@@ -370,7 +382,7 @@ fn own_latency(truth: &sim::truth::Truth, server: &str, from: i64, to: i64) -> S
 
 /// Spikes of each server's own e2e latency (the truth's client windows), found by ackscope's
 /// detector with its default settings.
-fn client_spikes(truth: &sim::truth::Truth) -> Vec<(String, Spike)> {
+fn client_spikes(truth: &sim::truth::Truth) -> Vec<(String, detect::Spike)> {
     let mut by_server: BTreeMap<&str, Vec<WindowP99>> = BTreeMap::new();
     for w in &truth.client_windows {
         by_server.entry(&w.server).or_default().push(WindowP99 {
@@ -426,7 +438,7 @@ fn print_fleet(truth: &sim::truth::Truth) {
 /// Scores one run's spikes against its truth: each faulty consumer of each fault is one case.
 fn score(
     truth: &sim::truth::Truth,
-    found: &[serde_json::Value],
+    found: &[Spike],
     scores: &mut BTreeMap<String, Score>,
     verbose: bool,
 ) {
@@ -443,9 +455,9 @@ fn score(
             // On by then: begun no later than 2 windows after the fault can be seen, and not
             // over before the fault began (a spike may start early when a blip merges into it).
             let hit = found.iter().find(|sp| {
-                sp["consumer"] == consumer.as_str()
-                    && at(sp, "start") <= visible + 2 * WINDOW_NS
-                    && at(sp, "end") > f.start_ns
+                sp.consumer == *consumer
+                    && span(sp).0 <= visible + 2 * WINDOW_NS
+                    && span(sp).1 > f.start_ns
             });
             let Some(sp) = hit else {
                 if !verbose {
@@ -453,8 +465,8 @@ fn score(
                 }
                 let of_consumer: Vec<String> = found
                     .iter()
-                    .filter(|sp| sp["consumer"] == consumer.as_str())
-                    .map(|sp| format!("{} ({})", sp["start"], sp["latency"]))
+                    .filter(|sp| sp.consumer == *consumer)
+                    .map(|sp| format!("{} ({})", sp.start, sp.latency.as_str()))
                     .collect();
                 println!(
                     "{} {:<18} {consumer} → not detected (fault at {}; its spikes: {of_consumer:?}; {})",
@@ -466,14 +478,9 @@ fn score(
                 continue;
             };
             score.detected += 1;
-            let causes: Vec<&str> = sp["causes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["cause"].as_str().unwrap())
-                .collect();
-            score.top1 += u32::from(causes.first() == Some(&f.cause.as_str()));
-            score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause.as_str()));
+            let causes: Vec<Cause> = sp.causes.iter().map(|c| c.cause).collect();
+            score.top1 += u32::from(causes.first() == Some(&f.cause));
+            score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause));
             if !verbose {
                 continue;
             }
@@ -482,34 +489,35 @@ fn score(
                 truth.scenario,
                 f.kind,
                 &causes[..causes.len().min(3)],
-                sp["latency"].as_str().unwrap_or("?"),
-                sp["p99_us"].as_f64().unwrap_or(0.0) / 1e3,
-                sp["baseline_p99_us"].as_f64().unwrap_or(0.0) / 1e3,
-                sp["windows"],
+                sp.latency.as_str(),
+                sp.p99_us / 1e3,
+                sp.baseline_p99_us / 1e3,
+                sp.windows,
             );
-            if causes.first() != Some(&f.cause.as_str()) {
-                for c in sp["causes"].as_array().unwrap() {
-                    println!("    {} {} {}", c["cause"], c["confidence"], c["summary"]);
+            if causes.first() != Some(&f.cause) {
+                for c in &sp.causes {
+                    println!("    {} {} {}", c.cause, c.confidence, c.summary);
                 }
             }
         }
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let seeds: Vec<u64> = arg(&args, "--seeds", "1,2")
-        .split(',')
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    let servers: u32 = arg(&args, "--servers", "8").parse().unwrap_or(8).max(8);
-    let scale: f64 = arg(&args, "--scale", "1.0").parse().unwrap_or(1.0);
-    let healthy_minutes: u64 = arg(&args, "--healthy-minutes", "0").parse().unwrap_or(0);
-    let file = arg(&args, "--scenario", "");
-    let spikes = arg(&args, "--spikes", "");
+pub fn main(args: &ScorecardArgs) {
+    let ScorecardArgs {
+        seeds,
+        servers,
+        scale,
+        healthy_minutes,
+        spikes,
+        ..
+    } = args;
+    let (servers, scale, healthy_minutes) = (*servers, *scale, *healthy_minutes);
+    let file = args
+        .scenario
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     // The runs: a scenario file once through, or the built-in suite once per seed.
     let mut runs: Vec<RawScenario> = if file.is_empty() {
         seeds
@@ -533,7 +541,7 @@ fn main() {
     let results: Vec<_> = runs
         .into_iter()
         .map(|raw| {
-            let (truth, found) = run(&runtime, &binary, raw, &spikes);
+            let (truth, found) = run(&runtime, &binary, raw, spikes);
             print_fleet(&truth);
             (truth, found)
         })
@@ -557,16 +565,16 @@ fn main() {
 
 /// Scores every run, leaving out spikes of fewer than `min_windows` windows.
 fn tally(
-    results: &[(sim::truth::Truth, Vec<serde_json::Value>)],
-    min_windows: u64,
+    results: &[(sim::truth::Truth, Vec<Spike>)],
+    min_windows: usize,
     verbose: bool,
 ) -> (BTreeMap<String, Score>, Unexplained) {
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
     let mut total = Unexplained::default();
     for (truth, found) in results {
-        let found: Vec<serde_json::Value> = found
+        let found: Vec<Spike> = found
             .iter()
-            .filter(|sp| sp["windows"].as_u64().unwrap_or(0) >= min_windows)
+            .filter(|sp| sp.windows >= min_windows)
             .cloned()
             .collect();
         score(truth, &found, &mut scores, verbose);

@@ -4,23 +4,23 @@
 //! acks cannot be faked: every message here is a real JetStream delivery of a real stream and
 //! a real ack, driven by pull consumers that ack as fast as they can.
 //!
-//! `cargo bench --bench loopback -- throughput [--messages N] [--consumers C] [--rounds R]`
+//! `ackscope-eval throughput [--messages N] [--consumers C] [--rounds R]`
 //!   N stored messages are delivered to C pull consumers and acked. Two receivers watch the
 //!   same traffic in turn: a bare async-nats subscriber on the same subjects that only counts,
 //!   and the full collector (taps, join, aggregation). Reports both rates, their ratio, and
 //!   every dropped message (slow-consumer events and messages never seen).
 //!
-//! `cargo bench --bench loopback -- soak [--minutes M] [--rate ACKS_PER_S] [--consumers C]`
+//! `ackscope-eval soak [--minutes M] [--rate ACKS_PER_S] [--consumers C]`
 //!   Runs the `ackscope collect` binary beside a steady JetStream workload (publish, deliver,
 //!   ack) and samples its resident memory every 10 s.
 //!
-//! `cargo bench --bench loopback -- core-soak [--minutes M] [--rate ACKS_PER_S] [--consumers C]`
+//! `ackscope-eval core-soak [--minutes M] [--rate ACKS_PER_S] [--consumers C]`
 //!   Feeds the collector core directly (no NATS: the server here cannot store 50,000
 //!   messages/s beside 200 consumers) with M minutes of deliveries and acks at RATE, its clocks
 //!   advancing as they would, as fast as it can, and reports this process's resident memory
 //!   after every simulated minute.
 //!
-//! `cargo bench --bench loopback -- accuracy [--messages N] [--work-ms W] [--consumer process|task]`
+//! `ackscope-eval accuracy [--messages N] [--work-ms W] [--consumer process|task]`
 //!   How far ackscope's delivery → ack latency is from the consuming client's own clock. A pull
 //!   consumer fetches N stored messages one at a time, works W ms on each, acks it and times
 //!   itself (receipt → ack handed to its client); the collector taps the same traffic. The
@@ -54,14 +54,6 @@ use ackscope::service::taps::{self, Taps};
 type PullConsumer = consumer::Consumer<consumer::pull::Config>;
 const SUB_CAPACITY: usize = 262_144;
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn server_binary() -> PathBuf {
     std::env::var_os("ACKSCOPE_NATS_SERVER_CURRENT")
         .map(PathBuf::from)
@@ -69,26 +61,69 @@ fn server_binary() -> PathBuf {
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"))
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    match args.first().map(String::as_str) {
-        Some("soak") => runtime.block_on(soak(&args)),
-        Some("core-soak") => core_soak(&args),
-        Some("accuracy") => runtime.block_on(accuracy(&args)),
-        Some("accuracy-consumer") => runtime.block_on(accuracy_consumer(&args)),
-        Some("throughput") | None => runtime.block_on(throughput(&args)),
-        Some(other) => {
-            panic!("unknown mode {other:?}: use throughput, soak, core-soak or accuracy")
-        }
-    }
+/// `throughput`.
+#[derive(Debug, clap::Args)]
+pub struct ThroughputArgs {
+    /// Stored messages delivered and acked each round.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Pull consumers sharing them.
+    #[arg(long, default_value_t = 8)]
+    consumers: u64,
+    /// Rounds, each of the bare subscriber and the collector.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+}
+
+/// `soak`.
+#[derive(Debug, clap::Args)]
+pub struct SoakArgs {
+    #[arg(long, default_value_t = 10.0)]
+    minutes: f64,
+    /// Acks a second asked of the workload.
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 200)]
+    consumers: u64,
+}
+
+/// `core-soak`.
+#[derive(Debug, clap::Args)]
+pub struct CoreSoakArgs {
+    /// Simulated minutes.
+    #[arg(long, default_value_t = 10)]
+    minutes: u64,
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
+    #[arg(long, default_value_t = 200)]
+    consumers: u64,
+}
+
+/// `accuracy`.
+#[derive(Debug, clap::Args)]
+pub struct AccuracyArgs {
+    #[arg(long, default_value_t = 200)]
+    messages: u64,
+    /// Work between receipt and ack, per message.
+    #[arg(long, default_value_t = 20)]
+    work_ms: u64,
+    /// Where the consumer runs: its own process, or a task on this process's runtime.
+    #[arg(long, value_enum, default_value_t = ConsumerIn::Process)]
+    consumer: ConsumerIn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsumerIn {
+    Process,
+    Task,
+}
+
+/// `accuracy-consumer`: the consumer of `accuracy` as a process of its own.
+#[derive(Debug, clap::Args)]
+pub struct AccuracyConsumerArgs {
+    url: String,
+    count: u64,
+    work_ms: u64,
 }
 
 fn headers(i: u64) -> HeaderMap {
@@ -314,10 +349,12 @@ impl Receiver {
     }
 }
 
-async fn throughput(args: &[String]) {
-    let messages: u64 = arg(args, "--messages", 100_000);
-    let consumers: u64 = arg(args, "--consumers", 8);
-    let rounds: usize = arg(args, "--rounds", 3);
+pub async fn throughput(args: &ThroughputArgs) {
+    let &ThroughputArgs {
+        messages,
+        consumers,
+        rounds,
+    } = args;
     let binary = server_binary();
     let server = NatsServer::start(&binary, "").expect("nats-server");
     let url = server.url();
@@ -410,10 +447,12 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn soak(args: &[String]) {
-    let minutes: f64 = arg(args, "--minutes", 10.0);
-    let rate: u64 = arg(args, "--rate", 50_000);
-    let consumers: u64 = arg(args, "--consumers", 200);
+pub async fn soak(args: &SoakArgs) {
+    let &SoakArgs {
+        minutes,
+        rate,
+        consumers,
+    } = args;
     let server = NatsServer::start(&server_binary(), "").expect("nats-server");
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
@@ -423,7 +462,7 @@ async fn soak(args: &[String]) {
         let consumer = pull_consumer(&soak_stream, &format!("c{k}"), format!("soak.c{k}")).await;
         drivers.push(tokio::spawn(drive(consumer, u64::MAX)));
     }
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
+    let mut child = tokio::process::Command::new(crate::ackscope_binary())
         .args(["collect", "--nats", &server.url()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -516,10 +555,12 @@ async fn soak(args: &[String]) {
     child.kill().await.unwrap();
 }
 
-fn core_soak(args: &[String]) {
-    let minutes: u64 = arg(args, "--minutes", 10);
-    let rate: u64 = arg(args, "--rate", 50_000);
-    let consumers: u64 = arg(args, "--consumers", 200);
+pub fn core_soak(args: &CoreSoakArgs) {
+    let &CoreSoakArgs {
+        minutes,
+        rate,
+        consumers,
+    } = args;
     let mut collector = Collector::new(ackscope::config::Config::default());
     let pid = std::process::id();
     let start_rss = rss_kib(pid).unwrap_or(0);
@@ -675,9 +716,9 @@ async fn time_own_acks(url: &str, count: u64, work: Duration) -> (Vec<OwnTiming>
 
 /// `accuracy-consumer URL COUNT WORK_MS`: [`time_own_acks`] as a process of its own; prints
 /// `rtt <ms>` and one line of [`OwnTiming`]'s fields per message.
-async fn accuracy_consumer(args: &[String]) {
-    let (url, count, work_ms) = (&args[1], args[2].parse().unwrap(), args[3].parse().unwrap());
-    let (own, rtt) = time_own_acks(url, count, Duration::from_millis(work_ms)).await;
+pub async fn accuracy_consumer(args: &AccuracyConsumerArgs) {
+    let work = Duration::from_millis(args.work_ms);
+    let (own, rtt) = time_own_acks(&args.url, args.count, work).await;
     println!("rtt {rtt}");
     for t in own {
         println!(
@@ -687,10 +728,9 @@ async fn accuracy_consumer(args: &[String]) {
     }
 }
 
-async fn accuracy(args: &[String]) {
-    let messages: u64 = arg(args, "--messages", 200);
-    let work_ms: u64 = arg(args, "--work-ms", 20);
-    let in_process = arg(args, "--consumer", "process".to_string()) == "task";
+pub async fn accuracy(args: &AccuracyArgs) {
+    let (messages, work_ms) = (args.messages, args.work_ms);
+    let in_process = args.consumer == ConsumerIn::Task;
     let generations = [
         ("2.9", "ACKSCOPE_NATS_SERVER_LEGACY", ""),
         (
