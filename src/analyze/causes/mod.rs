@@ -116,17 +116,16 @@ pub trait Detector: Sync {
     fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding;
 }
 
-/// Every detector. The first [`ON_SECOND_THREAD`] run on a second thread beside the others
-/// (the two halves take about as long).
+/// Every detector, in the order causes of equal confidence are ranked. Every other one runs
+/// on a second thread beside the rest (the two halves take about as long).
 pub const DETECTORS: &[&dyn Detector] = &[
     &gc_pause::GcPause,
-    &redelivery::Redelivery,
-    &load_burst::LoadBurst,
     &thread_preemption::ThreadPreemption,
+    &redelivery::Redelivery,
     &flow_control::FlowControl,
+    &load_burst::LoadBurst,
     &hot_spot::HotSpot,
 ];
-const ON_SECOND_THREAD: usize = 3;
 
 /// A dimension a hot spot can be found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -262,21 +261,29 @@ const DAMPING: &[fn(&mut [CauseFinding])] = &[
 pub fn attribute(e: &Evidence) -> Vec<CauseFinding> {
     let slow = slow(e);
     // The detectors only read the evidence: some of them run on a second thread.
-    let (second, first) = DETECTORS.split_at(ON_SECOND_THREAD);
-    let mut findings: Vec<CauseFinding> = std::thread::scope(|scope| {
-        let on_second = scope.spawn(|| {
-            second
-                .iter()
-                .map(|d| d.detect(e, &slow))
-                .collect::<Vec<_>>()
-        });
-        let here: Vec<CauseFinding> = first.iter().map(|d| d.detect(e, &slow)).collect();
-        let mut all = on_second
+    let run = |skip: usize| -> Vec<CauseFinding> {
+        DETECTORS
+            .iter()
+            .skip(skip)
+            .step_by(2)
+            .map(|d| d.detect(e, &slow))
+            .collect()
+    };
+    let (even, odd) = std::thread::scope(|scope| {
+        let even = scope.spawn(|| run(0));
+        let odd = run(1);
+        let even = even
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        all.extend(here);
-        all
+        (even, odd)
     });
+    // Back in DETECTORS' order, which the stable sort below keeps for equal confidences.
+    let mut findings: Vec<CauseFinding> = Vec::with_capacity(DETECTORS.len());
+    let mut odd = odd.into_iter();
+    for f in even {
+        findings.push(f);
+        findings.extend(odd.next());
+    }
     for step in DAMPING {
         step(&mut findings);
     }
@@ -385,6 +392,11 @@ mod tests {
     fn nothing_explains_an_unremarkable_spike() {
         let causes = top(&healthy(spike_start(), 60), &baseline(), &[]);
         assert_eq!(causes[0].cause, Cause::Unknown, "{causes:#?}");
+        // Every detector found nothing: they follow in DETECTORS' order.
+        assert!(causes[1..].iter().all(|c| c.confidence == 0.0), "{causes:#?}");
+        let order: Vec<Cause> = causes[1..].iter().map(|c| c.cause).collect();
+        let detectors: Vec<Cause> = DETECTORS.iter().map(|d| d.cause()).collect();
+        assert_eq!(order, detectors);
     }
 
     fn finding(cause: Cause, confidence: f64) -> CauseFinding {
@@ -444,10 +456,10 @@ mod tests {
             causes,
             [
                 Cause::GcPause,
-                Cause::Redelivery,
-                Cause::LoadBurst,
                 Cause::ThreadPreemption,
+                Cause::Redelivery,
                 Cause::FlowControl,
+                Cause::LoadBurst,
                 Cause::HotSpot
             ]
         );
