@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use ackscope::analyze::spikes::{self as detect, WindowP99, find_spikes};
 use ackscope::api::{Cause, Spike};
-use ackscope::config::SpikeConfig;
+use ackscope::config::{SpikeConfig, parse_duration};
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
 
@@ -53,76 +53,46 @@ pub struct ScorecardArgs {
     spikes: String,
 }
 
-fn scenario(seed: u64, servers: u32, scale: f64) -> String {
-    let ms = |v: f64| format!("{}ms", (v * scale).round() as u64);
-    format!(
-        r#"name = "score-{seed}"
-seed = {seed}
-duration = "170s"
-[fleet]
-servers = {servers}
-events_per_frame = 3
-[jetstream]
-ack_wait = "1s"
-max_ack_pending = 40
-[[faults]]
-kind = "gc_pause"
-start = "25s"
-duration = "10s"
-servers = [1]
-pause = "{gc}"
-every = "1s"
-[[faults]]
-kind = "thread_preemption"
-start = "45s"
-duration = "10s"
-servers = [2]
-block = "13ms"
-[[faults]]
-kind = "frame_end_batching"
-start = "65s"
-duration = "10s"
-servers = [3]
-[[faults]]
-kind = "packet_loss"
-start = "85s"
-duration = "10s"
-servers = [4]
-fraction = 0.3
-[[faults]]
-kind = "flow_control"
-start = "105s"
-duration = "10s"
-servers = [5]
-cost = "{fc}"
-[[faults]]
-kind = "load_burst"
-start = "125s"
-duration = "10s"
-servers = [6]
-factor = {burst}
-[[faults]]
-kind = "slow_server"
-start = "145s"
-duration = "10s"
-servers = [7]
-cost = "{slow}us"
-"#,
-        gc = ms(60.0),
-        fc = ms(8.0),
-        burst = (20.0 * scale).max(2.0),
-        // A slow server still fits its frame (3 ms logic + 3 messages): past that it falls
-        // behind, its consumer fills max_ack_pending and that is flow control.
-        slow = ((3_000.0 * scale).round() as u64).min(3_300),
-    )
+/// The suite (`scenarios/scorecard.toml`) for one seed: `servers` servers, every fault's
+/// magnitude times `scale`.
+fn scenario(seed: u64, servers: u32, scale: f64) -> RawScenario {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/scorecard.toml");
+    let mut s = RawScenario::from_file(&path).expect("scenarios/scorecard.toml");
+    s.name = format!("score-{seed}");
+    s.seed = seed;
+    s.fleet.servers = servers;
+    let scaled_ms = |d: &mut Option<String>| {
+        let ns = parse_duration(d.as_deref().unwrap_or_default()).expect("a duration");
+        *d = Some(format!(
+            "{}ms",
+            (ns.as_secs_f64() * 1e3 * scale).round() as u64
+        ));
+    };
+    for f in &mut s.faults {
+        match f.kind.as_str() {
+            "gc_pause" => scaled_ms(&mut f.pause),
+            "flow_control" => scaled_ms(&mut f.cost),
+            "load_burst" => f.factor = f.factor.map(|x| (x * scale).max(2.0)),
+            // A slow server still fits its frame (3 ms logic + 3 messages): past that it falls
+            // behind, its consumer fills max_ack_pending and that is flow control.
+            "slow_server" => {
+                let ns = parse_duration(f.cost.as_deref().unwrap_or_default()).expect("a cost");
+                let us = ((ns.as_secs_f64() * 1e6 * scale).round() as u64).min(3_300);
+                f.cost = Some(format!("{us}us"));
+            }
+            _ => {}
+        }
+    }
+    s
 }
 
-/// A scenario with no faults: `servers` healthy servers for `minutes`.
-fn healthy(seed: u64, servers: u32, minutes: u64) -> String {
-    format!(
-        "name = \"healthy-{seed}\"\nseed = {seed}\nduration = \"{minutes}m\"\n[fleet]\nservers = {servers}\n\
-         events_per_frame = 3\n[jetstream]\nack_wait = \"1s\"\nmax_ack_pending = 40\n"
-    )
+/// The suite without its faults: `servers` healthy servers for `minutes`.
+fn healthy(seed: u64, servers: u32, minutes: u64) -> RawScenario {
+    let mut s = scenario(seed, servers, 1.0);
+    s.name = format!("healthy-{seed}");
+    s.duration = format!("{minutes}m");
+    s.faults.clear();
+    s
 }
 
 /// How long after a fault ends its consumer may still spike from it (backlogs drain).
@@ -488,7 +458,11 @@ fn score(
                 "{} {:<18} {consumer} → {:?} ({} latency, P99 {:.1} ms vs {:.1} ms, {} windows)",
                 truth.scenario,
                 f.kind,
-                &causes[..causes.len().min(3)],
+                causes
+                    .iter()
+                    .take(3)
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>(),
                 sp.latency.as_str(),
                 sp.p99_us / 1e3,
                 sp.baseline_p99_us / 1e3,
@@ -522,7 +496,7 @@ pub fn main(args: &ScorecardArgs) {
     let mut runs: Vec<RawScenario> = if file.is_empty() {
         seeds
             .iter()
-            .map(|&seed| RawScenario::from_toml(&scenario(seed, servers, scale)).unwrap())
+            .map(|&seed| scenario(seed, servers, scale))
             .collect()
     } else {
         let text = std::fs::read_to_string(&file).expect("the scenario file");
@@ -536,7 +510,7 @@ pub fn main(args: &ScorecardArgs) {
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
     if healthy_minutes > 0 {
         let seed = seeds.first().copied().unwrap_or(1) + 1_000;
-        runs.push(RawScenario::from_toml(&healthy(seed, servers, healthy_minutes)).unwrap());
+        runs.push(healthy(seed, servers, healthy_minutes));
     }
     let results: Vec<_> = runs
         .into_iter()
