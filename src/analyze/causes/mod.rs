@@ -393,7 +393,10 @@ mod tests {
         let causes = top(&healthy(spike_start(), 60), &baseline(), &[]);
         assert_eq!(causes[0].cause, Cause::Unknown, "{causes:#?}");
         // Every detector found nothing: they follow in DETECTORS' order.
-        assert!(causes[1..].iter().all(|c| c.confidence == 0.0), "{causes:#?}");
+        assert!(
+            causes[1..].iter().all(|c| c.confidence == 0.0),
+            "{causes:#?}"
+        );
         let order: Vec<Cause> = causes[1..].iter().map(|c| c.cause).collect();
         let detectors: Vec<Cause> = DETECTORS.iter().map(|d| d.cause()).collect();
         assert_eq!(order, detectors);
