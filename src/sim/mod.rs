@@ -355,10 +355,15 @@ async fn server(
             let ack_at = frame_start + Duration::from_nanos(held_to);
             if effects.ack_loss > 0.0 && rng.random_bool(effects.ack_loss) {
                 dropped += 1; // never acked: the server redelivers after ack_wait
-            } else if held_to == processed || ack_at <= Instant::now() {
-                // No fault holds it: acked once processed. A cost below the timer's 1 ms lives
-                // on `busy` alone; waiting for it on a timer would add the timer's lateness
-                // (1–2 ms) to every healthy ack.
+            } else if ack_at <= Instant::now()
+                || (held_to == processed
+                    && frame_start + Duration::from_nanos(effects.ack_offset(0, tick))
+                        <= Instant::now())
+            {
+                // Due, or held by no fault at this instant: acked once processed. A cost below
+                // the timer's 1 ms lives on `busy` alone; waiting for it on a timer would add
+                // the timer's lateness (1–2 ms) to every healthy ack. (`busy` may run ahead of
+                // the clock, so a fault's hold is checked against the clock, not `busy`.)
                 sent += u64::from(ack(&m, &mut own, &stats).await);
             } else {
                 let at = held.partition_point(|a| a.0 <= ack_at);
