@@ -721,3 +721,47 @@ async fn a_spike_linked_by_url_shows_its_causes_and_heatmaps_beside_the_baseline
         "{before}"
     );
 }
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect();
+    k.sort_unstable();
+    k
+}
+
+/// The contract's field names, read as plain JSON: the typed answers must not rename one.
+#[tokio::test]
+async fn answers_carry_the_contracts_field_names() {
+    let state = preempted_state();
+    let (_, report) = get_json(&state, "/api/v1/report").await;
+    #[rustfmt::skip]
+    let expected = [
+        (&report, vec!["counts", "latency", "latency_us", "ordering", "phases", "range", "spikes", "tick", "warnings"]),
+        (&report["range"], vec!["from", "to"]),
+        (&report["tick"], vec!["detected_period_us", "epoch", "period_us", "phase_bins", "phase_of"]),
+        (&report["counts"], vec!["acks", "deliveries", "expired_deliveries", "max_deliveries", "naks", "progress", "redeliveries", "terms", "unmatched_acks"]),
+        (&report["latency_us"], vec!["count", "max", "mean", "p50", "p90", "p99", "p999"]),
+        (&report["phases"][0], vec!["count", "from_us", "p50_us", "p99_us", "to_us"]),
+        (&report["spikes"][0], vec!["baseline_p99_us", "causes", "consumer", "end", "latency", "p99_us", "start", "stream", "windows"]),
+        (&report["spikes"][0]["causes"][0], vec!["cause", "confidence", "evidence", "exemplar_trace_ids", "summary"]),
+        (&report["ordering"], vec!["checked", "out_of_order", "rate"]),
+    ];
+    for (object, names) in expected {
+        assert_eq!(keys(object), names, "{object}");
+    }
+    let (_, consumers) = get_json(&state, "/api/v1/consumers").await;
+    #[rustfmt::skip]
+    assert_eq!(
+        keys(&consumers[0]),
+        ["ack_pending", "ack_wait_us", "acks", "advisories", "consumer", "deliveries", "expired_deliveries", "last_seen", "max_ack_pending", "max_deliveries", "naks", "num_pending", "p50_us", "p99_us", "progress", "recent_acks_per_s", "recent_window_s", "redeliveries", "stream", "terms", "unmatched_acks"]
+    );
+    let (_, error) = get_json(&state, "/api/v1/report?latency=fast").await;
+    assert_eq!(keys(&error), ["error", "parameter"]);
+    let (_, error) = get_json(&state, "/api/v1/report?stream=NOPE").await;
+    assert_eq!(keys(&error), ["error"]);
+}
