@@ -351,7 +351,6 @@ pub struct AggregateConfig {
     pub grid_min_latency_ns: u64,
 }
 
-/// The validated configuration the program runs on.
 /// Spike detection settings (`[spikes]`): when a window's P99 is a spike.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpikeConfig {
@@ -393,6 +392,7 @@ impl Default for SpikeConfig {
     }
 }
 
+/// The validated configuration the program runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats: NatsConfig,

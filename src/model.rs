@@ -55,7 +55,7 @@ impl std::str::FromStr for TraceId {
     /// 32 hex digits, as a trace id is written (and serialized).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || format!("{s:?} is not 32 hex digits");
-        if s.len() != 32 || !s.is_ascii() {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut id = [0u8; 16];

@@ -45,19 +45,20 @@ pub struct ScorecardArgs {
     /// Adds a run with no faults at all, this long.
     #[arg(long, default_value_t = 0)]
     healthy_minutes: u64,
-    /// Scores this scenario file, once through, instead of the built-in suite.
+    /// Scores this scenario file, once through, instead of the suite.
     #[arg(long)]
     scenario: Option<std::path::PathBuf>,
+    /// The suite each seed runs.
+    #[arg(long, default_value = "scenarios/scorecard.toml")]
+    suite: std::path::PathBuf,
     /// `key=value,…` for ackscope's `[spikes]` settings (its defaults when not given).
     #[arg(long, default_value = "")]
     spikes: String,
 }
 
-/// The suite (`scenarios/scorecard.toml`) for one seed: `servers` servers, every fault's
-/// magnitude times `scale`.
-fn scenario(seed: u64, servers: u32, scale: f64) -> RawScenario {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/scorecard.toml");
-    let mut s = RawScenario::from_file(&path).expect("scenarios/scorecard.toml");
+/// The suite for one seed: `servers` servers, every fault's magnitude times `scale`.
+fn scenario(suite: &RawScenario, seed: u64, servers: u32, scale: f64) -> RawScenario {
+    let mut s = suite.clone();
     s.name = format!("score-{seed}");
     s.seed = seed;
     s.fleet.servers = servers;
@@ -87,8 +88,8 @@ fn scenario(seed: u64, servers: u32, scale: f64) -> RawScenario {
 }
 
 /// The suite without its faults: `servers` healthy servers for `minutes`.
-fn healthy(seed: u64, servers: u32, minutes: u64) -> RawScenario {
-    let mut s = scenario(seed, servers, 1.0);
+fn healthy(suite: &RawScenario, seed: u64, servers: u32, minutes: u64) -> RawScenario {
+    let mut s = scenario(suite, seed, servers, 1.0);
     s.name = format!("healthy-{seed}");
     s.duration = format!("{minutes}m");
     s.faults.clear();
@@ -492,11 +493,17 @@ pub fn main(args: &ScorecardArgs) {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
+    let suite = RawScenario::from_file(&args.suite).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run from the repository's top, or give --suite)",
+            args.suite.display()
+        )
+    });
     // The runs: a scenario file once through, or the built-in suite once per seed.
     let mut runs: Vec<RawScenario> = if file.is_empty() {
         seeds
             .iter()
-            .map(|&seed| scenario(seed, servers, scale))
+            .map(|&seed| scenario(&suite, seed, servers, scale))
             .collect()
     } else {
         let text = std::fs::read_to_string(&file).expect("the scenario file");
@@ -510,7 +517,7 @@ pub fn main(args: &ScorecardArgs) {
         .unwrap_or_else(|| nats_server::find_binary().expect("nats-server"));
     if healthy_minutes > 0 {
         let seed = seeds.first().copied().unwrap_or(1) + 1_000;
-        runs.push(healthy(seed, servers, healthy_minutes));
+        runs.push(healthy(&suite, seed, servers, healthy_minutes));
     }
     let results: Vec<_> = runs
         .into_iter()
