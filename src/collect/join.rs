@@ -305,7 +305,7 @@ impl Joiner {
             self.take_delivery(key, |d| d.matches(subject.delivered, subject.consumer_seq))
         {
             sample.delivered_ns = Some(d.seen.wall_ns);
-            sample.ack_latency_ns = Some(seen.mono_ns.saturating_sub(d.seen.mono_ns) + 1_000_000);
+            sample.ack_latency_ns = Some(seen.mono_ns.saturating_sub(d.seen.mono_ns));
             sample.trace_id = d.meta.trace_id;
             sample.subject = d.meta.subject;
             sample.labels = d.meta.labels;
