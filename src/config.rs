@@ -40,6 +40,74 @@ fn invalid(key: &'static str, value: impl Into<String>, reason: impl Into<String
     }
 }
 
+/// A duration as the configuration writes it (`"16ms"`, `"16.667ms"`, `"250us"`), read with
+/// [`parse_duration`] when the file is read: exact to the nanosecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn from_millis(ms: u64) -> Self {
+        Dur(Duration::from_millis(ms))
+    }
+
+    pub const fn from_micros(us: u64) -> Self {
+        Dur(Duration::from_micros(us))
+    }
+
+    /// Nanoseconds, saturating.
+    pub fn ns(self) -> u64 {
+        duration_ns(self.0)
+    }
+}
+
+impl std::str::FromStr for Dur {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_duration(s).map(Dur)
+    }
+}
+
+impl std::fmt::Display for Dur {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}ns", self.ns())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse()
+            .map_err(|reason| serde::de::Error::custom(format!("invalid value {text:?}: {reason}")))
+    }
+}
+
+/// An optional duration, where `""` means none (`spikes.slo`).
+fn optional_dur<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Dur>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match text.trim() {
+        "" => Ok(None),
+        t => t.parse().map(Some).map_err(|reason| {
+            serde::de::Error::custom(format!("invalid value {text:?}: {reason}"))
+        }),
+    }
+}
+
+/// `tick.epoch`: an offset from the Unix epoch (`"3ms"`) or an RFC 3339 instant, in Unix ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(pub i64);
+
+impl<'de> Deserialize<'de> for Epoch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_epoch(&text)
+            .map(Epoch)
+            .map_err(|reason| serde::de::Error::custom(format!("invalid value {text:?}: {reason}")))
+    }
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,11 +129,12 @@ pub struct RawSpikes {
     /// A window spikes when its P99 exceeds the baseline P99 by this factor …
     pub factor: f64,
     /// … and by at least this much …
-    pub min_margin: String,
+    pub min_margin: Dur,
     /// … and by this many robust standard deviations of the baseline windows' P99s.
     pub deviations: f64,
     /// Or when its P99 exceeds this, whatever the baseline ("" for none).
-    pub slo: String,
+    #[serde(deserialize_with = "optional_dur")]
+    pub slo: Option<Dur>,
     /// Windows with fewer samples neither spike nor count towards the baseline.
     pub min_samples: u64,
     /// Windows over the threshold a spike needs.
@@ -77,9 +146,9 @@ impl Default for RawSpikes {
         let d = SpikeConfig::default();
         Self {
             factor: d.factor,
-            min_margin: format!("{}us", d.min_margin_ns / 1_000),
+            min_margin: Dur(Duration::from_nanos(d.min_margin_ns)),
             deviations: d.deviations,
-            slo: String::new(),
+            slo: None,
             min_samples: d.min_samples,
             min_windows: d.min_windows,
         }
@@ -153,7 +222,7 @@ pub struct RawTaps {
     pub advisories: bool,
     pub consumer_state: bool,
     /// How often consumer info is polled, e.g. `"5s"`.
-    pub consumer_state_interval: String,
+    pub consumer_state_interval: Dur,
     /// Consumers to poll even before traffic is seen, as `"stream/consumer"`.
     pub consumers: Vec<String>,
 }
@@ -167,7 +236,7 @@ impl Default for RawTaps {
             ack_metrics: true,
             advisories: true,
             consumer_state: true,
-            consumer_state_interval: "5s".into(),
+            consumer_state_interval: Dur::from_millis(5_000),
             consumers: Vec::new(),
         }
     }
@@ -208,9 +277,9 @@ impl Default for RawHeaders {
 #[serde(default, deny_unknown_fields)]
 pub struct RawTick {
     /// Frame period, default `"16ms"`; fractional values such as `"16.667ms"` work.
-    pub period: String,
+    pub period: Dur,
     /// Alignment: an offset from the Unix epoch (`"3ms"`) or an RFC 3339 instant.
-    pub epoch: String,
+    pub epoch: Epoch,
     /// Phase bins across one frame, default 160.
     pub phase_bins: u32,
     /// `ack` (default) or `delivery`.
@@ -220,8 +289,8 @@ pub struct RawTick {
 impl Default for RawTick {
     fn default() -> Self {
         Self {
-            period: "16ms".into(),
-            epoch: "0s".into(),
+            period: Dur::from_millis(16),
+            epoch: Epoch(0),
             phase_bins: 160,
             phase_of: "ack".into(),
         }
@@ -237,12 +306,12 @@ pub struct RawJoin {
     /// Completed deliveries remembered to drop duplicates (double acks, server ack metrics).
     pub completed_capacity: usize,
     /// Longest a delivery waits for its ack, whatever the consumer's `ack_wait`.
-    pub max_pending_age: String,
+    pub max_pending_age: Dur,
     /// Used when a consumer's `ack_wait` is not known yet (the JetStream default is 30s).
-    pub default_ack_wait: String,
+    pub default_ack_wait: Dur,
     /// How long an ack whose delivery was not seen waits for the server's ack metric of the
     /// same delivery, which carries the ack latency the ack alone cannot give.
-    pub metric_wait: String,
+    pub metric_wait: Dur,
     /// Distinct streams/consumers tracked, at most.
     pub max_consumers: usize,
     /// Distinct message subjects and label values tracked, at most.
@@ -254,9 +323,9 @@ impl Default for RawJoin {
         Self {
             capacity: 200_000,
             completed_capacity: 100_000,
-            max_pending_age: "5m".into(),
-            default_ack_wait: "30s".into(),
-            metric_wait: "500ms".into(),
+            max_pending_age: Dur::from_millis(300_000),
+            default_ack_wait: Dur::from_millis(30_000),
+            metric_wait: Dur::from_millis(500),
             max_consumers: 1_000,
             max_symbols: 10_000,
         }
@@ -268,27 +337,27 @@ impl Default for RawJoin {
 #[serde(default, deny_unknown_fields)]
 pub struct RawAggregate {
     /// Window length, default `"1s"`.
-    pub window: String,
+    pub window: Dur,
     /// Closed window summaries kept per consumer.
     pub retained_windows: usize,
     /// Raw samples kept in the ring.
     pub ring_capacity: usize,
     /// Latencies above this are clamped into the top bucket and counted.
-    pub max_latency: String,
+    pub max_latency: Dur,
     /// Latency rows of the phase grid (log-spaced between `grid_min_latency` and `max_latency`).
     pub latency_rows: u32,
-    pub grid_min_latency: String,
+    pub grid_min_latency: Dur,
 }
 
 impl Default for RawAggregate {
     fn default() -> Self {
         Self {
-            window: "1s".into(),
+            window: Dur::from_millis(1_000),
             retained_windows: 300,
             ring_capacity: 1_000_000,
-            max_latency: "60s".into(),
+            max_latency: Dur::from_millis(60_000),
             latency_rows: 100,
-            grid_min_latency: "10us".into(),
+            grid_min_latency: Dur::from_micros(10),
         }
     }
 }
@@ -427,9 +496,26 @@ impl RawConfig {
         })
     }
 
-    /// Parses TOML text (without validating it).
+    /// Parses TOML text (without validating it). A value that does not parse (a duration, a
+    /// number) is an error naming its key, on one line.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let one_line = |e: &toml::de::Error| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+            match line {
+                Some(n) => format!("line {n}: {}", e.message().trim()),
+                None => e.message().trim().to_string(),
+            }
+        };
+        let deserializer = toml::de::Deserializer::parse(text).map_err(|e| one_line(&e))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let inner = one_line(e.inner());
+            match e.path().to_string().as_str() {
+                "." | "" => inner,
+                key => format!("config key `{key}`: {inner}"),
+            }
+        })
     }
 
     /// Checks every value and builds the [`Config`] the program runs on.
@@ -521,17 +607,11 @@ fn validate_taps(raw: RawTaps) -> Result<TapsConfig, Error> {
         validate_subject_pattern(pattern)
             .map_err(|reason| invalid("taps.delivery_patterns", pattern.clone(), reason))?;
     }
-    let interval = parse_duration(&raw.consumer_state_interval).map_err(|r| {
-        invalid(
-            "taps.consumer_state_interval",
-            &raw.consumer_state_interval,
-            r,
-        )
-    })?;
+    let interval = raw.consumer_state_interval.0;
     if interval < Duration::from_millis(100) {
         return Err(invalid(
             "taps.consumer_state_interval",
-            raw.consumer_state_interval,
+            raw.consumer_state_interval.to_string(),
             "must be at least 100ms",
         ));
     }
@@ -643,8 +723,6 @@ fn is_header_name(s: &str) -> bool {
 }
 
 fn validate_tick(raw: &RawTick) -> Result<FrameClock, Error> {
-    let period = parse_duration(&raw.period).map_err(|r| invalid("tick.period", &raw.period, r))?;
-    let epoch_ns = parse_epoch(&raw.epoch).map_err(|r| invalid("tick.epoch", &raw.epoch, r))?;
     let phase_of = match raw.phase_of.as_str() {
         "ack" => PhaseOf::Ack,
         "delivery" => PhaseOf::Delivery,
@@ -656,9 +734,9 @@ fn validate_tick(raw: &RawTick) -> Result<FrameClock, Error> {
             ));
         }
     };
-    FrameClock::new(duration_ns(period), epoch_ns, raw.phase_bins, phase_of).map_err(|e| {
+    FrameClock::new(raw.period.ns(), raw.epoch.0, raw.phase_bins, phase_of).map_err(|e| {
         let (key, value) = match e {
-            crate::tick::Error::Period(_) => ("tick.period", raw.period.clone()),
+            crate::tick::Error::Period(_) => ("tick.period", raw.period.to_string()),
             crate::tick::Error::Bins(_) => ("tick.phase_bins", raw.phase_bins.to_string()),
         };
         invalid(key, value, e.to_string())
@@ -679,14 +757,6 @@ pub fn parse_epoch(s: &str) -> Result<i64, String> {
 }
 
 fn validate_spikes(raw: &RawSpikes) -> Result<SpikeConfig, Error> {
-    let margin = parse_duration(&raw.min_margin)
-        .map_err(|r| invalid("spikes.min_margin", &raw.min_margin, r))?;
-    let slo = match raw.slo.trim() {
-        "" => None,
-        text => Some(duration_ns(
-            parse_duration(text).map_err(|r| invalid("spikes.slo", text, r))?,
-        )),
-    };
     if !(raw.factor.is_finite() && raw.factor >= 1.0) {
         return Err(invalid(
             "spikes.factor",
@@ -706,9 +776,9 @@ fn validate_spikes(raw: &RawSpikes) -> Result<SpikeConfig, Error> {
     }
     Ok(SpikeConfig {
         factor: raw.factor,
-        min_margin_ns: duration_ns(margin),
+        min_margin_ns: raw.min_margin.ns(),
         deviations: raw.deviations,
-        slo_ns: slo,
+        slo_ns: raw.slo.map(Dur::ns),
         min_samples: raw.min_samples,
         min_windows: raw.min_windows,
         ..SpikeConfig::default()
@@ -716,16 +786,10 @@ fn validate_spikes(raw: &RawSpikes) -> Result<SpikeConfig, Error> {
 }
 
 fn validate_join(raw: &RawJoin) -> Result<JoinConfig, Error> {
-    let age = parse_duration(&raw.max_pending_age)
-        .map_err(|r| invalid("join.max_pending_age", &raw.max_pending_age, r))?;
-    let ack_wait = parse_duration(&raw.default_ack_wait)
-        .map_err(|r| invalid("join.default_ack_wait", &raw.default_ack_wait, r))?;
-    let metric_wait = parse_duration(&raw.metric_wait)
-        .map_err(|r| invalid("join.metric_wait", &raw.metric_wait, r))?;
-    if metric_wait > Duration::from_secs(10) {
+    if raw.metric_wait.0 > Duration::from_secs(10) {
         return Err(invalid(
             "join.metric_wait",
-            &raw.metric_wait,
+            raw.metric_wait.to_string(),
             "must be at most 10s",
         ));
     }
@@ -750,39 +814,34 @@ fn validate_join(raw: &RawJoin) -> Result<JoinConfig, Error> {
     Ok(JoinConfig {
         capacity: raw.capacity,
         completed_capacity: raw.completed_capacity,
-        max_pending_age_ns: duration_ns(age),
-        default_ack_wait_ns: duration_ns(ack_wait),
-        metric_wait_ns: duration_ns(metric_wait),
+        max_pending_age_ns: raw.max_pending_age.ns(),
+        default_ack_wait_ns: raw.default_ack_wait.ns(),
+        metric_wait_ns: raw.metric_wait.ns(),
         max_consumers: raw.max_consumers,
         max_symbols: raw.max_symbols,
     })
 }
 
 fn validate_aggregate(raw: &RawAggregate) -> Result<AggregateConfig, Error> {
-    let window =
-        parse_duration(&raw.window).map_err(|r| invalid("aggregate.window", &raw.window, r))?;
-    if window < Duration::from_millis(10) {
+    let (window, max, min) = (raw.window, raw.max_latency, raw.grid_min_latency);
+    if window.0 < Duration::from_millis(10) {
         return Err(invalid(
             "aggregate.window",
-            &raw.window,
+            window.to_string(),
             "must be at least 10ms",
         ));
     }
-    let max = parse_duration(&raw.max_latency)
-        .map_err(|r| invalid("aggregate.max_latency", &raw.max_latency, r))?;
-    let min = parse_duration(&raw.grid_min_latency)
-        .map_err(|r| invalid("aggregate.grid_min_latency", &raw.grid_min_latency, r))?;
-    if max < Duration::from_millis(1) || max > Duration::from_secs(3600) {
+    if max.0 < Duration::from_millis(1) || max.0 > Duration::from_secs(3600) {
         return Err(invalid(
             "aggregate.max_latency",
-            &raw.max_latency,
+            max.to_string(),
             "must be between 1ms and 1h",
         ));
     }
-    if min < Duration::from_micros(1) || min >= max {
+    if min.0 < Duration::from_micros(1) || min >= max {
         return Err(invalid(
             "aggregate.grid_min_latency",
-            &raw.grid_min_latency,
+            min.to_string(),
             "must be at least 1us and below max_latency",
         ));
     }
@@ -804,12 +863,12 @@ fn validate_aggregate(raw: &RawAggregate) -> Result<AggregateConfig, Error> {
         return Err(invalid("aggregate.retained_windows", "0", "must be > 0"));
     }
     Ok(AggregateConfig {
-        window_ns: duration_ns(window),
+        window_ns: window.ns(),
         retained_windows: raw.retained_windows,
         ring_capacity: raw.ring_capacity,
-        max_latency_ns: duration_ns(max),
+        max_latency_ns: max.ns(),
         latency_rows: raw.latency_rows,
-        grid_min_latency_ns: duration_ns(min),
+        grid_min_latency_ns: min.ns(),
     })
 }
 
@@ -905,6 +964,19 @@ mod tests {
     }
 
     #[test]
+    fn durations_are_read_with_the_file() {
+        let text = "[tick]\nperiod = \"16.667ms\"\nepoch = \"3ms\"\n[spikes]\nslo = \"\"\n\
+                    [join]\nmetric_wait = \"250us\"";
+        let c = RawConfig::from_toml(text).unwrap().validate().unwrap();
+        assert_eq!(c.tick.period_ns(), 16_667_000);
+        assert_eq!(c.tick.epoch_ns(), 3_000_000);
+        assert_eq!(c.spikes.slo_ns, None);
+        assert_eq!(c.join.metric_wait_ns, 250_000);
+        let c = RawConfig::from_toml("[spikes]\nslo = \"16ms\"").unwrap();
+        assert_eq!(c.validate().unwrap().spikes.slo_ns, Some(16_000_000));
+    }
+
+    #[test]
     fn default_config_is_valid() {
         let c = Config::default();
         assert_eq!(c.tick.period_ns(), 16_000_000);
@@ -919,12 +991,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_value() {
-        let raw = RawConfig::from_toml("[tick]\nperiod = \"16 parsecs\"").unwrap();
-        let err = raw.validate().unwrap_err().to_string();
+        // A value that does not read is refused with the file, naming its key, on one line.
+        let err = RawConfig::from_toml("[tick]\nperiod = \"16 parsecs\"").unwrap_err();
         assert!(
-            err.contains("tick.period") && err.contains("16 parsecs"),
+            err.contains("tick.period") && err.contains("16 parsecs") && !err.contains('\n'),
             "{err}"
         );
+        let err = RawConfig::from_toml("[spikes]\nslo = \"fast\"").unwrap_err();
+        assert!(err.contains("spikes.slo") && err.contains("fast"), "{err}");
+        let err = RawConfig::from_toml("[join]\ncapacity = \"many\"").unwrap_err();
+        assert!(err.contains("join.capacity"), "{err}");
 
         let raw = RawConfig::from_toml("[tick]\nphase_bins = 0").unwrap();
         let err = raw.validate().unwrap_err().to_string();

@@ -99,7 +99,9 @@ impl TapArgs {
             raw.taps.delivery_patterns = self.tap_deliveries.clone();
         }
         if let Some(tick) = &self.tick {
-            raw.tick.period = tick.clone();
+            raw.tick.period = tick.parse().map_err(|reason: String| {
+                anyhow::anyhow!("config key `tick.period`: invalid value {tick:?}: {reason}")
+            })?;
         }
         more(&mut raw);
         Ok(raw.validate()?)
