@@ -27,3 +27,4 @@ pub mod service;
 pub mod sim;
 pub mod telemetry;
 pub mod tick;
+pub mod units;

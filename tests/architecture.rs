@@ -7,7 +7,14 @@ use std::path::{Path, PathBuf};
 /// and those listed before it. The leaves come first.
 const STAGES: &[&[&str]] = &[
     &["model"],
-    &["tick", "names", "telemetry", "background", "nats_server"],
+    &[
+        "tick",
+        "names",
+        "telemetry",
+        "background",
+        "nats_server",
+        "units",
+    ],
     &["config"],
     &["collect"],
     &["aggregate"],

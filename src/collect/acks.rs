@@ -175,9 +175,9 @@ fn nak_delay(body: &[u8]) -> Option<u64> {
         return u64::try_from(d.delay).ok();
     }
     let text = std::str::from_utf8(body).ok()?;
-    crate::config::parse_duration(text)
+    crate::units::parse_duration(text)
         .ok()
-        .map(crate::config::duration_ns)
+        .map(crate::units::duration_ns)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::config::duration_ns;
+use crate::units::duration_ns;
 
 /// One poll of a consumer's info.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use crate::aggregate::rebin::{self, Filter, Latency};
 use crate::collector::Collector;
-use crate::config::{duration_ns, parse_duration};
 use crate::model::ConsumerId;
 use crate::render::heatmap::ColorScale;
 use crate::tick::FrameClock;
+use crate::units::{duration_ns, parse_duration};
 
 use super::ApiError;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::analyze::causes::Cause;
-use crate::config::{duration_ns, parse_duration};
+use crate::units::{duration_ns, parse_duration};
 
 /// A scenario error, naming the key.
 #[derive(Debug, thiserror::Error)]

@@ -135,7 +135,7 @@ pub struct Tapped {
 pub fn config(server: &NatsServer, toml: &str) -> Config {
     let mut raw = RawConfig::from_toml(toml).expect("test config parses");
     raw.nats.urls = vec![server.url()];
-    raw.taps.consumer_state_interval = ackscope::config::Dur::from_millis(200);
+    raw.taps.consumer_state_interval = ackscope::units::Dur::from_millis(200);
     raw.validate().expect("test config is valid")
 }
 

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use ackscope::analyze::spikes::{self as detect, WindowP99, find_spikes};
 use ackscope::api::{Cause, Spike};
-use ackscope::config::{SpikeConfig, parse_duration};
+use ackscope::config::SpikeConfig;
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
+use ackscope::units::parse_duration;
 
 /// `scorecard`.
 #[derive(Debug, clap::Args)]
