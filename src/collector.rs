@@ -355,9 +355,10 @@ impl Collector {
     }
 }
 
-/// Locks the collector; a panic elsewhere never loses what was collected.
-pub fn lock(collector: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
-    collector
+/// Locks what the service shares (the collector, the spike cache, the simulator's tallies); a
+/// panic elsewhere never loses what was kept.
+pub fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

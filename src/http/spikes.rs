@@ -44,9 +44,7 @@ impl SpikeCache {
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<SpikeKey, Spike>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 }
 

@@ -22,6 +22,7 @@ use rand_distr::{Distribution, LogNormal};
 use tokio::time::{Instant, sleep_until};
 
 use crate::collect::acks::parse_ack_subject;
+use crate::collector::lock;
 use crate::model::Seen;
 
 use faults::Effects;
@@ -93,10 +94,6 @@ impl Timeline {
 }
 
 type Stats = FleetStats;
-
-fn lock(stats: &Mutex<Stats>) -> std::sync::MutexGuard<'_, Stats> {
-    stats.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Creates the stream and one durable consumer per server (replacing any of the same name).
 async fn set_up(
