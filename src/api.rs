@@ -10,6 +10,7 @@ use crate::aggregate::window::{Counts, WindowSummary};
 use crate::collect::advisories::AdvisoryCounts;
 use crate::collector::Collector;
 use crate::model::{TraceId, rfc3339};
+use crate::tick::PhaseOf;
 
 pub use crate::analyze::causes::{Cause, CauseFinding};
 pub use crate::analyze::ordering::Ordering;
@@ -73,7 +74,7 @@ pub struct ReportTick {
     pub period_us: f64,
     pub epoch: String,
     pub phase_bins: u32,
-    pub phase_of: String,
+    pub phase_of: PhaseOf,
     pub detected_period_us: Option<f64>,
 }
 
@@ -99,7 +100,7 @@ pub struct WindowLine {
 pub struct WindowTick {
     pub period_us: f64,
     pub phase_bins: u32,
-    pub phase_of: String,
+    pub phase_of: PhaseOf,
 }
 
 impl WindowLine {
@@ -121,7 +122,7 @@ impl WindowLine {
             tick: WindowTick {
                 period_us: tick.period_ns() as f64 / 1_000.0,
                 phase_bins: tick.phase_bins(),
-                phase_of: tick.phase_of().as_str().to_string(),
+                phase_of: tick.phase_of(),
             },
             exemplar_trace_ids: w.exemplar_trace_ids.clone(),
             phase_counts: w.phase_counts.clone(),

@@ -14,7 +14,8 @@ pub enum Error {
 }
 
 /// Which instant of a sample its phase is taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PhaseOf {
     Ack,
     Delivery,
@@ -106,6 +107,15 @@ impl FrameClock {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn phase_of_reads_and_writes_its_name() {
+        for p in [PhaseOf::Ack, PhaseOf::Delivery] {
+            let json = serde_json::to_value(p).unwrap();
+            assert_eq!(json, p.as_str());
+            assert_eq!(serde_json::from_value::<PhaseOf>(json).unwrap(), p);
+        }
+    }
 
     fn clock(period_ns: u64, bins: u32) -> FrameClock {
         FrameClock::new(period_ns, 0, bins, PhaseOf::Ack).unwrap()

@@ -202,7 +202,7 @@ fn build_report(
             period_us: clock.period_ns() as f64 / 1_000.0,
             epoch: rfc3339(clock.epoch_ns()),
             phase_bins: clock.phase_bins(),
-            phase_of: clock.phase_of().as_str().to_string(),
+            phase_of: clock.phase_of(),
             detected_period_us: detected.map(|d| d.period_ns as f64 / 1_000.0),
         },
         latency: filter.latency,
