@@ -40,11 +40,20 @@ impl std::fmt::Display for Dur {
     }
 }
 
+/// Reads a string and parses it with `parse`; a value that does not parse is an error that
+/// quotes it.
+fn read<'de, D: serde::Deserializer<'de>, T>(
+    deserializer: D,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse(&text)
+        .map_err(|reason| serde::de::Error::custom(format!("invalid value {text:?}: {reason}")))
+}
+
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse()
-            .map_err(|reason| serde::de::Error::custom(format!("invalid value {text:?}: {reason}")))
+        read(deserializer, str::parse)
     }
 }
 
@@ -52,13 +61,10 @@ impl<'de> Deserialize<'de> for Dur {
 pub fn optional_dur<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Dur>, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    match text.trim() {
+    read(deserializer, |text| match text.trim() {
         "" => Ok(None),
-        t => t.parse().map(Some).map_err(|reason| {
-            serde::de::Error::custom(format!("invalid value {text:?}: {reason}"))
-        }),
-    }
+        t => t.parse().map(Some),
+    })
 }
 
 /// `tick.epoch`: an offset from the Unix epoch (`"3ms"`) or an RFC 3339 instant, in Unix ns.
@@ -67,10 +73,7 @@ pub struct Epoch(pub i64);
 
 impl<'de> Deserialize<'de> for Epoch {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_epoch(&text)
-            .map(Epoch)
-            .map_err(|reason| serde::de::Error::custom(format!("invalid value {text:?}: {reason}")))
+        read(deserializer, |text| parse_epoch(text).map(Epoch))
     }
 }
 
