@@ -645,10 +645,6 @@ impl OwnTiming {
     }
 }
 
-fn wall_ns() -> i64 {
-    Seen::now().wall_ns
-}
-
 /// The game server of the accuracy run: fetches one message at a time, works `work`, acks,
 /// times itself. Returns its timings and the median of 50 round trips through the server (a
 /// message to a subject the client itself subscribes to: the path of an ack to the tap).
@@ -689,7 +685,7 @@ async fn time_own_acks(url: &str, count: u64, work: Duration) -> (Vec<OwnTiming>
             .expect("a message before the fetch expires")
             .expect("a message");
         let received = Instant::now();
-        let received_wall_ns = wall_ns();
+        let received_wall_ns = Seen::now().wall_ns;
         let trace = msg
             .headers
             .as_ref()
@@ -699,7 +695,7 @@ async fn time_own_acks(url: &str, count: u64, work: Duration) -> (Vec<OwnTiming>
             .to_string();
         tokio::time::sleep(work).await;
         let before_ns = received.elapsed().as_nanos() as u64;
-        let wall_before = wall_ns();
+        let wall_before = Seen::now().wall_ns;
         msg.ack().await.expect("ack");
         let after_ns = received.elapsed().as_nanos() as u64;
         own.push(OwnTiming {
@@ -707,7 +703,7 @@ async fn time_own_acks(url: &str, count: u64, work: Duration) -> (Vec<OwnTiming>
             before_ns,
             after_ns,
             received_wall_ns,
-            acked_wall_ns: (wall_before + wall_ns()) / 2,
+            acked_wall_ns: (wall_before + Seen::now().wall_ns) / 2,
         });
     }
     client.flush().await.expect("flush");
@@ -772,7 +768,7 @@ pub async fn accuracy(args: &AccuracyArgs) {
             let bare_acks = bare_acks.clone();
             tokio::spawn(async move {
                 while let Some(m) = acks.next().await {
-                    let at = wall_ns();
+                    let at = Seen::now().wall_ns;
                     if let Ok(a) = ackscope::collect::acks::parse_ack_subject(&m.subject) {
                         bare_acks.lock().unwrap().insert(a.stream_seq, at);
                     }

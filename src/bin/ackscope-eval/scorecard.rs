@@ -269,10 +269,8 @@ fn unexplained(truth: &sim::truth::Truth, found: &[Spike], verbose: bool) -> Une
             let others = found
                 .iter()
                 .filter(|o| {
-                    o.consumer != *consumer
-                        && o.consumer != "*"
-                        && span(o).0 < to
-                        && span(o).1 > from
+                    let (start, end) = span(o);
+                    o.consumer != *consumer && o.consumer != "*" && start < to && end > from
                 })
                 .map(|o| o.consumer.as_str())
                 .collect::<std::collections::BTreeSet<_>>()
@@ -427,9 +425,8 @@ fn score(
             // On by then: begun no later than 2 windows after the fault can be seen, and not
             // over before the fault began (a spike may start early when a blip merges into it).
             let hit = found.iter().find(|sp| {
-                sp.consumer == *consumer
-                    && span(sp).0 <= visible + 2 * WINDOW_NS
-                    && span(sp).1 > f.start_ns
+                let (start, end) = span(sp);
+                sp.consumer == *consumer && start <= visible + 2 * WINDOW_NS && end > f.start_ns
             });
             let Some(sp) = hit else {
                 if !verbose {
