@@ -4,14 +4,17 @@
 //!
 //! Synchronous and free of I/O: the tap loop ([`crate::service::taps`]) hands it subjects,
 //! payloads, headers and the instant it saw them. Bad input is counted in [`Counters`] and
-//! skipped. The service owns it behind a mutex and lends it out ([`lock`]); analysis copies
-//! what it needs.
+//! skipped. The service owns it behind a mutex and lends it out ([`lock`]); spike analysis
+//! gets a copy of what it needs ([`Collector::spike_inputs`]) and runs with the lock released.
 
 use std::sync::Mutex;
 
 use crate::aggregate::buckets::LatencyBuckets;
+use crate::aggregate::rebin::Latency;
 use crate::aggregate::window::{Counts, WindowSummary};
 use crate::aggregate::{Aggregator, Event};
+use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes};
+use crate::analyze::spikes::Spike;
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
 use crate::collect::advisories::{AdvisoryCounts, AdvisoryKind, parse_advisory_subject};
 use crate::collect::consumer_state::ConsumerState;
@@ -352,6 +355,108 @@ impl Collector {
     /// Takes the windows closed since the last call.
     pub fn take_closed(&mut self) -> Vec<WindowSummary> {
         self.aggregator.take_closed().collect()
+    }
+
+    /// The spikes overlapping `[from, to)` of each consumer in `ids` (all when `None`, plus the
+    /// all-consumers scope), oldest first, not yet explained.
+    pub fn find_spikes(
+        &self,
+        ids: Option<&[ConsumerId]>,
+        from: i64,
+        to: i64,
+    ) -> Vec<(Option<ConsumerId>, Spike, Latency)> {
+        let all: Vec<ConsumerId> = (0..self.names.consumer_count() as ConsumerId).collect();
+        let mut scopes: Vec<Option<ConsumerId>> =
+            ids.unwrap_or(&all).iter().map(|&id| Some(id)).collect();
+        if ids.is_none() {
+            scopes.push(None);
+        }
+        let mut out = Vec::new();
+        for scope in scopes {
+            let found = scope_spikes(|| self.aggregator.history(scope), &self.config.spikes);
+            out.extend(
+                found
+                    .into_iter()
+                    .filter(|(s, _)| s.end_ns > from && s.start_ns < to)
+                    .map(|(s, latency)| (scope, s, latency)),
+            );
+        }
+        out.sort_by_key(|(_, s, _)| s.start_ns);
+        out
+    }
+
+    /// A copy of what explaining `spike` needs, so that [`SpikeInputs::explain`] runs with the
+    /// collector free.
+    pub fn spike_inputs(
+        &self,
+        scope: Option<ConsumerId>,
+        spike: Spike,
+        latency: Latency,
+    ) -> SpikeInputs {
+        let spike_ns = (spike.start_ns, spike.end_ns);
+        // One pass over the ring: the scope's samples during the spike and before it, and,
+        // for one consumer, every consumer's during it (whether this one stands out among
+        // them, each against its own usual P99).
+        let (mut spike_rows, mut baseline_rows, mut context) = (Vec::new(), Vec::new(), Vec::new());
+        let baseline_from = spike.start_ns - BASELINE_NS;
+        for r in self.aggregator.ring().iter() {
+            let ours = scope.is_none_or(|id| r.consumer == id);
+            if r.acked_ns >= spike_ns.0 && r.acked_ns < spike_ns.1 {
+                if scope.is_some() {
+                    context.push(r);
+                }
+                if ours {
+                    spike_rows.push(r);
+                }
+            } else if ours && r.acked_ns >= baseline_from && r.acked_ns < spike_ns.0 {
+                baseline_rows.push(r);
+            }
+        }
+        // Rates are over the time the baseline really covers, not the time asked for.
+        let first = baseline_rows
+            .iter()
+            .map(|r| r.acked_ns)
+            .min()
+            .unwrap_or(spike.start_ns - 1);
+        let ack_pending = self
+            .consumers()
+            .filter(|(id, _, _)| scope.is_none_or(|s| s == *id))
+            .filter_map(|(id, _, _)| self.facts(id))
+            .flat_map(|f| f.ack_pending_history.iter())
+            .filter(|(t, _, _)| *t >= spike_ns.0 && *t < spike_ns.1)
+            .map(|&(_, pending, max)| (pending, max))
+            .collect();
+        // Per consumer, its usual P99 over the baseline stretch before the spike.
+        let usual = (baseline_from, spike.start_ns);
+        let usual_p99 = (0..self.names.consumer_count() as ConsumerId)
+            .map(|id| {
+                let windows = p99s(self.aggregator.history(Some(id)), latency)
+                    .into_iter()
+                    .filter(|w| w.start_ns >= usual.0 && w.end_ns <= usual.1)
+                    .collect();
+                report::usual_p99(windows, self.config.spikes.min_samples)
+            })
+            .collect();
+        SpikeInputs {
+            scope,
+            spike,
+            latency,
+            spike_rows,
+            baseline_rows,
+            context,
+            baseline_ns: (first, spike.start_ns),
+            usual_p99,
+            ack_pending,
+            clock: *self.aggregator.clock(),
+            names: self.names.clone(),
+            labels: self
+                .config
+                .headers
+                .labels
+                .iter()
+                .map(|l| l.1.clone())
+                .collect(),
+        }
     }
 }
 

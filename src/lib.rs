@@ -4,12 +4,12 @@
 //! (`docs/architecture.md`): [`collect`] parses what the taps see (acks, deliveries, server ack
 //! metrics, advisories, consumer state) and joins each delivery with its ack into a
 //! [`model::Sample`]; [`aggregate`] folds samples into windows, HDR histograms and a
-//! frame-phase × latency grid against the game's [`tick`]; the [`collector`] owns both and is
-//! what the taps feed; [`analyze`] finds spikes and their causes in what it is lent; [`api`]
-//! is the answers as types; [`render`]
-//! draws; [`http`] serves; [`service`] runs the NATS taps and the HTTP server. [`config`] is the
-//! validated configuration, [`names`] the bounded name tables, [`telemetry`] ackscope's own
-//! counters; [`sim`] is the game fleet simulator.
+//! frame-phase × latency grid against the game's [`tick`]; [`analyze`] finds spikes and their
+//! causes in copies of what was collected; [`config`] reads the file and has each stage check
+//! its own section; the [`collector`] owns the join and the aggregator and is what the taps
+//! feed; [`api`] is the answers as types; [`render`] draws; [`http`] serves; [`service`] runs
+//! the NATS taps and the HTTP server. [`names`] holds the bounded name tables, [`telemetry`]
+//! ackscope's own counters; [`sim`] is the game fleet simulator.
 
 pub mod aggregate;
 pub mod analyze;

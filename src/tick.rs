@@ -2,7 +2,9 @@
 //!
 //! Phase is `(t - epoch) mod period` over wall-clock Unix nanoseconds, computed in integers so a
 //! fractional period such as 16.667 ms never drifts. This module knows nothing about samples or
-//! latencies; it only maps instants to phases and phase bins.
+//! latencies; it only maps instants to phases and phase bins. Its `[tick]` settings sit here too.
+
+use crate::units::{Dur, Epoch, Invalid};
 
 /// A frame clock error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +102,50 @@ impl FrameClock {
         let edge =
             |b: u32| (b as u128 * self.period_ns as u128).div_ceil(self.phase_bins as u128) as u64;
         (edge(bin), edge(bin + 1))
+    }
+}
+
+/// `[tick]`: the game's frame clock as the configuration writes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTick {
+    /// Frame period, default `"16ms"`; fractional values such as `"16.667ms"` work.
+    pub period: Dur,
+    /// Alignment: an offset from the Unix epoch (`"3ms"`) or an RFC 3339 instant.
+    pub epoch: Epoch,
+    /// Phase bins across one frame, default 160.
+    pub phase_bins: u32,
+    /// `ack` (default) or `delivery`.
+    pub phase_of: PhaseOf,
+}
+
+impl Default for RawTick {
+    fn default() -> Self {
+        Self {
+            period: Dur::from_millis(16),
+            epoch: Epoch(0),
+            phase_bins: 160,
+            phase_of: PhaseOf::Ack,
+        }
+    }
+}
+
+impl RawTick {
+    /// The frame clock, or which key of `[tick]` is wrong.
+    pub fn validate(&self) -> Result<FrameClock, Invalid> {
+        FrameClock::new(
+            self.period.ns(),
+            self.epoch.0,
+            self.phase_bins,
+            self.phase_of,
+        )
+        .map_err(|e| {
+            let (key, value) = match e {
+                Error::Period(_) => ("period", self.period.to_string()),
+                Error::Bins(_) => ("phase_bins", self.phase_bins.to_string()),
+            };
+            Invalid::new(key, value, e.to_string())
+        })
     }
 }
 

@@ -40,6 +40,33 @@ impl std::fmt::Display for Dur {
     }
 }
 
+/// A configured value that parses but is not allowed: the key (dotted from its section, such
+/// as `join.capacity`), the value as written and why. Each component checks its own section
+/// and names keys within it; [`Invalid::within`] prefixes the section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("config key `{key}`: invalid value {value:?}: {reason}")]
+pub struct Invalid {
+    pub key: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(key: &str, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        Invalid {
+            key: key.to_string(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same error with its key under `section` (`capacity` → `join.capacity`).
+    pub fn within(mut self, section: &str) -> Self {
+        self.key = format!("{section}.{}", self.key);
+        self
+    }
+}
+
 /// Reads a string and parses it with `parse`; a value that does not parse is an error that
 /// quotes it.
 fn read<'de, D: serde::Deserializer<'de>, T>(

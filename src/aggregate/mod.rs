@@ -8,6 +8,7 @@
 //! their merge, built when a window closes (or when asked for).
 
 pub mod buckets;
+pub mod config;
 pub mod histogram;
 pub mod phase_grid;
 pub mod rebin;
@@ -16,7 +17,7 @@ pub mod window;
 
 use std::collections::VecDeque;
 
-use crate::config::AggregateConfig;
+use self::config::AggregateConfig;
 use crate::model::{ConsumerId, Sample};
 use crate::tick::{FrameClock, PhaseOf};
 use phase_grid::LatencyAxis;
@@ -219,8 +220,8 @@ fn push_ready(q: &mut VecDeque<WindowSummary>, dropped: &mut u64, s: WindowSumma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::model::{AckKind, NO_LABELS, SampleSource, Sym};
+    use crate::tick::RawTick;
 
     fn sample(consumer: ConsumerId, acked_ns: i64, ack_ms: u64) -> Sample {
         Sample {
@@ -244,8 +245,10 @@ mod tests {
     }
 
     fn aggregator() -> Aggregator {
-        let c = Config::default();
-        Aggregator::new(c.aggregate, c.tick)
+        Aggregator::new(
+            AggregateConfig::default(),
+            RawTick::default().validate().unwrap(),
+        )
     }
 
     #[test]
@@ -299,9 +302,11 @@ mod tests {
 
     #[test]
     fn history_is_bounded() {
-        let mut c = Config::default();
-        c.aggregate.retained_windows = 3;
-        let mut a = Aggregator::new(c.aggregate, c.tick);
+        let config = AggregateConfig {
+            retained_windows: 3,
+            ..AggregateConfig::default()
+        };
+        let mut a = Aggregator::new(config, RawTick::default().validate().unwrap());
         let t0 = 1_790_000_000_000_000_000i64;
         for w in 0..10 {
             a.record(&sample(0, t0 + w * 1_000_000_000, 1));

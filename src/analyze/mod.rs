@@ -5,6 +5,7 @@
 //! audits ordered processing; [`tick`] finds the frame period actually present in the ack times.
 
 pub mod causes;
+pub mod config;
 pub mod ordering;
 pub mod report;
 pub mod spikes;

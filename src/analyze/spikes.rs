@@ -4,7 +4,7 @@
 //! Nearby spike windows merge into one spike. Windows with too few samples neither spike nor
 //! count towards the baseline, so quiet consumers never spike on noise.
 
-use crate::config::SpikeConfig;
+use super::config::SpikeConfig;
 
 /// One window's P99, as aggregation closed it.
 #[derive(Debug, Clone, Copy, PartialEq)]

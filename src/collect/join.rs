@@ -24,7 +24,7 @@ use std::hash::BuildHasher;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use crate::config::JoinConfig;
+use super::config::JoinConfig;
 use crate::model::{
     AckKind, AckPayload, AckSubject, ConsumerId, Labels, Sample, SampleSource, Seen, Sym, TraceId,
 };
@@ -407,13 +407,12 @@ fn expiry_ns(config: &JoinConfig, ack_wait_ns: &[u64], consumer: ConsumerId) -> 
 mod tests {
     use super::*;
     use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
-    use crate::config::Config;
     use crate::model::NO_LABELS;
 
     const MS: u64 = 1_000_000;
 
     fn joiner(capacity: usize) -> Joiner {
-        let mut c = Config::default().join;
+        let mut c = JoinConfig::default();
         c.capacity = capacity;
         Joiner::new(c)
     }
@@ -645,7 +644,7 @@ mod tests {
 
     #[test]
     fn completed_memory_is_bounded() {
-        let mut c = Config::default().join;
+        let mut c = JoinConfig::default();
         c.completed_capacity = 4;
         let mut j = Joiner::new(c);
         assert_eq!(j.completed.len(), 4);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::aggregate::rebin::Latency;
-use crate::analyze::report::{self, SpikeInputs};
+
 use crate::api::Spike;
 use crate::collector::{Collector, lock};
 use crate::model::ConsumerId;
@@ -62,13 +62,13 @@ pub fn spikes(
     from: i64,
     to: i64,
 ) -> Vec<Spike> {
-    let found = report::find(&lock(collector), ids, from, to);
+    let found = lock(collector).find_spikes(ids, from, to);
     found
         .into_iter()
         .map(|(scope, spike, latency)| {
             let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
             cache.get_or_insert(key, || {
-                let inputs = SpikeInputs::gather(&lock(collector), scope, spike, latency);
+                let inputs = lock(collector).spike_inputs(scope, spike, latency);
                 crate::background::run(|| inputs.explain())
             })
         })

@@ -24,9 +24,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ackscope::analyze::config::SpikeConfig;
 use ackscope::analyze::spikes::{self as detect, WindowP99, find_spikes};
 use ackscope::api::{Cause, Spike};
-use ackscope::config::SpikeConfig;
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
 use ackscope::units::parse_duration;
