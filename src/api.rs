@@ -93,6 +93,8 @@ pub struct WindowLine {
     /// The window's slowest traced samples.
     pub exemplar_trace_ids: Vec<TraceId>,
     pub phase_counts: Vec<u32>,
+    /// Milliseconds of the window without a NATS connection (its counts miss them); 0 normally.
+    pub nats_gap_ms: u64,
 }
 
 /// The frame clock a window's phases are binned with.
@@ -126,6 +128,7 @@ impl WindowLine {
             },
             exemplar_trace_ids: w.exemplar_trace_ids.clone(),
             phase_counts: w.phase_counts.clone(),
+            nats_gap_ms: w.nats_gap_ms,
         }
     }
 }

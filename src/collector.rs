@@ -17,6 +17,7 @@ use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes}
 use crate::analyze::spikes::Spike;
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
 use crate::collect::advisories::{AdvisoryCounts, AdvisoryKind, parse_advisory_subject};
+use crate::collect::clock::{ForeignClock, Gaps};
 use crate::collect::consumer_state::ConsumerState;
 use crate::collect::deliveries::{header_value, is_delivery};
 use crate::collect::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
@@ -55,6 +56,10 @@ pub struct Collector {
     aggregator: Aggregator,
     facts: Vec<ConsumerFacts>,
     counters: Counters,
+    /// The servers' clock, as their ack metrics' timestamps show it.
+    server_clock: ForeignClock,
+    /// Times NATS was down.
+    gaps: Gaps,
 }
 
 impl Collector {
@@ -65,6 +70,8 @@ impl Collector {
             aggregator: Aggregator::new(config.aggregate.clone(), config.tick),
             facts: Vec::new(),
             counters: Counters::default(),
+            server_clock: ForeignClock::new(config.join.max_clock_skew_ns),
+            gaps: Gaps::default(),
             config,
         }
     }
@@ -90,6 +97,12 @@ impl Collector {
     }
 
     /// Every counter, including those kept by the join and the aggregator.
+    /// The servers' clock minus ackscope's, as the median of recent ack metrics shows it
+    /// (the metric's trip included); `None` before the first.
+    pub fn server_clock_offset_ns(&self) -> Option<i64> {
+        self.server_clock.offset_ns()
+    }
+
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
         c.join_overflow = self.joiner.stats.overflow;
@@ -98,6 +111,8 @@ impl Collector {
         c.late_events = self.aggregator.late_events;
         c.windows_dropped = self.aggregator.ready_dropped;
         c.ring_overwritten = self.aggregator.ring().overwritten();
+        c.server_time_outliers = self.server_clock.outliers();
+        c.nats_disconnects = self.gaps.opened();
         c
     }
 
@@ -202,7 +217,12 @@ impl Collector {
 
     /// Counts the deliveries the join reports as expired.
     fn count_expired(&mut self, wall_ns: i64) {
-        for consumer in self.joiner.take_expired() {
+        for (consumer, delivered_ns) in self.joiner.take_expired() {
+            // Waiting for its ack while NATS was down: the ack may have been lost in the gap.
+            if self.gaps.overlaps(delivered_ns, wall_ns) {
+                self.counters.expired_in_nats_gap += 1;
+                continue;
+            }
             self.counters.expired_deliveries += 1;
             self.count_event(consumer, Event::ExpiredDelivery, wall_ns);
         }
@@ -238,13 +258,17 @@ impl Collector {
     /// A server ack metric event.
     pub fn on_metric(&mut self, payload: &[u8], seen: Seen) {
         self.counters.metric_messages += 1;
-        let parsed = match parse_ack_metric(payload, seen.wall_ns) {
+        let mut parsed = match parse_ack_metric(payload, seen.wall_ns) {
             Ok(p) => p,
             Err(_) => {
                 self.counters.metric_errors += 1;
                 return;
             }
         };
+        // The server's timestamp becomes the sample's ack time only when ackscope's clock
+        // agrees it is plausible: windows follow ackscope's clock, never a message's.
+        let stamp = &mut parsed.metric.timestamp_ns;
+        *stamp = self.server_clock.check(*stamp, seen.wall_ns);
         let Some(consumer) = self.consumer_by_names(&parsed.stream, &parsed.consumer, seen.wall_ns)
         else {
             self.counters.metric_errors += 1;
@@ -312,6 +336,34 @@ impl Collector {
         }
     }
 
+    /// Whether NATS is connected, as the tap loop sees it each tick: a change opens or
+    /// closes a gap, which the windows it covers carry (`nats_gap_ms`).
+    pub fn on_nats_state(&mut self, connected: bool, now: Seen) {
+        let changed = if connected {
+            self.gaps.close(now.wall_ns)
+        } else {
+            self.gaps.open(now.wall_ns)
+        };
+        if changed {
+            self.aggregator.set_gap(!connected, now.wall_ns);
+        }
+    }
+
+    /// Time without NATS over the outages that have ended, ns.
+    pub fn nats_down_ns(&self) -> u64 {
+        self.gaps.closed_ns()
+    }
+
+    /// Whether an outage is open (NATS was down at the last look).
+    pub fn nats_down(&self) -> bool {
+        self.gaps.is_open()
+    }
+
+    /// The last outages, oldest first: (start, end or `None` while it lasts), Unix ns.
+    pub fn nats_gaps(&self) -> impl Iterator<Item = (i64, Option<i64>)> + '_ {
+        self.gaps.iter()
+    }
+
     /// Periodic work: expires deliveries past their bound and closes finished windows.
     pub fn tick(&mut self, now: Seen) {
         self.joiner.expire(now.mono_ns);
@@ -331,8 +383,18 @@ impl Collector {
             SampleSource::ServerMetric => self.counters.samples_server_metric += 1,
             SampleSource::Reordered => self.counters.samples_reordered += 1,
             SampleSource::AckOnly => {
-                self.counters.unmatched_acks += 1;
-                self.count_event(sample.consumer, Event::UnmatchedAck, sample.acked_ns);
+                // An ack soon after an outage, of a message stored before it ended: its
+                // delivery may have gone by while NATS was down.
+                let stored = sample.stored_ns.unwrap_or(i64::MIN);
+                let soon = self.config.join.default_ack_wait_ns as i64;
+                if self.gaps.overlaps(stored, sample.acked_ns)
+                    && self.gaps.ended_within(sample.acked_ns, soon)
+                {
+                    self.counters.unmatched_acks_in_nats_gap += 1;
+                } else {
+                    self.counters.unmatched_acks += 1;
+                    self.count_event(sample.consumer, Event::UnmatchedAck, sample.acked_ns);
+                }
             }
         }
         if sample.stored_ns.is_some_and(|s| s > sample.acked_ns) {
@@ -528,5 +590,41 @@ pub(crate) mod tests {
         assert_eq!(k.metric_errors, 1);
         assert_eq!(k.advisory_errors, 1);
         assert_eq!(c.joiner().pending_len(), 1);
+    }
+
+    fn metric(seq: u64, timestamp: &str) -> Vec<u8> {
+        format!(
+            r#"{{"type":"io.nats.jetstream.metric.v1.consumer_ack","timestamp":"{timestamp}","stream":"GAME","consumer":"srv-1","consumer_seq":{seq},"stream_seq":{seq},"ack_time":2500000,"deliveries":1}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_server_timestamp_from_another_time_cannot_move_the_windows() {
+        let mut c = Collector::new(Config::default());
+        let rfc = |ns: i64| crate::model::rfc3339(ns);
+        // A plausible stamp is the sample's ack time; 2200 and 1970 are not.
+        c.on_metric(&metric(1, &rfc(T0 + 99_000_000)), seen(100));
+        c.on_metric(&metric(2, "2200-01-01T00:00:00Z"), seen(200));
+        c.on_metric(&metric(3, "1970-01-01T00:00:01Z"), seen(300));
+        c.on_metric(&metric(4, &rfc(T0 + 5_000_000_000)), seen(400));
+        let acked: Vec<i64> = c.aggregator().ring().iter().map(|r| r.acked_ns).collect();
+        assert_eq!(
+            acked,
+            [99, 200, 300, 400].map(|ms| T0 + ms * 1_000_000).to_vec()
+        );
+        assert_eq!(c.counters().server_time_outliers, 3);
+        // The windows keep closing on ackscope's clock.
+        for s in 1..5u64 {
+            let r = reply(1, 10 + s);
+            c.on_delivery("game.srv-1.state", Some(&r), [], seen(s * 1_000));
+            c.on_ack(&r, None, b"+ACK", seen(s * 1_000 + 2));
+            c.tick(seen(s * 1_000 + 10));
+        }
+        let closed = c.take_closed();
+        assert_eq!(closed.iter().filter(|w| w.consumer.is_some()).count(), 4);
+        assert_eq!(c.counters().late_events, 0);
+        // The offset measured is the median of the stamps: the plausible one is 1 ms behind.
+        assert!(c.server_clock_offset_ns().is_some());
     }
 }

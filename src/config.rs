@@ -57,14 +57,94 @@ pub struct RawConfig {
 pub struct RawHttp {
     /// Address to listen on (`--listen`), default `127.0.0.1:9464`.
     pub listen: String,
+    /// When set, every route but `/` and `open_routes` needs `Authorization: Bearer <token>`
+    /// with this token or the admin token (`ACKSCOPE_READ_TOKEN` takes precedence).
+    pub read_token: Option<Secret>,
+    /// Reads too, and is the one token for admin routes such as exports
+    /// (`ACKSCOPE_ADMIN_TOKEN` takes precedence).
+    pub admin_token: Option<Secret>,
+    /// Routes open without a token, default `/healthz`, `/readyz` and `/metrics`.
+    pub open_routes: Vec<String>,
+    /// Host header values answered (names or addresses, without the port; `*` for any): a
+    /// browser tricked into calling ackscope under another name (DNS rebinding) is refused.
+    /// Default: the loopback names when listening on loopback, else any.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".into(),
+            read_token: None,
+            admin_token: None,
+            open_routes: ["/healthz", "/readyz", "/metrics"]
+                .map(String::from)
+                .to_vec(),
+            allowed_hosts: Vec::new(),
         }
     }
+}
+
+/// Who may call the HTTP API, after validation.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    pub read_token: Option<Secret>,
+    pub admin_token: Option<Secret>,
+    pub open_routes: Vec<String>,
+    /// Lower-cased; empty or `*` for any.
+    pub allowed_hosts: Vec<String>,
+}
+
+fn validate_http(raw: RawHttp) -> Result<(std::net::SocketAddr, AccessConfig), Error> {
+    let listen: std::net::SocketAddr = raw.listen.parse().map_err(|_| {
+        invalid(
+            "http.listen",
+            &raw.listen,
+            "expected an address such as 127.0.0.1:9464",
+        )
+    })?;
+    for (key, token) in [
+        ("http.read_token", &raw.read_token),
+        ("http.admin_token", &raw.admin_token),
+    ] {
+        if let Some(t) = token
+            && (t.expose().len() < 16 || t.expose().contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                key,
+                "***",
+                "a token needs at least 16 characters and no white space",
+            ));
+        }
+    }
+    for route in &raw.open_routes {
+        if !route.starts_with('/') {
+            return Err(invalid(
+                "http.open_routes",
+                route.clone(),
+                "a path such as /metrics",
+            ));
+        }
+    }
+    let allowed_hosts = if raw.allowed_hosts.is_empty() && listen.ip().is_loopback() {
+        ["localhost", "127.0.0.1", "[::1]"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        raw.allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
+    };
+    Ok((
+        listen,
+        AccessConfig {
+            read_token: raw.read_token,
+            admin_token: raw.admin_token,
+            open_routes: raw.open_routes,
+            allowed_hosts,
+        },
+    ))
 }
 
 /// `[nats]`: how to connect.
@@ -74,8 +154,8 @@ pub struct RawNats {
     /// Server URLs; `NATS_URL` and `--nats` take precedence. Default `nats://127.0.0.1:4222`.
     pub urls: Vec<String>,
     pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
     pub credentials_file: Option<PathBuf>,
     /// Require TLS even for `nats://` URLs.
     pub tls_required: bool,
@@ -138,18 +218,84 @@ impl Default for RawTaps {
     }
 }
 
-/// NATS connection settings after validation.
-#[derive(Debug, Clone)]
+/// A secret from the configuration (a password, a token): `***` in Debug output and logs;
+/// [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// A server URL fit for logs and errors: a password or token in it (`nats://user:pass@host`,
+/// `nats://token@host`) is replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let host_start = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_start].rfind('@') {
+        Some(at) => {
+            let user = match rest[..at].split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_string(),
+            };
+            format!("{scheme}{user}{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+/// NATS connection settings after validation. Its Debug output shows no secret.
+#[derive(Clone)]
 pub struct NatsConfig {
     pub urls: Vec<String>,
-    pub user: Option<(String, String)>,
-    pub token: Option<String>,
+    pub user: Option<(String, Secret)>,
+    pub token: Option<Secret>,
     pub credentials_file: Option<PathBuf>,
     pub tls_required: bool,
     pub tls_ca_file: Option<PathBuf>,
     pub tls_client: Option<(PathBuf, PathBuf)>,
     pub inbox_prefix: String,
     pub subscription_capacity: usize,
+}
+
+impl NatsConfig {
+    /// The server URLs, comma-separated, with any secret in them redacted.
+    pub fn display_urls(&self) -> String {
+        let urls: Vec<String> = self.urls.iter().map(|u| redact_url(u)).collect();
+        urls.join(",")
+    }
+}
+
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("urls", &self.display_urls())
+            .field("user", &self.user)
+            .field("token", &self.token)
+            .field("credentials_file", &self.credentials_file)
+            .field("tls_required", &self.tls_required)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_client", &self.tls_client)
+            .field("inbox_prefix", &self.inbox_prefix)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .finish()
+    }
 }
 
 /// Tap settings after validation.
@@ -177,6 +323,8 @@ pub struct Config {
     pub spikes: SpikeConfig,
     /// Where `serve` listens.
     pub listen: std::net::SocketAddr,
+    /// Who may call it.
+    pub http: AccessConfig,
 }
 
 impl Default for Config {
@@ -224,7 +372,8 @@ impl RawConfig {
 
     /// Checks every value and builds the [`Config`] the program runs on.
     pub fn validate(self) -> Result<Config, Error> {
-        Ok(Config {
+        let (listen, http) = validate_http(self.http)?;
+        let config = Config {
             nats: validate_nats(self.nats)?,
             taps: validate_taps(self.taps)?,
             headers: self.headers.validate().map_err(|e| e.within("headers"))?,
@@ -235,14 +384,66 @@ impl RawConfig {
                 .validate()
                 .map_err(|e| e.within("aggregate"))?,
             spikes: self.spikes.validate().map_err(|e| e.within("spikes"))?,
-            listen: self.http.listen.parse().map_err(|_| {
-                invalid(
-                    "http.listen",
-                    &self.http.listen,
-                    "expected an address such as 127.0.0.1:9464",
-                )
-            })?,
-        })
+            listen,
+            http,
+        };
+        config.check_together()?;
+        Ok(config)
+    }
+}
+
+impl Config {
+    /// What no single section can check: settings that contradict one another.
+    fn check_together(&self) -> Result<(), Error> {
+        let (spikes, retained) = (&self.spikes, self.aggregate.retained_windows);
+        if spikes.warmup_windows + spikes.min_windows > retained {
+            return Err(invalid(
+                "spikes.min_windows",
+                spikes.min_windows.to_string(),
+                format!(
+                    "a spike needs {} quiet windows and {} over the threshold, but \
+                     aggregate.retained_windows keeps {retained}: none could ever be found",
+                    spikes.warmup_windows, spikes.min_windows
+                ),
+            ));
+        }
+        // A delivery pattern must not take in ackscope's own inbox or the subjects the other
+        // taps read: `>` would feed every ack, event and reply to the delivery parser.
+        let own_inbox = format!("{}.>", self.nats.inbox_prefix);
+        for pattern in &self.taps.delivery_patterns {
+            for (other, what) in [
+                (
+                    own_inbox.as_str(),
+                    "ackscope's own inbox (nats.inbox_prefix)",
+                ),
+                ("$JS.ACK.>", "the ack tap"),
+                ("$JS.EVENT.>", "the metric and advisory taps"),
+                ("$JS.API.>", "the JetStream API"),
+            ] {
+                if subjects_overlap(pattern, other) {
+                    return Err(invalid(
+                        "taps.delivery_patterns",
+                        pattern.clone(),
+                        format!("overlaps {what} ({other})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether some subject matches both patterns (`*` one token, `>` one or more at the end).
+pub fn subjects_overlap(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.split('.').collect(), b.split('.').collect());
+    let mut i = 0;
+    loop {
+        match (a.get(i), b.get(i)) {
+            (Some(&">"), Some(_)) | (Some(_), Some(&">")) => return true,
+            (Some(x), Some(y)) if *x == "*" || *y == "*" || x == y => i += 1,
+            (None, None) => return true,
+            _ => return false,
+        }
     }
 }
 
@@ -461,5 +662,100 @@ mod tests {
             err.contains("tick.phase_of") && err.contains("frame"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nonsense_that_parses_is_refused() {
+        let refused = |text: &str, key: &str| {
+            let err = RawConfig::from_toml(text)
+                .unwrap()
+                .validate()
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(key), "{text}: {err}");
+        };
+        refused("[join]\nmax_pending_age = \"0s\"", "join.max_pending_age");
+        refused("[join]\ndefault_ack_wait = \"0s\"", "join.default_ack_wait");
+        refused("[join]\ncapacity = 1000000000000", "join.capacity");
+        refused("[join]\ncompleted_capacity = 0", "join.completed_capacity");
+        refused(
+            "[aggregate]\nring_capacity = 100000000",
+            "aggregate.ring_capacity",
+        );
+        refused(
+            "[aggregate]\nretained_windows = 10000000",
+            "aggregate.retained_windows",
+        );
+        refused(
+            "[aggregate]\nretained_windows = 6\n[spikes]\nmin_windows = 3",
+            "spikes.min_windows",
+        );
+        for pattern in [">", "*.>", "$JS.>", "_ACKSCOPE_INBOX.x", "*.ACK.>"] {
+            refused(
+                &format!("[taps]\ndelivery_patterns = [\"{pattern}\"]"),
+                "taps.delivery_patterns",
+            );
+        }
+        refused(
+            "[nats]\ninbox_prefix = \"deliver\"",
+            "taps.delivery_patterns",
+        );
+        // What is meant stays accepted.
+        for ok in [
+            "[aggregate]\nretained_windows = 8\n[spikes]\nmin_windows = 3",
+            "[taps]\ndelivery_patterns = [\"_INBOX.>\", \"game.deliver.*\"]",
+        ] {
+            RawConfig::from_toml(ok).unwrap().validate().expect(ok);
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output_and_urls_in_logs() {
+        let raw = RawConfig::from_toml(
+            "[nats]\nurls = [\"nats://ops:hunter2@nats-1:4222\", \"tls://s3cr3t-token@nats-2\"]\n\
+             user = \"ops\"\npassword = \"hunter2\"\ntoken = \"s3cr3t-token\"",
+        )
+        .unwrap();
+        for shown in [
+            format!("{:?}", raw.nats.password),
+            format!("{:?}", raw.nats.token),
+        ] {
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+                "{shown}"
+            );
+        }
+        let mut raw = raw;
+        raw.nats.token = None;
+        let c = raw.validate().unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert_eq!(
+            c.nats.display_urls(),
+            "nats://ops:***@nats-1:4222,tls://***@nats-2"
+        );
+        assert_eq!(c.nats.user.as_ref().unwrap().1.expose(), "hunter2");
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("a@b/c@d"), "***@b/c@d");
+    }
+
+    #[test]
+    fn patterns_overlap_when_one_subject_matches_both() {
+        for (a, b, both) in [
+            (">", "$JS.ACK.>", true),
+            ("_INBOX.>", "$JS.ACK.>", false),
+            ("*.ACK.>", "$JS.ACK.>", true),
+            ("a.*", "a.b", true),
+            ("a.*", "a.b.c", false),
+            ("a.>", "a", false),
+            ("a.b", "a.b", true),
+            ("a.b", "a.c", false),
+        ] {
+            assert_eq!(subjects_overlap(a, b), both, "{a} ~ {b}");
+            assert_eq!(subjects_overlap(b, a), both, "{b} ~ {a}");
+        }
     }
 }

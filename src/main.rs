@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use ackscope::api::WindowLine;
 use ackscope::collector::Collector;
-use ackscope::config::{Config, RawConfig};
+use ackscope::config::{Config, RawConfig, Secret};
 use ackscope::service::taps;
 use ackscope::sim::scenario::RawScenario;
 use ackscope::{nats_server, service, sim};
@@ -103,6 +103,15 @@ impl TapArgs {
                 anyhow::anyhow!("config key `tick.period`: invalid value {tick:?}: {reason}")
             })?;
         }
+        // Tokens from the environment, so that they need not sit in a file.
+        for (var, token) in [
+            ("ACKSCOPE_READ_TOKEN", &mut raw.http.read_token),
+            ("ACKSCOPE_ADMIN_TOKEN", &mut raw.http.admin_token),
+        ] {
+            if let Some(value) = std::env::var_os(var) {
+                *token = Some(Secret::new(value.to_string_lossy()));
+            }
+        }
         more(&mut raw);
         Ok(raw.validate()?)
     }
@@ -162,23 +171,40 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Window lines waiting for stdout, at most: a reader that stalls loses lines (counted and
+/// logged), never the taps.
+const PRINT_QUEUE: usize = 4_096;
+
 async fn collect(args: TapArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mut stop_tx = Some(stop_tx);
-    let stdout = std::io::stdout();
+    // The taps hand each line over without waiting; a thread of its own writes them.
+    let (lines, queued) = std::sync::mpsc::sync_channel::<WindowLine>(PRINT_QUEUE);
+    std::thread::spawn(move || {
+        let stdout = std::io::stdout();
+        for line in queued {
+            let mut out = stdout.lock();
+            let written = serde_json::to_writer(&mut out, &line).map_err(std::io::Error::from);
+            if written
+                .and_then(|_| writeln!(out))
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                // The reader went away (a closed pipe): stop quietly.
+                let _ = stop_tx.send(());
+                return;
+            }
+        }
+    });
+    let mut dropped = 0u64;
     let print = move |c: &Collector, w| {
-        let line = WindowLine::of(c, &w);
-        let mut out = stdout.lock();
-        let written = serde_json::to_writer(&mut out, &line).map_err(std::io::Error::from);
-        if written
-            .and_then(|_| writeln!(out))
-            .and_then(|_| out.flush())
-            .is_err()
-        {
-            // The reader went away (a closed pipe): stop quietly.
-            if let Some(tx) = stop_tx.take() {
-                let _ = tx.send(());
+        if let Err(std::sync::mpsc::TrySendError::Full(_)) = lines.try_send(WindowLine::of(c, &w)) {
+            dropped += 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    dropped,
+                    "stdout is not read fast enough: window lines dropped"
+                );
             }
         }
     };

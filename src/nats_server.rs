@@ -54,6 +54,7 @@ pub struct NatsServer {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    binary: PathBuf,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -72,39 +73,28 @@ impl NatsServer {
             "listen: 127.0.0.1:{port}\njetstream {{ store_dir: {:?} }}\n{extra_config}\n",
             store.display().to_string()
         );
-        let conf_path = dir.path().join("server.conf");
-        std::fs::write(&conf_path, conf)?;
-        let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut child = Command::new(binary)
-            .arg("-c")
-            .arg(&conf_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                binary: binary.display().to_string(),
-                source,
-            })?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let last = log.lines().last().unwrap_or("no log").to_string();
-                return Err(Error::Exited {
-                    status: status.to_string(),
-                    log: last,
-                });
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::Timeout(port));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Self { child, port, dir })
+        std::fs::write(dir.path().join("server.conf"), conf)?;
+        let child = spawn(binary, dir.path(), port)?;
+        Ok(Self {
+            child,
+            port,
+            dir,
+            binary: binary.to_owned(),
+        })
+    }
+
+    /// Kills the server, keeping its port, config and store for [`NatsServer::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port with the same config and store (after
+    /// [`NatsServer::stop`], or to replace a running one).
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.stop();
+        self.child = spawn(&self.binary, self.dir.path(), self.port)?;
+        Ok(())
     }
 
     pub fn port(&self) -> u16 {
@@ -124,6 +114,44 @@ impl NatsServer {
     pub fn try_status(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
         self.child.try_wait()
     }
+}
+
+/// Runs `binary` on the config in `dir` and waits until it listens on `port`.
+fn spawn(binary: &Path, dir: &Path, port: u16) -> Result<Child, Error> {
+    let log_path = dir.join("server.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
+    let mut child = Command::new(binary)
+        .arg("-c")
+        .arg(dir.join("server.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        })?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = log.lines().last().unwrap_or("no log").to_string();
+            return Err(Error::Exited {
+                status: status.to_string(),
+                log: last,
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Timeout(port));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 impl Drop for NatsServer {

@@ -3,7 +3,8 @@
 //! The collector core owns a [`Counters`] value and bumps plain fields (it is single-threaded);
 //! readers take a copy. Names follow Prometheus conventions and are stable.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -50,6 +51,10 @@ counters! {
     advisory_errors => "Unparseable advisories.";
     trace_id_invalid => "Trace id headers with an invalid value.";
     clock_skew => "Samples whose e2e latency was negative (server and ackscope clocks differ), clamped to 0.";
+    server_time_outliers => "Server timestamps (ack metrics) ahead of ackscope's clock or more than join.max_clock_skew behind it, replaced by the time ackscope saw the message.";
+    nats_disconnects => "Times the connection to NATS was lost (seen by the tap loop, every 100 ms).";
+    expired_in_nats_gap => "Deliveries never acked that waited while NATS was down (their acks may be lost in the gap); not in expired_deliveries.";
+    unmatched_acks_in_nats_gap => "Acks soon after a NATS outage whose delivery was not seen (it may have gone by in the gap); not in unmatched_acks.";
     late_events => "Events older than the open window, recorded into the open window.";
     windows_dropped => "Closed windows dropped because no reader took them.";
     latency_clamped => "Latencies above aggregate.max_latency, clamped.";
@@ -88,11 +93,55 @@ mod tests {
     }
 }
 
-/// What the NATS client reports while it runs.
+/// What the NATS client reports while it runs. The connection's state is read from the client
+/// itself (its events can be dropped when the client is busy); events only count and log.
 #[derive(Debug, Default)]
 pub struct ClientEvents {
     /// Slow-consumer events: the client dropped messages of a tap.
     pub slow_consumers: AtomicU64,
-    /// Whether the connection is currently down.
-    pub disconnected: AtomicBool,
+    /// Failed attempts to connect or reconnect.
+    pub connect_failures: AtomicU64,
+    /// The client, once it exists (it may exist before NATS is reachable).
+    client: OnceLock<async_nats::Client>,
+    /// When each kind of log line was last written, so that a flood logs once in a while.
+    last_logged_ns: [AtomicI64; LOG_KINDS],
+}
+
+/// What [`ClientEvents::should_log`] rate-limits.
+#[derive(Debug, Clone, Copy)]
+pub enum LogKind {
+    SlowConsumer = 0,
+    ConnectFailure = 1,
+}
+const LOG_KINDS: usize = 2;
+
+impl ClientEvents {
+    /// Hands over the client whose state [`ClientEvents::connected`] reads.
+    pub fn set_client(&self, client: async_nats::Client) {
+        let _ = self.client.set(client);
+    }
+
+    /// Whether the client is connected to a server now.
+    pub fn connected(&self) -> bool {
+        self.client
+            .get()
+            .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+
+    /// Connections made since start (the first one included), as the client counts them.
+    pub fn connects(&self) -> u64 {
+        self.client
+            .get()
+            .map_or(0, |c| c.statistics().connects.load(Ordering::Relaxed))
+    }
+
+    /// Whether a line of `kind` may be logged at `now_ns`: at most one per `every_ns`.
+    pub fn should_log(&self, kind: LogKind, now_ns: i64, every_ns: i64) -> bool {
+        let last = &self.last_logged_ns[kind as usize];
+        let before = last.load(Ordering::Relaxed);
+        (before == 0 || now_ns.saturating_sub(before) >= every_ns)
+            && last
+                .compare_exchange(before, now_ns, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }

@@ -13,27 +13,10 @@ use ackscope::collect::acks::parse_ack_subject;
 use ackscope::model::{AckKind as Kind, SampleSource, Seen};
 
 use crate::support::{
-    Generation, NatsServer, Tapped, config, game_stream, next_message, wait_until,
+    Generation, NatsServer, Tapped, config, game_stream, next_message, pull_consumer, wait_until,
 };
 
 const MS: u64 = 1_000_000;
-
-/// Runs `$test` once per server generation.
-macro_rules! both_generations {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            use crate::support::Generation;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn legacy_2_9() {
-                super::$test(Generation::Legacy).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn current_2_15() {
-                super::$test(Generation::Current).await
-            }
-        }
-    )*};
-}
 
 both_generations!(
     pull_acks_carry_latency_and_trace_ids,
@@ -129,24 +112,6 @@ impl Srv1 {
             consumer,
         }
     }
-}
-
-async fn pull_consumer(
-    stream: &jetstream::stream::Stream,
-    name: &str,
-    ack_wait: Duration,
-    sample_frequency: u8,
-) -> consumer::Consumer<consumer::pull::Config> {
-    stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(name.into()),
-            ack_policy: consumer::AckPolicy::Explicit,
-            ack_wait,
-            sample_frequency,
-            ..Default::default()
-        })
-        .await
-        .expect("create pull consumer")
 }
 
 /// Tokens in the reply subject of a delivered message: 9 on 2.9, 11 on 2.15 with js_ack_fc_v2.

@@ -104,8 +104,102 @@ async fn health_and_readiness() {
     let (status, body) = get_json(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body["reason"].as_str().unwrap().contains("subscrib"));
+    // Subscribed, but readiness follows the NATS client's own state, and there is none here
+    // (`outage::` has the way back to ready against a real server).
     state.readiness.set_subscribed();
-    assert_eq!(get_json(&state, "/readyz").await.0, StatusCode::OK);
+    let (status, body) = get_json(&state, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("disconnected from NATS")
+    );
+}
+
+/// `GET uri` with `headers`: the status and the response's headers.
+async fn get_with(
+    state: &AppState,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, axum::http::HeaderMap) {
+    let mut request = Request::get(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = router(state.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    (response.status(), response.headers().clone())
+}
+
+#[tokio::test]
+async fn tokens_hosts_and_the_dashboard_policy() {
+    let mut raw = ackscope::config::RawConfig::from_toml(
+        "[http]\nread_token = \"read-token-0123456789\"\nadmin_token = \"admin-token-0123456789\"",
+    )
+    .unwrap();
+    raw.http.listen = "127.0.0.1:9464".into();
+    let access = raw.validate().unwrap().http;
+    let state = test_state(10).with_access(access);
+    let host = ("host", "127.0.0.1:9464");
+    let read = ("authorization", "Bearer read-token-0123456789");
+    let admin = ("authorization", "Bearer admin-token-0123456789");
+    let wrong = ("authorization", "Bearer read-token-0123456788");
+    for (uri, headers, status) in [
+        // Open routes and the page itself need no token.
+        ("/healthz", vec![host], StatusCode::OK),
+        ("/readyz", vec![host], StatusCode::SERVICE_UNAVAILABLE),
+        ("/metrics", vec![host], StatusCode::OK),
+        ("/", vec![host], StatusCode::OK),
+        // Data does.
+        ("/api/v1/report", vec![host], StatusCode::UNAUTHORIZED),
+        (
+            "/api/v1/report",
+            vec![host, wrong],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/api/v1/heatmap/phase.svg",
+            vec![host],
+            StatusCode::UNAUTHORIZED,
+        ),
+        ("/api/v1/report", vec![host, read], StatusCode::OK),
+        ("/api/v1/consumers", vec![host, admin], StatusCode::OK),
+        // A name rebound to ackscope's address is refused, token or not.
+        (
+            "/api/v1/report",
+            vec![("host", "evil.example:9464"), read],
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+        (
+            "/healthz",
+            vec![("host", "evil.example")],
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+        (
+            "/api/v1/report",
+            vec![("host", "LOCALHOST:9464"), read],
+            StatusCode::OK,
+        ),
+    ] {
+        let (got, response) = get_with(&state, uri, &headers).await;
+        assert_eq!(got, status, "{uri} {headers:?}");
+        assert_eq!(response["x-content-type-options"], "nosniff", "{uri}");
+        if got == StatusCode::UNAUTHORIZED {
+            assert!(response.contains_key("www-authenticate"));
+        }
+    }
+    let (_, page) = get_with(&state, "/", &[host]).await;
+    let csp = page["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    // Without tokens configured everything is open, as before.
+    let (status, _) = get_with(&test_state(10), "/api/v1/report", &[]).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -169,6 +263,9 @@ async fn bad_requests_name_the_parameter_and_unknown_names_are_404() {
         ("/api/v1/report?colour=red", "colour"),
         ("/api/v1/heatmap/phase.svg?scale=cubic", "scale"),
         ("/api/v1/heatmap/time.svg?width=wide", "width"),
+        // Once an overflow: a 500 in debug builds, a nonsense axis in release.
+        ("/api/v1/heatmap/time.svg?from=-5000000h", "from"),
+        ("/api/v1/report?to=9999-01-01T00:00:00Z", "to"),
         ("/api/v1/consumers?stream=GAME", "stream"),
     ] {
         let (status, body) = get_json(&state, uri).await;

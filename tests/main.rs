@@ -1,9 +1,12 @@
 //! ackscope's integration tests: one binary, real nats-server children.
 
+#[macro_use]
+mod support;
+
 mod architecture;
 mod cli;
 mod collect;
 mod http;
 mod nats_server;
+mod outage;
 mod sim;
-mod support;

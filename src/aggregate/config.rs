@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::ring::ROW_BYTES;
 use crate::units::{Dur, Invalid};
+
+/// The most the sample ring may reserve.
+pub const MAX_RING_BYTES: usize = 4 << 30;
 
 /// `[aggregate]`: windows, histograms and the raw sample ring.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,15 +92,25 @@ impl RawAggregate {
                 "must be between 2 and 1000",
             ));
         }
-        if self.ring_capacity == 0 || self.ring_capacity > 100_000_000 {
+        // The ring reserves its columns once: bound it in bytes, not only in rows.
+        let ring_bytes = self.ring_capacity.saturating_mul(ROW_BYTES);
+        if self.ring_capacity == 0 || ring_bytes > MAX_RING_BYTES {
             return Err(Invalid::new(
                 "ring_capacity",
                 self.ring_capacity.to_string(),
-                "must be between 1 and 100000000",
+                format!(
+                    "must be between 1 and {} ({ROW_BYTES} bytes a sample, {} GiB at most)",
+                    MAX_RING_BYTES / ROW_BYTES,
+                    MAX_RING_BYTES >> 30
+                ),
             ));
         }
-        if self.retained_windows == 0 {
-            return Err(Invalid::new("retained_windows", "0", "must be > 0"));
+        if self.retained_windows == 0 || self.retained_windows > 100_000 {
+            return Err(Invalid::new(
+                "retained_windows",
+                self.retained_windows.to_string(),
+                "must be between 1 and 100000",
+            ));
         }
         Ok(AggregateConfig {
             window_ns: window.ns(),

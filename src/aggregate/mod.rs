@@ -55,6 +55,10 @@ pub struct Aggregator {
     pub late_events: u64,
     /// Closed summaries dropped because the caller did not take them.
     pub ready_dropped: u64,
+    /// NATS outage: since when the open one lasts, and how much of the open window earlier
+    /// ones took.
+    gap_since: Option<i64>,
+    gap_ns: u64,
 }
 
 impl Aggregator {
@@ -82,6 +86,8 @@ impl Aggregator {
             ready: VecDeque::new(),
             late_events: 0,
             ready_dropped: 0,
+            gap_since: None,
+            gap_ns: 0,
         }
     }
 
@@ -155,8 +161,27 @@ impl Aggregator {
         }
     }
 
+    /// Opens (`down`) or closes a NATS outage at `t_ns`: the windows it covers say how much of
+    /// them it took, and a window with no samples at all because of it still closes.
+    pub fn set_gap(&mut self, down: bool, t_ns: i64) {
+        self.advance(t_ns);
+        match (down, self.gap_since) {
+            (true, None) => self.gap_since = Some(t_ns),
+            (false, Some(since)) => {
+                let from = since.max(self.window_start.unwrap_or(since));
+                self.gap_ns += t_ns.saturating_sub(from).max(0) as u64;
+                self.gap_since = None;
+            }
+            _ => {}
+        }
+    }
+
     fn close(&mut self, start: i64, end: i64) {
         let retained = self.config.retained_windows;
+        let open_gap = self.gap_since.map_or(0, |since| {
+            end.saturating_sub(since.max(start)).max(0) as u64
+        });
+        let gap_ms = (std::mem::take(&mut self.gap_ns) + open_gap) / 1_000_000;
         self.all.reset();
         for (id, slot) in self.consumers.iter_mut().enumerate() {
             let Some(stats) = slot.as_deref_mut() else {
@@ -166,7 +191,8 @@ impl Aggregator {
                 continue;
             }
             self.all.merge(stats);
-            let summary = stats.summary(Some(id as ConsumerId), start, end);
+            let mut summary = stats.summary(Some(id as ConsumerId), start, end);
+            summary.nats_gap_ms = gap_ms;
             stats.reset();
             if self.history.len() <= id {
                 self.history.resize_with(id + 1, VecDeque::new);
@@ -174,8 +200,9 @@ impl Aggregator {
             push_bounded(&mut self.history[id], retained, summary.clone());
             push_ready(&mut self.ready, &mut self.ready_dropped, summary);
         }
-        if !self.all.is_empty() {
-            let summary = self.all.summary(None, start, end);
+        if !self.all.is_empty() || gap_ms > 0 {
+            let mut summary = self.all.summary(None, start, end);
+            summary.nats_gap_ms = gap_ms;
             self.all.reset();
             push_bounded(&mut self.all_history, retained, summary.clone());
             push_ready(&mut self.ready, &mut self.ready_dropped, summary);
@@ -315,5 +342,40 @@ mod tests {
         assert_eq!(a.history(Some(0)).count(), 3);
         assert_eq!(a.history(None).count(), 3);
         assert_eq!(a.take_closed().count(), 20);
+    }
+
+    #[test]
+    fn windows_a_nats_outage_covers_say_so_and_close_without_samples() {
+        let mut a = aggregator();
+        let (t0, s, ms) = (1_790_000_000_000_000_000i64, 1_000_000_000i64, 1_000_000i64);
+        a.record(&sample(0, t0 + 100 * ms, 1));
+        // Down from 0.5 s to 3.25 s: no samples meanwhile, the tap loop ticks on.
+        a.set_gap(true, t0 + 500 * ms);
+        for tick in 6..33 {
+            a.advance(t0 + tick * 100 * ms);
+        }
+        a.set_gap(false, t0 + 3_250 * ms);
+        a.record(&sample(0, t0 + 3_500 * ms, 1));
+        a.advance(t0 + 4 * s);
+        let closed: Vec<WindowSummary> = a.take_closed().collect();
+        let all: Vec<(i64, u64, u64)> = closed
+            .iter()
+            .filter(|w| w.consumer.is_none())
+            .map(|w| ((w.start_ns - t0) / s, w.nats_gap_ms, w.counts.acks))
+            .collect();
+        assert_eq!(
+            all,
+            [(0, 500, 1), (1, 1_000, 0), (2, 1_000, 0), (3, 250, 1)]
+        );
+        let mine: Vec<u64> = closed
+            .iter()
+            .filter(|w| w.consumer == Some(0))
+            .map(|w| w.nats_gap_ms)
+            .collect();
+        assert_eq!(
+            mine,
+            [500, 250],
+            "a consumer's windows with samples carry it too"
+        );
     }
 }

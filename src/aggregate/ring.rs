@@ -26,6 +26,15 @@ pub struct RingRow {
     pub labels: Labels,
 }
 
+/// Bytes one sample takes in the ring, all columns together.
+pub const ROW_BYTES: usize = std::mem::size_of::<ConsumerId>()
+    + std::mem::size_of::<u64>() * 5
+    + std::mem::size_of::<u32>()
+    + 1
+    + 16
+    + std::mem::size_of::<Sym>()
+    + std::mem::size_of::<Labels>();
+
 /// Columnar ring buffer of samples.
 #[derive(Debug, Clone)]
 pub struct SampleRing {

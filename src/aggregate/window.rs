@@ -84,6 +84,8 @@ pub struct WindowSummary {
     pub exemplar_trace_ids: Vec<TraceId>,
     /// Samples per phase bin; emptied in retained history to bound memory.
     pub phase_counts: Vec<u32>,
+    /// Milliseconds of the window during which NATS was down: its counts miss that time.
+    pub nats_gap_ms: u64,
 }
 
 /// The open window of one consumer.
@@ -184,6 +186,7 @@ impl WindowStats {
             e2e_latency_us: self.e2e.quantiles(),
             exemplar_trace_ids: self.exemplars(),
             phase_counts: self.phase_counts.clone(),
+            nats_gap_ms: 0,
         }
     }
 

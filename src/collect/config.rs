@@ -28,6 +28,10 @@ pub struct RawJoin {
     pub max_consumers: usize,
     /// Distinct message subjects and label values tracked, at most.
     pub max_symbols: usize,
+    /// How far behind ackscope's clock a server's own timestamp (an ack metric's) may be and
+    /// still be used; one ahead of it, or further behind, is replaced by the time ackscope saw
+    /// the message and counted.
+    pub max_clock_skew: Dur,
 }
 
 impl Default for RawJoin {
@@ -40,6 +44,7 @@ impl Default for RawJoin {
             metric_wait: Dur::from_millis(500),
             max_consumers: 1_000,
             max_symbols: 10_000,
+            max_clock_skew: Dur::from_millis(2_000),
         }
     }
 }
@@ -54,6 +59,7 @@ pub struct JoinConfig {
     pub metric_wait_ns: u64,
     pub max_consumers: usize,
     pub max_symbols: usize,
+    pub max_clock_skew_ns: u64,
 }
 
 impl Default for JoinConfig {
@@ -74,22 +80,33 @@ impl RawJoin {
                 "must be at most 10s",
             ));
         }
-        for (key, v) in [
-            ("capacity", self.capacity),
-            ("completed_capacity", self.completed_capacity),
-            ("max_consumers", self.max_consumers),
-            ("max_symbols", self.max_symbols),
+        for (key, d, min, max) in [
+            ("max_pending_age", self.max_pending_age, 1, 86_400),
+            ("default_ack_wait", self.default_ack_wait, 1, 86_400),
+            ("max_clock_skew", self.max_clock_skew, 0, 3_600),
         ] {
-            if v == 0 {
-                return Err(Invalid::new(key, "0", "must be > 0"));
+            let (min, max) = (Duration::from_secs(min), Duration::from_secs(max));
+            if d.0 < min || d.0 > max {
+                return Err(Invalid::new(
+                    key,
+                    d.to_string(),
+                    format!("must be between {min:?} and {max:?}"),
+                ));
             }
         }
-        for (key, v) in [
-            ("max_consumers", self.max_consumers),
-            ("max_symbols", self.max_symbols),
+        // Upper bounds keep a typo from reserving gigabytes: each entry is a fixed-size record.
+        for (key, v, max) in [
+            ("capacity", self.capacity, 10_000_000),
+            ("completed_capacity", self.completed_capacity, 10_000_000),
+            ("max_consumers", self.max_consumers, 1_000_000),
+            ("max_symbols", self.max_symbols, 10_000_000),
         ] {
-            if v > u32::MAX as usize / 2 {
-                return Err(Invalid::new(key, v.to_string(), "too large"));
+            if v == 0 || v > max {
+                return Err(Invalid::new(
+                    key,
+                    v.to_string(),
+                    format!("must be between 1 and {max}"),
+                ));
             }
         }
         Ok(JoinConfig {
@@ -100,6 +117,7 @@ impl RawJoin {
             metric_wait_ns: self.metric_wait.ns(),
             max_consumers: self.max_consumers,
             max_symbols: self.max_symbols,
+            max_clock_skew_ns: self.max_clock_skew.ns(),
         })
     }
 }

@@ -122,7 +122,8 @@ pub struct Joiner {
     /// `ack_wait` per consumer, in nanoseconds, when known.
     ack_wait_ns: Vec<u64>,
     /// Consumers of deliveries that left the table unacked, not yet taken by the caller.
-    expired: Vec<ConsumerId>,
+    /// Deliveries that left without their ack: the consumer and when the delivery was seen.
+    expired: Vec<(ConsumerId, i64)>,
     pub stats: JoinStats,
 }
 
@@ -164,8 +165,9 @@ impl Joiner {
         expiry_ns(&self.config, &self.ack_wait_ns, consumer)
     }
 
-    /// Takes the consumers of deliveries that expired (one entry per delivery) since last call.
-    pub fn take_expired(&mut self) -> Vec<ConsumerId> {
+    /// Takes the deliveries that expired since the last call: each one's consumer and the
+    /// wall-clock time it was seen.
+    pub fn take_expired(&mut self) -> Vec<(ConsumerId, i64)> {
         std::mem::take(&mut self.expired)
     }
 
@@ -204,8 +206,8 @@ impl Joiner {
             }
             Some(old) => {
                 let superseded = std::mem::replace(&mut old.current, delivery);
-                if old.previous.replace(Box::new(superseded)).is_some() {
-                    self.expired.push(consumer);
+                if let Some(lost) = old.previous.replace(Box::new(superseded)) {
+                    self.expired.push((consumer, lost.seen.wall_ns));
                 }
                 old.active_mono_ns = seen.mono_ns;
                 DeliveryOutcome::Stored
@@ -257,8 +259,8 @@ impl Joiner {
             return None;
         }
         let entry = self.pending.remove(&key)?;
-        if entry.previous.is_some() {
-            self.expired.push(key.0);
+        if let Some(lost) = entry.previous {
+            self.expired.push((key.0, lost.seen.wall_ns));
         }
         Some(entry.current)
     }
@@ -280,6 +282,9 @@ impl Joiner {
         }
         if !self.complete((consumer, subject.stream_seq, subject.delivered)) {
             self.stats.duplicate_acks += 1;
+            // A delivery it answers is answered all the same (a server that lost its consumer
+            // state redelivers as first deliveries): it must not wait here and expire.
+            let _ = self.take_delivery(key, |d| d.matches(subject.delivered, subject.consumer_seq));
             return AckOutcome::Duplicate;
         }
         let e2e = seen.wall_ns.saturating_sub(subject.stored_ns);
@@ -385,9 +390,9 @@ impl Joiner {
             let keep =
                 now_mono_ns.saturating_sub(p.active_mono_ns) <= expiry_ns(config, waits, consumer);
             if !keep {
-                expired.push(consumer);
-                if p.previous.is_some() {
-                    expired.push(consumer);
+                expired.push((consumer, p.current.seen.wall_ns));
+                if let Some(lost) = &p.previous {
+                    expired.push((consumer, lost.seen.wall_ns));
                 }
             }
             keep
@@ -412,9 +417,10 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn joiner(capacity: usize) -> Joiner {
-        let mut c = JoinConfig::default();
-        c.capacity = capacity;
-        Joiner::new(c)
+        Joiner::new(JoinConfig {
+            capacity,
+            ..JoinConfig::default()
+        })
     }
 
     fn seen(ms: u64) -> Seen {
@@ -520,7 +526,7 @@ mod tests {
             panic!()
         };
         assert_eq!((s.deliveries, s.ack_latency_ns), (2, Some(5 * MS)));
-        assert_eq!(j.take_expired(), vec![0]);
+        assert_eq!(j.take_expired(), vec![(0, seen(0).wall_ns)]);
         assert_eq!(j.pending_len(), 0);
     }
 
@@ -644,9 +650,10 @@ mod tests {
 
     #[test]
     fn completed_memory_is_bounded() {
-        let mut c = JoinConfig::default();
-        c.completed_capacity = 4;
-        let mut j = Joiner::new(c);
+        let mut j = Joiner::new(JoinConfig {
+            completed_capacity: 4,
+            ..JoinConfig::default()
+        });
         assert_eq!(j.completed.len(), 4);
         for seq in 1..=100 {
             ack(&mut j, &subj(1, seq), b"+ACK", 1);

@@ -8,6 +8,7 @@
 
 pub mod acks;
 pub mod advisories;
+pub mod clock;
 pub mod config;
 pub mod consumer_state;
 pub mod deliveries;

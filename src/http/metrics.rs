@@ -19,6 +19,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             join_capacity: c.joiner().capacity(),
             ring_samples: c.aggregator().ring().len(),
             ring_capacity: c.aggregator().ring().capacity(),
+            server_clock_offset_ns: c.server_clock_offset_ns(),
+            nats_down_ns: c.nats_down_ns(),
             consumers: c
                 .consumers()
                 .map(|(id, stream, consumer)| {

@@ -2,6 +2,7 @@
 //! job. Handlers copy what they need out of the collector under its lock and do the rest
 //! outside it; heavy work (re-binning the sample ring, drawing) runs on the blocking pool.
 
+mod access;
 mod api;
 mod error;
 mod heatmap;
@@ -19,6 +20,7 @@ use axum::routing::get;
 pub use error::ApiError;
 
 use crate::collector::Collector;
+use crate::config::AccessConfig;
 use crate::telemetry::ClientEvents;
 
 /// Whether the service is ready: NATS connected and every tap subscribed.
@@ -41,16 +43,17 @@ impl Readiness {
         self.subscribed.store(true, Ordering::Relaxed);
     }
 
+    /// Whether the NATS client is connected now (its own state, not a remembered event).
     pub fn nats_connected(&self) -> bool {
-        self.subscribed.load(Ordering::Relaxed) && !self.events.disconnected.load(Ordering::Relaxed)
+        self.events.connected()
     }
 
     /// `None` when ready, else why not.
     pub fn not_ready_reason(&self) -> Option<&'static str> {
         if !self.subscribed.load(Ordering::Relaxed) {
             Some("connecting to NATS and subscribing the taps")
-        } else if self.events.disconnected.load(Ordering::Relaxed) {
-            Some("disconnected from NATS")
+        } else if !self.events.connected() {
+            Some("disconnected from NATS, reconnecting")
         } else {
             None
         }
@@ -64,6 +67,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Spikes already explained.
     pub spike_cache: Arc<spikes::SpikeCache>,
+    /// Who may call: allowed hosts and tokens (open to all by default).
+    pub access: Arc<AccessConfig>,
 }
 
 impl AppState {
@@ -72,6 +77,15 @@ impl AppState {
             collector,
             readiness,
             spike_cache: Arc::default(),
+            access: Arc::default(),
+        }
+    }
+
+    /// The same state, answering only as `access` allows.
+    pub fn with_access(self, access: AccessConfig) -> Self {
+        Self {
+            access: Arc::new(access),
+            ..self
         }
     }
 }
@@ -88,5 +102,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/spikes", get(api::spikes))
         .route("/api/v1/heatmap/phase.svg", get(heatmap::phase))
         .route("/api/v1/heatmap/time.svg", get(heatmap::time))
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access::guard,
+        ))
         .with_state(state)
 }

@@ -53,8 +53,13 @@ pub fn parse_instant(value: &str, now_ns: i64) -> Result<i64, String> {
         return Ok(now_ns);
     }
     if let Some(ago) = value.strip_prefix('-') {
+        // Instants stay between 1970 and 2262 (what i64 nanoseconds hold), so that no span
+        // between two of them overflows.
         let d = parse_duration(ago)?;
-        return Ok(now_ns.saturating_sub(duration_ns(d).min(i64::MAX as u64) as i64));
+        return now_ns
+            .checked_sub(i64::try_from(duration_ns(d)).unwrap_or(i64::MAX))
+            .filter(|t| *t >= 0)
+            .ok_or_else(|| "before 1970".to_string());
     }
     let t = humantime::parse_rfc3339_weak(value)
         .map_err(|_| "expected RFC 3339 (2026-11-26T10:00:00Z), `now` or `-5m`".to_string())?;
@@ -207,6 +212,28 @@ fn count(value: &str, min: u32, max: u32) -> Result<u32, String> {
 
 /// Warnings about a range that the retained samples do not (fully) cover.
 pub fn range_warnings(c: &Collector, from: i64, to: i64) -> Vec<String> {
+    let mut warnings = ring_warnings(c, from, to);
+    // Outages inside the range: what happened then was not seen.
+    for (start, end) in c.nats_gaps() {
+        if start < to && end.is_none_or(|e| e > from) {
+            warnings.push(match end {
+                Some(end) => format!(
+                    "NATS was unreachable from {} to {} ({:.1} s): nothing was collected then",
+                    crate::model::rfc3339(start),
+                    crate::model::rfc3339(end),
+                    (end - start) as f64 / 1e9
+                ),
+                None => format!(
+                    "NATS is unreachable since {}: nothing is being collected",
+                    crate::model::rfc3339(start)
+                ),
+            });
+        }
+    }
+    warnings
+}
+
+fn ring_warnings(c: &Collector, from: i64, to: i64) -> Vec<String> {
     let ring = c.aggregator().ring();
     match rebin::time_span(ring) {
         None => vec!["no samples are retained yet".into()],
@@ -277,6 +304,10 @@ mod tests {
             (("phase_bins", "0"), "phase_bins"),
             (("phase_bins", "x"), "phase_bins"),
             (("from", "yesterday"), "from"),
+            (("from", "-5000000h"), "from"),
+            (("to", "-600000000h"), "to"),
+            (("from", "1969-12-31T23:59:59Z"), "from"),
+            (("to", "9999-01-01T00:00:00Z"), "to"),
             (("scale", "cubic"), "scale"),
             (("max_latency", "1ns"), "max_latency"),
             (("stream", "a.b"), "stream"),

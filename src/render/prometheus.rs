@@ -30,6 +30,10 @@ pub struct MetricsSnapshot {
     pub join_capacity: usize,
     pub ring_samples: usize,
     pub ring_capacity: usize,
+    /// The servers' clock minus ackscope's (median of recent ack metrics); `None` before one.
+    pub server_clock_offset_ns: Option<i64>,
+    /// Time without NATS over the outages that have ended.
+    pub nats_down_ns: u64,
     pub consumers: Vec<ConsumerMetrics>,
 }
 
@@ -99,6 +103,24 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
     for (name, help, value) in gauges {
         header(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
+    }
+    let name = "ackscope_nats_disconnected_seconds_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Time without a NATS connection, over the outages that have ended.",
+    );
+    let _ = writeln!(out, "{name} {}", s.nats_down_ns as f64 / 1e9);
+    if let Some(offset) = s.server_clock_offset_ns {
+        let name = "ackscope_server_clock_offset_seconds";
+        header(
+            &mut out,
+            name,
+            "gauge",
+            "The servers' clock minus ackscope's, median of recent ack metrics (their trip included).",
+        );
+        let _ = writeln!(out, "{name} {}", offset as f64 / 1e9);
     }
 
     let ids: Vec<String> = s
@@ -241,6 +263,8 @@ mod tests {
             join_capacity: 10,
             ring_samples: 2,
             ring_capacity: 100,
+            server_clock_offset_ns: Some(-250_000),
+            nats_down_ns: 1_500_000_000,
             consumers: vec![ConsumerMetrics {
                 stream: "GAME".into(),
                 consumer: "srv\"1".into(),
@@ -256,6 +280,8 @@ mod tests {
         let text = render_metrics(&snapshot);
         assert!(text.contains("ackscope_samples_total 2\n"));
         assert!(text.contains("ackscope_ready 1\n"));
+        assert!(text.contains("ackscope_server_clock_offset_seconds -0.00025\n"));
+        assert!(text.contains("ackscope_nats_disconnected_seconds_total 1.5\n"));
         let id = "stream=\"GAME\",consumer=\"srv\\\"1\"";
         assert!(text.contains(&format!(
             "ackscope_ack_latency_seconds_bucket{{{id},le=\"0.002\"}} 0\n"

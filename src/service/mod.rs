@@ -27,15 +27,17 @@ pub enum Error {
     Http(String),
 }
 
-/// Connects, subscribes every tap and starts the consumer state poller.
+/// Connects, subscribes every tap and starts the consumer state poller. With `wait`, NATS
+/// need not be up yet: this returns once it is and the taps are subscribed.
 pub async fn start_taps(
     config: &Config,
     collector: &Arc<Mutex<Collector>>,
     events: &Arc<ClientEvents>,
+    wait: bool,
 ) -> Result<Taps, taps::Error> {
-    let client = taps::connect(&config.nats, events.clone()).await?;
+    let client = taps::connect(&config.nats, events.clone(), wait).await?;
     let subscriptions = Taps::subscribe(&client, &config.taps).await?;
-    tracing::info!(urls = %config.nats.urls.join(","), "taps subscribed");
+    tracing::info!(urls = %config.nats.display_urls(), "taps subscribed");
     if config.taps.consumer_state {
         tokio::spawn(taps::poll_consumer_state(
             client,
@@ -54,13 +56,14 @@ pub async fn collect(
 ) -> Result<(), Error> {
     let events = Arc::new(ClientEvents::default());
     let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
-    let subscriptions = start_taps(&config, &collector, &events).await?;
+    let subscriptions = start_taps(&config, &collector, &events, false).await?;
     taps::run(subscriptions, collector, events, on_closed, shutdown).await;
     Ok(())
 }
 
 /// Serves the HTTP API on `config.listen` and taps NATS until `shutdown`. The listener is bound
-/// first, so `/healthz` answers (and `/readyz` says why not ready) while NATS connects.
+/// first, so `/healthz` answers (and `/readyz` says why not ready) while NATS connects, for as
+/// long as it takes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -71,7 +74,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let events = Arc::new(ClientEvents::default());
     let readiness = Arc::new(Readiness::new(events.clone()));
     let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
-    let state = AppState::new(collector.clone(), readiness.clone());
+    let state =
+        AppState::new(collector.clone(), readiness.clone()).with_access(config.http.clone());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(listener, router(state))
@@ -81,7 +85,16 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             .into_future(),
     );
     tracing::info!(listen = %config.listen, "serving the API and dashboard");
-    let subscriptions = start_taps(&config, &collector, &events).await?;
+    if !config.listen.ip().is_loopback() && config.http.read_token.is_none() {
+        tracing::warn!(
+            listen = %config.listen,
+            "listening beyond loopback without http.read_token: anyone who reaches this port \
+             reads stream names and trace ids"
+        );
+    }
+    // A service waits for NATS (not ready meanwhile) rather than exit: systemd or Kubernetes
+    // would only start it again.
+    let subscriptions = start_taps(&config, &collector, &events, true).await?;
     readiness.set_subscribed();
     taps::run(subscriptions, collector, events, |_, _| {}, shutdown).await;
     let _ = stop_http.send(());

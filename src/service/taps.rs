@@ -23,7 +23,7 @@ use crate::collect::metrics::METRIC_SUBJECT;
 use crate::collector::{Collector, lock};
 use crate::config::{Config, NatsConfig, TapsConfig};
 use crate::model::Seen;
-use crate::telemetry::ClientEvents;
+use crate::telemetry::{ClientEvents, LogKind};
 
 /// Subject of every ack.
 pub const ACK_SUBJECT: &str = "$JS.ACK.>";
@@ -50,34 +50,59 @@ pub enum Error {
     Flush(#[from] async_nats::client::FlushError),
 }
 
+/// How often a repeated warning (a tap falling behind, NATS unreachable) is logged at most.
+const LOG_EVERY_NS: i64 = 10_000_000_000;
+
 /// Connects ackscope's taps with the configured options, on ackscope's own inbox prefix;
-/// `events` follows the connection.
-pub async fn connect(config: &NatsConfig, events: Arc<ClientEvents>) -> Result<Client, Error> {
-    let options = ConnectOptions::new()
+/// `events` follows the connection. With `wait`, NATS need not be up yet: the client keeps
+/// trying (with its backoff, up to 4 s between attempts) and the subscriptions go out once it
+/// connects; without it, a server not reachable within 10 s is an error.
+pub async fn connect(
+    config: &NatsConfig,
+    events: Arc<ClientEvents>,
+    wait: bool,
+) -> Result<Client, Error> {
+    let callback_events = events.clone();
+    let mut options = ConnectOptions::new()
         .name("ackscope")
         .custom_inbox_prefix(&config.inbox_prefix)
         .subscription_capacity(config.subscription_capacity)
         .event_callback(move |event| {
-            let events = events.clone();
-            async move {
-                match event {
-                    Event::SlowConsumer(sid) => {
-                        events.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(sid, "tap fell behind: the NATS client dropped messages");
-                    }
-                    Event::Disconnected => {
-                        events.disconnected.store(true, Ordering::Relaxed);
-                        tracing::warn!("disconnected from NATS");
-                    }
-                    Event::Connected => {
-                        events.disconnected.store(false, Ordering::Relaxed);
-                        tracing::info!("connected to NATS");
-                    }
-                    other => tracing::info!(event = %other, "NATS client event"),
-                }
-            }
+            let events = callback_events.clone();
+            async move { on_client_event(&events, event) }
         });
-    connect_with(config, options).await
+    if wait {
+        options = options.retry_on_initial_connect();
+    }
+    let client = connect_with(config, options).await?;
+    events.set_client(client.clone());
+    Ok(client)
+}
+
+/// Counts and logs what the client reports; repeated warnings at most every 10 s.
+fn on_client_event(events: &ClientEvents, event: Event) {
+    let now = Seen::now().wall_ns;
+    match event {
+        Event::SlowConsumer(sid) => {
+            let total = events.slow_consumers.fetch_add(1, Ordering::Relaxed) + 1;
+            if events.should_log(LogKind::SlowConsumer, now, LOG_EVERY_NS) {
+                tracing::error!(
+                    sid,
+                    total,
+                    "tap fell behind: the NATS client dropped messages"
+                );
+            }
+        }
+        Event::ClientError(error) => {
+            let total = events.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if events.should_log(LogKind::ConnectFailure, now, LOG_EVERY_NS) {
+                tracing::warn!(%error, attempts = total, "cannot reach NATS, retrying");
+            }
+        }
+        Event::Disconnected => tracing::warn!("disconnected from NATS"),
+        Event::Connected => tracing::info!("connected to NATS"),
+        other => tracing::info!(event = %other, "NATS client event"),
+    }
 }
 
 /// Connects with `options` plus the configured credentials and TLS settings. A start-up
@@ -87,10 +112,10 @@ pub async fn connect_with(
     mut options: ConnectOptions,
 ) -> Result<Client, Error> {
     if let Some((user, password)) = &config.user {
-        options = options.user_and_password(user.clone(), password.clone());
+        options = options.user_and_password(user.clone(), password.expose().to_string());
     }
     if let Some(token) = &config.token {
-        options = options.token(token.clone());
+        options = options.token(token.expose().to_string());
     }
     if let Some(path) = &config.credentials_file {
         options = options
@@ -110,8 +135,10 @@ pub async fn connect_with(
     if let Some((cert, key)) = &config.tls_client {
         options = options.add_client_certificate(cert.clone(), key.clone());
     }
-    let urls = config.urls.join(",");
-    let connect = async_nats::connect_with_options(urls.as_str(), options);
+    let servers = config.urls.join(",");
+    let connect = async_nats::connect_with_options(servers.as_str(), options);
+    // Errors name the servers without the secrets a URL may carry.
+    let urls = config.display_urls();
     match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(result) => result.map_err(|source| Error::Connect { urls, source }),
         Err(_) => Err(Error::Connect {
@@ -284,10 +311,18 @@ pub async fn run(
         let Some(mut c) = try_lock(&collector) else {
             continue;
         };
+        // While an outage is open, each message read looks again (a message may still come
+        // from the client's buffers): the outage ends as the connection is back, not up to a
+        // tick later.
+        if !ticked && c.nats_down() && events.connected() {
+            c.on_nats_state(true, Seen::now());
+        }
         backlog.flush(&mut c);
         if ticked {
+            let now = Seen::now();
             c.set_slow_consumer_events(events.slow_consumers.load(Ordering::Relaxed));
-            c.tick(Seen::now());
+            c.on_nats_state(events.connected(), now);
+            c.tick(now);
             for w in c.take_closed() {
                 on_closed(&c, w);
             }

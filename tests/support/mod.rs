@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +12,23 @@ use ackscope::collector::{Collector, lock};
 use ackscope::config::{Config, RawConfig};
 use ackscope::service::taps::{self, Taps};
 use ackscope::telemetry::Counters;
+
+/// Runs `$test` once per server generation.
+macro_rules! both_generations {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            use crate::support::Generation;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn legacy_2_9() {
+                super::$test(Generation::Legacy).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn current_2_15() {
+                super::$test(Generation::Current).await
+            }
+        }
+    )*};
+}
 
 /// Held by tests that measure latency to the millisecond and by tests that load both cores
 /// (the fleet simulator, the demo, the browser), so that no load skews a measurement.
@@ -63,6 +80,15 @@ impl NatsServer {
         self.server.url()
     }
 
+    /// Kills the server; [`NatsServer::restart`] brings it back on the same port and store.
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    pub fn restart(&mut self) {
+        self.server.restart().expect("nats-server restarts");
+    }
+
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url())
             .await
@@ -76,6 +102,32 @@ pub fn free_addr() -> String {
     listener.local_addr().expect("its address").to_string()
 }
 
+/// `GET path` from an HTTP server at `addr`: the status and the body. A plain HTTP/1.0
+/// exchange, so that a test needs no client of its own.
+pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
+}
+
+/// The value of an unlabelled sample `name` in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// The `GAME` stream on `game.>`.
 pub async fn game_stream(client: &async_nats::Client) -> jetstream::stream::Stream {
     jetstream::new(client.clone())
@@ -86,6 +138,25 @@ pub async fn game_stream(client: &async_nats::Client) -> jetstream::stream::Stre
         })
         .await
         .expect("create stream")
+}
+
+/// A durable pull consumer of `stream` with explicit acks.
+pub async fn pull_consumer(
+    stream: &jetstream::stream::Stream,
+    name: &str,
+    ack_wait: Duration,
+    sample_frequency: u8,
+) -> consumer::Consumer<consumer::pull::Config> {
+    stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some(name.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            sample_frequency,
+            ..Default::default()
+        })
+        .await
+        .expect("create pull consumer")
 }
 
 /// Fetches one message, so that it is handled the moment it arrives.
@@ -142,7 +213,7 @@ pub fn config(server: &NatsServer, toml: &str) -> Config {
 impl Tapped {
     pub async fn start(config: Config) -> Self {
         let events = Arc::new(ackscope::telemetry::ClientEvents::default());
-        let client = taps::connect(&config.nats, events.clone())
+        let client = taps::connect(&config.nats, events.clone(), false)
             .await
             .expect("ackscope connects");
         let subs = Taps::subscribe(&client, &config.taps)

@@ -283,7 +283,9 @@ impl Receiver {
         raw.taps.consumer_state = false;
         let config = raw.validate().unwrap();
         let events = Arc::new(ackscope::telemetry::ClientEvents::default());
-        let client = taps::connect(&config.nats, events.clone()).await.unwrap();
+        let client = taps::connect(&config.nats, events.clone(), false)
+            .await
+            .unwrap();
         let subs = Taps::subscribe(&client, &config.taps).await.unwrap();
         let collector = Arc::new(Mutex::new(Collector::new(config)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

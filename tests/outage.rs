@@ -1,0 +1,165 @@
+//! NATS going away under a running `serve`, and `serve` started before NATS is up: readiness
+//! follows the client's connection, the outage is counted and reported, and nothing collected
+//! is lost or counted twice.
+
+use std::time::{Duration, Instant};
+
+use ackscope::service;
+
+use crate::support::{
+    Generation, NatsServer, config, free_addr, game_stream, http_get, metric, next_message,
+    pull_consumer,
+};
+
+both_generations!(
+    a_nats_restart_is_a_reported_gap,
+    serve_waits_for_nats_and_is_not_ready_meanwhile,
+);
+
+/// Polls `GET path` every 50 ms until `done` holds for (status, body); fails after 30 s.
+async fn poll(addr: &str, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = http_get(addr, path).await.unwrap_or((0, String::new()));
+        if done(read.0, &read.1) {
+            return read;
+        }
+        assert!(Instant::now() < deadline, "{path}: still {read:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `serve` on a free port against `server`, stopped when the sender drops.
+fn serve(server: &NatsServer) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let addr = free_addr();
+    let mut config = config(server, "");
+    config.listen = addr.parse().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(service::serve(config, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+/// Publishes `n` messages on `game.srv-1` and has consumer `srv-1` fetch and ack until each
+/// of them is acked. A server killed mid-run may have lost the consumer's state and deliver
+/// earlier messages again first: those are acked too, and counted.
+async fn play(
+    client: &async_nats::Client,
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    n: usize,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.connection_state() != async_nats::connection::State::Connected {
+        assert!(Instant::now() < deadline, "the test client reconnects");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    let mut new = std::collections::HashSet::new();
+    for i in 0..n {
+        let ack = js
+            .publish("game.srv-1", format!("state {i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+        new.insert(ack.sequence);
+    }
+    let mut again = 0;
+    while !new.is_empty() {
+        let message = next_message(consumer).await;
+        let seq = message.info().expect("a JetStream message").stream_sequence;
+        if !new.remove(&seq) {
+            again += 1;
+        }
+        message.ack().await.expect("ack");
+    }
+    again
+}
+
+async fn a_nats_restart_is_a_reported_gap(generation: Generation) {
+    let mut server = NatsServer::start(generation);
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    let (addr, _stop) = serve(&server);
+    poll(&addr, "/readyz", |status, _| status == 200).await;
+    assert_eq!(play(&client, &consumer, 20).await, 0);
+    let joined =
+        |n: f64| move |_: u16, text: &str| metric(text, "ackscope_samples_joined_total") == Some(n);
+    poll(&addr, "/metrics", joined(20.0)).await;
+
+    // NATS goes away: not ready, and the reason says why.
+    server.stop();
+    let (_, reason) = poll(&addr, "/readyz", |status, _| status == 503).await;
+    assert!(reason.contains("disconnected from NATS"), "{reason}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // Back on the same port and store: ready again, and the game goes on.
+    server.restart();
+    let back = Instant::now();
+    poll(&addr, "/readyz", |status, _| status == 200).await;
+    eprintln!(
+        "{generation:?}: ready {:?} after NATS came back",
+        back.elapsed()
+    );
+    let again = play(&client, &consumer, 20).await;
+    eprintln!("{generation:?}: {again} earlier messages delivered again after the restart");
+    let (_, text) = poll(&addr, "/metrics", joined(40.0)).await;
+
+    // One outage of at least the time NATS was down; nothing lost or counted twice.
+    let counter = |name: &str| metric(&text, name).unwrap_or_else(|| panic!("{name}: {text}"));
+    assert_eq!(counter("ackscope_nats_disconnects_total"), 1.0);
+    let down = counter("ackscope_nats_disconnected_seconds_total");
+    assert!((1.0..30.0).contains(&down), "{down}");
+    assert_eq!(counter("ackscope_samples_total"), 40.0);
+    assert_eq!(counter("ackscope_expired_deliveries_total"), 0.0);
+    assert_eq!(counter("ackscope_unmatched_acks_total"), 0.0);
+    // What the server delivered again counts once (a duplicate), and waits for nothing.
+    assert_eq!(counter("ackscope_duplicate_acks_total"), again as f64);
+    assert_eq!(counter("ackscope_join_pending"), 0.0);
+    let (status, report) = http_get(&addr, "/api/v1/report").await.unwrap();
+    assert_eq!(status, 200, "{report}");
+    let report: ackscope::api::Report = serde_json::from_str(&report).unwrap();
+    assert_eq!(report.counts.acks, 40, "{:?}", report.counts);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("NATS was unreachable from")),
+        "{:?}",
+        report.warnings
+    );
+}
+
+async fn serve_waits_for_nats_and_is_not_ready_meanwhile(generation: Generation) {
+    let mut server = NatsServer::start(generation);
+    server.stop();
+    let (addr, _stop) = serve(&server);
+    // Up and answering, not ready, for longer than the old 10 s start-up limit would allow
+    // half of.
+    let (_, reason) = poll(&addr, "/readyz", |status, _| status == 503).await;
+    assert!(reason.contains("connecting to NATS"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (status, _) = http_get(&addr, "/healthz").await.unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = http_get(&addr, "/readyz").await.unwrap();
+    assert_eq!(status, 503);
+
+    server.restart();
+    let back = Instant::now();
+    poll(&addr, "/readyz", |status, _| status == 200).await;
+    eprintln!(
+        "{generation:?}: ready {:?} after NATS came up",
+        back.elapsed()
+    );
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    assert_eq!(play(&client, &consumer, 5).await, 0);
+    let (_, text) = poll(&addr, "/metrics", |_, text| {
+        metric(text, "ackscope_samples_joined_total") == Some(5.0)
+    })
+    .await;
+    assert_eq!(metric(&text, "ackscope_nats_disconnects_total"), Some(0.0));
+}
