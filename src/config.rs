@@ -69,6 +69,11 @@ pub struct RawHttp {
     /// browser tricked into calling ackscope under another name (DNS rebinding) is refused.
     /// Default: the loopback names when listening on loopback, else any.
     pub allowed_hosts: Vec<String>,
+    /// Queries that walk the sample ring or draw (reports, spikes, heatmaps, the consumer
+    /// list) running at once; more wait up to `query_wait` for a slot, then get a 429.
+    pub max_concurrent_queries: usize,
+    /// How long a query waits for a slot, default `"10s"`.
+    pub query_wait: Dur,
 }
 
 impl Default for RawHttp {
@@ -81,18 +86,40 @@ impl Default for RawHttp {
                 .map(String::from)
                 .to_vec(),
             allowed_hosts: Vec::new(),
+            max_concurrent_queries: QUERY_SLOTS,
+            query_wait: Dur::from_millis(QUERY_WAIT_MS),
         }
     }
 }
 
-/// Who may call the HTTP API, after validation.
-#[derive(Debug, Clone, Default)]
+/// Query slots when no configuration says otherwise.
+const QUERY_SLOTS: usize = 4;
+const QUERY_WAIT_MS: u64 = 10_000;
+
+/// Who may call the HTTP API and how much at once, after validation.
+#[derive(Debug, Clone)]
 pub struct AccessConfig {
     pub read_token: Option<Secret>,
     pub admin_token: Option<Secret>,
     pub open_routes: Vec<String>,
     /// Lower-cased; empty or `*` for any.
     pub allowed_hosts: Vec<String>,
+    pub max_concurrent_queries: usize,
+    pub query_wait: Duration,
+}
+
+impl Default for AccessConfig {
+    /// Open to all, on any Host, with the default query slots.
+    fn default() -> Self {
+        Self {
+            read_token: None,
+            admin_token: None,
+            open_routes: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_concurrent_queries: QUERY_SLOTS,
+            query_wait: Duration::from_millis(QUERY_WAIT_MS),
+        }
+    }
 }
 
 fn validate_http(raw: RawHttp) -> Result<(std::net::SocketAddr, AccessConfig), Error> {
@@ -126,6 +153,13 @@ fn validate_http(raw: RawHttp) -> Result<(std::net::SocketAddr, AccessConfig), E
             ));
         }
     }
+    if !(1..=64).contains(&raw.max_concurrent_queries) {
+        return Err(invalid(
+            "http.max_concurrent_queries",
+            raw.max_concurrent_queries.to_string(),
+            "must be between 1 and 64",
+        ));
+    }
     let allowed_hosts = if raw.allowed_hosts.is_empty() && listen.ip().is_loopback() {
         ["localhost", "127.0.0.1", "[::1]"]
             .map(String::from)
@@ -143,6 +177,8 @@ fn validate_http(raw: RawHttp) -> Result<(std::net::SocketAddr, AccessConfig), E
             admin_token: raw.admin_token,
             open_routes: raw.open_routes,
             allowed_hosts,
+            max_concurrent_queries: raw.max_concurrent_queries,
+            query_wait: raw.query_wait.0.min(Duration::from_secs(600)),
         },
     ))
 }

@@ -135,6 +135,48 @@ async fn get_with(
 }
 
 #[tokio::test]
+async fn queries_wait_for_a_slot_then_get_a_429_and_pictures_are_bounded() {
+    let raw = ackscope::config::RawConfig::from_toml(
+        "[http]\nmax_concurrent_queries = 1\nquery_wait = \"200ms\"",
+    )
+    .unwrap();
+    let state = test_state(10).with_access(raw.validate().unwrap().http);
+    // Something else holds the one slot: queries wait, then are turned away, counted.
+    let held = state.queries.clone().acquire_owned().await.unwrap();
+    for uri in [
+        "/api/v1/report",
+        "/api/v1/heatmap/phase.svg",
+        "/api/v1/consumers",
+    ] {
+        let (status, headers) = get_with(&state, uri, &[]).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{uri}");
+        assert_eq!(headers["retry-after"], "1");
+    }
+    // Cheap routes do not queue.
+    let (status, _, metrics) = get(&state, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        metrics.contains("ackscope_http_queries_refused_total 3\n"),
+        "{metrics}"
+    );
+    drop(held);
+    assert_eq!(get(&state, "/api/v1/report").await.0, StatusCode::OK);
+
+    // 2,000 columns × 1,000 latency rows would be ~400 MB of SVG: refused by name.
+    let mut c = Config::default();
+    c.aggregate.latency_rows = 1_000;
+    let state = AppState::new(
+        Arc::new(Mutex::new(Collector::new(c))),
+        Arc::new(Readiness::new(Arc::new(ClientEvents::default()))),
+    );
+    let (status, body) = get_json(&state, "/api/v1/heatmap/time.svg?phase_bins=2000").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["parameter"], "phase_bins");
+    let (status, _, _) = get(&state, "/api/v1/heatmap/time.svg?phase_bins=200").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn tokens_hosts_and_the_dashboard_policy() {
     let mut raw = ackscope::config::RawConfig::from_toml(
         "[http]\nread_token = \"read-token-0123456789\"\nadmin_token = \"admin-token-0123456789\"",

@@ -7,6 +7,7 @@ mod architecture;
 mod cli;
 mod collect;
 mod http;
+mod load;
 mod nats_server;
 mod outage;
 mod sim;

@@ -4,42 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use ackscope::service;
-
 use crate::support::{
-    Generation, NatsServer, config, free_addr, game_stream, http_get, metric, next_message,
-    pull_consumer,
+    Generation, NatsServer, game_stream, http_get, metric, next_message, poll, pull_consumer, serve,
 };
 
 both_generations!(
     a_nats_restart_is_a_reported_gap,
     serve_waits_for_nats_and_is_not_ready_meanwhile,
 );
-
-/// Polls `GET path` every 50 ms until `done` holds for (status, body); fails after 30 s.
-async fn poll(addr: &str, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let read = http_get(addr, path).await.unwrap_or((0, String::new()));
-        if done(read.0, &read.1) {
-            return read;
-        }
-        assert!(Instant::now() < deadline, "{path}: still {read:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `serve` on a free port against `server`, stopped when the sender drops.
-fn serve(server: &NatsServer) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let addr = free_addr();
-    let mut config = config(server, "");
-    config.listen = addr.parse().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service::serve(config, async {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
 
 /// Publishes `n` messages on `game.srv-1` and has consumer `srv-1` fetch and ack until each
 /// of them is acked. A server killed mid-run may have lost the consumer's state and deliver

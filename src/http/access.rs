@@ -154,7 +154,7 @@ mod tests {
             read_token: Some(Secret::new("read-token-0123456789")),
             admin_token: Some(Secret::new("admin-token-0123456789")),
             open_routes: vec!["/healthz".into()],
-            allowed_hosts: vec![],
+            ..AccessConfig::default()
         };
         let with = |token: &str| {
             let mut h = HeaderMap::new();

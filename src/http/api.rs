@@ -25,16 +25,32 @@ pub async fn with_collector<T: Send + 'static>(
     f: impl FnOnce(&Collector) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let collector = state.collector.clone();
-    on_blocking_pool(move || f(&lock(&collector))).await
+    on_blocking_pool(state, move || f(&lock(&collector))).await
 }
 
-/// Runs `f` on the blocking pool.
-async fn on_blocking_pool<T: Send + 'static>(
+/// Runs `f` on the blocking pool once one of the query slots is free: however many requests
+/// come, at most that many walk the sample ring or draw at once, and the taps keep the
+/// collector most of the time. The slot is held until `f` is done, even if the client left.
+pub async fn on_blocking_pool<T: Send + 'static>(
+    state: &AppState,
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    let wait = state.access.query_wait;
+    let slot = match tokio::time::timeout(wait, state.queries.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        _ => {
+            state
+                .queries_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(ApiError::Busy);
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 /// `GET /api/v1/consumers`: every (stream, consumer) seen.
@@ -96,12 +112,8 @@ pub async fn spikes(
 ) -> Result<Json<Vec<Spike>>, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let AppState {
-        collector,
-        spike_cache,
-        ..
-    } = state;
-    on_blocking_pool(move || {
+    let (collector, spike_cache) = (state.collector.clone(), state.spike_cache.clone());
+    on_blocking_pool(&state, move || {
         let (ids, (from, to)) = {
             let c = lock(&collector);
             (params.consumers(&c)?, params.range(&c, now))
@@ -119,12 +131,8 @@ pub async fn report(
 ) -> Result<Json<Report>, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let AppState {
-        collector,
-        spike_cache,
-        ..
-    } = state;
-    on_blocking_pool(move || {
+    let (collector, spike_cache) = (state.collector.clone(), state.spike_cache.clone());
+    on_blocking_pool(&state, move || {
         let (mut report, ids, (from, to)) = {
             let c = lock(&collector);
             let ids = params.consumers(&c)?;

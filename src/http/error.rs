@@ -15,6 +15,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("busy: every query slot stayed taken; retry shortly")]
+    Busy,
 }
 
 impl ApiError {
@@ -43,6 +45,14 @@ impl IntoResponse for ApiError {
                     parameter: None,
                 },
             ),
+            ApiError::Busy => {
+                let body = Json(ErrorBody {
+                    error: self.to_string(),
+                    parameter: None,
+                });
+                let retry = [(axum::http::header::RETRY_AFTER, "1")];
+                return (StatusCode::TOO_MANY_REQUESTS, retry, body).into_response();
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "request failed");
                 (

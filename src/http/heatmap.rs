@@ -7,14 +7,18 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::api::with_collector;
+use super::api::on_blocking_pool;
 use super::params::{MAX_BINS, PICTURE_PARAMS, Params, RANGE_PARAMS, range_warnings};
 use super::{ApiError, AppState};
 use crate::aggregate::phase_grid::LatencyAxis;
 use crate::aggregate::rebin;
+use crate::collector::lock;
 use crate::model::Seen;
 use crate::model::rfc3339;
 use crate::render::heatmap::{ColorScale, HeatmapStyle, XAxis, format_latency, render_heatmap};
+
+/// Most cells a heatmap may have (columns × latency rows): about 200 bytes of SVG each.
+const MAX_CELLS: u64 = 250_000;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
@@ -43,14 +47,31 @@ async fn heatmap(
 ) -> Result<Response, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS, PICTURE_PARAMS], now)?;
-    let svg = with_collector(&state, move |c| {
-        let ids = params.consumers(c)?;
-        let (from, to) = params.range(c, now);
+    let collector = state.collector.clone();
+    let svg = on_blocking_pool(&state, move || {
+        // One pass over the ring under the lock; drawing comes after, with the lock released.
+        let c = lock(&collector);
+        let ids = params.consumers(&c)?;
+        let (from, to) = params.range(&c, now);
         let filter = params.filter(ids.as_deref(), from, to);
         let agg = &c.config().aggregate;
         let max = params.max_latency_ns.unwrap_or(agg.max_latency_ns);
         let min = agg.grid_min_latency_ns.min(max / 10).max(1);
         let axis = LatencyAxis::new(min, max, agg.latency_rows);
+        // The picture's size follows its cells: bound them, and so the answer's bytes.
+        let columns = match kind {
+            Kind::Phase => params.phase_bins.unwrap_or(160),
+            Kind::Time => params.phase_bins.unwrap_or(120),
+        };
+        if u64::from(columns) * u64::from(agg.latency_rows) > MAX_CELLS {
+            return Err(ApiError::bad(
+                "phase_bins",
+                format!(
+                    "{columns} columns × {} latency rows is more than {MAX_CELLS} cells",
+                    agg.latency_rows
+                ),
+            ));
+        }
         let clock = params.clock(c.aggregator().clock(), 160);
         let (grid, x, title) = match kind {
             Kind::Phase => (
@@ -92,10 +113,11 @@ async fn heatmap(
             rfc3339(to),
             grid.total()
         );
-        for w in range_warnings(c, from, to) {
+        for w in range_warnings(&c, from, to) {
             subtitle.push_str(" · ");
             subtitle.push_str(&w);
         }
+        drop(c);
         let style = HeatmapStyle {
             width: params.width.unwrap_or(960),
             height: params.height.unwrap_or(540),

@@ -4,17 +4,22 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
+use super::{ApiError, AppState};
 use crate::collector::lock;
 use crate::render::prometheus::{ConsumerMetrics, MetricsSnapshot, render_metrics};
 
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let snapshot = {
-        let c = lock(&state.collector);
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    // The collector may be held by a query: wait for it on the blocking pool, never on a
+    // worker the taps need.
+    let collector = state.collector.clone();
+    let (readiness, refused) = (state.readiness.clone(), state.queries_refused.clone());
+    let snapshot = tokio::task::spawn_blocking(move || {
+        let c = lock(&collector);
         MetricsSnapshot {
             counters: c.counters(),
-            ready: state.readiness.not_ready_reason().is_none(),
-            nats_connected: state.readiness.nats_connected(),
+            ready: readiness.not_ready_reason().is_none(),
+            nats_connected: readiness.nats_connected(),
+            queries_refused: refused.load(std::sync::atomic::Ordering::Relaxed),
             join_pending: c.joiner().pending_len(),
             join_capacity: c.joiner().capacity(),
             ring_samples: c.aggregator().ring().len(),
@@ -35,12 +40,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 })
                 .collect(),
         }
-    };
-    (
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         render_metrics(&snapshot),
-    )
+    ))
 }

@@ -69,6 +69,10 @@ pub struct AppState {
     pub spike_cache: Arc<spikes::SpikeCache>,
     /// Who may call: allowed hosts and tokens (open to all by default).
     pub access: Arc<AccessConfig>,
+    /// Slots for queries that walk the sample ring or draw (`http.max_concurrent_queries`).
+    pub queries: Arc<tokio::sync::Semaphore>,
+    /// Queries turned away because no slot came free in time.
+    pub queries_refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl AppState {
@@ -78,12 +82,18 @@ impl AppState {
             readiness,
             spike_cache: Arc::default(),
             access: Arc::default(),
+            queries: Arc::new(tokio::sync::Semaphore::new(
+                AccessConfig::default().max_concurrent_queries,
+            )),
+            queries_refused: Arc::default(),
         }
     }
 
-    /// The same state, answering only as `access` allows.
+    /// The same state, answering only as `access` allows, `access.max_concurrent_queries`
+    /// queries at a time.
     pub fn with_access(self, access: AccessConfig) -> Self {
         Self {
+            queries: Arc::new(tokio::sync::Semaphore::new(access.max_concurrent_queries)),
             access: Arc::new(access),
             ..self
         }

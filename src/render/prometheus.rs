@@ -26,6 +26,8 @@ pub struct MetricsSnapshot {
     pub counters: Counters,
     pub ready: bool,
     pub nats_connected: bool,
+    /// HTTP queries turned away (429) because no query slot came free.
+    pub queries_refused: u64,
     pub join_pending: usize,
     pub join_capacity: usize,
     pub ring_samples: usize,
@@ -104,6 +106,14 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
         header(&mut out, name, "gauge", help);
         let _ = writeln!(out, "{name} {value}");
     }
+    let name = "ackscope_http_queries_refused_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "HTTP queries turned away (429) because every query slot stayed taken.",
+    );
+    let _ = writeln!(out, "{name} {}", s.queries_refused);
     let name = "ackscope_nats_disconnected_seconds_total";
     header(
         &mut out,
@@ -259,6 +269,7 @@ mod tests {
             },
             ready: true,
             nats_connected: true,
+            queries_refused: 0,
             join_pending: 3,
             join_capacity: 10,
             ring_samples: 2,

@@ -342,6 +342,22 @@ fn try_lock(collector: &Mutex<Collector>) -> Option<std::sync::MutexGuard<'_, Co
     }
 }
 
+/// Runs `f` on the collector from the blocking pool, so that waiting for the lock never
+/// blocks a worker thread the taps run on.
+async fn off_worker<T: Send + Default + 'static>(
+    collector: &Arc<Mutex<Collector>>,
+    f: impl FnOnce(&mut Collector) -> T + Send + 'static,
+) -> T {
+    let collector = collector.clone();
+    match tokio::task::spawn_blocking(move || f(&mut lock(&collector))).await {
+        Ok(value) => value,
+        Err(error) => {
+            tracing::error!(%error, "consumer state poll failed");
+            T::default()
+        }
+    }
+}
+
 /// Polls consumer info for every consumer seen (and the configured ones) every `interval`.
 pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>>, config: Config) {
     let js = async_nats::jetstream::new(client);
@@ -350,11 +366,14 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
     loop {
         tick.tick().await;
         let mut targets: Vec<(String, String)> = config.taps.consumers.clone();
-        targets.extend(
-            lock(&collector)
-                .consumers()
-                .map(|(_, s, c)| (s.to_string(), c.to_string())),
-        );
+        // The collector may be held by a query: wait for it on the blocking pool.
+        let seen = off_worker(&collector, |c| {
+            c.consumers()
+                .map(|(_, s, c)| (s.to_string(), c.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        targets.extend(seen);
         targets.sort();
         targets.dedup();
         for (stream, consumer) in targets {
@@ -362,8 +381,7 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
                 Ok(s) => s.consumer_info(&consumer).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
-            let mut c = lock(&collector);
-            match info {
+            off_worker(&collector, move |c| match info {
                 Ok(info) => {
                     let state = ConsumerState::from_info(&info, Seen::now().wall_ns);
                     c.on_consumer_state(&stream, &consumer, state);
@@ -372,7 +390,8 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
                     c.count_consumer_state_error();
                     tracing::debug!(%stream, %consumer, %error, "consumer info poll failed");
                 }
-            }
+            })
+            .await;
         }
     }
 }

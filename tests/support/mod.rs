@@ -122,6 +122,31 @@ pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> 
     Ok((status, body.to_string()))
 }
 
+/// Polls `GET path` every 50 ms until `done` holds for (status, body); fails after 30 s.
+pub async fn poll(addr: &str, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let read = http_get(addr, path).await.unwrap_or((0, String::new()));
+        if done(read.0, &read.1) {
+            return read;
+        }
+        assert!(Instant::now() < deadline, "{path}: still {read:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `serve` on a free port against `server`, stopped when the sender drops.
+pub fn serve(server: &NatsServer) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let addr = free_addr();
+    let mut config = config(server, "");
+    config.listen = addr.parse().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ackscope::service::serve(config, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
 /// The value of an unlabelled sample `name` in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
