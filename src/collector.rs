@@ -45,6 +45,10 @@ pub struct ConsumerFacts {
     pub ack_pending_history: std::collections::VecDeque<(i64, u64, i64)>,
     /// Last event, Unix nanoseconds.
     pub last_seen_ns: i64,
+    /// Its deliveries need no ack (consumer info says `AckNone`): they are counted, not joined.
+    pub ack_none: bool,
+    /// Consumer info says it no longer exists: not polled again until it is seen again.
+    pub gone: bool,
 }
 
 /// The collector core.
@@ -144,6 +148,9 @@ impl Collector {
             self.facts.resize_with(i + 1, ConsumerFacts::default);
         }
         self.facts[i].last_seen_ns = self.facts[i].last_seen_ns.max(wall_ns);
+        if wall_ns != i64::MIN {
+            self.facts[i].gone = false;
+        }
         Some(id)
     }
 
@@ -187,6 +194,11 @@ impl Collector {
         let Some(consumer) = self.consumer(ack.stream_consumer, seen.wall_ns) else {
             return;
         };
+        if self.facts[consumer as usize].ack_none {
+            // Nothing will ack it: waiting for one would only fill the join table.
+            self.counters.ack_none_deliveries += 1;
+            return;
+        }
         let trace = find_trace_id(&self.config.headers.trace_id, headers.clone());
         self.counters.trace_id_invalid += trace.invalid as u64;
         let mut labels = NO_LABELS;
@@ -274,6 +286,16 @@ impl Collector {
             self.counters.metric_errors += 1;
             return;
         };
+        // The server sends ack metrics only for consumers that sample acks: for one whose info
+        // says it does not, the event is forged or stale, and would add samples never acked.
+        if self.facts[consumer as usize]
+            .state
+            .as_ref()
+            .is_some_and(|s| s.sample_freq == 0)
+        {
+            self.counters.metric_unsampled += 1;
+            return;
+        }
         if let AckOutcome::Sample(sample) = self.joiner.on_metric(consumer, &parsed.metric) {
             self.record(sample);
         }
@@ -311,7 +333,12 @@ impl Collector {
             return;
         };
         self.joiner.set_ack_wait(id, state.ack_wait_ns);
+        if state.ack_none && !self.facts[id as usize].ack_none {
+            self.counters.ack_none_deliveries += self.joiner.forget(id) as u64;
+        }
         let facts = &mut self.facts[id as usize];
+        facts.ack_none = state.ack_none;
+        facts.gone = false;
         if facts.ack_pending_history.len() == STATE_HISTORY {
             facts.ack_pending_history.pop_front();
         }
@@ -323,9 +350,26 @@ impl Collector {
         facts.state = Some(state);
     }
 
-    /// Counts a failed consumer info poll.
-    pub fn count_consumer_state_error(&mut self) {
+    /// Counts a failed consumer info poll; `gone` when the server says the consumer does not
+    /// exist (an ephemeral one that ended): it is not polled again until seen again.
+    pub fn count_consumer_state_error(&mut self, stream: &str, consumer: &str, gone: bool) {
         self.counters.consumer_state_errors += 1;
+        if gone && let Some(id) = self.consumer_id(stream, consumer) {
+            self.facts[id as usize].gone = true;
+        }
+    }
+
+    /// The id of a consumer already known, without adding it.
+    fn consumer_id(&self, stream: &str, consumer: &str) -> Option<ConsumerId> {
+        let id = self.names.consumer_id(&format!("{stream}.{consumer}"))?;
+        (self.facts.len() > id as usize).then_some(id)
+    }
+
+    /// The consumers worth polling: seen, and not known to be gone.
+    pub fn consumers_to_poll(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.consumers()
+            .filter(|(id, _, _)| !self.facts[*id as usize].gone)
+            .map(|(_, s, c)| (s, c))
     }
 
     /// Counts an event in the consumer's window and its totals.

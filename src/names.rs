@@ -77,6 +77,11 @@ impl Names {
         self.consumers.intern(stream_consumer)
     }
 
+    /// The id of a `stream.consumer` pair already known.
+    pub fn consumer_id(&self, stream_consumer: &str) -> Option<ConsumerId> {
+        self.consumers.get(stream_consumer)
+    }
+
     /// The (stream, consumer) names of `id`.
     pub fn consumer_names(&self, id: ConsumerId) -> (&str, &str) {
         let key = self.consumers.name(id).unwrap_or("?.?");

@@ -48,6 +48,7 @@ counters! {
     ack_subject_errors => "Malformed ack reply subjects.";
     ack_payload_errors => "Unrecognised ack payloads.";
     metric_errors => "Unparseable server ack metric events.";
+    metric_unsampled => "Ack metrics for a consumer whose info says it samples no acks (forged or stale), dropped.";
     advisory_errors => "Unparseable advisories.";
     trace_id_invalid => "Trace id headers with an invalid value.";
     clock_skew => "Samples whose e2e latency was negative (server and ackscope clocks differ), clamped to 0.";
@@ -59,6 +60,7 @@ counters! {
     windows_dropped => "Closed windows dropped because no reader took them.";
     latency_clamped => "Latencies above aggregate.max_latency, clamped.";
     ring_overwritten => "Raw samples overwritten in the full sample ring.";
+    ack_none_deliveries => "Deliveries of consumers that need no ack (AckNone: ordered consumers, KV watchers), counted and not joined.";
     consumer_state_polls => "Consumer info requests answered.";
     consumer_state_errors => "Consumer info requests that failed.";
     slow_consumer_events => "Slow-consumer events: the NATS client dropped messages on a tap.";

@@ -3,6 +3,7 @@
 #[macro_use]
 mod support;
 
+mod account;
 mod architecture;
 mod cli;
 mod collect;

@@ -57,9 +57,9 @@ async fn a_nats_restart_is_a_reported_gap(generation: Generation) {
     let (addr, _stop) = serve(&server);
     poll(&addr, "/readyz", |status, _| status == 200).await;
     assert_eq!(play(&client, &consumer, 20).await, 0);
-    let joined =
-        |n: f64| move |_: u16, text: &str| metric(text, "ackscope_samples_joined_total") == Some(n);
-    poll(&addr, "/metrics", joined(20.0)).await;
+    let sampled =
+        |n: f64| move |_: u16, text: &str| metric(text, "ackscope_samples_total") == Some(n);
+    poll(&addr, "/metrics", sampled(20.0)).await;
 
     // NATS goes away: not ready, and the reason says why.
     server.stop();
@@ -77,7 +77,7 @@ async fn a_nats_restart_is_a_reported_gap(generation: Generation) {
     );
     let again = play(&client, &consumer, 20).await;
     eprintln!("{generation:?}: {again} earlier messages delivered again after the restart");
-    let (_, text) = poll(&addr, "/metrics", joined(40.0)).await;
+    let (_, text) = poll(&addr, "/metrics", sampled(40.0)).await;
 
     // One outage of at least the time NATS was down; nothing lost or counted twice.
     let counter = |name: &str| metric(&text, name).unwrap_or_else(|| panic!("{name}: {text}"));
@@ -130,7 +130,7 @@ async fn serve_waits_for_nats_and_is_not_ready_meanwhile(generation: Generation)
     let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
     assert_eq!(play(&client, &consumer, 5).await, 0);
     let (_, text) = poll(&addr, "/metrics", |_, text| {
-        metric(text, "ackscope_samples_joined_total") == Some(5.0)
+        metric(text, "ackscope_samples_total") == Some(5.0)
     })
     .await;
     assert_eq!(metric(&text, "ackscope_nats_disconnects_total"), Some(0.0));

@@ -22,6 +22,9 @@ pub struct ConsumerState {
     pub sample_freq: u8,
     /// Whether it is a push consumer (has a deliver subject).
     pub push: bool,
+    /// Whether its deliveries need no ack (`AckNone`: ordered consumers, KV and object store
+    /// watchers, mirrors' sources): they are not joined.
+    pub ack_none: bool,
     /// When it was polled, Unix nanoseconds.
     #[serde(skip)]
     pub polled_ns: i64,
@@ -40,6 +43,7 @@ impl ConsumerState {
             max_deliver: c.max_deliver,
             sample_freq: c.sample_frequency,
             push: c.deliver_subject.is_some(),
+            ack_none: c.ack_policy == async_nats::jetstream::consumer::AckPolicy::None,
             polled_ns,
         }
     }

@@ -382,6 +382,14 @@ impl Joiner {
         AckOutcome::Sample(sample)
     }
 
+    /// Drops every delivery of `consumer` waiting here (a consumer found to need no acks);
+    /// returns how many. They are not expired: no ack was ever coming.
+    pub fn forget(&mut self, consumer: ConsumerId) -> usize {
+        let before = self.pending.len();
+        self.pending.retain(|&(c, _), _| c != consumer);
+        before - self.pending.len()
+    }
+
     /// Removes deliveries that waited longer than their consumer's bound; they are counted in
     /// [`Joiner::take_expired`].
     pub fn expire(&mut self, now_mono_ns: u64) {

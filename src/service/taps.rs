@@ -368,8 +368,8 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
         let mut targets: Vec<(String, String)> = config.taps.consumers.clone();
         // The collector may be held by a query: wait for it on the blocking pool.
         let seen = off_worker(&collector, |c| {
-            c.consumers()
-                .map(|(_, s, c)| (s.to_string(), c.to_string()))
+            c.consumers_to_poll()
+                .map(|(s, c)| (s.to_string(), c.to_string()))
                 .collect::<Vec<_>>()
         })
         .await;
@@ -377,18 +377,25 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
         targets.sort();
         targets.dedup();
         for (stream, consumer) in targets {
+            // (error text, whether the server says the consumer does not exist)
             let info = match js.get_stream_no_info(&stream).await {
-                Ok(s) => s.consumer_info(&consumer).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(s) => s.consumer_info(&consumer).await.map_err(|e| {
+                    let gone = matches!(
+                        e.kind(),
+                        async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound
+                    );
+                    (e.to_string(), gone)
+                }),
+                Err(e) => Err((e.to_string(), false)),
             };
             off_worker(&collector, move |c| match info {
                 Ok(info) => {
                     let state = ConsumerState::from_info(&info, Seen::now().wall_ns);
                     c.on_consumer_state(&stream, &consumer, state);
                 }
-                Err(error) => {
-                    c.count_consumer_state_error();
-                    tracing::debug!(%stream, %consumer, %error, "consumer info poll failed");
+                Err((error, gone)) => {
+                    c.count_consumer_state_error(&stream, &consumer, gone);
+                    tracing::debug!(%stream, %consumer, %error, gone, "consumer info poll failed");
                 }
             })
             .await;
