@@ -9,6 +9,7 @@ mod cli;
 mod collect;
 mod http;
 mod load;
+mod nats_auth;
 mod nats_server;
 mod outage;
 mod sim;

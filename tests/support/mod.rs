@@ -67,12 +67,20 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start(generation: Generation) -> Self {
+        Self::start_with(generation, "")
+    }
+
+    /// A server with `extra` appended to its config (server config syntax).
+    pub fn start_with(generation: Generation, extra: &str) -> Self {
         let flags = match generation {
             Generation::Legacy => "",
             Generation::Current => "feature_flags { js_ack_fc_v2: true }",
         };
-        let server = ackscope::nats_server::NatsServer::start(&generation.binary(), flags)
-            .unwrap_or_else(|e| panic!("{generation:?} nats-server: {e}"));
+        let server = ackscope::nats_server::NatsServer::start(
+            &generation.binary(),
+            &format!("{flags}\n{extra}"),
+        )
+        .unwrap_or_else(|e| panic!("{generation:?} nats-server: {e}"));
         Self { server }
     }
 
