@@ -138,7 +138,7 @@ pub async fn connect_with(
     let servers = config.urls.join(",");
     let connect = async_nats::connect_with_options(servers.as_str(), options);
     // Errors name the servers without the secrets a URL may carry.
-    let urls = config.urls.join(",");
+    let urls = config.display_urls();
     match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(result) => result.map_err(|source| Error::Connect { urls, source }),
         Err(_) => Err(Error::Connect {
