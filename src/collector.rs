@@ -28,6 +28,9 @@ use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym};
 use crate::names::Names;
 use crate::telemetry::Counters;
 
+/// Longest subject or label value kept as a name; longer ones are counted and left out.
+pub const MAX_SYMBOL_BYTES: usize = 256;
+
 /// Consumer state polls remembered per consumer (10 minutes at the default 5 s interval).
 pub const STATE_HISTORY: usize = 120;
 
@@ -171,6 +174,12 @@ impl Collector {
     }
 
     fn symbol(&mut self, s: &str) -> Sym {
+        // A subject or label value is a name, not a payload: a longer one (a hostile header)
+        // would make the bounded table hold megabytes.
+        if s.len() > MAX_SYMBOL_BYTES {
+            self.counters.symbol_too_long += 1;
+            return Sym::NONE;
+        }
         self.names.symbol(s).unwrap_or_else(|| {
             self.counters.symbol_overflow += 1;
             Sym::NONE
@@ -624,6 +633,13 @@ pub(crate) mod tests {
         c.on_delivery("x", Some("$JS.ACK.S.C.x.1.1.1.1"), [], seen(1));
         c.on_delivery("x", Some("_INBOX.reply"), [], seen(1));
         c.on_delivery("x", Some(&reply(1, 2)), [("traceparent", "junk")], seen(1));
+        let huge = "s".repeat(MAX_SYMBOL_BYTES + 1);
+        c.on_delivery(
+            "x",
+            Some(&reply(1, 3)),
+            [("X-Server-Id", huge.as_str())],
+            seen(1),
+        );
         c.on_metric(b"\xff\x00", seen(1));
         c.on_advisory("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES", seen(1));
         let k = c.counters();
@@ -631,9 +647,15 @@ pub(crate) mod tests {
         assert_eq!(k.ack_payload_errors, 1);
         assert_eq!(k.non_delivery_messages, 1);
         assert_eq!(k.trace_id_invalid, 1);
+        assert_eq!(k.symbol_too_long, 1);
+        assert_eq!(
+            c.names().symbol_count(),
+            1,
+            "the subject `x`, not the huge label"
+        );
         assert_eq!(k.metric_errors, 1);
         assert_eq!(k.advisory_errors, 1);
-        assert_eq!(c.joiner().pending_len(), 1);
+        assert_eq!(c.joiner().pending_len(), 2);
     }
 
     fn metric(seq: u64, timestamp: &str) -> Vec<u8> {

@@ -97,6 +97,10 @@ impl Names {
         self.symbols.intern(s).map(Sym)
     }
 
+    pub fn symbol_count(&self) -> usize {
+        self.symbols.len()
+    }
+
     pub fn symbol_name(&self, sym: Sym) -> Option<&str> {
         if sym.is_none() {
             None

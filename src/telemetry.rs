@@ -45,6 +45,7 @@ counters! {
     join_overflow => "Deliveries not stored because the join table was full.";
     consumer_overflow => "Events dropped because the consumer table was full.";
     symbol_overflow => "Subjects or label values not recorded because the symbol table was full.";
+    symbol_too_long => "Subjects or label values longer than 256 bytes, not recorded.";
     ack_subject_errors => "Malformed ack reply subjects.";
     ack_payload_errors => "Unrecognised ack payloads.";
     metric_errors => "Unparseable server ack metric events.";

@@ -239,14 +239,33 @@ fn apply(c: &mut Collector, tap: Tap, m: &Message, seen: Seen) {
 #[derive(Default)]
 struct Backlog {
     waiting: VecDeque<(Tap, Message, Seen)>,
+    /// What the waiting messages hold, about: subject, reply, headers and payload.
+    bytes: usize,
     dropped: u64,
+}
+
+/// About the bytes a message holds (the header map is counted by its wire length).
+fn message_bytes(m: &Message) -> usize {
+    m.subject.len()
+        + m.reply.as_ref().map_or(0, |r| r.len())
+        + m.payload.len()
+        + m.headers.as_ref().map_or(0, |h| {
+            h.iter()
+                .map(|(name, values)| {
+                    AsRef::<str>::as_ref(name).len()
+                        + values.iter().map(|v| v.as_str().len() + 4).sum::<usize>()
+                })
+                .sum()
+        })
 }
 
 impl Backlog {
     fn push(&mut self, tap: Tap, m: Message) {
-        if self.waiting.len() >= BACKLOG_CAPACITY {
+        let size = message_bytes(&m);
+        if self.waiting.len() >= BACKLOG_CAPACITY || self.bytes + size > BACKLOG_BYTES {
             self.dropped += 1;
         } else {
+            self.bytes += size;
             self.waiting.push_back((tap, m, Seen::now()));
         }
     }
@@ -256,12 +275,15 @@ impl Backlog {
         for (tap, m, seen) in self.waiting.drain(..) {
             apply(c, tap, &m, seen);
         }
+        self.bytes = 0;
         c.count_backlog_overflow(std::mem::take(&mut self.dropped));
     }
 }
 
-/// Most messages held while the collector is busy.
+/// Most messages held while the collector is busy, and most bytes: payloads and headers vary
+/// (a request/reply answer on `_INBOX.>` can be a megabyte), so both bound the backlog.
 const BACKLOG_CAPACITY: usize = 131_072;
+const BACKLOG_BYTES: usize = 256 << 20;
 
 impl Taps {
     /// Handles deliveries and acks that are already waiting, deliveries first, without going
@@ -400,5 +422,48 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
             })
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn message(payload_bytes: usize) -> Message {
+        Message {
+            subject: "_INBOX.reply".into(),
+            reply: None,
+            payload: vec![0u8; payload_bytes].into(),
+            headers: None,
+            status: None,
+            description: None,
+            length: payload_bytes,
+        }
+    }
+
+    #[test]
+    fn the_backlog_is_bounded_in_bytes_as_well_as_messages() {
+        let mut backlog = Backlog::default();
+        // 1 MiB answers on `_INBOX.>`: the bytes bound the backlog long before the count does.
+        for _ in 0..300 {
+            backlog.push(Tap::Delivery, message(1 << 20));
+        }
+        assert_eq!(backlog.waiting.len(), (BACKLOG_BYTES >> 20) - 1);
+        assert!(backlog.bytes <= BACKLOG_BYTES);
+        let mut c = Collector::new(Config::default());
+        backlog.flush(&mut c);
+        let counters = c.counters();
+        assert_eq!(
+            counters.tap_backlog_overflow,
+            300 - ((BACKLOG_BYTES >> 20) - 1) as u64
+        );
+        assert_eq!(
+            counters.non_delivery_messages,
+            ((BACKLOG_BYTES >> 20) - 1) as u64
+        );
+        // Emptied, it takes messages again.
+        backlog.push(Tap::Delivery, message(10));
+        assert_eq!((backlog.waiting.len(), backlog.bytes), (1, 10 + 12));
     }
 }
