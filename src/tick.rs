@@ -16,7 +16,9 @@ pub enum Error {
 }
 
 /// Which instant of a sample its phase is taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PhaseOf {
     Ack,

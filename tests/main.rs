@@ -11,5 +11,6 @@ mod http;
 mod load;
 mod nats_auth;
 mod nats_server;
+mod openapi;
 mod outage;
 mod sim;

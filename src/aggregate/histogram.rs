@@ -24,7 +24,7 @@ pub struct LatencyHistogram {
 }
 
 /// Quantiles of a histogram in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Quantiles {
     pub count: u64,
     pub p50: f64,

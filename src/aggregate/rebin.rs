@@ -8,7 +8,9 @@ use crate::model::{AckKind, ConsumerId};
 use crate::tick::{FrameClock, PhaseOf};
 
 /// Which latency a question is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Latency {
     /// Delivery seen → ack seen.
@@ -153,7 +155,9 @@ pub fn range_stats(ring: &SampleRing, filter: &Filter, max_latency_ns: u64) -> R
 }
 
 /// One interval of the frame in the per-phase table.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct PhaseRow {
     pub from_us: f64,
     pub to_us: f64,

@@ -12,7 +12,9 @@ use crate::model::{AckKind, ConsumerId, Sample, TraceId};
 pub const EXEMPLARS: usize = 5;
 
 /// Event counts of a window (the contract's `counts` block).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Counts {
     pub deliveries: u64,
     pub acks: u64,

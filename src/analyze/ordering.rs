@@ -9,7 +9,7 @@ use crate::aggregate::ring::RingRow;
 use crate::model::{AckKind, ConsumerId, Sym};
 
 /// The report's `ordering` block.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Ordering {
     /// Acks checked.
     pub checked: u64,

@@ -21,7 +21,7 @@ use crate::tick::FrameClock;
 pub const BASELINE_NS: i64 = 60_000_000_000;
 
 /// A spike with its ranked causes (confidence to 3 decimals), as the API answers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SpikeReport {
     /// RFC 3339: its first window's start, its last window's end.
     pub start: String,

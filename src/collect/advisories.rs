@@ -46,7 +46,17 @@ pub fn parse_advisory_subject(subject: &str) -> Option<Advisory<'_>> {
 }
 
 /// Advisory counts of one consumer since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct AdvisoryCounts {
     pub max_deliveries: u64,
     pub msg_naked: u64,

@@ -7,6 +7,7 @@ mod api;
 mod error;
 mod heatmap;
 mod metrics;
+mod openapi;
 mod pages;
 mod params;
 pub mod spikes;
@@ -112,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/spikes", get(api::spikes))
         .route("/api/v1/heatmap/phase.svg", get(heatmap::phase))
         .route("/api/v1/heatmap/time.svg", get(heatmap::time))
+        .route("/api/v1/openapi.json", get(openapi::openapi))
         .layer(axum::middleware::from_fn_with_state(
             state.access.clone(),
             access::guard,

@@ -26,7 +26,7 @@ use crate::tick::FrameClock;
 pub const EXEMPLARS: usize = 5;
 
 /// The causes a spike is attributed to: the contract's cause names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     GcPause,
@@ -61,7 +61,7 @@ impl std::fmt::Display for Cause {
 }
 
 /// One detector's verdict on a spike.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CauseFinding {
     pub cause: Cause,
     pub confidence: f64,
