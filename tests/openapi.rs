@@ -73,7 +73,10 @@ async fn every_answer_matches_the_openapi_document_and_none_is_a_5xx() {
     }
 
     let url = format!("http://{addr}/api/v1/openapi.json");
+    // Its cache goes to a directory of its own, not the clone.
+    let scratch = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(tool)
+        .current_dir(scratch.path())
         .args([
             "run",
             &url,
