@@ -16,7 +16,7 @@ use crate::support::{
 both_generations!(the_game_keeps_its_numbers_in_a_busy_account);
 
 const GAME_ACKS: u64 = 50;
-const EPHEMERALS: u64 = 200;
+const EPHEMERALS: u64 = 500;
 const LATER: u64 = 6;
 
 async fn the_game_keeps_its_numbers_in_a_busy_account(generation: Generation) {
@@ -218,5 +218,18 @@ async fn the_game_keeps_its_numbers_in_a_busy_account(generation: Generation) {
     // Windows kept closing on ackscope's clock, whatever the forged stamps said.
     assert!(tapped.with(closed) >= before + 2);
     assert_eq!(tapped.counters().late_events, 0);
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_string)
+        });
+    eprintln!(
+        "{generation:?}: {} consumers tracked, {} symbols; this test process {}",
+        tapped.with(|c| c.names().consumer_count()),
+        tapped.with(|c| c.names().symbol_count()),
+        rss.unwrap_or_default()
+    );
     tapped.stop().await;
 }
