@@ -28,6 +28,9 @@ use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym};
 use crate::names::Names;
 use crate::telemetry::Counters;
 
+/// Longest stream or consumer name JetStream allows.
+pub const MAX_NAME_BYTES: usize = 255;
+
 /// Longest subject or label value kept as a name; longer ones are counted and left out.
 pub const MAX_SYMBOL_BYTES: usize = 256;
 
@@ -142,6 +145,20 @@ impl Collector {
     }
 
     fn consumer(&mut self, stream_consumer: &str, wall_ns: i64) -> Option<ConsumerId> {
+        // JetStream names: at most 255 bytes, no wildcards, white space or path separators.
+        // Anything else is forged, and would make the consumer table hold megabytes.
+        let valid = |name: &str| {
+            !name.is_empty()
+                && name.len() <= MAX_NAME_BYTES
+                && !name.contains(|c: char| c.is_whitespace() || "*>/\\".contains(c))
+        };
+        if !stream_consumer
+            .split_once('.')
+            .is_some_and(|(s, c)| valid(s) && valid(c))
+        {
+            self.counters.consumer_name_invalid += 1;
+            return None;
+        }
         let Some(id) = self.names.consumer(stream_consumer) else {
             self.counters.consumer_overflow += 1;
             return None;
@@ -286,10 +303,6 @@ impl Collector {
                 return;
             }
         };
-        // The server's timestamp becomes the sample's ack time only when ackscope's clock
-        // agrees it is plausible: windows follow ackscope's clock, never a message's.
-        let stamp = &mut parsed.metric.timestamp_ns;
-        *stamp = self.server_clock.check(*stamp, seen.wall_ns);
         let Some(consumer) = self.consumer_by_names(&parsed.stream, &parsed.consumer, seen.wall_ns)
         else {
             self.counters.metric_errors += 1;
@@ -305,6 +318,10 @@ impl Collector {
             self.counters.metric_unsampled += 1;
             return;
         }
+        // The server's timestamp becomes the sample's ack time only when ackscope's clock
+        // agrees it is plausible: windows follow ackscope's clock, never a message's.
+        let stamp = &mut parsed.metric.timestamp_ns;
+        *stamp = self.server_clock.check(*stamp, seen.wall_ns);
         if let AckOutcome::Sample(sample) = self.joiner.on_metric(consumer, &parsed.metric) {
             self.record(sample);
         }
@@ -648,6 +665,15 @@ pub(crate) mod tests {
         assert_eq!(k.non_delivery_messages, 1);
         assert_eq!(k.trace_id_invalid, 1);
         assert_eq!(k.symbol_too_long, 1);
+        // Names JetStream would not allow never enter the consumer table.
+        let long = "s".repeat(MAX_NAME_BYTES + 1);
+        let forged = format!(
+            r#"{{"type":"io.nats.jetstream.metric.v1.consumer_ack","stream":"{long}","consumer":"c","stream_seq":1,"ack_time":1,"deliveries":1}}"#
+        );
+        c.on_metric(forged.as_bytes(), seen(1));
+        c.on_ack("$JS.ACK.GAME.srv*1.1.1.1.1.0", None, b"+ACK", seen(1));
+        assert_eq!(c.counters().consumer_name_invalid, 2);
+        assert_eq!(c.names().consumer_count(), 1);
         assert_eq!(
             c.names().symbol_count(),
             1,

@@ -161,9 +161,18 @@ fn validate_http(raw: RawHttp) -> Result<(std::net::SocketAddr, AccessConfig), E
         ));
     }
     let allowed_hosts = if raw.allowed_hosts.is_empty() && listen.ip().is_loopback() {
-        ["localhost", "127.0.0.1", "[::1]"]
+        // The loopback names, and the address listened on (127.0.0.2 is loopback too).
+        let own = match listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        let mut names = ["localhost", "127.0.0.1", "[::1]"]
             .map(String::from)
-            .to_vec()
+            .to_vec();
+        if !names.contains(&own) {
+            names.push(own);
+        }
+        names
     } else {
         raw.allowed_hosts
             .iter()
@@ -283,8 +292,9 @@ pub fn redact_url(url: &str) -> String {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
     };
-    let host_start = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_start].rfind('@') {
+    // The last `@` ends the user part: a password may hold `/` or `@` itself (NATS URLs
+    // have no path worth keeping).
+    match rest.rfind('@') {
         Some(at) => {
             let user = match rest[..at].split_once(':') {
                 Some((user, _)) => format!("{user}:***"),
@@ -493,7 +503,7 @@ fn validate_nats(raw: RawNats) -> Result<NatsConfig, Error> {
     }
     for url in &raw.urls {
         if url.trim().is_empty() || url.contains(char::is_whitespace) {
-            return Err(invalid("nats.urls", url, "not a server URL"));
+            return Err(invalid("nats.urls", redact_url(url), "not a server URL"));
         }
     }
     let user = match (raw.user, raw.password) {
@@ -775,7 +785,19 @@ mod tests {
         );
         assert_eq!(c.nats.user.as_ref().unwrap().1.expose(), "hunter2");
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
-        assert_eq!(redact_url("a@b/c@d"), "***@b/c@d");
+        assert_eq!(
+            redact_url("nats://alice:pa/ss@host:4222"),
+            "nats://alice:***@host:4222"
+        );
+        assert_eq!(redact_url("nats://t/k+n@host"), "nats://***@host");
+        let raw =
+            RawConfig::from_toml("[nats]\nurls = [\"nats://u:secret@h1 nats://u:secret@h2\"]")
+                .unwrap();
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("nats.urls") && !err.contains("secret"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ struct ServeArgs {
 #[derive(Args)]
 struct TapArgs {
     /// NATS server URL(s), comma-separated (config `nats.urls`).
-    #[arg(long, env = "NATS_URL")]
+    #[arg(long, env = "NATS_URL", hide_env_values = true)]
     nats: Option<String>,
     /// TOML config file.
     #[arg(long)]
@@ -180,6 +180,7 @@ async fn collect(args: TapArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // The taps hand each line over without waiting; a thread of its own writes them.
     let (lines, queued) = std::sync::mpsc::sync_channel::<WindowLine>(PRINT_QUEUE);
+    let (written_all, all_written) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let stdout = std::io::stdout();
         for line in queued {
@@ -195,6 +196,7 @@ async fn collect(args: TapArgs) -> anyhow::Result<()> {
                 return;
             }
         }
+        let _ = written_all.send(());
     });
     let mut dropped = 0u64;
     let print = move |c: &Collector, w| {
@@ -214,7 +216,11 @@ async fn collect(args: TapArgs) -> anyhow::Result<()> {
             _ = stop_rx => {}
         }
     };
-    service::collect(config, print, shutdown).await?;
+    let collected = service::collect(config, print, shutdown).await;
+    // The last windows still queued reach stdout before the process ends (unless the reader
+    // has stalled for 2 s).
+    let _ = all_written.recv_timeout(std::time::Duration::from_secs(2));
+    collected?;
     Ok(())
 }
 

@@ -45,6 +45,7 @@ counters! {
     join_overflow => "Deliveries not stored because the join table was full.";
     consumer_overflow => "Events dropped because the consumer table was full.";
     symbol_overflow => "Subjects or label values not recorded because the symbol table was full.";
+    consumer_name_invalid => "Events naming a stream or consumer JetStream would not allow (too long, wildcards, white space), dropped.";
     symbol_too_long => "Subjects or label values longer than 256 bytes, not recorded.";
     ack_subject_errors => "Malformed ack reply subjects.";
     ack_payload_errors => "Unrecognised ack payloads.";
@@ -53,7 +54,7 @@ counters! {
     advisory_errors => "Unparseable advisories.";
     trace_id_invalid => "Trace id headers with an invalid value.";
     clock_skew => "Samples whose e2e latency was negative (server and ackscope clocks differ), clamped to 0.";
-    server_time_outliers => "Server timestamps (ack metrics) ahead of ackscope's clock or more than join.max_clock_skew behind it, replaced by the time ackscope saw the message.";
+    server_time_outliers => "Server timestamps (ack metrics) over 20 ms ahead of ackscope's clock or more than join.max_clock_skew behind it, replaced by the time ackscope saw the message.";
     nats_disconnects => "Times the connection to NATS was lost (seen by the tap loop, every 100 ms).";
     expired_in_nats_gap => "Deliveries never acked that waited while NATS was down (their acks may be lost in the gap); not in expired_deliveries.";
     unmatched_acks_in_nats_gap => "Acks soon after a NATS outage whose delivery was not seen (it may have gone by in the gap); not in unmatched_acks.";

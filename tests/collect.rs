@@ -303,8 +303,11 @@ async fn push_consumer_deliveries_are_joined(generation: Generation) {
     assert_eq!(counters.unmatched_acks, 0);
     tapped.with(|c| {
         for row in c.aggregator().ring().iter() {
+            // At least the 5 ms of work; the ten arrive at once and are handled one after
+            // another, so the last waits for the nine before it (on a loaded machine well over
+            // 100 ms): the bound above only catches a wrong join.
             let latency = row.ack_latency_ns.unwrap();
-            assert!((5 * MS..100 * MS).contains(&latency), "{latency}");
+            assert!((5 * MS..2_000 * MS).contains(&latency), "{latency}");
             assert!(row.trace_id.is_some());
             assert_eq!(c.names().consumer_names(row.consumer), ("GAME", "srv-2"));
         }

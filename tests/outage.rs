@@ -107,6 +107,21 @@ async fn a_nats_restart_is_a_reported_gap(generation: Generation) {
 async fn serve_waits_for_nats_and_is_not_ready_meanwhile(generation: Generation) {
     let mut server = NatsServer::start(generation);
     server.stop();
+    // Waiting for NATS, it still stops when asked.
+    let mut waiting = crate::support::config(&server, "");
+    waiting.listen = crate::support::free_addr().parse().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(ackscope::service::serve(waiting, async {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(()).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+    assert!(
+        ended.is_ok_and(|r| r.is_ok_and(|r| r.is_ok())),
+        "serve stops on shutdown while waiting for NATS"
+    );
+
     let (addr, _stop) = serve(&server);
     // Up and answering, not ready, for longer than the old 10 s start-up limit would allow
     // half of.

@@ -1,8 +1,8 @@
 //! Timestamps from other clocks, checked against ackscope's own.
 //!
 //! ackscope's wall clock governs its windows. A time another party writes into a message (a
-//! server ack metric's `timestamp`) is used only when it is plausible: not after ackscope saw
-//! the message, and not more than a bound before it. Anything else is an outlier: counted, and
+//! server ack metric's `timestamp`) is used only when it is plausible: not more than a few
+//! milliseconds after ackscope saw the message, and not more than a bound before it. Anything else is an outlier: counted, and
 //! replaced by the time ackscope saw the message, so that one message stamped 2200 cannot hold
 //! every window open and one stamped 1970 cannot put a sample at the start of time. The offsets
 //! seen are kept (a bounded number) and their median is the measured offset of the other clock
@@ -11,6 +11,10 @@
 //! [`Gaps`] are the other side of time: the stretches when ackscope could not see NATS at all.
 
 use std::collections::VecDeque;
+
+/// How far ahead of ackscope's clock a stamp may be and still be used: two well-synchronised
+/// clocks differ by a few milliseconds at most; more would move windows on ahead.
+pub const MAX_AHEAD_NS: i64 = 20_000_000;
 
 /// Offsets kept for the median.
 pub const OFFSETS_KEPT: usize = 256;
@@ -24,7 +28,8 @@ pub struct ForeignClock {
 }
 
 impl ForeignClock {
-    /// A clock whose stamps may lag the moment ackscope sees them by up to `max_behind_ns`.
+    /// A clock whose stamps may lag the moment ackscope sees them by up to `max_behind_ns`,
+    /// or lead it by up to [`MAX_AHEAD_NS`].
     pub fn new(max_behind_ns: u64) -> Self {
         Self {
             max_behind_ns: i64::try_from(max_behind_ns).unwrap_or(i64::MAX),
@@ -41,7 +46,7 @@ impl ForeignClock {
             self.offsets.pop_front();
         }
         self.offsets.push_back(offset);
-        if offset > 0 || offset < -self.max_behind_ns {
+        if offset > MAX_AHEAD_NS || offset < -self.max_behind_ns {
             self.outliers += 1;
             own_ns
         } else {
@@ -150,9 +155,11 @@ mod tests {
         let now = 1_790_000_000 * S;
         assert_eq!(c.check(now - 300_000, now), now - 300_000);
         assert_eq!(c.check(now, now), now);
-        // Ahead of ackscope, far behind, 2200, 1970, the ends of the range.
+        // A little ahead is a clock a few milliseconds off: kept.
+        assert_eq!(c.check(now + MAX_AHEAD_NS, now), now + MAX_AHEAD_NS);
+        // Further ahead, far behind, 2200, 1970, the ends of the range.
         for stamp in [
-            now + 1,
+            now + MAX_AHEAD_NS + 1,
             now - 2 * S,
             7_258_118_400 * S,
             0,

@@ -29,8 +29,8 @@ pub struct RawJoin {
     /// Distinct message subjects and label values tracked, at most.
     pub max_symbols: usize,
     /// How far behind ackscope's clock a server's own timestamp (an ack metric's) may be and
-    /// still be used; one ahead of it, or further behind, is replaced by the time ackscope saw
-    /// the message and counted.
+    /// still be used; one more than 20 ms ahead of it, or further behind, is replaced by the
+    /// time ackscope saw the message and counted.
     pub max_clock_skew: Dur,
 }
 

@@ -23,9 +23,13 @@ const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 /// `example.org`.
 fn host_name(value: &str) -> String {
     let name = match value.strip_prefix('[') {
-        Some(rest) => rest
-            .split_once(']')
-            .map_or(value, |(inside, _)| &value[..inside.len() + 2]),
+        // `[addr]` or `[addr]:port`; anything else after the `]` is not a host.
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, after)) if after.is_empty() || after.starts_with(':') => {
+                &value[..inside.len() + 2]
+            }
+            _ => value,
+        },
         None => match value.rsplit_once(':') {
             Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
             _ => value,
@@ -140,6 +144,7 @@ mod tests {
             ("LocalHost", "localhost"),
             ("[::1]:9464", "[::1]"),
             ("[::1]", "[::1]"),
+            ("[::1]evil.example", "[::1]evil.example"),
             ("127.0.0.1:80", "127.0.0.1"),
             ("evil.example:9464", "evil.example"),
             ("a:b", "a:b"),

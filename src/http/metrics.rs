@@ -11,9 +11,18 @@ use crate::render::prometheus::{ConsumerMetrics, MetricsSnapshot, render_metrics
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     // The collector may be held by a query: wait for it on the blocking pool, never on a
     // worker the taps need.
+    // One snapshot at a time: a flood of scrapes queues here instead of contending with the
+    // taps for the collector.
+    let slot = state
+        .metrics_slot
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let collector = state.collector.clone();
     let (readiness, refused) = (state.readiness.clone(), state.queries_refused.clone());
     let snapshot = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let c = lock(&collector);
         MetricsSnapshot {
             counters: c.counters(),

@@ -74,6 +74,8 @@ pub struct AppState {
     pub queries: Arc<tokio::sync::Semaphore>,
     /// Queries turned away because no slot came free in time.
     pub queries_refused: Arc<std::sync::atomic::AtomicU64>,
+    /// `/metrics` takes its snapshots one at a time.
+    pub metrics_slot: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -87,6 +89,7 @@ impl AppState {
                 AccessConfig::default().max_concurrent_queries,
             )),
             queries_refused: Arc::default(),
+            metrics_slot: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 

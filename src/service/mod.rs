@@ -89,14 +89,20 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         tracing::warn!(
             listen = %config.listen,
             "listening beyond loopback without http.read_token: anyone who reaches this port \
-             reads stream names and trace ids"
+             reads stream names and trace ids (and /metrics, open by default, stream names)"
         );
     }
     // A service waits for NATS (not ready meanwhile) rather than exit: systemd or Kubernetes
-    // would only start it again.
-    let subscriptions = start_taps(&config, &collector, &events, true).await?;
-    readiness.set_subscribed();
-    taps::run(subscriptions, collector, events, |_, _| {}, shutdown).await;
+    // would only start it again. A shutdown meanwhile stops it all the same.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let started = tokio::select! {
+        taps = start_taps(&config, &collector, &events, true) => Some(taps?),
+        () = &mut shutdown => None,
+    };
+    if let Some(subscriptions) = started {
+        readiness.set_subscribed();
+        taps::run(subscriptions, collector, events, |_, _| {}, shutdown).await;
+    }
     let _ = stop_http.send(());
     match server.await {
         Ok(Ok(())) => Ok(()),

@@ -315,6 +315,10 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backlog = Backlog::default();
+    // Connections the client has made, at the last look: a reconnection between two looks is
+    // an outage too short for the tick to see down.
+    let mut connects = events.connects();
+    let mut looked = Seen::now();
     loop {
         let read = tokio::select! {
             biased;
@@ -338,12 +342,20 @@ pub async fn run(
         // tick later.
         if !ticked && c.nats_down() && events.connected() {
             c.on_nats_state(true, Seen::now());
+            connects = events.connects();
         }
         backlog.flush(&mut c);
         if ticked {
             let now = Seen::now();
             c.set_slow_consumer_events(events.slow_consumers.load(Ordering::Relaxed));
-            c.on_nats_state(events.connected(), now);
+            let (connected, made) = (events.connected(), events.connects());
+            if made > connects && !c.nats_down() {
+                // Down and back since the last look: the outage lies between the two looks.
+                c.on_nats_state(false, looked);
+            }
+            connects = made;
+            looked = now;
+            c.on_nats_state(connected, now);
             c.tick(now);
             for w in c.take_closed() {
                 on_closed(&c, w);
@@ -402,9 +414,10 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
             // (error text, whether the server says the consumer does not exist)
             let info = match js.get_stream_no_info(&stream).await {
                 Ok(s) => s.consumer_info(&consumer).await.map_err(|e| {
+                    use async_nats::jetstream::context::ConsumerInfoErrorKind as Kind;
                     let gone = matches!(
                         e.kind(),
-                        async_nats::jetstream::context::ConsumerInfoErrorKind::NotFound
+                        Kind::NotFound | Kind::StreamNotFound | Kind::InvalidName
                     );
                     (e.to_string(), gone)
                 }),
