@@ -385,9 +385,18 @@ impl Joiner {
     /// Drops every delivery of `consumer` waiting here (a consumer found to need no acks);
     /// returns how many. They are not expired: no ack was ever coming.
     pub fn forget(&mut self, consumer: ConsumerId) -> usize {
-        let before = self.pending.len();
-        self.pending.retain(|&(c, _), _| c != consumer);
-        before - self.pending.len()
+        let mut dropped = 0;
+        self.pending.retain(|&(c, _), p| {
+            let keep = c != consumer;
+            if !keep {
+                dropped += 1 + usize::from(p.previous.is_some());
+            }
+            keep
+        });
+        // Nor were the ones already let go waiting for an ack.
+        let before = self.expired.len();
+        self.expired.retain(|&(c, _)| c != consumer);
+        dropped + (before - self.expired.len())
     }
 
     /// Removes deliveries that waited longer than their consumer's bound; they are counted in
@@ -536,6 +545,29 @@ mod tests {
         assert_eq!((s.deliveries, s.ack_latency_ns), (2, Some(5 * MS)));
         assert_eq!(j.take_expired(), vec![(0, seen(0).wall_ns)]);
         assert_eq!(j.pending_len(), 0);
+    }
+
+    #[test]
+    fn forgetting_a_consumer_drops_all_it_had_waiting() {
+        let mut j = joiner(10);
+        let d = |j: &mut Joiner, consumer, delivered, seq, ms| {
+            let subject = subj(delivered, seq);
+            j.on_delivery(
+                consumer,
+                &parse_ack_subject(&subject).unwrap(),
+                meta(1),
+                seen(ms),
+            );
+        };
+        d(&mut j, 0, 1, 7, 0);
+        d(&mut j, 0, 2, 7, 10);
+        d(&mut j, 0, 1, 8, 10);
+        d(&mut j, 1, 1, 7, 10);
+        // A third delivery of seq 7 lets the first go as expired, not yet taken.
+        d(&mut j, 0, 3, 7, 20);
+        assert_eq!(j.forget(0), 4, "two of seq 7 waiting, one of 8, one let go");
+        assert_eq!(j.pending_len(), 1);
+        assert!(j.take_expired().is_empty());
     }
 
     #[test]
