@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::support::{
-    CPU, Generation, NatsServer, game_stream, http_get, metric, poll, pull_consumer, serve,
-};
+use crate::support::{CPU, Generation, ServedGame, http_get, metric, poll};
 
 /// The routes that walk the sample ring or draw, at their most expensive.
 const HEAVY: &[&str] = &[
@@ -24,12 +22,8 @@ const HEAVY: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_heavy_queries_loses_no_tap_message() {
     let _cpu = CPU.lock().await;
-    let server = NatsServer::start(Generation::Current);
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
-    let (addr, _stop) = serve(&server);
-    poll(&addr, "/readyz", |status, _| status == 200).await;
+    let game = ServedGame::start(Generation::Current).await;
+    let (client, consumer, addr) = (&game.client, &game.consumer, &game.addr);
 
     // 32 clients ask for the heaviest answers, over and over, while the game plays.
     let done = Arc::new(AtomicBool::new(false));
@@ -80,7 +74,7 @@ async fn a_flood_of_heavy_queries_loses_no_tap_message() {
         statuses.extend(task.await.unwrap());
     }
 
-    let (_, text) = poll(&addr, "/metrics", |_, text| {
+    let (_, text) = poll(addr, "/metrics", |_, text| {
         metric(text, "ackscope_samples_total") == Some(3_000.0)
     })
     .await;

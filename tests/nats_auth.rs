@@ -13,9 +13,7 @@ use ackscope::config::Config;
 use ackscope::service::taps;
 use ackscope::telemetry::ClientEvents;
 
-use crate::support::{
-    Generation, NatsServer, Tapped, config, game_stream, next_message, pull_consumer,
-};
+use crate::support::{Generation, NatsServer, Tapped, config, game_stream, play, pull_consumer};
 
 both_generations!(
     user_password_and_token_are_used_and_kept_secret,
@@ -26,15 +24,7 @@ both_generations!(
 async fn three_acks_are_joined(client: async_nats::Client, tapped: &Tapped) {
     let stream = game_stream(&client).await;
     let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
-    let js = async_nats::jetstream::new(client);
-    for i in 0..3 {
-        js.publish("game.srv-1", format!("state {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        next_message(&consumer).await.ack().await.unwrap();
-    }
+    assert_eq!(play(&client, &consumer, 3).await, 0);
     tapped.wait_for("three samples", |c| c.samples == 3).await;
 }
 

@@ -2,11 +2,7 @@
 //! every operation from the document and checks each answer against it, on a live `serve`
 //! with a real game's samples behind it.
 
-use std::time::Duration;
-
-use crate::support::{
-    Generation, NatsServer, game_stream, http_get, next_message, poll, pull_consumer, serve,
-};
+use crate::support::{Generation, ServedGame, http_get, play, poll};
 
 fn schemathesis() -> std::path::PathBuf {
     let path = std::path::PathBuf::from(
@@ -26,28 +22,16 @@ fn schemathesis() -> std::path::PathBuf {
 async fn every_answer_matches_the_openapi_document_and_none_is_a_5xx() {
     let tool = schemathesis();
     let _cpu = crate::support::CPU.lock().await;
-    let server = NatsServer::start(Generation::Current);
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
-    let (addr, _stop) = serve(&server);
-    poll(&addr, "/readyz", |status, _| status == 200).await;
-    let js = async_nats::jetstream::new(client.clone());
-    for i in 0..50 {
-        js.publish("game.srv-1", format!("state {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        next_message(&consumer).await.ack().await.unwrap();
-    }
-    poll(&addr, "/api/v1/consumers", |status, body| {
+    let game = ServedGame::start(Generation::Current).await;
+    let addr = &game.addr;
+    assert_eq!(play(&game.client, &game.consumer, 50).await, 0);
+    poll(addr, "/api/v1/consumers", |status, body| {
         status == 200 && body.contains("srv-1")
     })
     .await;
 
     // The document names every data route, its answers' schemas generated from the types.
-    let (status, document) = http_get(&addr, "/api/v1/openapi.json").await.unwrap();
+    let (status, document) = http_get(addr, "/api/v1/openapi.json").await.unwrap();
     assert_eq!(status, 200);
     let document: serde_json::Value = serde_json::from_str(&document).unwrap();
     for path in [

@@ -5,49 +5,13 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Generation, NatsServer, game_stream, http_get, metric, next_message, poll, pull_consumer, serve,
+    Generation, NatsServer, game_stream, http_get, metric, play, poll, pull_consumer, serve,
 };
 
 both_generations!(
     a_nats_restart_is_a_reported_gap,
     serve_waits_for_nats_and_is_not_ready_meanwhile,
 );
-
-/// Publishes `n` messages on `game.srv-1` and has consumer `srv-1` fetch and ack until each
-/// of them is acked. A server killed mid-run may have lost the consumer's state and deliver
-/// earlier messages again first: those are acked too, and counted.
-async fn play(
-    client: &async_nats::Client,
-    consumer: &async_nats::jetstream::consumer::PullConsumer,
-    n: usize,
-) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.connection_state() != async_nats::connection::State::Connected {
-        assert!(Instant::now() < deadline, "the test client reconnects");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let js = async_nats::jetstream::new(client.clone());
-    let mut new = std::collections::HashSet::new();
-    for i in 0..n {
-        let ack = js
-            .publish("game.srv-1", format!("state {i}").into())
-            .await
-            .expect("publish")
-            .await
-            .expect("publish ack");
-        new.insert(ack.sequence);
-    }
-    let mut again = 0;
-    while !new.is_empty() {
-        let message = next_message(consumer).await;
-        let seq = message.info().expect("a JetStream message").stream_sequence;
-        if !new.remove(&seq) {
-            again += 1;
-        }
-        message.ack().await.expect("ack");
-    }
-    again
-}
 
 async fn a_nats_restart_is_a_reported_gap(generation: Generation) {
     let mut server = NatsServer::start(generation);

@@ -155,6 +155,70 @@ pub fn serve(server: &NatsServer) -> (String, tokio::sync::oneshot::Sender<()>) 
     (addr, stop)
 }
 
+/// Publishes `n` messages on `game.srv-1` and has consumer `srv-1` fetch and ack until each
+/// of them is acked. A server killed mid-run may have lost the consumer's state and deliver
+/// earlier messages again first: those are acked too, and counted.
+pub async fn play(
+    client: &async_nats::Client,
+    consumer: &async_nats::jetstream::consumer::PullConsumer,
+    n: usize,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.connection_state() != async_nats::connection::State::Connected {
+        assert!(Instant::now() < deadline, "the test client reconnects");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let js = async_nats::jetstream::new(client.clone());
+    let mut new = std::collections::HashSet::new();
+    for i in 0..n {
+        let ack = js
+            .publish("game.srv-1", format!("state {i}").into())
+            .await
+            .expect("publish")
+            .await
+            .expect("publish ack");
+        new.insert(ack.sequence);
+    }
+    let mut again = 0;
+    while !new.is_empty() {
+        let message = next_message(consumer).await;
+        let seq = message.info().expect("a JetStream message").stream_sequence;
+        if !new.remove(&seq) {
+            again += 1;
+        }
+        message.ack().await.expect("ack");
+    }
+    again
+}
+
+/// A server, `ackscope serve` on it (ready), and pull consumer `srv-1` of the GAME stream.
+pub struct ServedGame {
+    _server: NatsServer,
+    pub client: async_nats::Client,
+    pub consumer: jetstream::consumer::PullConsumer,
+    /// Where `serve` listens.
+    pub addr: String,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ServedGame {
+    pub async fn start(generation: Generation) -> Self {
+        let server = NatsServer::start(generation);
+        let client = server.client().await;
+        let stream = game_stream(&client).await;
+        let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+        let (addr, stop) = serve(&server);
+        poll(&addr, "/readyz", |status, _| status == 200).await;
+        Self {
+            _server: server,
+            client,
+            consumer,
+            addr,
+            _stop: stop,
+        }
+    }
+}
+
 /// The value of an unlabelled sample `name` in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
