@@ -155,6 +155,18 @@ impl Aggregator {
             Some(start) if t_ns < start => self.late_events += 1,
             Some(start) if start_of_t > start => {
                 self.close(start, start + window);
+                // Windows passed over while NATS is down are written all the same, each with
+                // its gap (at most as many as are retained).
+                if self.gap_since.is_some() {
+                    let mut next = start + window;
+                    for _ in 0..self.config.retained_windows {
+                        if next >= start_of_t {
+                            break;
+                        }
+                        self.close(next, next + window);
+                        next += window;
+                    }
+                }
                 self.window_start = Some(start_of_t);
             }
             Some(_) => {}
@@ -377,5 +389,20 @@ mod tests {
             [500, 250],
             "a consumer's windows with samples carry it too"
         );
+
+        // No look at all during an outage (a stalled loop, a window shorter than the tick):
+        // the windows passed over are written too.
+        let mut a = aggregator();
+        a.record(&sample(0, t0 + 100 * ms, 1));
+        a.set_gap(true, t0 + 500 * ms);
+        a.advance(t0 + 3_250 * ms);
+        a.set_gap(false, t0 + 3_250 * ms);
+        a.advance(t0 + 4 * s);
+        let all: Vec<(i64, u64)> = a
+            .take_closed()
+            .filter(|w| w.consumer.is_none())
+            .map(|w| ((w.start_ns - t0) / s, w.nats_gap_ms))
+            .collect();
+        assert_eq!(all, [(0, 500), (1, 1_000), (2, 1_000), (3, 250)]);
     }
 }
