@@ -315,10 +315,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backlog = Backlog::default();
-    // Connections the client has made, at the last look: a reconnection between two looks is
-    // an outage too short for the tick to see down.
-    let mut connects = events.connects();
-    let mut looked = Seen::now();
+    let mut watch = ConnectionWatch::new(&events);
     loop {
         let read = tokio::select! {
             biased;
@@ -340,22 +337,14 @@ pub async fn run(
         // While an outage is open, each message read looks again (a message may still come
         // from the client's buffers): the outage ends as the connection is back, not up to a
         // tick later.
-        if !ticked && c.nats_down() && events.connected() {
-            c.on_nats_state(true, Seen::now());
-            connects = events.connects();
+        if !ticked && c.nats_down() {
+            watch.look(&mut c, &events, Seen::now());
         }
         backlog.flush(&mut c);
         if ticked {
             let now = Seen::now();
             c.set_slow_consumer_events(events.slow_consumers.load(Ordering::Relaxed));
-            let (connected, made) = (events.connected(), events.connects());
-            if made > connects && !c.nats_down() {
-                // Down and back since the last look: the outage lies between the two looks.
-                c.on_nats_state(false, looked);
-            }
-            connects = made;
-            looked = now;
-            c.on_nats_state(connected, now);
+            watch.look(&mut c, &events, now);
             c.tick(now);
             for w in c.take_closed() {
                 on_closed(&c, w);
@@ -365,6 +354,35 @@ pub async fn run(
         }
     }
     backlog.flush(&mut lock(&collector));
+}
+
+/// The NATS connection as the tap loop last looked at it, so that outages reach the collector.
+struct ConnectionWatch {
+    /// Connections the client had made at the last look: a reconnection between two looks is
+    /// an outage too short for a look to see down.
+    connects: u64,
+    looked: Seen,
+}
+
+impl ConnectionWatch {
+    fn new(events: &ClientEvents) -> Self {
+        Self {
+            connects: events.connects(),
+            looked: Seen::now(),
+        }
+    }
+
+    /// Tells the collector whether NATS is connected at `now`.
+    fn look(&mut self, c: &mut Collector, events: &ClientEvents, now: Seen) {
+        let (connected, made) = (events.connected(), events.connects());
+        if made > self.connects && !c.nats_down() {
+            // Down and back since the last look: the outage lies between the two looks.
+            c.on_nats_state(false, self.looked);
+        }
+        self.connects = made;
+        self.looked = now;
+        c.on_nats_state(connected, now);
+    }
 }
 
 /// The collector if no one else holds it now.
