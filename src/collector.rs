@@ -25,11 +25,13 @@ use crate::collect::metrics::parse_ack_metric;
 use crate::collect::trace::find_trace_id;
 use crate::config::Config;
 use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym};
-use crate::names::Names;
+use crate::names::{Names, is_jetstream_name};
 use crate::telemetry::Counters;
 
-/// Longest stream or consumer name JetStream allows.
-pub const MAX_NAME_BYTES: usize = 255;
+/// The consumer table's key of a (stream, consumer) pair, as ack subjects spell it.
+fn consumer_key(stream: &str, consumer: &str) -> String {
+    format!("{stream}.{consumer}")
+}
 
 /// Longest subject or label value kept as a name; longer ones are counted and left out.
 pub const MAX_SYMBOL_BYTES: usize = 256;
@@ -145,16 +147,11 @@ impl Collector {
     }
 
     fn consumer(&mut self, stream_consumer: &str, wall_ns: i64) -> Option<ConsumerId> {
-        // JetStream names: at most 255 bytes, no wildcards, white space or path separators.
-        // Anything else is forged, and would make the consumer table hold megabytes.
-        let valid = |name: &str| {
-            !name.is_empty()
-                && name.len() <= MAX_NAME_BYTES
-                && !name.contains(|c: char| c.is_whitespace() || "*>/\\".contains(c))
-        };
+        // A name JetStream would not allow is forged, and a long one would make the consumer
+        // table hold megabytes.
         if !stream_consumer
             .split_once('.')
-            .is_some_and(|(s, c)| valid(s) && valid(c))
+            .is_some_and(|(s, c)| is_jetstream_name(s) && is_jetstream_name(c))
         {
             self.counters.consumer_name_invalid += 1;
             return None;
@@ -180,14 +177,11 @@ impl Collector {
         consumer: &str,
         wall_ns: i64,
     ) -> Option<ConsumerId> {
-        if stream.is_empty()
-            || consumer.is_empty()
-            || stream.contains('.')
-            || consumer.contains('.')
-        {
+        if !is_jetstream_name(stream) || !is_jetstream_name(consumer) {
+            self.counters.consumer_name_invalid += 1;
             return None;
         }
-        self.consumer(&format!("{stream}.{consumer}"), wall_ns)
+        self.consumer(&consumer_key(stream, consumer), wall_ns)
     }
 
     fn symbol(&mut self, s: &str) -> Sym {
@@ -387,7 +381,7 @@ impl Collector {
 
     /// The id of a consumer already known, without adding it.
     fn consumer_id(&self, stream: &str, consumer: &str) -> Option<ConsumerId> {
-        let id = self.names.consumer_id(&format!("{stream}.{consumer}"))?;
+        let id = self.names.consumer_id(&consumer_key(stream, consumer))?;
         (self.facts.len() > id as usize).then_some(id)
     }
 
@@ -666,7 +660,7 @@ pub(crate) mod tests {
         assert_eq!(k.trace_id_invalid, 1);
         assert_eq!(k.symbol_too_long, 1);
         // Names JetStream would not allow never enter the consumer table.
-        let long = "s".repeat(MAX_NAME_BYTES + 1);
+        let long = "s".repeat(crate::names::MAX_NAME_BYTES + 1);
         let forged = format!(
             r#"{{"type":"io.nats.jetstream.metric.v1.consumer_ack","stream":"{long}","consumer":"c","stream_seq":1,"ack_time":1,"deliveries":1}}"#
         );

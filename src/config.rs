@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::aggregate::config::{AggregateConfig, RawAggregate};
 use crate::analyze::config::{RawSpikes, SpikeConfig};
 use crate::collect::config::{HeadersConfig, JoinConfig, RawHeaders, RawJoin};
+use crate::names::is_jetstream_name;
 use crate::tick::{FrameClock, RawTick};
 use crate::units::{Dur, Invalid};
 
@@ -572,7 +573,9 @@ fn validate_taps(raw: RawTaps) -> Result<TapsConfig, Error> {
     let mut consumers = Vec::new();
     for entry in &raw.consumers {
         match entry.split_once('/') {
-            Some((s, c)) if is_name(s) && is_name(c) => consumers.push((s.into(), c.into())),
+            Some((s, c)) if is_jetstream_name(s) && is_jetstream_name(c) => {
+                consumers.push((s.into(), c.into()))
+            }
             _ => {
                 return Err(invalid(
                     "taps.consumers",
@@ -592,11 +595,6 @@ fn validate_taps(raw: RawTaps) -> Result<TapsConfig, Error> {
         consumer_state_interval: interval,
         consumers,
     })
-}
-
-/// A stream or consumer name: non-empty, no subject separators or wildcards.
-fn is_name(s: &str) -> bool {
-    !s.is_empty() && !s.contains(['.', '*', '>', ' ', '/'])
 }
 
 /// Checks a subscription pattern: non-empty tokens, `>` only last, wildcards only as whole tokens.

@@ -8,6 +8,18 @@ use rustc_hash::FxHashMap;
 
 use crate::model::{ConsumerId, Sym};
 
+/// Longest stream or consumer name JetStream allows.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Whether `s` can name a JetStream stream or consumer: 1 to 255 bytes, no `.`, wildcards,
+/// white space or path separators. Names from a message, a config file or a query are all held
+/// to this one rule.
+pub fn is_jetstream_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_NAME_BYTES
+        && !s.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c))
+}
+
 /// A bounded string → id table.
 #[derive(Debug, Clone)]
 pub struct Interner {
@@ -123,6 +135,32 @@ mod tests {
         assert_eq!(i.intern("c"), None);
         assert_eq!(i.len(), 2);
         assert_eq!(i.name(1), Some("b"));
+    }
+
+    #[test]
+    fn jetstream_names() {
+        for good in [
+            "GAME",
+            "srv-1",
+            "KV_settings",
+            "a_b-C9",
+            &"n".repeat(MAX_NAME_BYTES),
+        ] {
+            assert!(is_jetstream_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a.b",
+            "a*",
+            ">",
+            "a b",
+            "a\tb",
+            "a/b",
+            "a\\b",
+            &"n".repeat(MAX_NAME_BYTES + 1),
+        ] {
+            assert!(!is_jetstream_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,12 +9,13 @@ use serde_json::{Value, json};
 
 use super::params::{PICTURE_PARAMS, RANGE_PARAMS};
 use crate::api::{ConsumerSummary, ErrorBody, Report, Spike};
+use crate::names::MAX_NAME_BYTES;
 
 /// One query parameter: its schema and what it means.
 fn parameter(name: &str) -> Value {
     let (schema, description) = match name {
         "stream" | "consumer" => (
-            json!({"type": "string", "pattern": "^[^.*> /]+$"}),
+            json!({"type": "string", "pattern": "^[^.*>\\s/\\\\]+$", "maxLength": MAX_NAME_BYTES}),
             "a stream (and consumer) name; `consumer` needs `stream`",
         ),
         "from" | "to" => (

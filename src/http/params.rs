@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crate::aggregate::rebin::{self, Filter, Latency};
 use crate::collector::Collector;
 use crate::model::ConsumerId;
+use crate::names::is_jetstream_name;
 use crate::render::heatmap::ColorScale;
 use crate::tick::FrameClock;
 use crate::units::{duration_ns, parse_duration};
@@ -194,7 +195,7 @@ impl Params {
 
 /// A stream or consumer name.
 fn name(value: &str) -> Result<String, String> {
-    if value.is_empty() || value.contains(['.', '*', '>', ' ']) || value.len() > 256 {
+    if !is_jetstream_name(value) {
         return Err("not a stream or consumer name".into());
     }
     Ok(value.to_string())
