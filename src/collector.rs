@@ -24,7 +24,7 @@ use crate::collect::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
 use crate::collect::metrics::parse_ack_metric;
 use crate::collect::trace::find_trace_id;
 use crate::config::Config;
-use crate::model::{ConsumerId, NO_LABELS, Sample, SampleSource, Seen, Sym};
+use crate::model::{ConsumerId, FORGOTTEN_CONSUMER, NO_LABELS, Sample, SampleSource, Seen, Sym};
 use crate::names::{Names, is_jetstream_name};
 use crate::telemetry::Counters;
 
@@ -38,6 +38,9 @@ pub const MAX_SYMBOL_BYTES: usize = 256;
 
 /// Consumer state polls remembered per consumer (10 minutes at the default 5 s interval).
 pub const STATE_HISTORY: usize = 120;
+
+/// How often the name tables are searched for what to forget.
+const FORGET_EVERY_NS: i64 = 5_000_000_000;
 
 /// What the collector knows about one consumer beyond its windows.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +75,8 @@ pub struct Collector {
     server_clock: ForeignClock,
     /// Times NATS was down.
     gaps: Gaps,
+    /// When the name tables were last searched for what to forget.
+    forgot_at_ns: i64,
 }
 
 impl Collector {
@@ -84,6 +89,7 @@ impl Collector {
             counters: Counters::default(),
             server_clock: ForeignClock::new(config.join.max_clock_skew_ns),
             gaps: Gaps::default(),
+            forgot_at_ns: i64::MIN,
             config,
         }
     }
@@ -140,10 +146,7 @@ impl Collector {
 
     /// Every (stream, consumer) seen so far, with its id.
     pub fn consumers(&self) -> impl Iterator<Item = (ConsumerId, &str, &str)> {
-        (0..self.names.consumer_count() as ConsumerId).map(|id| {
-            let (s, c) = self.names.consumer_names(id);
-            (id, s, c)
-        })
+        self.names.consumers()
     }
 
     fn consumer(&mut self, stream_consumer: &str, wall_ns: i64) -> Option<ConsumerId> {
@@ -156,7 +159,7 @@ impl Collector {
             self.counters.consumer_name_invalid += 1;
             return None;
         }
-        let Some(id) = self.names.consumer(stream_consumer) else {
+        let Some(id) = self.names.consumer(stream_consumer, wall_ns) else {
             self.counters.consumer_overflow += 1;
             return None;
         };
@@ -184,14 +187,14 @@ impl Collector {
         self.consumer(&consumer_key(stream, consumer), wall_ns)
     }
 
-    fn symbol(&mut self, s: &str) -> Sym {
+    fn symbol(&mut self, s: &str, wall_ns: i64) -> Sym {
         // A subject or label value is a name, not a payload: a longer one (a hostile header)
         // would make the bounded table hold megabytes.
         if s.len() > MAX_SYMBOL_BYTES {
             self.counters.symbol_too_long += 1;
             return Sym::NONE;
         }
-        self.names.symbol(s).unwrap_or_else(|| {
+        self.names.symbol(s, wall_ns).unwrap_or_else(|| {
             self.counters.symbol_overflow += 1;
             Sym::NONE
         })
@@ -225,12 +228,12 @@ impl Collector {
         for i in 0..self.config.headers.labels.len() {
             let value = header_value(headers.clone(), &self.config.headers.labels[i].0);
             if let Some(v) = value {
-                labels[i] = self.symbol(v);
+                labels[i] = self.symbol(v, seen.wall_ns);
             }
         }
         let meta = DeliveryMeta {
             trace_id: trace.trace_id,
-            subject: self.symbol(subject),
+            subject: self.symbol(subject, seen.wall_ns),
             labels,
         };
         let redelivery = ack.delivered > 1;
@@ -352,6 +355,8 @@ impl Collector {
         let Some(id) = self.consumer_by_names(stream, consumer, i64::MIN) else {
             return;
         };
+        // It exists: not a consumer to forget, however quiet.
+        self.names.touch_consumer(id, state.polled_ns);
         self.joiner.set_ack_wait(id, state.ack_wait_ns);
         if state.ack_none && !self.facts[id as usize].ack_none {
             self.counters.ack_none_deliveries += self.joiner.forget(id) as u64;
@@ -438,6 +443,35 @@ impl Collector {
             self.record(sample);
         }
         self.aggregator.advance(now.wall_ns);
+        if now.wall_ns.saturating_sub(self.forgot_at_ns) >= FORGET_EVERY_NS {
+            self.forgot_at_ns = now.wall_ns;
+            self.forget_unused(now.wall_ns);
+        }
+    }
+
+    /// Forgets the consumers and symbols unused for `join.forget_after`, so that their slots
+    /// go to new ones (ephemeral consumers, per-match subjects): first everything that still
+    /// holds their ids lets go (the join, the windows, the consumer's facts), and the ring's
+    /// rows naming them are rewritten. `forget_after` is longer than anything analysis reads
+    /// and than a delivery may wait, so no analysed row or waiting delivery is touched.
+    pub fn forget_unused(&mut self, now_ns: i64) {
+        let before = now_ns.saturating_sub(self.config.join.forget_after_ns as i64);
+        let forgotten = self.names.forget_unused_since(before);
+        if forgotten.is_empty() {
+            return;
+        }
+        for &id in &forgotten.consumers {
+            self.joiner.drop_consumer(id);
+            if let Some(f) = self.facts.get_mut(id as usize) {
+                *f = ConsumerFacts::default();
+            }
+        }
+        let rows = self
+            .aggregator
+            .forget(&forgotten.consumers, &forgotten.symbols);
+        self.counters.consumers_forgotten += forgotten.consumers.len() as u64;
+        self.counters.symbols_forgotten += forgotten.symbols.len() as u64;
+        self.counters.forgotten_rows += rows as u64;
     }
 
     fn record(&mut self, sample: Sample) {
@@ -491,7 +525,7 @@ impl Collector {
         from: i64,
         to: i64,
     ) -> Vec<(Option<ConsumerId>, Spike, Latency)> {
-        let all: Vec<ConsumerId> = (0..self.names.consumer_count() as ConsumerId).collect();
+        let all: Vec<ConsumerId> = self.consumers().map(|(id, _, _)| id).collect();
         let mut scopes: Vec<Option<ConsumerId>> =
             ids.unwrap_or(&all).iter().map(|&id| Some(id)).collect();
         if ids.is_none() {
@@ -525,7 +559,11 @@ impl Collector {
         // them, each against its own usual P99).
         let (mut spike_rows, mut baseline_rows, mut context) = (Vec::new(), Vec::new(), Vec::new());
         let baseline_from = spike.start_ns - BASELINE_NS;
+        // A forgotten consumer's rows are older than anything analysed; they belong to none.
         for r in self.aggregator.ring().iter() {
+            if r.consumer == FORGOTTEN_CONSUMER {
+                continue;
+            }
             let ours = scope.is_none_or(|id| r.consumer == id);
             if r.acked_ns >= spike_ns.0 && r.acked_ns < spike_ns.1 {
                 if scope.is_some() {
@@ -554,7 +592,7 @@ impl Collector {
             .collect();
         // Per consumer, its usual P99 over the baseline stretch before the spike.
         let usual = (baseline_from, spike.start_ns);
-        let usual_p99 = (0..self.names.consumer_count() as ConsumerId)
+        let usual_p99 = (0..self.names.consumer_slots() as ConsumerId)
             .map(|id| {
                 let windows = p99s(self.aggregator.history(Some(id)), latency)
                     .into_iter()
@@ -712,5 +750,84 @@ pub(crate) mod tests {
         assert_eq!(c.counters().late_events, 0);
         // The offset measured is the median of the stamps: the plausible one is 1 ms behind.
         assert!(c.server_clock_offset_ns().is_some());
+    }
+
+    #[test]
+    fn what_goes_unused_is_forgotten_and_its_slot_reused() {
+        let mut c = Collector::new(Config::default());
+        let forget_ms = c.config().join.forget_after_ns / 1_000_000;
+        let play =
+            |c: &mut Collector, consumer: &str, seq: u64, subject: &str, server: &str, ms| {
+                let r = format!("$JS.ACK.GAME.{consumer}.1.{seq}.{seq}.{T0}.0");
+                c.on_delivery(subject, Some(&r), [("X-Server-Id", server)], seen(ms));
+                c.on_ack(&r, None, b"+ACK", seen(ms + 3));
+            };
+        // An ephemeral consumer plays once; srv-1 keeps playing.
+        play(&mut c, "eph-1", 7, "match.1", "srv-9", 10);
+        play(&mut c, "srv-1", 1, "game.state", "srv-1", 20);
+        let eph = c.names().consumer_id("GAME.eph-1").unwrap();
+        c.tick(seen(30));
+        assert_eq!(c.counters().consumers_forgotten, 0, "not yet");
+        let later = forget_ms + 5_000;
+        play(&mut c, "srv-1", 2, "game.state", "srv-1", later);
+        c.tick(seen(later + 10));
+        let k = c.counters();
+        assert_eq!((k.consumers_forgotten, k.symbols_forgotten), (1, 2));
+        assert_eq!(k.forgotten_rows, 1);
+        let held: Vec<_> = c.consumers().map(|(_, s, n)| (s, n)).collect();
+        assert_eq!(held, vec![("GAME", "srv-1")]);
+        // The row is kept, attributed to none, without its subject and label.
+        let rows: Vec<_> = c.aggregator().ring().iter().collect();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].consumer, FORGOTTEN_CONSUMER);
+        assert_eq!((rows[0].subject, rows[0].labels[0]), (Sym::NONE, Sym::NONE));
+        assert_eq!(rows[0].ack_latency_ns, Some(3_000_000));
+        assert_eq!(c.names().symbol_name(rows[2].subject), Some("game.state"));
+        // The next ephemeral consumer takes the slot; reading the same stream message is its
+        // own first sample, not a duplicate of the forgotten one's, and starts from zero.
+        play(&mut c, "eph-2", 7, "match.2", "srv-8", later + 100);
+        let eph2 = c.names().consumer_id("GAME.eph-2").unwrap();
+        assert_eq!(eph2, eph);
+        assert_eq!(c.counters().duplicate_acks, 0);
+        assert_eq!(c.facts(eph2).unwrap().totals.acks, 1);
+        let own: Vec<_> = c
+            .aggregator()
+            .ring()
+            .iter()
+            .filter(|r| r.consumer == eph2)
+            .collect();
+        assert_eq!(own.len(), 1);
+        assert_eq!(c.names().symbol_name(own[0].subject), Some("match.2"));
+    }
+
+    #[test]
+    fn a_consumer_the_server_still_has_is_not_forgotten() {
+        let mut c = Collector::new(Config::default());
+        let forget_ms = c.config().join.forget_after_ns / 1_000_000;
+        let r = reply(1, 1);
+        c.on_delivery("game.srv-1.state", Some(&r), [], seen(10));
+        c.on_ack(&r, None, b"+ACK", seen(12));
+        let state = |ms: u64| ConsumerState {
+            num_ack_pending: 0,
+            max_ack_pending: 1_000,
+            num_redelivered: 0,
+            num_waiting: 0,
+            num_pending: 0,
+            ack_wait_ns: 30_000_000_000,
+            max_deliver: -1,
+            sample_freq: 100,
+            push: false,
+            ack_none: false,
+            polled_ns: seen(ms).wall_ns,
+        };
+        c.on_consumer_state("GAME", "srv-1", state(forget_ms - 1_000));
+        c.tick(seen(forget_ms + 5_000));
+        assert_eq!(c.counters().consumers_forgotten, 0);
+        assert_eq!(c.consumers().count(), 1);
+        // Once the server no longer has it, it goes.
+        c.count_consumer_state_error("GAME", "srv-1", true);
+        c.tick(seen(2 * forget_ms));
+        assert_eq!(c.counters().consumers_forgotten, 1);
+        assert_eq!(c.consumers_to_poll().count(), 0);
     }
 }

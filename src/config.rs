@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::aggregate::config::{AggregateConfig, RawAggregate};
 use crate::analyze::config::{RawSpikes, SpikeConfig};
+use crate::analyze::report::BASELINE_NS;
 use crate::collect::config::{HeadersConfig, JoinConfig, RawHeaders, RawJoin};
 use crate::names::is_jetstream_name;
 use crate::tick::{FrameClock, RawTick};
@@ -454,6 +455,28 @@ impl Config {
                 ),
             ));
         }
+        // Forgetting must not touch what is still used: a delivery waiting for its ack, or a
+        // sample analysis reads (the retained windows and the spike baseline before them).
+        let analysed_ns = self.aggregate.window_ns * retained as u64 + BASELINE_NS as u64;
+        let forget = self.join.forget_after_ns;
+        for (needed, what) in [
+            (self.join.max_pending_age_ns, "join.max_pending_age"),
+            (
+                analysed_ns,
+                "the retained windows (aggregate.retained_windows x aggregate.window) plus the 60s spike baseline",
+            ),
+        ] {
+            if forget <= needed {
+                return Err(invalid(
+                    "join.forget_after",
+                    format!("{:?}", Duration::from_nanos(forget)),
+                    format!(
+                        "must be longer than {what}, {:?}",
+                        Duration::from_nanos(needed)
+                    ),
+                ));
+            }
+        }
         // A delivery pattern must not take in ackscope's own inbox or the subjects the other
         // taps read: `>` would feed every ack, event and reply to the delivery parser.
         let own_inbox = format!("{}.>", self.nats.inbox_prefix);
@@ -744,8 +767,15 @@ mod tests {
             "[nats]\ninbox_prefix = \"deliver\"",
             "taps.delivery_patterns",
         );
+        // Forgetting what analysis or the join still reads.
+        refused("[join]\nforget_after = \"5m\"", "join.forget_after");
+        refused(
+            "[join]\nforget_after = \"2m\"\nmax_pending_age = \"3m\"\n[aggregate]\nretained_windows = 30",
+            "join.forget_after",
+        );
         // What is meant stays accepted.
         for ok in [
+            "[join]\nforget_after = \"2m\"\nmax_pending_age = \"1m\"\n[aggregate]\nretained_windows = 30",
             "[aggregate]\nretained_windows = 8\n[spikes]\nmin_windows = 3",
             "[taps]\ndelivery_patterns = [\"_INBOX.>\", \"game.deliver.*\"]",
         ] {

@@ -12,6 +12,10 @@ pub const MAX_LABELS: usize = 4;
 /// Index of a (stream, consumer) pair in [`crate::names::Names`].
 pub type ConsumerId = u32;
 
+/// The consumer of a kept sample whose consumer was forgotten (idle long enough that its id
+/// went to another): counted in every consumer's total, attributed to none.
+pub const FORGOTTEN_CONSUMER: ConsumerId = ConsumerId::MAX;
+
 /// Index of an interned string (message subject or label value). [`Sym::NONE`] means absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sym(pub u32);

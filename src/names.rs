@@ -2,7 +2,9 @@
 //!
 //! Samples carry small integer ids instead of strings, so the hot path never allocates for a
 //! name it has seen. Both tables have a fixed capacity; a name that does not fit is refused and
-//! counted by the caller, never stored.
+//! counted by the caller, never stored. Names not used for a while are forgotten
+//! ([`Names::forget_unused_since`]) and their ids given to new names: the caller rewrites what
+//! still holds a forgotten id first.
 
 use rustc_hash::FxHashMap;
 
@@ -20,11 +22,15 @@ pub fn is_jetstream_name(s: &str) -> bool {
         && !s.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c))
 }
 
-/// A bounded string → id table.
+/// A bounded string → id table whose ids of forgotten names are used again.
 #[derive(Debug, Clone)]
 pub struct Interner {
     ids: FxHashMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
+    /// By id; `None` for a free slot.
+    names: Vec<Option<Box<str>>>,
+    /// By id: when the name was last used, Unix ns.
+    last_used_ns: Vec<i64>,
+    free: Vec<u32>,
     capacity: usize,
 }
 
@@ -33,22 +39,39 @@ impl Interner {
         Self {
             ids: FxHashMap::default(),
             names: Vec::new(),
+            last_used_ns: Vec::new(),
+            free: Vec::new(),
             capacity,
         }
     }
 
-    /// The id of `name`, inserting it if there is room; `None` when the table is full.
-    pub fn intern(&mut self, name: &str) -> Option<u32> {
+    /// The id of `name`, inserting it if there is room, and marks it used at `now_ns`; `None`
+    /// when the table is full.
+    pub fn intern(&mut self, name: &str, now_ns: i64) -> Option<u32> {
         if let Some(&id) = self.ids.get(name) {
+            self.touch(id, now_ns);
             return Some(id);
         }
-        if self.names.len() >= self.capacity {
-            return None;
-        }
-        let id = self.names.len() as u32;
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None if self.names.len() < self.capacity => {
+                self.names.push(None);
+                self.last_used_ns.push(now_ns);
+                (self.names.len() - 1) as u32
+            }
+            None => return None,
+        };
         self.ids.insert(name.into(), id);
-        self.names.push(name.into());
+        self.names[id as usize] = Some(name.into());
+        self.last_used_ns[id as usize] = now_ns;
         Some(id)
+    }
+
+    /// Marks `id` used at `now_ns`.
+    pub fn touch(&mut self, id: u32, now_ns: i64) {
+        if let Some(t) = self.last_used_ns.get_mut(id as usize) {
+            *t = (*t).max(now_ns);
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<u32> {
@@ -56,15 +79,58 @@ impl Interner {
     }
 
     pub fn name(&self, id: u32) -> Option<&str> {
-        self.names.get(id as usize).map(|n| &**n)
+        self.names.get(id as usize)?.as_deref()
     }
 
+    /// Names held.
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ids.is_empty()
+    }
+
+    /// Every id is below this.
+    pub fn slots(&self) -> usize {
+        self.names.len()
+    }
+
+    /// The names held, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.names
+            .iter()
+            .enumerate()
+            .filter_map(|(id, n)| Some((id as u32, n.as_deref()?)))
+    }
+
+    /// Forgets every name last used before `before_ns`; returns their ids, which new names
+    /// may take from now on.
+    pub fn forget_unused_since(&mut self, before_ns: i64) -> Vec<u32> {
+        let mut forgotten = Vec::new();
+        for (id, name) in self.names.iter_mut().enumerate() {
+            if self.last_used_ns[id] < before_ns
+                && let Some(name) = name.take()
+            {
+                self.ids.remove(&name);
+                forgotten.push(id as u32);
+            }
+        }
+        self.free.extend(forgotten.iter().rev());
+        forgotten
+    }
+}
+
+/// What [`Names::forget_unused_since`] let go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    pub consumers: Vec<ConsumerId>,
+    pub symbols: Vec<u32>,
+}
+
+impl Forgotten {
+    pub fn is_empty(&self) -> bool {
+        self.consumers.is_empty() && self.symbols.is_empty()
     }
 }
 
@@ -84,9 +150,14 @@ impl Names {
         }
     }
 
-    /// The id of the `stream.consumer` pair, as found in an ack subject.
-    pub fn consumer(&mut self, stream_consumer: &str) -> Option<ConsumerId> {
-        self.consumers.intern(stream_consumer)
+    /// The id of the `stream.consumer` pair, as found in an ack subject, used at `now_ns`.
+    pub fn consumer(&mut self, stream_consumer: &str, now_ns: i64) -> Option<ConsumerId> {
+        self.consumers.intern(stream_consumer, now_ns)
+    }
+
+    /// Marks consumer `id` used at `now_ns` (a poll found it).
+    pub fn touch_consumer(&mut self, id: ConsumerId, now_ns: i64) {
+        self.consumers.touch(id, now_ns);
     }
 
     /// The id of a `stream.consumer` pair already known.
@@ -100,13 +171,27 @@ impl Names {
         key.split_once('.').unwrap_or((key, ""))
     }
 
+    /// The consumers held: id, stream, consumer.
+    pub fn consumers(&self) -> impl Iterator<Item = (ConsumerId, &str, &str)> {
+        self.consumers.iter().map(|(id, key)| {
+            let (s, c) = key.split_once('.').unwrap_or((key, ""));
+            (id, s, c)
+        })
+    }
+
+    /// Consumers held.
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
     }
 
-    /// The symbol for `s`, or [`Sym::NONE`] when the table is full.
-    pub fn symbol(&mut self, s: &str) -> Option<Sym> {
-        self.symbols.intern(s).map(Sym)
+    /// Every consumer id is below this.
+    pub fn consumer_slots(&self) -> usize {
+        self.consumers.slots()
+    }
+
+    /// The symbol for `s`, used at `now_ns`; `None` when the table is full.
+    pub fn symbol(&mut self, s: &str, now_ns: i64) -> Option<Sym> {
+        self.symbols.intern(s, now_ns).map(Sym)
     }
 
     pub fn symbol_count(&self) -> usize {
@@ -120,6 +205,14 @@ impl Names {
             self.symbols.name(sym.0)
         }
     }
+
+    /// Forgets the consumers and symbols last used before `before_ns`.
+    pub fn forget_unused_since(&mut self, before_ns: i64) -> Forgotten {
+        Forgotten {
+            consumers: self.consumers.forget_unused_since(before_ns),
+            symbols: self.symbols.forget_unused_since(before_ns),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,12 +222,35 @@ mod tests {
     #[test]
     fn interning_is_bounded_and_stable() {
         let mut i = Interner::new(2);
-        assert_eq!(i.intern("a"), Some(0));
-        assert_eq!(i.intern("b"), Some(1));
-        assert_eq!(i.intern("a"), Some(0));
-        assert_eq!(i.intern("c"), None);
+        assert_eq!(i.intern("a", 1), Some(0));
+        assert_eq!(i.intern("b", 1), Some(1));
+        assert_eq!(i.intern("a", 1), Some(0));
+        assert_eq!(i.intern("c", 1), None);
         assert_eq!(i.len(), 2);
         assert_eq!(i.name(1), Some("b"));
+    }
+
+    #[test]
+    fn names_unused_for_a_while_give_their_ids_to_new_ones() {
+        let mut i = Interner::new(3);
+        for (name, t) in [("a", 10), ("b", 20), ("c", 30)] {
+            i.intern(name, t);
+        }
+        // `a` used again: only `b` is older than 25 now.
+        i.intern("a", 40);
+        assert_eq!(i.intern("d", 41), None, "full");
+        assert_eq!(i.forget_unused_since(25), vec![1]);
+        assert_eq!((i.get("b"), i.name(1), i.len()), (None, None, 2));
+        assert_eq!(i.intern("d", 42), Some(1), "the forgotten id is used again");
+        assert_eq!(i.name(1), Some("d"));
+        assert_eq!(i.slots(), 3);
+        let held: Vec<(u32, &str)> = i.iter().collect();
+        assert_eq!(held, vec![(0, "a"), (1, "d"), (2, "c")]);
+        // A touch keeps a name; nothing is forgotten twice.
+        i.touch(2, 50);
+        assert_eq!(i.forget_unused_since(45), vec![0, 1]);
+        assert_eq!(i.forget_unused_since(45), Vec::<u32>::new());
+        assert!(i.get("c").is_some());
     }
 
     #[test]
@@ -166,9 +282,11 @@ mod tests {
     #[test]
     fn consumer_names_split() {
         let mut n = Names::new(10, 10);
-        let id = n.consumer("GAME.srv-1").unwrap();
+        let id = n.consumer("GAME.srv-1", 1).unwrap();
         assert_eq!(n.consumer_names(id), ("GAME", "srv-1"));
-        assert_eq!(n.consumer("GAME.srv-1"), Some(id));
+        assert_eq!(n.consumer("GAME.srv-1", 2), Some(id));
+        let held: Vec<_> = n.consumers().collect();
+        assert_eq!(held, vec![(id, "GAME", "srv-1")]);
         assert_eq!(n.consumer_count(), 1);
     }
 }

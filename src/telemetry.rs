@@ -45,6 +45,9 @@ counters! {
     join_overflow => "Deliveries not stored because the join table was full.";
     consumer_overflow => "Events dropped because the consumer table was full.";
     symbol_overflow => "Subjects or label values not recorded because the symbol table was full.";
+    consumers_forgotten => "Consumers let go after join.forget_after without a message or a successful consumer info poll (their slot goes to new consumers).";
+    symbols_forgotten => "Subjects and label values let go after join.forget_after unused.";
+    forgotten_rows => "Kept raw samples whose consumer or subject/label was forgotten: kept, attributed to none.";
     consumer_name_invalid => "Events naming a stream or consumer JetStream would not allow (too long, wildcards, white space), dropped.";
     symbol_too_long => "Subjects or label values longer than 256 bytes, not recorded.";
     ack_subject_errors => "Malformed ack reply subjects.";

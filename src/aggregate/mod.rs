@@ -221,6 +221,25 @@ impl Aggregator {
         }
     }
 
+    /// Lets go of forgotten consumers and symbols before their ids go to new names: their open
+    /// windows and history are dropped (an idle consumer has none worth keeping) and the ring's
+    /// rows that name them are rewritten ([`SampleRing::forget`]). Returns the rows rewritten.
+    pub fn forget(&mut self, consumers: &[ConsumerId], symbols: &[u32]) -> usize {
+        for &c in consumers {
+            if let Some(slot) = self.consumers.get_mut(c as usize) {
+                *slot = None;
+            }
+            if let Some(h) = self.history.get_mut(c as usize) {
+                *h = VecDeque::new();
+            }
+        }
+        let (consumer_gone, symbol_gone) = (mask(consumers), mask(symbols));
+        self.ring.forget(
+            |c| consumer_gone.get(c as usize).copied().unwrap_or(false),
+            |s| symbol_gone.get(s.0 as usize).copied().unwrap_or(false),
+        )
+    }
+
     /// Records one completed delivery.
     pub fn record(&mut self, s: &Sample) {
         self.advance(s.acked_ns);
@@ -238,6 +257,15 @@ impl Aggregator {
         self.advance(t_ns);
         self.stats(consumer).counts.apply(event);
     }
+}
+
+/// `ids` as a lookup table: `true` at each id.
+fn mask(ids: &[u32]) -> Vec<bool> {
+    let mut m = vec![false; ids.iter().max().map_or(0, |&i| i as usize + 1)];
+    for &i in ids {
+        m[i as usize] = true;
+    }
+    m
 }
 
 fn push_bounded(q: &mut VecDeque<WindowSummary>, cap: usize, mut s: WindowSummary) {

@@ -4,7 +4,9 @@
 //! (another tick period, another filter, another latency) can re-bin them. When full, the oldest
 //! sample is overwritten and counted.
 
-use crate::model::{AckKind, ConsumerId, Labels, Sample, SampleSource, Sym, TraceId};
+use crate::model::{
+    AckKind, ConsumerId, FORGOTTEN_CONSUMER, Labels, Sample, SampleSource, Sym, TraceId,
+};
 
 const NONE_I64: i64 = i64::MIN;
 const NONE_U64: u64 = u64::MAX;
@@ -180,6 +182,32 @@ impl SampleRing {
         }
     }
 
+    /// Rewrites the rows that name a forgotten consumer or symbol, before their ids go to new
+    /// names: the consumer becomes [`FORGOTTEN_CONSUMER`], the symbol [`Sym::NONE`]; the rest
+    /// of the row (times, latencies, trace id) stays. Returns the rows rewritten.
+    pub fn forget(
+        &mut self,
+        consumer: impl Fn(ConsumerId) -> bool,
+        symbol: impl Fn(Sym) -> bool,
+    ) -> usize {
+        let mut rewritten = 0;
+        for i in 0..self.consumer.len() {
+            let mut hit = false;
+            if self.consumer[i] != FORGOTTEN_CONSUMER && consumer(self.consumer[i]) {
+                self.consumer[i] = FORGOTTEN_CONSUMER;
+                hit = true;
+            }
+            for s in std::iter::once(&mut self.subject[i]).chain(self.labels[i].iter_mut()) {
+                if !s.is_none() && symbol(*s) {
+                    *s = Sym::NONE;
+                    hit = true;
+                }
+            }
+            rewritten += usize::from(hit);
+        }
+        rewritten
+    }
+
     /// Rows from oldest to newest.
     pub fn iter(&self) -> impl Iterator<Item = RingRow> + '_ {
         let start = if self.len < self.capacity {
@@ -239,5 +267,35 @@ mod tests {
         assert_eq!(r.e2e_latency_ns, None);
         assert_eq!(r.ack_latency_ns, Some(3000));
         assert_eq!(ring.iter().nth(1).unwrap().delivered_ns, Some(5));
+    }
+
+    #[test]
+    fn forgetting_rewrites_names_and_keeps_the_facts() {
+        let mut ring = SampleRing::new(4);
+        for seq in 1..=4 {
+            let mut s = sample(seq);
+            s.consumer = seq as u32 % 2;
+            s.subject = Sym(seq as u32);
+            s.labels[1] = Sym(10 + seq as u32);
+            ring.push(&s);
+        }
+        // Consumer 1 (seqs 1, 3), subject 2 and label value 14 are forgotten.
+        let n = ring.forget(|c| c == 1, |s| s == Sym(2) || s == Sym(14));
+        assert_eq!(n, 4);
+        let rows: Vec<RingRow> = ring.iter().collect();
+        let consumers: Vec<ConsumerId> = rows.iter().map(|r| r.consumer).collect();
+        assert_eq!(
+            consumers,
+            vec![FORGOTTEN_CONSUMER, 0, FORGOTTEN_CONSUMER, 0]
+        );
+        let subjects: Vec<Sym> = rows.iter().map(|r| r.subject).collect();
+        assert_eq!(subjects, vec![Sym(1), Sym::NONE, Sym(3), Sym(4)]);
+        assert_eq!(rows[3].labels[1], Sym::NONE);
+        assert_eq!(rows[2].labels[1], Sym(13));
+        // Times, latencies and trace ids stay.
+        assert_eq!(rows[0].ack_latency_ns, Some(1000));
+        assert_eq!(rows[0].trace_id, Some(TraceId([1; 16])));
+        // A forgotten row is not forgotten again.
+        assert_eq!(ring.forget(|c| c == FORGOTTEN_CONSUMER, |_| false), 0);
     }
 }

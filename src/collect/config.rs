@@ -28,6 +28,10 @@ pub struct RawJoin {
     pub max_consumers: usize,
     /// Distinct message subjects and label values tracked, at most.
     pub max_symbols: usize,
+    /// A consumer (no message, no successful consumer info poll) or a subject or label value
+    /// unused this long is forgotten and its slot given to new ones. Longer than
+    /// `max_pending_age` and than the retained windows plus the spike baseline.
+    pub forget_after: Dur,
     /// How far behind ackscope's clock a server's own timestamp (an ack metric's) may be and
     /// still be used; one more than 20 ms ahead of it, or further behind, is replaced by the
     /// time ackscope saw the message and counted.
@@ -44,6 +48,7 @@ impl Default for RawJoin {
             metric_wait: Dur::from_millis(500),
             max_consumers: 1_000,
             max_symbols: 10_000,
+            forget_after: Dur::from_millis(900_000),
             max_clock_skew: Dur::from_millis(2_000),
         }
     }
@@ -59,6 +64,7 @@ pub struct JoinConfig {
     pub metric_wait_ns: u64,
     pub max_consumers: usize,
     pub max_symbols: usize,
+    pub forget_after_ns: u64,
     pub max_clock_skew_ns: u64,
 }
 
@@ -84,6 +90,7 @@ impl RawJoin {
             ("max_pending_age", self.max_pending_age, 1, 86_400),
             ("default_ack_wait", self.default_ack_wait, 1, 86_400),
             ("max_clock_skew", self.max_clock_skew, 0, 3_600),
+            ("forget_after", self.forget_after, 60, 30 * 86_400),
         ] {
             let (min, max) = (Duration::from_secs(min), Duration::from_secs(max));
             if d.0 < min || d.0 > max {
@@ -117,6 +124,7 @@ impl RawJoin {
             metric_wait_ns: self.metric_wait.ns(),
             max_consumers: self.max_consumers,
             max_symbols: self.max_symbols,
+            forget_after_ns: self.forget_after.ns(),
             max_clock_skew_ns: self.max_clock_skew.ns(),
         })
     }

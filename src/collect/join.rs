@@ -121,6 +121,9 @@ pub struct Joiner {
     held_order: VecDeque<((ConsumerId, u64, u64), u64)>,
     /// `ack_wait` per consumer, in nanoseconds, when known.
     ack_wait_ns: Vec<u64>,
+    /// Per consumer id, how many consumers had it before: part of each completed fingerprint,
+    /// so a consumer given a forgotten one's id never meets its deliveries.
+    generation: Vec<u32>,
     /// Consumers of deliveries that left the table unacked, not yet taken by the caller.
     /// Deliveries that left without their ack: the consumer and when the delivery was seen.
     expired: Vec<(ConsumerId, i64)>,
@@ -135,6 +138,7 @@ impl Joiner {
             held: FxHashMap::default(),
             held_order: VecDeque::new(),
             ack_wait_ns: Vec::new(),
+            generation: Vec::new(),
             expired: Vec::new(),
             stats: JoinStats::default(),
             config,
@@ -232,10 +236,12 @@ impl Joiner {
 
     /// Remembers that a delivery was sampled; false if it already was.
     fn complete(&mut self, key: (ConsumerId, u64, u64)) -> bool {
-        let fingerprint = FxBuildHasher.hash_one(key).max(1);
+        let generation = self.generation.get(key.0 as usize).copied().unwrap_or(0);
+        let owner = u64::from(key.0) | u64::from(generation) << 32;
+        let fingerprint = FxBuildHasher.hash_one((owner, key.1, key.2)).max(1);
         // Slots follow the stream sequence, offset per consumer, so a consumer's consecutive
         // deliveries touch neighbouring slots (cache lines already loaded) instead of random ones.
-        let spread = (key.0 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let spread = owner.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mask = self.completed.len() - 1;
         let slot = &mut self.completed[key.1.wrapping_add(spread) as usize & mask];
         if *slot == fingerprint {
@@ -397,6 +403,24 @@ impl Joiner {
         let before = self.expired.len();
         self.expired.retain(|&(c, _)| c != consumer);
         dropped + (before - self.expired.len())
+    }
+
+    /// Lets go of everything about `consumer` before its id goes to another consumer: waiting
+    /// deliveries, held acks, its `ack_wait`, and (by a new generation of the id) the
+    /// deliveries it completed. Returns the deliveries and acks dropped.
+    pub fn drop_consumer(&mut self, consumer: ConsumerId) -> usize {
+        let held = self.held.len();
+        self.held.retain(|k, _| k.0 != consumer);
+        let dropped = self.forget(consumer) + (held - self.held.len());
+        let i = consumer as usize;
+        if let Some(w) = self.ack_wait_ns.get_mut(i) {
+            *w = 0;
+        }
+        if self.generation.len() <= i {
+            self.generation.resize(i + 1, 0);
+        }
+        self.generation[i] = self.generation[i].wrapping_add(1);
+        dropped
     }
 
     /// Removes deliveries that waited longer than their consumer's bound; they are counted in
@@ -568,6 +592,31 @@ mod tests {
         assert_eq!(j.forget(0), 4, "two of seq 7 waiting, one of 8, one let go");
         assert_eq!(j.pending_len(), 1);
         assert!(j.take_expired().is_empty());
+    }
+
+    #[test]
+    fn a_consumer_given_a_dropped_ones_id_starts_clean() {
+        let mut j = joiner(10);
+        let s = subj(1, 42);
+        j.on_delivery(0, &parse_ack_subject(&s).unwrap(), meta(1), seen(0));
+        assert!(matches!(ack(&mut j, &s, b"+ACK", 5), AckOutcome::Sample(_)));
+        j.set_ack_wait(0, 7 * MS);
+        assert_eq!(ack(&mut j, &subj(1, 43), b"+ACK", 6), AckOutcome::Held);
+        assert_eq!(j.drop_consumer(0), 1, "the held ack");
+        assert_eq!(
+            j.expiry_ns(0),
+            2 * JoinConfig::default().default_ack_wait_ns
+        );
+        // Another consumer on the same stream, now id 0, reads the same message: not a
+        // duplicate of the one before.
+        j.on_delivery(0, &parse_ack_subject(&s).unwrap(), meta(2), seen(10));
+        let AckOutcome::Sample(sample) = ack(&mut j, &s, b"+ACK", 12) else {
+            panic!("the new consumer's ack was taken for the old one's");
+        };
+        assert_eq!(sample.ack_latency_ns, Some(2 * MS));
+        let mut released = Vec::new();
+        j.release(u64::MAX, |s| released.push(s));
+        assert!(released.is_empty(), "the dropped ack is gone");
     }
 
     #[test]

@@ -64,12 +64,13 @@ pub async fn consumers(
 }
 
 fn consumer_list(c: &Collector, now: i64) -> Vec<ConsumerSummary> {
-    let count = c.names().consumer_count();
-    let mut recent: Vec<Vec<u64>> = vec![Vec::new(); count];
+    let mut recent: Vec<Vec<u64>> = vec![Vec::new(); c.names().consumer_slots()];
     let filter = rebin::Filter::new(None, now - RECENT_NS, now + 1, Latency::Ack);
     for row in c.aggregator().ring().iter() {
-        if let Some(ns) = filter.latency(&row) {
-            recent[row.consumer as usize].push(ns);
+        if let Some(ns) = filter.latency(&row)
+            && let Some(r) = recent.get_mut(row.consumer as usize)
+        {
+            r.push(ns);
         }
     }
     c.consumers()
@@ -149,7 +150,7 @@ pub async fn report(
 /// Event counts of the windows that start in `[from, to)`, for `ids` (or all consumers).
 fn window_counts(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> Counts {
     let agg = c.aggregator();
-    let all: Vec<ConsumerId> = (0..c.names().consumer_count() as ConsumerId).collect();
+    let all: Vec<ConsumerId> = c.consumers().map(|(id, _, _)| id).collect();
     let ids = ids.unwrap_or(&all);
     let mut total = Counts::default();
     for &id in ids {
