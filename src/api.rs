@@ -21,6 +21,9 @@ pub use crate::analyze::report::SpikeReport as Spike;
 pub struct ConsumerSummary {
     pub stream: String,
     pub consumer: String,
+    /// Its JetStream domain, when its acks name one (the same names in two domains are two
+    /// consumers); `None` otherwise.
+    pub domain: Option<String>,
     /// Totals since start.
     pub acks: u64,
     /// Ack latency percentiles over the last `recent_window_s`.
@@ -156,6 +159,7 @@ mod tests {
         c.on_ack(&r, None, b"-NAK", seen(108));
         c.on_advisory(
             "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.GAME.srv-1",
+            b"{}",
             seen(200),
         );
         c.tick(seen(1_000));

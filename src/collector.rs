@@ -16,7 +16,9 @@ use crate::aggregate::{Aggregator, Event};
 use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes};
 use crate::analyze::spikes::Spike;
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
-use crate::collect::advisories::{AdvisoryCounts, AdvisoryKind, parse_advisory_subject};
+use crate::collect::advisories::{
+    AdvisoryCounts, AdvisoryKind, advisory_domain, parse_advisory_subject,
+};
 use crate::collect::clock::{ForeignClock, Gaps};
 use crate::collect::consumer_state::ConsumerState;
 use crate::collect::deliveries::{header_value, is_delivery};
@@ -24,14 +26,10 @@ use crate::collect::join::{AckOutcome, DeliveryMeta, DeliveryOutcome, Joiner};
 use crate::collect::metrics::parse_ack_metric;
 use crate::collect::trace::find_trace_id;
 use crate::config::Config;
+use crate::model::AckSubject;
 use crate::model::{ConsumerId, FORGOTTEN_CONSUMER, NO_LABELS, Sample, SampleSource, Seen, Sym};
-use crate::names::{Names, is_jetstream_name};
+use crate::names::{Names, consumer_key, is_jetstream_name, split_consumer_key};
 use crate::telemetry::Counters;
-
-/// The consumer table's key of a (stream, consumer) pair, as ack subjects spell it.
-fn consumer_key(stream: &str, consumer: &str) -> String {
-    format!("{stream}.{consumer}")
-}
 
 /// Longest subject or label value kept as a name; longer ones are counted and left out.
 pub const MAX_SYMBOL_BYTES: usize = 256;
@@ -149,17 +147,18 @@ impl Collector {
         self.names.consumers()
     }
 
-    fn consumer(&mut self, stream_consumer: &str, wall_ns: i64) -> Option<ConsumerId> {
+    /// The id of a consumer by its key ([`consumer_key`]), added if new and there is room.
+    fn consumer(&mut self, key: &str, wall_ns: i64) -> Option<ConsumerId> {
+        if let Some(id) = self.names.consumer_id(key) {
+            return Some(self.used(id, wall_ns));
+        }
         // A name JetStream would not allow is forged, and a long one would make the consumer
         // table hold megabytes.
-        if !stream_consumer
-            .split_once('.')
-            .is_some_and(|(s, c)| is_jetstream_name(s) && is_jetstream_name(c))
-        {
+        if split_consumer_key(key).is_none() {
             self.counters.consumer_name_invalid += 1;
             return None;
         }
-        let Some(id) = self.names.consumer(stream_consumer, wall_ns) else {
+        let Some(id) = self.names.consumer(key, wall_ns) else {
             self.counters.consumer_overflow += 1;
             return None;
         };
@@ -167,24 +166,68 @@ impl Collector {
         if self.facts.len() <= i {
             self.facts.resize_with(i + 1, ConsumerFacts::default);
         }
-        self.facts[i].last_seen_ns = self.facts[i].last_seen_ns.max(wall_ns);
-        if wall_ns != i64::MIN {
-            self.facts[i].gone = false;
-        }
-        Some(id)
+        Some(self.used(id, wall_ns))
     }
 
+    /// Marks consumer `id` used by a message seen at `wall_ns` (`i64::MIN`: by a poll).
+    fn used(&mut self, id: ConsumerId, wall_ns: i64) -> ConsumerId {
+        self.names.touch_consumer(id, wall_ns);
+        let facts = &mut self.facts[id as usize];
+        facts.last_seen_ns = facts.last_seen_ns.max(wall_ns);
+        if wall_ns != i64::MIN {
+            facts.gone = false;
+        }
+        id
+    }
+
+    /// The consumer an ack subject names.
+    fn consumer_of_ack(&mut self, ack: &AckSubject<'_>, wall_ns: i64) -> Option<ConsumerId> {
+        // The newer form names the domain, `_` for none: then none is what it says.
+        if ack.domain.is_none() && ack.account_hash.is_some() {
+            return self.consumer(ack.stream_consumer, wall_ns);
+        }
+        self.consumer_named(ack.stream_consumer, ack.domain, wall_ns)
+    }
+
+    /// The consumer an event names (an ack metric, an advisory, a poll).
     fn consumer_by_names(
         &mut self,
         stream: &str,
         consumer: &str,
+        domain: Option<&str>,
         wall_ns: i64,
     ) -> Option<ConsumerId> {
+        // Each name alone: a dot inside one would make the key name another consumer.
         if !is_jetstream_name(stream) || !is_jetstream_name(consumer) {
             self.counters.consumer_name_invalid += 1;
             return None;
         }
-        self.consumer(&consumer_key(stream, consumer), wall_ns)
+        self.consumer_named(&consumer_key(stream, consumer, None), domain, wall_ns)
+    }
+
+    /// The consumer of names `plain` (`stream.consumer`) in `domain`. The same names in two
+    /// domains are two consumers; but the older ack subjects name no domain while the same
+    /// server's events do, so what names a domain also finds a consumer held under none, and
+    /// what does not say (an older ack subject, an event without `domain`) finds the consumer
+    /// of these names held under a domain.
+    fn consumer_named(
+        &mut self,
+        plain: &str,
+        domain: Option<&str>,
+        wall_ns: i64,
+    ) -> Option<ConsumerId> {
+        let Some(d) = domain else {
+            let held = self.names.consumer_id(plain);
+            return match held.or_else(|| self.names.consumer_in_a_domain(plain)) {
+                Some(id) => Some(self.used(id, wall_ns)),
+                None => self.consumer(plain, wall_ns),
+            };
+        };
+        let key = format!("{plain}.{d}");
+        if self.names.consumer_id(&key).is_none() && self.names.consumer_id(plain).is_some() {
+            return self.consumer(plain, wall_ns);
+        }
+        self.consumer(&key, wall_ns)
     }
 
     fn symbol(&mut self, s: &str, wall_ns: i64) -> Sym {
@@ -214,7 +257,7 @@ impl Collector {
             self.counters.ack_subject_errors += 1;
             return;
         };
-        let Some(consumer) = self.consumer(ack.stream_consumer, seen.wall_ns) else {
+        let Some(consumer) = self.consumer_of_ack(&ack, seen.wall_ns) else {
             return;
         };
         if self.facts[consumer as usize].ack_none {
@@ -274,7 +317,7 @@ impl Collector {
             self.counters.ack_payload_errors += 1;
             return;
         };
-        let Some(consumer) = self.consumer(ack.stream_consumer, seen.wall_ns) else {
+        let Some(consumer) = self.consumer_of_ack(&ack, seen.wall_ns) else {
             return;
         };
         let ack_sync = reply.is_some();
@@ -300,8 +343,12 @@ impl Collector {
                 return;
             }
         };
-        let Some(consumer) = self.consumer_by_names(&parsed.stream, &parsed.consumer, seen.wall_ns)
-        else {
+        let Some(consumer) = self.consumer_by_names(
+            &parsed.stream,
+            &parsed.consumer,
+            parsed.domain.as_deref(),
+            seen.wall_ns,
+        ) else {
             self.counters.metric_errors += 1;
             return;
         };
@@ -326,13 +373,16 @@ impl Collector {
     }
 
     /// A consumer advisory.
-    pub fn on_advisory(&mut self, subject: &str, seen: Seen) {
+    pub fn on_advisory(&mut self, subject: &str, payload: &[u8], seen: Seen) {
         self.counters.advisory_messages += 1;
         let Some(adv) = parse_advisory_subject(subject) else {
             self.counters.advisory_errors += 1;
             return;
         };
-        let Some(consumer) = self.consumer_by_names(adv.stream, adv.consumer, seen.wall_ns) else {
+        let domain = advisory_domain(payload);
+        let Some(consumer) =
+            self.consumer_by_names(adv.stream, adv.consumer, domain.as_deref(), seen.wall_ns)
+        else {
             self.counters.advisory_errors += 1;
             return;
         };
@@ -349,10 +399,16 @@ impl Collector {
         }
     }
 
-    /// A consumer info poll result.
-    pub fn on_consumer_state(&mut self, stream: &str, consumer: &str, state: ConsumerState) {
+    /// A consumer info poll result; `domain` is the one it was asked in.
+    pub fn on_consumer_state(
+        &mut self,
+        stream: &str,
+        consumer: &str,
+        domain: Option<&str>,
+        state: ConsumerState,
+    ) {
         self.counters.consumer_state_polls += 1;
-        let Some(id) = self.consumer_by_names(stream, consumer, i64::MIN) else {
+        let Some(id) = self.consumer_by_names(stream, consumer, domain, i64::MIN) else {
             return;
         };
         // It exists: not a consumer to forget, however quiet.
@@ -377,24 +433,37 @@ impl Collector {
 
     /// Counts a failed consumer info poll; `gone` when the server says the consumer does not
     /// exist (an ephemeral one that ended): it is not polled again until seen again.
-    pub fn count_consumer_state_error(&mut self, stream: &str, consumer: &str, gone: bool) {
+    pub fn count_consumer_state_error(
+        &mut self,
+        stream: &str,
+        consumer: &str,
+        domain: Option<&str>,
+        gone: bool,
+    ) {
         self.counters.consumer_state_errors += 1;
-        if gone && let Some(id) = self.consumer_id(stream, consumer) {
+        if gone && let Some(id) = self.consumer_id(stream, consumer, domain) {
             self.facts[id as usize].gone = true;
         }
     }
 
     /// The id of a consumer already known, without adding it.
-    fn consumer_id(&self, stream: &str, consumer: &str) -> Option<ConsumerId> {
-        let id = self.names.consumer_id(&consumer_key(stream, consumer))?;
+    fn consumer_id(
+        &self,
+        stream: &str,
+        consumer: &str,
+        domain: Option<&str>,
+    ) -> Option<ConsumerId> {
+        let id = self
+            .names
+            .consumer_id(&consumer_key(stream, consumer, domain))?;
         (self.facts.len() > id as usize).then_some(id)
     }
 
-    /// The consumers worth polling: seen, and not known to be gone.
-    pub fn consumers_to_poll(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// The consumers worth polling, with their domain: seen, and not known to be gone.
+    pub fn consumers_to_poll(&self) -> impl Iterator<Item = (&str, &str, Option<&str>)> {
         self.consumers()
             .filter(|(id, _, _)| !self.facts[*id as usize].gone)
-            .map(|(_, s, c)| (s, c))
+            .map(|(id, s, c)| (s, c, self.names.consumer_domain(id)))
     }
 
     /// Counts an event in the consumer's window and its totals.
@@ -690,7 +759,7 @@ pub(crate) mod tests {
             seen(1),
         );
         c.on_metric(b"\xff\x00", seen(1));
-        c.on_advisory("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES", seen(1));
+        c.on_advisory("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES", b"{}", seen(1));
         let k = c.counters();
         assert_eq!(k.ack_subject_errors, 2);
         assert_eq!(k.ack_payload_errors, 1);
@@ -820,14 +889,89 @@ pub(crate) mod tests {
             ack_none: false,
             polled_ns: seen(ms).wall_ns,
         };
-        c.on_consumer_state("GAME", "srv-1", state(forget_ms - 1_000));
+        c.on_consumer_state("GAME", "srv-1", None, state(forget_ms - 1_000));
         c.tick(seen(forget_ms + 5_000));
         assert_eq!(c.counters().consumers_forgotten, 0);
         assert_eq!(c.consumers().count(), 1);
         // Once the server no longer has it, it goes.
-        c.count_consumer_state_error("GAME", "srv-1", true);
+        c.count_consumer_state_error("GAME", "srv-1", None, true);
         c.tick(seen(2 * forget_ms));
         assert_eq!(c.counters().consumers_forgotten, 1);
         assert_eq!(c.consumers_to_poll().count(), 0);
+    }
+
+    #[test]
+    fn the_same_names_in_two_domains_are_two_consumers() {
+        let mut c = Collector::new(Config::default());
+        // The newer ack subjects carry the domain (`_` for none) and the account.
+        let v2 = |domain: &str, seq: u64| {
+            format!("$JS.ACK.{domain}.ACCHASH.GAME.srv-1.1.{seq}.{seq}.{T0}.0.tok")
+        };
+        for (domain, seq, ms) in [("hub", 1, 10), ("leaf", 1, 11), ("_", 2, 12)] {
+            let r = v2(domain, seq);
+            c.on_delivery("game.state", Some(&r), [], seen(ms));
+            c.on_ack(&r, None, b"+ACK", seen(ms + 2));
+        }
+        let mut held: Vec<_> = c
+            .consumers()
+            .map(|(id, s, n)| (s, n, c.names().consumer_domain(id)))
+            .collect();
+        held.sort();
+        assert_eq!(
+            held,
+            vec![
+                ("GAME", "srv-1", None),
+                ("GAME", "srv-1", Some("hub")),
+                ("GAME", "srv-1", Some("leaf")),
+            ]
+        );
+        let key = |d| {
+            c.names()
+                .consumer_id(&consumer_key("GAME", "srv-1", d))
+                .unwrap()
+        };
+        let (hub, leaf, none) = (key(Some("hub")), key(Some("leaf")), key(None));
+        assert_eq!(
+            c.counters().duplicate_acks,
+            0,
+            "seq 1 in two domains is two messages"
+        );
+        // An event goes to the consumer of its domain; one from a domain whose acks never
+        // named it (an older server) goes to the consumer whose acks name no domain.
+        let advisory = |domain: &str| format!(r#"{{"type":"x","domain":"{domain}"}}"#);
+        let subject = "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.GAME.srv-1";
+        c.on_advisory(subject, advisory("leaf").as_bytes(), seen(20));
+        c.on_advisory(subject, advisory("edge").as_bytes(), seen(21));
+        c.on_advisory(subject, b"not json", seen(22));
+        let naked = |id| c.facts(id).unwrap().advisories.msg_naked;
+        assert_eq!((naked(hub), naked(leaf), naked(none)), (0, 1, 2));
+        assert_eq!(c.consumers().count(), 3);
+        // Each is polled in its own domain.
+        let mut polled: Vec<_> = c.consumers_to_poll().map(|(_, _, d)| d).collect();
+        polled.sort();
+        assert_eq!(polled, vec![None, Some("hub"), Some("leaf")]);
+        // A dot inside a name would make the key name another consumer: refused.
+        let forged = br#"{"type":"io.nats.jetstream.metric.v1.consumer_ack","stream":"GAME.srv-1","consumer":"hub","stream_seq":1,"ack_time":1,"deliveries":1}"#;
+        c.on_metric(forged, seen(30));
+        assert_eq!(c.counters().consumer_name_invalid, 1);
+
+        // An older server with a domain: its events name it, its ack subjects do not. The
+        // consumer its first event made is the one its acks find.
+        let mut c = Collector::new(Config::default());
+        let created = "$JS.EVENT.ADVISORY.CONSUMER.CREATED.GAME.srv-1";
+        c.on_advisory(created, advisory("hub").as_bytes(), seen(1));
+        let r = reply(1, 1);
+        c.on_delivery("game.state", Some(&r), [], seen(10));
+        c.on_ack(&r, None, b"+ACK", seen(12));
+        let held: Vec<_> = c
+            .consumers()
+            .map(|(id, _, _)| {
+                (
+                    c.names().consumer_domain(id),
+                    c.facts(id).unwrap().totals.acks,
+                )
+            })
+            .collect();
+        assert_eq!(held, vec![(Some("hub"), 1)]);
     }
 }

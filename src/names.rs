@@ -22,6 +22,27 @@ pub fn is_jetstream_name(s: &str) -> bool {
         && !s.contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c))
 }
 
+/// The consumer table's key of a consumer: `stream.consumer`, or `stream.consumer.domain` for a
+/// consumer of a named JetStream domain (the same names in two domains are two consumers).
+/// None of the names can hold a dot.
+pub fn consumer_key(stream: &str, consumer: &str, domain: Option<&str>) -> String {
+    match domain {
+        Some(d) => format!("{stream}.{consumer}.{d}"),
+        None => format!("{stream}.{consumer}"),
+    }
+}
+
+/// A key's (stream, consumer, domain); `None` unless it has two or three names JetStream allows.
+pub fn split_consumer_key(key: &str) -> Option<(&str, &str, Option<&str>)> {
+    let mut parts = key.split('.');
+    let (stream, consumer, domain) = (parts.next()?, parts.next()?, parts.next());
+    let fits = parts.next().is_none()
+        && is_jetstream_name(stream)
+        && is_jetstream_name(consumer)
+        && domain.is_none_or(is_jetstream_name);
+    fits.then_some((stream, consumer, domain))
+}
+
 /// A bounded string → id table whose ids of forgotten names are used again.
 #[derive(Debug, Clone)]
 pub struct Interner {
@@ -137,8 +158,10 @@ impl Forgotten {
 /// The names a pipeline has seen.
 #[derive(Debug, Clone)]
 pub struct Names {
-    /// Keyed by `stream.consumer` (neither name may contain a dot).
+    /// Keyed by [`consumer_key`].
     consumers: Interner,
+    /// `stream.consumer` → the consumer of these names held under a domain (the latest).
+    in_a_domain: FxHashMap<Box<str>, ConsumerId>,
     symbols: Interner,
 }
 
@@ -146,13 +169,29 @@ impl Names {
     pub fn new(max_consumers: usize, max_symbols: usize) -> Self {
         Self {
             consumers: Interner::new(max_consumers),
+            in_a_domain: FxHashMap::default(),
             symbols: Interner::new(max_symbols),
         }
     }
 
-    /// The id of the `stream.consumer` pair, as found in an ack subject, used at `now_ns`.
-    pub fn consumer(&mut self, stream_consumer: &str, now_ns: i64) -> Option<ConsumerId> {
-        self.consumers.intern(stream_consumer, now_ns)
+    /// The id of a consumer by its key ([`consumer_key`]), used at `now_ns`.
+    pub fn consumer(&mut self, key: &str, now_ns: i64) -> Option<ConsumerId> {
+        let known = self.consumers.get(key);
+        let id = self.consumers.intern(key, now_ns)?;
+        if known.is_none()
+            && let Some((stream, consumer, Some(_))) = split_consumer_key(key)
+        {
+            self.in_a_domain
+                .insert(consumer_key(stream, consumer, None).into(), id);
+        }
+        Some(id)
+    }
+
+    /// The consumer held under some domain with the names of `plain` (a key without domain),
+    /// for what names none: an older server's ack subjects do not carry the domain its events
+    /// name.
+    pub fn consumer_in_a_domain(&self, plain: &str) -> Option<ConsumerId> {
+        self.in_a_domain.get(plain).copied()
     }
 
     /// Marks consumer `id` used at `now_ns` (a poll found it).
@@ -160,21 +199,33 @@ impl Names {
         self.consumers.touch(id, now_ns);
     }
 
-    /// The id of a `stream.consumer` pair already known.
-    pub fn consumer_id(&self, stream_consumer: &str) -> Option<ConsumerId> {
-        self.consumers.get(stream_consumer)
+    /// The id of a consumer already known, by its key ([`consumer_key`]).
+    pub fn consumer_id(&self, key: &str) -> Option<ConsumerId> {
+        self.consumers.get(key)
     }
 
     /// The (stream, consumer) names of `id`.
     pub fn consumer_names(&self, id: ConsumerId) -> (&str, &str) {
-        let key = self.consumers.name(id).unwrap_or("?.?");
-        key.split_once('.').unwrap_or((key, ""))
+        let (s, c, _) = self.consumer_full_names(id);
+        (s, c)
+    }
+
+    /// The JetStream domain of consumer `id`, when its acks name one.
+    pub fn consumer_domain(&self, id: ConsumerId) -> Option<&str> {
+        self.consumer_full_names(id).2
+    }
+
+    fn consumer_full_names(&self, id: ConsumerId) -> (&str, &str, Option<&str>) {
+        self.consumers
+            .name(id)
+            .and_then(split_consumer_key)
+            .unwrap_or(("?", "?", None))
     }
 
     /// The consumers held: id, stream, consumer.
     pub fn consumers(&self) -> impl Iterator<Item = (ConsumerId, &str, &str)> {
         self.consumers.iter().map(|(id, key)| {
-            let (s, c) = key.split_once('.').unwrap_or((key, ""));
+            let (s, c, _) = split_consumer_key(key).unwrap_or(("?", "?", None));
             (id, s, c)
         })
     }
@@ -208,8 +259,12 @@ impl Names {
 
     /// Forgets the consumers and symbols last used before `before_ns`.
     pub fn forget_unused_since(&mut self, before_ns: i64) -> Forgotten {
+        let consumers = self.consumers.forget_unused_since(before_ns);
+        if !consumers.is_empty() {
+            self.in_a_domain.retain(|_, id| !consumers.contains(id));
+        }
         Forgotten {
-            consumers: self.consumers.forget_unused_since(before_ns),
+            consumers,
             symbols: self.symbols.forget_unused_since(before_ns),
         }
     }
@@ -277,6 +332,34 @@ mod tests {
         ] {
             assert!(!is_jetstream_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn consumer_keys_hold_the_domain() {
+        assert_eq!(consumer_key("GAME", "srv-1", None), "GAME.srv-1");
+        assert_eq!(consumer_key("GAME", "srv-1", Some("hub")), "GAME.srv-1.hub");
+        assert_eq!(
+            split_consumer_key("GAME.srv-1.hub"),
+            Some(("GAME", "srv-1", Some("hub")))
+        );
+        assert_eq!(
+            split_consumer_key("GAME.srv-1"),
+            Some(("GAME", "srv-1", None))
+        );
+        for bad in ["GAME", "GAME.srv-1.hub.x", "GAME..x", "GAME.a b", ""] {
+            assert_eq!(split_consumer_key(bad), None, "{bad:?}");
+        }
+        let mut n = Names::new(10, 10);
+        let (a, b) = (
+            n.consumer("GAME.srv-1", 1).unwrap(),
+            n.consumer("GAME.srv-1.leaf", 1).unwrap(),
+        );
+        assert_ne!(a, b);
+        assert_eq!(n.consumer_names(b), ("GAME", "srv-1"));
+        assert_eq!(
+            (n.consumer_domain(a), n.consumer_domain(b)),
+            (None, Some("leaf"))
+        );
     }
 
     #[test]

@@ -234,3 +234,55 @@ async fn the_game_keeps_its_numbers_in_a_busy_account(generation: Generation) {
     );
     tapped.stop().await;
 }
+
+both_generations!(a_consumer_in_a_jetstream_domain_is_known_by_it_and_polled_there);
+
+/// A server with a JetStream domain: the newer ack subjects name it, the older ones do not,
+/// but its events (the consumer's creation, ack metrics) do: either way there is one consumer,
+/// known by its domain and asked for its info in it (`$JS.hub.API`).
+async fn a_consumer_in_a_jetstream_domain_is_known_by_it_and_polled_there(generation: Generation) {
+    let store = tempfile::tempdir().expect("a store dir");
+    let server = NatsServer::start_with(
+        generation,
+        &format!(
+            "jetstream {{ store_dir: {:?}, domain: hub }}",
+            store.path().display().to_string()
+        ),
+    );
+    let tapped = Tapped::start(config(&server, "")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let game = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 100).await;
+    crate::support::play(&client, &game, 5).await;
+    let polled = |c: &ackscope::collector::Collector| {
+        c.consumers()
+            .map(|(id, s, n)| {
+                let facts = c.facts(id).expect("facts of a consumer held");
+                (
+                    s.to_string(),
+                    n.to_string(),
+                    c.names().consumer_domain(id).map(str::to_string),
+                    facts.state.is_some(),
+                    facts.totals.acks,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let held = wait_until(
+        "the consumer polled in its domain, its 5 acks counted",
+        || tapped.with(polled),
+        |held| held.len() == 1 && held[0].3 && held[0].4 == 5,
+    )
+    .await;
+    assert_eq!(
+        held,
+        vec![("GAME".into(), "srv-1".into(), Some("hub".into()), true, 5)]
+    );
+    // The server's ack metrics (sample_frequency 100) went to it too: no second consumer.
+    let k = tapped
+        .wait_for("the server's ack metrics", |k| k.metric_messages >= 5)
+        .await;
+    assert_eq!(tapped.with(|c| c.consumers().count()), 1);
+    assert_eq!((k.consumer_state_errors, k.consumer_name_invalid), (0, 0));
+    tapped.stop().await;
+}

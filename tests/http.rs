@@ -897,7 +897,7 @@ async fn answers_carry_the_contracts_field_names() {
     #[rustfmt::skip]
     assert_eq!(
         keys(&consumers[0]),
-        ["ack_pending", "ack_wait_us", "acks", "advisories", "consumer", "deliveries", "expired_deliveries", "last_seen", "max_ack_pending", "max_deliveries", "naks", "num_pending", "p50_us", "p99_us", "progress", "recent_acks_per_s", "recent_window_s", "redeliveries", "stream", "terms", "unmatched_acks"]
+        ["ack_pending", "ack_wait_us", "acks", "advisories", "consumer", "deliveries", "domain", "expired_deliveries", "last_seen", "max_ack_pending", "max_deliveries", "naks", "num_pending", "p50_us", "p99_us", "progress", "recent_acks_per_s", "recent_window_s", "redeliveries", "stream", "terms", "unmatched_acks"]
     );
     let (_, error) = get_json(&state, "/api/v1/report?latency=fast").await;
     assert_eq!(keys(&error), ["error", "parameter"]);

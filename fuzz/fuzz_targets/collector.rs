@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
             ),
             1 => c.on_ack(subject, reply, payload, seen),
             2 => c.on_metric(payload, seen),
-            3 => c.on_advisory(subject, seen),
+            3 => c.on_advisory(subject, payload, seen),
             4 => c.on_nats_state(kind & 0x40 != 0, seen),
             5 => {
                 c.tick(seen);

@@ -45,6 +45,18 @@ pub fn parse_advisory_subject(subject: &str) -> Option<Advisory<'_>> {
     })
 }
 
+/// The JetStream domain an advisory's payload names, if any (unreadable payloads name none).
+pub fn advisory_domain(payload: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        domain: Option<String>,
+    }
+    serde_json::from_slice::<Raw>(payload)
+        .ok()?
+        .domain
+        .filter(|d| !d.is_empty())
+}
+
 /// Advisory counts of one consumer since start.
 #[derive(
     Debug,

@@ -34,6 +34,9 @@ struct Raw {
     deliveries: u64,
     #[serde(default)]
     timestamp: Option<String>,
+    /// The server's JetStream domain, when it has one.
+    #[serde(default)]
+    domain: Option<String>,
 }
 
 /// A parsed ack metric with its stream and consumer names.
@@ -41,6 +44,7 @@ struct Raw {
 pub struct ParsedMetric {
     pub stream: String,
     pub consumer: String,
+    pub domain: Option<String>,
     pub metric: AckMetric,
 }
 
@@ -61,6 +65,7 @@ pub fn parse_ack_metric(payload: &[u8], now_wall_ns: i64) -> Result<ParsedMetric
     Ok(ParsedMetric {
         stream: raw.stream,
         consumer: raw.consumer,
+        domain: raw.domain.filter(|d| !d.is_empty()),
         metric: AckMetric {
             stream_seq: raw.stream_seq,
             consumer_seq: raw.consumer_seq,
@@ -84,6 +89,12 @@ mod tests {
         assert_eq!(m.metric.ack_time_ns, 2_500_000);
         assert_eq!((m.metric.stream_seq, m.metric.consumer_seq), (9, 4));
         assert_eq!(m.metric.timestamp_ns % 1_000_000_000, 500_000_000);
+        assert_eq!(m.domain, None);
+        let in_domain = br#"{"type":"io.nats.jetstream.metric.v1.consumer_ack","stream":"GAME","consumer":"srv-1","stream_seq":9,"ack_time":1,"deliveries":1,"domain":"leaf"}"#;
+        assert_eq!(
+            parse_ack_metric(in_domain, 0).unwrap().domain.as_deref(),
+            Some("leaf")
+        );
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn consumer_list(c: &Collector, now: i64) -> Vec<ConsumerSummary> {
             ConsumerSummary {
                 stream: stream.to_string(),
                 consumer: consumer.to_string(),
+                domain: c.names().consumer_domain(id).map(str::to_string),
                 acks: t.acks,
                 p50_us: quantile(latencies, 0.50) as f64 / 1_000.0,
                 p99_us: quantile(latencies, 0.99) as f64 / 1_000.0,

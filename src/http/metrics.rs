@@ -42,6 +42,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
                     ConsumerMetrics {
                         stream: stream.to_string(),
                         consumer: consumer.to_string(),
+                        domain: c.names().consumer_domain(id).map(str::to_string),
                         totals: facts.totals,
                         ack_buckets: facts.ack_buckets,
                         state: facts.state,

@@ -14,9 +14,9 @@ use crate::names::MAX_NAME_BYTES;
 /// One query parameter: its schema and what it means.
 fn parameter(name: &str) -> Value {
     let (schema, description) = match name {
-        "stream" | "consumer" => (
+        "stream" | "consumer" | "domain" => (
             json!({"type": "string", "pattern": "^[^.*>\\s/\\\\]+$", "maxLength": MAX_NAME_BYTES}),
-            "a stream (and consumer) name; `consumer` needs `stream`",
+            "a stream (and consumer) name, and the JetStream domain (default: every domain); `consumer` and `domain` need `stream`",
         ),
         "from" | "to" => (
             json!({"type": "string"}),

@@ -23,6 +23,7 @@ pub const MAX_BINS: u32 = 2000;
 pub const RANGE_PARAMS: &[&str] = &[
     "stream",
     "consumer",
+    "domain",
     "from",
     "to",
     "latency",
@@ -37,6 +38,8 @@ pub const PICTURE_PARAMS: &[&str] = &["width", "height", "scale", "max_latency"]
 pub struct Params {
     pub stream: Option<String>,
     pub consumer: Option<String>,
+    /// The JetStream domain; without it, the names match in every domain.
+    pub domain: Option<String>,
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
     pub latency: Option<Latency>,
@@ -89,6 +92,7 @@ impl Params {
             match key.as_str() {
                 "stream" => p.stream = Some(name(value).map_err(bad)?),
                 "consumer" => p.consumer = Some(name(value).map_err(bad)?),
+                "domain" => p.domain = Some(name(value).map_err(bad)?),
                 "from" => p.from_ns = Some(parse_instant(value, now_ns).map_err(bad)?),
                 "to" => p.to_ns = Some(parse_instant(value, now_ns).map_err(bad)?),
                 "latency" => {
@@ -139,6 +143,9 @@ impl Params {
         if p.consumer.is_some() && p.stream.is_none() {
             return Err(ApiError::bad("consumer", "needs `stream` too"));
         }
+        if p.domain.is_some() && p.stream.is_none() {
+            return Err(ApiError::bad("domain", "needs `stream` too"));
+        }
         if let (Some(from), Some(to)) = (p.from_ns, p.to_ns)
             && from >= to
         {
@@ -154,15 +161,24 @@ impl Params {
         };
         let ids: Vec<ConsumerId> = c
             .consumers()
-            .filter(|(_, s, name)| {
-                s == stream && self.consumer.as_ref().is_none_or(|want| want == name)
+            .filter(|(id, s, name)| {
+                s == stream
+                    && self.consumer.as_ref().is_none_or(|want| want == name)
+                    && self
+                        .domain
+                        .as_deref()
+                        .is_none_or(|want| c.names().consumer_domain(*id) == Some(want))
             })
             .map(|(id, _, _)| id)
             .collect();
         if ids.is_empty() {
+            let domain = self
+                .domain
+                .as_ref()
+                .map_or(String::new(), |d| format!(" in domain {d}"));
             return Err(ApiError::NotFound(match &self.consumer {
-                Some(consumer) => format!("no consumer {stream}/{consumer} has been seen"),
-                None => format!("no stream {stream} has been seen"),
+                Some(consumer) => format!("no consumer {stream}/{consumer}{domain} has been seen"),
+                None => format!("no stream {stream}{domain} has been seen"),
             }));
         }
         Ok(Some(ids))
@@ -314,6 +330,8 @@ mod tests {
             (("stream", "a.b"), "stream"),
             (("colour", "red"), "colour"),
             (("consumer", "srv-1"), "consumer"),
+            (("domain", "hub"), "domain"),
+            (("domain", "a.b"), "domain"),
         ];
         for ((k, v), param) in cases {
             match Params::parse(&q(&[(k, v)]), ALL, NOW) {
@@ -325,5 +343,32 @@ mod tests {
         assert!(matches!(err, ApiError::BadParam { param, .. } if param == "from"));
         let err = Params::parse(&q(&[("width", "10")]), &[RANGE_PARAMS], NOW).unwrap_err();
         assert!(matches!(err, ApiError::BadParam { param, .. } if param == "width"));
+    }
+
+    #[test]
+    fn a_domain_narrows_the_consumers_named() {
+        use crate::collector::tests::seen;
+        let mut c = Collector::new(crate::config::Config::default());
+        for domain in ["hub", "leaf"] {
+            let r = format!("$JS.ACK.{domain}.ACC.GAME.srv-1.1.1.1.1790000000000000000.0.x");
+            c.on_ack(&r, None, b"+ACK", seen(1));
+        }
+        let ids =
+            |query: &[(&str, &str)]| Params::parse(&q(query), ALL, NOW).unwrap().consumers(&c);
+        let both = ids(&[("stream", "GAME"), ("consumer", "srv-1")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(both.len(), 2);
+        let leaf = ids(&[
+            ("stream", "GAME"),
+            ("consumer", "srv-1"),
+            ("domain", "leaf"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(leaf.len(), 1);
+        assert_eq!(c.names().consumer_domain(leaf[0]), Some("leaf"));
+        let missing = ids(&[("stream", "GAME"), ("domain", "edge")]);
+        assert!(matches!(missing, Err(ApiError::NotFound(m)) if m.contains("domain edge")));
     }
 }

@@ -15,6 +15,8 @@ use crate::telemetry::Counters;
 pub struct ConsumerMetrics {
     pub stream: String,
     pub consumer: String,
+    /// Its JetStream domain, when its acks name one: a `domain` label.
+    pub domain: Option<String>,
     pub totals: Counts,
     pub ack_buckets: LatencyBuckets,
     pub state: Option<ConsumerState>,
@@ -137,11 +139,15 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
         .consumers
         .iter()
         .map(|c| {
-            format!(
+            let id = format!(
                 "stream=\"{}\",consumer=\"{}\"",
                 label(&c.stream),
                 label(&c.consumer)
-            )
+            );
+            match &c.domain {
+                Some(d) => format!("{id},domain=\"{}\"", label(d)),
+                None => id,
+            }
         })
         .collect();
 
@@ -276,17 +282,31 @@ mod tests {
             ring_capacity: 100,
             server_clock_offset_ns: Some(-250_000),
             nats_down_ns: 1_500_000_000,
-            consumers: vec![ConsumerMetrics {
-                stream: "GAME".into(),
-                consumer: "srv\"1".into(),
-                totals: Counts {
-                    acks: 2,
-                    redeliveries: 1,
-                    ..Counts::default()
+            consumers: vec![
+                ConsumerMetrics {
+                    stream: "GAME".into(),
+                    consumer: "srv\"1".into(),
+                    domain: None,
+                    totals: Counts {
+                        acks: 2,
+                        redeliveries: 1,
+                        ..Counts::default()
+                    },
+                    ack_buckets: buckets,
+                    state: None,
                 },
-                ack_buckets: buckets,
-                state: None,
-            }],
+                ConsumerMetrics {
+                    stream: "GAME".into(),
+                    consumer: "srv\"1".into(),
+                    domain: Some("leaf".into()),
+                    totals: Counts {
+                        acks: 5,
+                        ..Counts::default()
+                    },
+                    ack_buckets: buckets,
+                    state: None,
+                },
+            ],
         };
         let text = render_metrics(&snapshot);
         assert!(text.contains("ackscope_samples_total 2\n"));
@@ -308,6 +328,10 @@ mod tests {
             "ackscope_consumer_acks_total{{{id},kind=\"ack\"}} 2\n"
         )));
         assert!(text.contains(&format!("ackscope_consumer_redeliveries_total{{{id}}} 1\n")));
+        // The same names in another domain are another series.
+        assert!(text.contains(&format!(
+            "ackscope_consumer_acks_total{{{id},domain=\"leaf\",kind=\"ack\"}} 5\n"
+        )));
         assert!(
             !text.contains("ackscope_consumer_ack_pending{"),
             "no state, no gauge sample"

@@ -6,6 +6,7 @@
 //! subscription is a wildcard, so ackscope never adds interest on a push consumer's deliver
 //! subject.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -229,7 +230,7 @@ fn apply(c: &mut Collector, tap: Tap, m: &Message, seen: Seen) {
         Tap::Delivery => delivery(c, m, seen),
         Tap::Ack => c.on_ack(m.subject.as_str(), m.reply.as_deref(), &m.payload, seen),
         Tap::Metric => c.on_metric(&m.payload, seen),
-        Tap::Advisory => c.on_advisory(m.subject.as_str(), seen),
+        Tap::Advisory => c.on_advisory(m.subject.as_str(), &m.payload, seen),
     }
 }
 
@@ -410,25 +411,39 @@ async fn off_worker<T: Send + Default + 'static>(
     }
 }
 
-/// Polls consumer info for every consumer seen (and the configured ones) every `interval`.
+/// Polls consumer info for every consumer seen (and the configured ones) every `interval`;
+/// a consumer of a named JetStream domain is asked in its domain (`$JS.<domain>.API`).
 pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>>, config: Config) {
-    let js = async_nats::jetstream::new(client);
+    let mut contexts: HashMap<Option<String>, async_nats::jetstream::Context> = HashMap::new();
     let mut tick = tokio::time::interval(config.taps.consumer_state_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let mut targets: Vec<(String, String)> = config.taps.consumers.clone();
+        let mut targets: Vec<(String, String, Option<String>)> = config
+            .taps
+            .consumers
+            .iter()
+            .map(|(s, c)| (s.clone(), c.clone(), None))
+            .collect();
         // The collector may be held by a query: wait for it on the blocking pool.
         let seen = off_worker(&collector, |c| {
             c.consumers_to_poll()
-                .map(|(s, c)| (s.to_string(), c.to_string()))
+                .map(|(s, c, d)| (s.to_string(), c.to_string(), d.map(str::to_string)))
                 .collect::<Vec<_>>()
         })
         .await;
         targets.extend(seen);
         targets.sort();
         targets.dedup();
-        for (stream, consumer) in targets {
+        // Domains come and go with the consumers that name them.
+        contexts.retain(|d, _| targets.iter().any(|t| &t.2 == d));
+        for (stream, consumer, domain) in targets {
+            let js = contexts
+                .entry(domain.clone())
+                .or_insert_with(|| match &domain {
+                    Some(d) => async_nats::jetstream::with_domain(client.clone(), d),
+                    None => async_nats::jetstream::new(client.clone()),
+                });
             // (error text, whether the server says the consumer does not exist)
             let info = match js.get_stream_no_info(&stream).await {
                 Ok(s) => s.consumer_info(&consumer).await.map_err(|e| {
@@ -444,11 +459,11 @@ pub async fn poll_consumer_state(client: Client, collector: Arc<Mutex<Collector>
             off_worker(&collector, move |c| match info {
                 Ok(info) => {
                     let state = ConsumerState::from_info(&info, Seen::now().wall_ns);
-                    c.on_consumer_state(&stream, &consumer, state);
+                    c.on_consumer_state(&stream, &consumer, domain.as_deref(), state);
                 }
                 Err((error, gone)) => {
-                    c.count_consumer_state_error(&stream, &consumer, gone);
-                    tracing::debug!(%stream, %consumer, %error, gone, "consumer info poll failed");
+                    c.count_consumer_state_error(&stream, &consumer, domain.as_deref(), gone);
+                    tracing::debug!(%stream, %consumer, ?domain, %error, gone, "consumer info poll failed");
                 }
             })
             .await;
