@@ -203,7 +203,10 @@ pub struct RawNats {
     pub user: Option<String>,
     pub password: Option<Secret>,
     pub token: Option<Secret>,
+    /// A user JWT and its seed (`nsc`'s `.creds`): operator mode.
     pub credentials_file: Option<PathBuf>,
+    /// A file holding a user nkey seed (`SU…`), for a server that lists the user's public key.
+    pub nkey_file: Option<PathBuf>,
     /// Require TLS even for `nats://` URLs.
     pub tls_required: bool,
     pub tls_ca_file: Option<PathBuf>,
@@ -223,6 +226,7 @@ impl Default for RawNats {
             password: None,
             token: None,
             credentials_file: None,
+            nkey_file: None,
             tls_required: false,
             tls_ca_file: None,
             tls_cert_file: None,
@@ -315,6 +319,7 @@ pub struct NatsConfig {
     pub user: Option<(String, Secret)>,
     pub token: Option<Secret>,
     pub credentials_file: Option<PathBuf>,
+    pub nkey_file: Option<PathBuf>,
     pub tls_required: bool,
     pub tls_ca_file: Option<PathBuf>,
     pub tls_client: Option<(PathBuf, PathBuf)>,
@@ -337,6 +342,7 @@ impl std::fmt::Debug for NatsConfig {
             .field("user", &self.user)
             .field("token", &self.token)
             .field("credentials_file", &self.credentials_file)
+            .field("nkey_file", &self.nkey_file)
             .field("tls_required", &self.tls_required)
             .field("tls_ca_file", &self.tls_ca_file)
             .field("tls_client", &self.tls_client)
@@ -538,6 +544,13 @@ fn validate_nats(raw: RawNats) -> Result<NatsConfig, Error> {
             return Err(invalid("nats.user", "", "a password needs a user"));
         }
     };
+    if let (Some(creds), Some(_)) = (&raw.credentials_file, &raw.nkey_file) {
+        return Err(invalid(
+            "nats.nkey_file",
+            creds.display().to_string(),
+            "a credentials file already holds the user's seed: give one or the other",
+        ));
+    }
     let tls_client = match (raw.tls_cert_file, raw.tls_key_file) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
@@ -572,6 +585,7 @@ fn validate_nats(raw: RawNats) -> Result<NatsConfig, Error> {
         user,
         token: raw.token,
         credentials_file: raw.credentials_file,
+        nkey_file: raw.nkey_file,
         tls_required: raw.tls_required,
         tls_ca_file: raw.tls_ca_file,
         tls_client,
@@ -766,6 +780,10 @@ mod tests {
         refused(
             "[nats]\ninbox_prefix = \"deliver\"",
             "taps.delivery_patterns",
+        );
+        refused(
+            "[nats]\ncredentials_file = \"a.creds\"\nnkey_file = \"a.nk\"",
+            "nats.nkey_file",
         );
         // Forgetting what analysis or the join still reads.
         refused("[join]\nforget_after = \"5m\"", "join.forget_after");

@@ -42,6 +42,8 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot read nkey file {path}: {reason}")]
+    Nkey { path: String, reason: String },
     #[error("cannot subscribe to {subject}: {source}")]
     Subscribe {
         subject: String,
@@ -127,6 +129,9 @@ pub async fn connect_with(
                 source,
             })?;
     }
+    if let Some(path) = &config.nkey_file {
+        options = options.nkey(read_nkey_seed(path)?);
+    }
     if config.tls_required {
         options = options.require_tls(true);
     }
@@ -147,6 +152,24 @@ pub async fn connect_with(
             source: async_nats::ConnectError::from(async_nats::ConnectErrorKind::TimedOut),
         }),
     }
+}
+
+/// The user seed in an nkey file: the first line that is one (`SU` and 56 more base32
+/// characters), so that a file with comments or the public key beside it still reads.
+fn read_nkey_seed(path: &std::path::Path) -> Result<String, Error> {
+    let error = |reason: String| Error::Nkey {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| {
+            l.len() == 58 && l.starts_with("SU") && l.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+        .map(str::to_string)
+        // The error never repeats the file's text: it may hold a seed that is almost one.
+        .ok_or_else(|| error("no user seed (a line starting SU, 58 characters)".into()))
 }
 
 /// The subscriptions of every enabled tap.
