@@ -58,6 +58,9 @@ pub struct ConsumerFacts {
     pub ack_none: bool,
     /// Consumer info says it no longer exists: not polled again until it is seen again.
     pub gone: bool,
+    /// Its ack subjects say its domain (the newer form, `_` for none): events never move it
+    /// to another.
+    pub domain_known: bool,
 }
 
 /// The collector core.
@@ -182,11 +185,17 @@ impl Collector {
 
     /// The consumer an ack subject names.
     fn consumer_of_ack(&mut self, ack: &AckSubject<'_>, wall_ns: i64) -> Option<ConsumerId> {
-        // The newer form names the domain, `_` for none: then none is what it says.
-        if ack.domain.is_none() && ack.account_hash.is_some() {
-            return self.consumer(ack.stream_consumer, wall_ns);
+        if ack.account_hash.is_none() {
+            // The older form names no domain: the server's events may.
+            return self.consumer_named(ack.stream_consumer, None, wall_ns);
         }
-        self.consumer_named(ack.stream_consumer, ack.domain, wall_ns)
+        // The newer form names it, `_` for none: exactly this consumer.
+        let id = match ack.domain {
+            None => self.consumer(ack.stream_consumer, wall_ns)?,
+            Some(d) => self.consumer(&consumer_key(ack.stream, ack.consumer, Some(d)), wall_ns)?,
+        };
+        self.facts[id as usize].domain_known = true;
+        Some(id)
     }
 
     /// The consumer an event names (an ack metric, an advisory, a poll).
@@ -205,11 +214,11 @@ impl Collector {
         self.consumer_named(&consumer_key(stream, consumer, None), domain, wall_ns)
     }
 
-    /// The consumer of names `plain` (`stream.consumer`) in `domain`. The same names in two
-    /// domains are two consumers; but the older ack subjects name no domain while the same
-    /// server's events do, so what names a domain also finds a consumer held under none, and
-    /// what does not say (an older ack subject, an event without `domain`) finds the consumer
-    /// of these names held under a domain.
+    /// The consumer of names `plain` (`stream.consumer`) in `domain`, for what may not say
+    /// the domain (the older ack subjects do not; events do). The same names in two domains
+    /// are two consumers. What says none finds the consumer of these names held under a
+    /// domain; what names a domain moves a consumer held under none whose own acks never said
+    /// so (an older server's) to it, so that one consumer stays one whichever came first.
     fn consumer_named(
         &mut self,
         plain: &str,
@@ -224,8 +233,13 @@ impl Collector {
             };
         };
         let key = format!("{plain}.{d}");
-        if self.names.consumer_id(&key).is_none() && self.names.consumer_id(plain).is_some() {
-            return self.consumer(plain, wall_ns);
+        if self.names.consumer_id(&key).is_none()
+            && let Some(id) = self.names.consumer_id(plain)
+            && !self.facts[id as usize].domain_known
+            && is_jetstream_name(d)
+            && self.names.move_consumer_to_domain(id, d)
+        {
+            return Some(self.used(id, wall_ns));
         }
         self.consumer(&key, wall_ns)
     }
@@ -524,13 +538,21 @@ impl Collector {
     /// rows naming them are rewritten. `forget_after` is longer than anything analysis reads
     /// and than a delivery may wait, so no analysed row or waiting delivery is touched.
     pub fn forget_unused(&mut self, now_ns: i64) {
-        let before = now_ns.saturating_sub(self.config.join.forget_after_ns as i64);
+        // Nor anything the retained windows' spikes may read: with sparse traffic they reach
+        // further back than `forget_after` (only windows with samples are kept).
+        let oldest_analysed = self
+            .aggregator
+            .oldest_window_start()
+            .map_or(i64::MAX, |t| t.saturating_sub(BASELINE_NS));
+        let before = now_ns
+            .saturating_sub(self.config.join.forget_after_ns as i64)
+            .min(oldest_analysed);
         let forgotten = self.names.forget_unused_since(before);
         if forgotten.is_empty() {
             return;
         }
+        self.joiner.drop_consumers(&forgotten.consumers);
         for &id in &forgotten.consumers {
-            self.joiner.drop_consumer(id);
             if let Some(f) = self.facts.get_mut(id as usize) {
                 *f = ConsumerFacts::default();
             }
@@ -628,6 +650,14 @@ impl Collector {
         // them, each against its own usual P99).
         let (mut spike_rows, mut baseline_rows, mut context) = (Vec::new(), Vec::new(), Vec::new());
         let baseline_from = spike.start_ns - BASELINE_NS;
+        // The baseline is the spike's own: quiet time. The scope's earlier spikes in the
+        // minute before are not part of it (their samples are not what is usual).
+        let earlier: Vec<(i64, i64)> =
+            scope_spikes(|| self.aggregator.history(scope), &self.config.spikes)
+                .into_iter()
+                .map(|(s, _)| (s.start_ns.max(baseline_from), s.end_ns.min(spike.start_ns)))
+                .filter(|(a, b)| a < b)
+                .collect();
         // A forgotten consumer's rows are older than anything analysed; they belong to none.
         for r in self.aggregator.ring().iter() {
             if r.consumer == FORGOTTEN_CONSUMER {
@@ -641,16 +671,27 @@ impl Collector {
                 if ours {
                     spike_rows.push(r);
                 }
-            } else if ours && r.acked_ns >= baseline_from && r.acked_ns < spike_ns.0 {
+            } else if ours
+                && r.acked_ns >= baseline_from
+                && r.acked_ns < spike_ns.0
+                && !earlier
+                    .iter()
+                    .any(|&(a, b)| r.acked_ns >= a && r.acked_ns < b)
+            {
                 baseline_rows.push(r);
             }
         }
-        // Rates are over the time the baseline really covers, not the time asked for.
+        // Rates are over the quiet time the baseline really covers, not the time asked for.
         let first = baseline_rows
             .iter()
             .map(|r| r.acked_ns)
             .min()
             .unwrap_or(spike.start_ns - 1);
+        let excluded: i64 = earlier
+            .iter()
+            .map(|&(a, b)| (b.min(spike.start_ns) - a.max(first)).max(0))
+            .sum();
+        let baseline_quiet_ns = (spike.start_ns - first - excluded).max(1);
         let ack_pending = self
             .consumers()
             .filter(|(id, _, _)| scope.is_none_or(|s| s == *id))
@@ -677,7 +718,7 @@ impl Collector {
             spike_rows,
             baseline_rows,
             context,
-            baseline_ns: (first, spike.start_ns),
+            baseline_quiet_ns,
             usual_p99,
             ack_pending,
             clock: *self.aggregator.clock(),
@@ -821,25 +862,40 @@ pub(crate) mod tests {
         assert!(c.server_clock_offset_ns().is_some());
     }
 
+    /// Forgetting after 2 minutes, 10 windows retained.
+    fn forgetful() -> Collector {
+        let raw = crate::config::RawConfig::from_toml(
+            "[aggregate]\nretained_windows = 10\n[join]\nmax_pending_age = \"1m\"\nforget_after = \"2m\"",
+        )
+        .unwrap();
+        Collector::new(raw.validate().unwrap())
+    }
+
+    /// Consumer `name` delivers and acks message `seq` at `ms` (3 ms), with a subject and a
+    /// server label.
+    fn play(c: &mut Collector, name: &str, seq: u64, subject: &str, server: &str, ms: u64) {
+        let r = format!("$JS.ACK.GAME.{name}.1.{seq}.{seq}.{T0}.0");
+        c.on_delivery(subject, Some(&r), [("X-Server-Id", server)], seen(ms));
+        c.on_ack(&r, None, b"+ACK", seen(ms + 3));
+    }
+
+    /// `name` plays one message a second from `from_s` to `to_s`, the windows closing.
+    fn keep_playing(c: &mut Collector, name: &str, from_s: u64, to_s: u64) {
+        for s in from_s..=to_s {
+            play(c, name, s, "game.state", "srv-1", s * 1_000);
+            c.tick(seen(s * 1_000 + 10));
+        }
+    }
+
     #[test]
     fn what_goes_unused_is_forgotten_and_its_slot_reused() {
-        let mut c = Collector::new(Config::default());
-        let forget_ms = c.config().join.forget_after_ns / 1_000_000;
-        let play =
-            |c: &mut Collector, consumer: &str, seq: u64, subject: &str, server: &str, ms| {
-                let r = format!("$JS.ACK.GAME.{consumer}.1.{seq}.{seq}.{T0}.0");
-                c.on_delivery(subject, Some(&r), [("X-Server-Id", server)], seen(ms));
-                c.on_ack(&r, None, b"+ACK", seen(ms + 3));
-            };
+        let mut c = forgetful();
         // An ephemeral consumer plays once; srv-1 keeps playing.
         play(&mut c, "eph-1", 7, "match.1", "srv-9", 10);
-        play(&mut c, "srv-1", 1, "game.state", "srv-1", 20);
         let eph = c.names().consumer_id("GAME.eph-1").unwrap();
-        c.tick(seen(30));
+        keep_playing(&mut c, "srv-1", 1, 100);
         assert_eq!(c.counters().consumers_forgotten, 0, "not yet");
-        let later = forget_ms + 5_000;
-        play(&mut c, "srv-1", 2, "game.state", "srv-1", later);
-        c.tick(seen(later + 10));
+        keep_playing(&mut c, "srv-1", 101, 200);
         let k = c.counters();
         assert_eq!((k.consumers_forgotten, k.symbols_forgotten), (1, 2));
         assert_eq!(k.forgotten_rows, 1);
@@ -847,14 +903,14 @@ pub(crate) mod tests {
         assert_eq!(held, vec![("GAME", "srv-1")]);
         // The row is kept, attributed to none, without its subject and label.
         let rows: Vec<_> = c.aggregator().ring().iter().collect();
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 201);
         assert_eq!(rows[0].consumer, FORGOTTEN_CONSUMER);
         assert_eq!((rows[0].subject, rows[0].labels[0]), (Sym::NONE, Sym::NONE));
         assert_eq!(rows[0].ack_latency_ns, Some(3_000_000));
-        assert_eq!(c.names().symbol_name(rows[2].subject), Some("game.state"));
+        assert_eq!(c.names().symbol_name(rows[1].subject), Some("game.state"));
         // The next ephemeral consumer takes the slot; reading the same stream message is its
         // own first sample, not a duplicate of the forgotten one's, and starts from zero.
-        play(&mut c, "eph-2", 7, "match.2", "srv-8", later + 100);
+        play(&mut c, "eph-2", 7, "match.2", "srv-8", 200_100);
         let eph2 = c.names().consumer_id("GAME.eph-2").unwrap();
         assert_eq!(eph2, eph);
         assert_eq!(c.counters().duplicate_acks, 0);
@@ -870,9 +926,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn nothing_the_retained_windows_reach_is_forgotten() {
+        // Sparse traffic: 10 windows with samples reach back 3 minutes, past forget_after.
+        let mut c = forgetful();
+        play(&mut c, "eph-1", 7, "match.1", "srv-9", 10);
+        for s in 0..10 {
+            play(
+                &mut c,
+                "srv-1",
+                s,
+                "game.state",
+                "srv-1",
+                60_000 + s * 15_000,
+            );
+        }
+        c.tick(seen(210_000));
+        assert_eq!(c.counters().consumers_forgotten, 0);
+        assert!(c.names().consumer_id("GAME.eph-1").is_some());
+    }
+
+    #[test]
     fn a_consumer_the_server_still_has_is_not_forgotten() {
-        let mut c = Collector::new(Config::default());
-        let forget_ms = c.config().join.forget_after_ns / 1_000_000;
+        let mut c = forgetful();
         let r = reply(1, 1);
         c.on_delivery("game.srv-1.state", Some(&r), [], seen(10));
         c.on_ack(&r, None, b"+ACK", seen(12));
@@ -889,15 +964,17 @@ pub(crate) mod tests {
             ack_none: false,
             polled_ns: seen(ms).wall_ns,
         };
-        c.on_consumer_state("GAME", "srv-1", None, state(forget_ms - 1_000));
-        c.tick(seen(forget_ms + 5_000));
+        keep_playing(&mut c, "srv-2", 1, 100);
+        c.on_consumer_state("GAME", "srv-1", None, state(100_000));
+        keep_playing(&mut c, "srv-2", 101, 200);
         assert_eq!(c.counters().consumers_forgotten, 0);
-        assert_eq!(c.consumers().count(), 1);
+        assert_eq!(c.consumers().count(), 2);
         // Once the server no longer has it, it goes.
         c.count_consumer_state_error("GAME", "srv-1", None, true);
-        c.tick(seen(2 * forget_ms));
+        keep_playing(&mut c, "srv-2", 201, 300);
         assert_eq!(c.counters().consumers_forgotten, 1);
-        assert_eq!(c.consumers_to_poll().count(), 0);
+        let polled: Vec<_> = c.consumers_to_poll().map(|(_, n, _)| n).collect();
+        assert_eq!(polled, vec!["srv-2"]);
     }
 
     #[test]
@@ -907,7 +984,8 @@ pub(crate) mod tests {
         let v2 = |domain: &str, seq: u64| {
             format!("$JS.ACK.{domain}.ACCHASH.GAME.srv-1.1.{seq}.{seq}.{T0}.0.tok")
         };
-        for (domain, seq, ms) in [("hub", 1, 10), ("leaf", 1, 11), ("_", 2, 12)] {
+        // No domain first: the later ones with a domain are not taken for it.
+        for (domain, seq, ms) in [("_", 2, 10), ("hub", 1, 11), ("leaf", 1, 12)] {
             let r = v2(domain, seq);
             c.on_delivery("game.state", Some(&r), [], seen(ms));
             c.on_ack(&r, None, b"+ACK", seen(ms + 2));
@@ -936,42 +1014,116 @@ pub(crate) mod tests {
             0,
             "seq 1 in two domains is two messages"
         );
-        // An event goes to the consumer of its domain; one from a domain whose acks never
-        // named it (an older server) goes to the consumer whose acks name no domain.
+        // An event goes to the consumer of its domain; one without a domain to the consumer
+        // whose acks say none; one from another domain is another consumer, not this one.
         let advisory = |domain: &str| format!(r#"{{"type":"x","domain":"{domain}"}}"#);
         let subject = "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED.GAME.srv-1";
         c.on_advisory(subject, advisory("leaf").as_bytes(), seen(20));
         c.on_advisory(subject, advisory("edge").as_bytes(), seen(21));
         c.on_advisory(subject, b"not json", seen(22));
         let naked = |id| c.facts(id).unwrap().advisories.msg_naked;
-        assert_eq!((naked(hub), naked(leaf), naked(none)), (0, 1, 2));
-        assert_eq!(c.consumers().count(), 3);
+        assert_eq!((naked(hub), naked(leaf), naked(none)), (0, 1, 1));
+        assert_eq!(c.consumers().count(), 4);
         // Each is polled in its own domain.
         let mut polled: Vec<_> = c.consumers_to_poll().map(|(_, _, d)| d).collect();
         polled.sort();
-        assert_eq!(polled, vec![None, Some("hub"), Some("leaf")]);
+        assert_eq!(polled, vec![None, Some("edge"), Some("hub"), Some("leaf")]);
         // A dot inside a name would make the key name another consumer: refused.
         let forged = br#"{"type":"io.nats.jetstream.metric.v1.consumer_ack","stream":"GAME.srv-1","consumer":"hub","stream_seq":1,"ack_time":1,"deliveries":1}"#;
         c.on_metric(forged, seen(30));
         assert_eq!(c.counters().consumer_name_invalid, 1);
 
-        // An older server with a domain: its events name it, its ack subjects do not. The
-        // consumer its first event made is the one its acks find.
-        let mut c = Collector::new(Config::default());
+        // An older server with a domain: its events name it, its ack subjects do not. Whether
+        // the consumer's creation or its first ack comes first, it is one consumer, in "hub".
         let created = "$JS.EVENT.ADVISORY.CONSUMER.CREATED.GAME.srv-1";
-        c.on_advisory(created, advisory("hub").as_bytes(), seen(1));
-        let r = reply(1, 1);
-        c.on_delivery("game.state", Some(&r), [], seen(10));
-        c.on_ack(&r, None, b"+ACK", seen(12));
-        let held: Vec<_> = c
-            .consumers()
-            .map(|(id, _, _)| {
-                (
-                    c.names().consumer_domain(id),
-                    c.facts(id).unwrap().totals.acks,
-                )
-            })
-            .collect();
-        assert_eq!(held, vec![(Some("hub"), 1)]);
+        for event_first in [true, false] {
+            let mut c = Collector::new(Config::default());
+            if event_first {
+                c.on_advisory(created, advisory("hub").as_bytes(), seen(1));
+            }
+            let r = reply(1, 1);
+            c.on_delivery("game.state", Some(&r), [], seen(10));
+            c.on_ack(&r, None, b"+ACK", seen(12));
+            let metric = br#"{"type":"io.nats.jetstream.metric.v1.consumer_ack","stream":"GAME","consumer":"srv-1","stream_seq":2,"ack_time":1,"deliveries":1,"domain":"hub"}"#;
+            c.on_metric(metric, seen(20));
+            let r = reply(1, 3);
+            c.on_delivery("game.state", Some(&r), [], seen(30));
+            c.on_ack(&r, None, b"+ACK", seen(32));
+            let held: Vec<_> = c
+                .consumers()
+                .map(|(id, _, _)| {
+                    let acks = c.facts(id).unwrap().totals.acks;
+                    (c.names().consumer_domain(id), acks)
+                })
+                .collect();
+            assert_eq!(held, vec![(Some("hub"), 3)], "event first: {event_first}");
+        }
+    }
+
+    #[test]
+    fn a_spike_after_an_earlier_one_is_explained_against_the_quiet_baseline() {
+        let mut c = Collector::new(Config::default());
+        // 25 acks a second at 3 ms; a 60 ms spike in seconds 20-24, a 12 ms one in 45-49.
+        let mut seq = 0;
+        for second in 0..60u64 {
+            let latency = match second {
+                20..=24 => 60,
+                45..=49 => 12,
+                _ => 3,
+            };
+            for k in 0..25 {
+                seq += 1;
+                let at = second * 1_000 + k * 37;
+                let r = reply(1, seq);
+                c.on_delivery("game.srv-1.state", Some(&r), [], seen(at));
+                c.on_ack(&r, None, b"+ACK", seen(at + latency));
+            }
+            c.tick(seen(second * 1_000 + 999));
+        }
+        c.tick(seen(61_000));
+        let id = c.names().consumer_id("GAME.srv-1").unwrap();
+        let spikes = c.find_spikes(Some(&[id]), i64::MIN, i64::MAX);
+        assert_eq!(spikes.len(), 2, "{spikes:?}");
+        let (scope, second, latency) = spikes[1];
+        assert_eq!(second.start_ns, seen(45_000).wall_ns);
+        let inputs = c.spike_inputs(scope, second, latency);
+        // The earlier spike is not part of the baseline.
+        assert!(
+            inputs
+                .baseline_rows
+                .iter()
+                .all(|r| r.ack_latency_ns < Some(10_000_000)),
+            "the 60 ms samples of the first spike are left out"
+        );
+        // Rates are over the quiet time: from the first ack (3 ms) to 45 s, less the first
+        // spike's 20-25 s.
+        assert_eq!(
+            inputs.baseline_quiet_ns,
+            45_000_000_000 - 3_000_000 - 5_000_000_000
+        );
+        let report = inputs.explain();
+        let unknown = &report.causes[0];
+        assert_eq!(
+            unknown.cause,
+            crate::analyze::causes::Cause::Unknown,
+            "{report:#?}"
+        );
+        // The detectors measured "slow" against the spike's own baseline, and say so (to the
+        // 10 µs the evidence is rounded to).
+        let quoted_us = unknown.evidence["slow_threshold_ms"].as_f64().unwrap() * 1_000.0;
+        assert!(
+            (quoted_us - report.baseline_p99_us).abs() <= 5.0,
+            "{quoted_us} vs {}",
+            report.baseline_p99_us
+        );
+        assert_eq!(unknown.evidence["slow_samples"], 125);
+        assert_eq!(unknown.confidence, 0.0);
+        assert!(
+            unknown
+                .summary
+                .starts_with("no cause found for the 125 samples"),
+            "{}",
+            unknown.summary
+        );
     }
 }

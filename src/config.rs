@@ -463,7 +463,9 @@ impl Config {
         }
         // Forgetting must not touch what is still used: a delivery waiting for its ack, or a
         // sample analysis reads (the retained windows and the spike baseline before them).
-        let analysed_ns = self.aggregate.window_ns * retained as u64 + BASELINE_NS as u64;
+        let analysed_ns = (self.aggregate.window_ns)
+            .saturating_mul(retained as u64)
+            .saturating_add(BASELINE_NS as u64);
         let forget = self.join.forget_after_ns;
         for (needed, what) in [
             (self.join.max_pending_age_ns, "join.max_pending_age"),

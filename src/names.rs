@@ -125,6 +125,24 @@ impl Interner {
             .filter_map(|(id, n)| Some((id as u32, n.as_deref()?)))
     }
 
+    /// Gives `id` the name `name` instead of its own (which is let go); false when `name` is
+    /// taken or `id` is free.
+    pub fn rename(&mut self, id: u32, name: &str) -> bool {
+        if self.ids.contains_key(name) {
+            return false;
+        }
+        let Some(slot) = self.names.get_mut(id as usize) else {
+            return false;
+        };
+        let Some(old) = slot.replace(name.into()) else {
+            *slot = None;
+            return false;
+        };
+        self.ids.remove(&old);
+        self.ids.insert(name.into(), id);
+        true
+    }
+
     /// Forgets every name last used before `before_ns`; returns their ids, which new names
     /// may take from now on.
     pub fn forget_unused_since(&mut self, before_ns: i64) -> Vec<u32> {
@@ -185,6 +203,24 @@ impl Names {
                 .insert(consumer_key(stream, consumer, None).into(), id);
         }
         Some(id)
+    }
+
+    /// Moves consumer `id` (held under no domain) to `domain`: an older server's consumer whose
+    /// domain only its events name. False when that key is taken.
+    pub fn move_consumer_to_domain(&mut self, id: ConsumerId, domain: &str) -> bool {
+        let Some((stream, consumer, None)) = self.consumers.name(id).and_then(split_consumer_key)
+        else {
+            return false;
+        };
+        let (plain, key) = (
+            consumer_key(stream, consumer, None),
+            consumer_key(stream, consumer, Some(domain)),
+        );
+        if !self.consumers.rename(id, &key) {
+            return false;
+        }
+        self.in_a_domain.insert(plain.into(), id);
+        true
     }
 
     /// The consumer held under some domain with the names of `plain` (a key without domain),
@@ -261,7 +297,14 @@ impl Names {
     pub fn forget_unused_since(&mut self, before_ns: i64) -> Forgotten {
         let consumers = self.consumers.forget_unused_since(before_ns);
         if !consumers.is_empty() {
-            self.in_a_domain.retain(|_, id| !consumers.contains(id));
+            // Names whose domain consumer went may still have one in another domain.
+            self.in_a_domain.clear();
+            for (id, key) in self.consumers.iter() {
+                if let Some((stream, consumer, Some(_))) = split_consumer_key(key) {
+                    self.in_a_domain
+                        .insert(consumer_key(stream, consumer, None).into(), id);
+                }
+            }
         }
         Forgotten {
             consumers,
@@ -332,6 +375,21 @@ mod tests {
         ] {
             assert!(!is_jetstream_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_renamed_name_keeps_its_id() {
+        let mut i = Interner::new(3);
+        i.intern("a", 1);
+        i.intern("b", 1);
+        assert!(!i.rename(0, "b"), "taken");
+        assert!(!i.rename(2, "c"), "free");
+        assert!(i.rename(0, "c"));
+        assert_eq!(
+            (i.get("a"), i.get("c"), i.name(0)),
+            (None, Some(0), Some("c"))
+        );
+        assert_eq!(i.len(), 2);
     }
 
     #[test]

@@ -119,6 +119,12 @@ impl Aggregator {
         all
     }
 
+    /// Start of the oldest closed window kept (of any consumer: the all-consumers history holds
+    /// every window that had samples).
+    pub fn oldest_window_start(&self) -> Option<i64> {
+        self.all_history.front().map(|w| w.start_ns)
+    }
+
     /// Closed windows of `consumer` (or of all consumers), oldest first.
     pub fn history(&self, consumer: Option<ConsumerId>) -> impl Iterator<Item = &WindowSummary> {
         let h = match consumer {

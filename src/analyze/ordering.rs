@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::ring::RingRow;
-use crate::model::{AckKind, ConsumerId, Sym};
+use crate::model::{AckKind, ConsumerId, FORGOTTEN_CONSUMER, Sym};
 
 /// The report's `ordering` block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -20,12 +20,15 @@ pub struct Ordering {
 }
 
 /// Audits `rows` (any order; they are taken in ack order). Only acks (not NAKs or terms) count,
-/// and only rows whose subject is known.
+/// and only rows whose consumer and subject are known (a forgotten consumer's rows are many
+/// consumers' under one id).
 pub fn audit(rows: impl IntoIterator<Item = RingRow>) -> Ordering {
     // (acked, consumer, subject, stream seq): 24 bytes a row, whatever the ring holds besides.
     let mut acks: Vec<(i64, ConsumerId, Sym, u64)> = rows
         .into_iter()
-        .filter(|r| r.kind == AckKind::Ack && !r.subject.is_none())
+        .filter(|r| {
+            r.kind == AckKind::Ack && !r.subject.is_none() && r.consumer != FORGOTTEN_CONSUMER
+        })
         .map(|r| (r.acked_ns, r.consumer, r.subject, r.stream_seq))
         .collect();
     acks.sort_unstable_by_key(|a| a.0);

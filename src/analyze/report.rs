@@ -91,13 +91,14 @@ pub struct SpikeInputs {
     pub scope: Option<ConsumerId>,
     pub spike: Spike,
     pub latency: Latency,
-    /// The scope's samples during the spike and in the [`BASELINE_NS`] before it.
+    /// The scope's samples during the spike, and in the quiet time of the [`BASELINE_NS`]
+    /// before it (the scope's earlier spikes left out).
     pub spike_rows: Vec<RingRow>,
     pub baseline_rows: Vec<RingRow>,
     /// Every consumer's samples during the spike; empty when the spike is for all of them.
     pub context: Vec<RingRow>,
-    /// The time the baseline rows really cover: rates are over it, not the time asked for.
-    pub baseline_ns: (i64, i64),
+    /// The quiet time the baseline rows really cover: rates are over it, not the time asked for.
+    pub baseline_quiet_ns: i64,
     /// Per consumer id, its usual P99 before the spike (see [`usual_p99`]).
     pub usual_p99: Vec<u64>,
     /// Consumer state polls during the spike: (ack pending, max ack pending).
@@ -144,7 +145,8 @@ impl SpikeInputs {
                 context: scope.is_some().then_some(self.context.as_slice()),
                 usual_p99: &self.usual_p99,
                 spike_ns: (spike.start_ns, spike.end_ns),
-                baseline_ns: self.baseline_ns,
+                baseline_quiet_ns: self.baseline_quiet_ns,
+                baseline_p99: spike.baseline_p99_ns,
                 clock: &self.clock,
                 ack_pending: &self.ack_pending,
                 name: &name,

@@ -405,22 +405,36 @@ impl Joiner {
         dropped + (before - self.expired.len())
     }
 
-    /// Lets go of everything about `consumer` before its id goes to another consumer: waiting
-    /// deliveries, held acks, its `ack_wait`, and (by a new generation of the id) the
-    /// deliveries it completed. Returns the deliveries and acks dropped.
-    pub fn drop_consumer(&mut self, consumer: ConsumerId) -> usize {
-        let held = self.held.len();
-        self.held.retain(|k, _| k.0 != consumer);
-        let dropped = self.forget(consumer) + (held - self.held.len());
-        let i = consumer as usize;
-        if let Some(w) = self.ack_wait_ns.get_mut(i) {
-            *w = 0;
+    /// Lets go of everything about `consumers` before their ids go to other consumers: waiting
+    /// deliveries, held acks, `ack_wait`, and (by a new generation of each id) the deliveries
+    /// they completed. One pass over each table, however many go. Returns the deliveries and
+    /// acks dropped.
+    pub fn drop_consumers(&mut self, consumers: &[ConsumerId]) -> usize {
+        let mut gone = vec![false; consumers.iter().max().map_or(0, |&m| m as usize + 1)];
+        for &c in consumers {
+            gone[c as usize] = true;
         }
-        if self.generation.len() <= i {
-            self.generation.resize(i + 1, 0);
+        let is_gone = |c: ConsumerId| gone.get(c as usize).copied().unwrap_or(false);
+        let before = self.pending.len() + self.held.len() + self.expired.len();
+        let mut previous = 0;
+        self.pending.retain(|&(c, _), p| {
+            let keep = !is_gone(c);
+            previous += usize::from(!keep && p.previous.is_some());
+            keep
+        });
+        self.held.retain(|k, _| !is_gone(k.0));
+        self.expired.retain(|&(c, _)| !is_gone(c));
+        for &c in consumers {
+            let i = c as usize;
+            if let Some(w) = self.ack_wait_ns.get_mut(i) {
+                *w = 0;
+            }
+            if self.generation.len() <= i {
+                self.generation.resize(i + 1, 0);
+            }
+            self.generation[i] = self.generation[i].wrapping_add(1);
         }
-        self.generation[i] = self.generation[i].wrapping_add(1);
-        dropped
+        before - (self.pending.len() + self.held.len() + self.expired.len()) + previous
     }
 
     /// Removes deliveries that waited longer than their consumer's bound; they are counted in
@@ -602,7 +616,7 @@ mod tests {
         assert!(matches!(ack(&mut j, &s, b"+ACK", 5), AckOutcome::Sample(_)));
         j.set_ack_wait(0, 7 * MS);
         assert_eq!(ack(&mut j, &subj(1, 43), b"+ACK", 6), AckOutcome::Held);
-        assert_eq!(j.drop_consumer(0), 1, "the held ack");
+        assert_eq!(j.drop_consumers(&[0]), 1, "the held ack");
         assert_eq!(
             j.expiry_ns(0),
             2 * JoinConfig::default().default_ack_wait_ns

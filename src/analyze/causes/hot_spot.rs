@@ -178,7 +178,12 @@ fn hot_spot(e: &Evidence, threshold: u64) -> CauseFinding {
     let rates = counts.sorted_rates();
     let best = counts
         .values()
-        .filter(|(d, (n, _))| *n > 0 && own.as_ref().is_none_or(|own| own.get(*d).1 > 0))
+        // A value stands out only among others: a consumer's one subject is no hot spot.
+        .filter(|(d, (n, _))| {
+            *n > 0
+                && rates[position(*d).0].len() >= 2
+                && own.as_ref().is_none_or(|own| own.get(*d).1 > 0)
+        })
         .map(|(dim, (slow, all))| {
             let rate = slow as f64 / all as f64;
             let others = median_of_others(&rates[position(dim).0], rate);
@@ -279,7 +284,8 @@ mod tests {
             context: Some(all),
             usual_p99: &p99_by_consumer(&all_base, Latency::Ack),
             spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
-            baseline_ns: (base[0].acked_ns, base[base.len() - 1].acked_ns + 1),
+            baseline_quiet_ns: base[base.len() - 1].acked_ns + 1 - base[0].acked_ns,
+            baseline_p99: 0,
             clock: &clock,
             ack_pending: &[],
             name: &name,

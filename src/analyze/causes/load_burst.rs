@@ -17,10 +17,10 @@ impl Detector for LoadBurst {
 
 /// `load_burst`: the delivery rate jumps and latency follows.
 fn load_burst(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
-    let per_s = |n: usize, (from, to): (i64, i64)| n as f64 / ((to - from).max(1) as f64 / 1e9);
+    let per_s = |n: usize, ns: i64| n as f64 / (ns.max(1) as f64 / 1e9);
     let (rate, base) = (
-        per_s(e.spike.len(), e.spike_ns),
-        per_s(e.baseline.len(), e.baseline_ns),
+        per_s(e.spike.len(), e.spike_ns.1 - e.spike_ns.0),
+        per_s(e.baseline.len(), e.baseline_quiet_ns),
     );
     let ratio = rate / base.max(1e-9);
     CauseFinding {

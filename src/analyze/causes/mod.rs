@@ -85,7 +85,13 @@ pub struct Evidence<'a> {
     /// slow for each consumer when looking for a hot spot.
     pub usual_p99: &'a [u64],
     pub spike_ns: (i64, i64),
-    pub baseline_ns: (i64, i64),
+    /// The quiet time the baseline samples cover.
+    pub baseline_quiet_ns: i64,
+    /// The spike's baseline P99 (the median P99 of the quiet windows before it), of the
+    /// latency that spiked: what "slow" means to every detector, the one number quoted; 0
+    /// when the spike has none (an SLO breach before any quiet window), then the baseline
+    /// samples' own P99.
+    pub baseline_p99: u64,
     pub clock: &'a FrameClock,
     /// Consumer state polls in the spike: (ack pending, max ack pending).
     pub ack_pending: &'a [(u64, i64)],
@@ -145,8 +151,11 @@ fn spiked(e: &Evidence, r: &RingRow) -> Option<u64> {
     e.latency.of(r)
 }
 
-/// The baseline's P99 of the latency that spiked: spike samples above it are "slow".
+/// The spike's baseline P99 of the latency that spiked: spike samples above it are "slow".
 fn slow_threshold(e: &Evidence) -> u64 {
+    if e.baseline_p99 > 0 {
+        return e.baseline_p99;
+    }
     let mut v: Vec<u64> = e.baseline.iter().filter_map(|r| spiked(e, r)).collect();
     quantile(&mut v, 0.99).max(1)
 }
@@ -257,6 +266,35 @@ const DAMPING: &[fn(&mut [CauseFinding])] = &[
     hot_spot_only_without_a_mechanism,
 ];
 
+/// `unknown`: no detector reached 0.5. Its confidence is 0 (it is not a finding); the words
+/// say what was looked at and the strongest candidate, which follow it in the list.
+fn unknown(slow: &Slow, strongest: Option<&CauseFinding>) -> CauseFinding {
+    let threshold = ms(slow.threshold as f64);
+    let strongest = strongest.filter(|c| c.confidence > 0.0);
+    let looked = format!(
+        "no cause found for the {} samples above the baseline P99 of {threshold} ms",
+        slow.rows.len()
+    );
+    CauseFinding {
+        cause: Cause::Unknown,
+        confidence: 0.0,
+        evidence: json!({
+            "slow_threshold_ms": threshold,
+            "slow_samples": slow.rows.len(),
+            "strongest": strongest.map(|c| c.cause),
+            "strongest_confidence": strongest.map(|c| c.confidence),
+        }),
+        summary: match strongest {
+            Some(c) => format!(
+                "{looked}; strongest: {} {:.2} ({})",
+                c.cause, c.confidence, c.summary
+            ),
+            None => format!("{looked}; no detector found anything"),
+        },
+        exemplar_trace_ids: exemplars(slow.rows.iter().copied()),
+    }
+}
+
 /// Every detector's verdict, most confident first; `unknown` first when none reaches 0.5.
 pub fn attribute(e: &Evidence) -> Vec<CauseFinding> {
     let slow = slow(e);
@@ -289,21 +327,7 @@ pub fn attribute(e: &Evidence) -> Vec<CauseFinding> {
     }
     findings.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     if findings.first().is_none_or(|c| c.confidence < 0.5) {
-        let threshold = slow.threshold;
-        findings.insert(
-            0,
-            CauseFinding {
-                cause: Cause::Unknown,
-                confidence: 1.0 - findings.first().map_or(0.0, |c| c.confidence),
-                evidence: json!({"slow_threshold_ms": ms(threshold as f64), "slow_samples": slow.rows.len()}),
-                summary: format!(
-                    "{} samples above the baseline P99 of {} ms; no detector reached 0.5",
-                    slow.rows.len(),
-                    ms(threshold as f64)
-                ),
-                exemplar_trace_ids: exemplars(slow.rows.iter().copied()),
-            },
-        );
+        findings.insert(0, unknown(&slow, findings.first()));
     }
     findings
 }
@@ -356,10 +380,8 @@ mod tests {
             context: None,
             usual_p99: &p99_by_consumer(baseline, Latency::Ack),
             spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
-            baseline_ns: (
-                baseline[0].acked_ns,
-                baseline[baseline.len() - 1].acked_ns + 1,
-            ),
+            baseline_quiet_ns: baseline[baseline.len() - 1].acked_ns + 1 - baseline[0].acked_ns,
+            baseline_p99: 0,
             clock: &clock,
             ack_pending,
             name: &name,
