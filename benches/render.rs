@@ -70,6 +70,7 @@ fn render(c: &mut Criterion) {
         title: "ack latency by frame phase — tick 16ms, bin 100µs".into(),
         subtitle: "all consumers".into(),
         latency: "ack".into(),
+        budget_ns: Some(16_000_000),
     };
     let svg = render_heatmap(&grid, &style).unwrap();
     let cells = svg.matches("<rect x=").count();

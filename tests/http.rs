@@ -636,6 +636,18 @@ async fn serve_end_to_end_with_a_browser() {
     );
     let time_map = &dom[dom.find("id=\"time-map\"").expect("time map")..];
     assert!(time_map.contains("<svg"));
+    // Each picture has its "SVG" export: the picture shown, as a file.
+    for map in [phase_map, time_map] {
+        let link = &map[map.find("class=\"export\"").expect("an SVG link")..];
+        assert!(
+            link.contains("href=\"blob:") && link.contains(".svg\""),
+            "{}",
+            &link[..200]
+        );
+    }
+    // Wall-clock labels on the time axis, the frame budget on both.
+    assert!(time_map.contains("time of day (UTC)"));
+    assert!(phase_map.contains("class=\"budget\""));
     let phases = &dom[dom.find("id=\"phases\"").unwrap()..];
     assert!(
         phases.matches("<tr>").count() >= 32,
@@ -887,7 +899,7 @@ async fn answers_carry_the_contracts_field_names() {
         (&report["latency_us"], vec!["count", "max", "mean", "p50", "p90", "p99", "p999"]),
         (&report["phases"][0], vec!["count", "from_us", "p50_us", "p99_us", "to_us"]),
         (&report["spikes"][0], vec!["baseline_p99_us", "causes", "consumer", "end", "latency", "p99_us", "start", "stream", "windows"]),
-        (&report["spikes"][0]["causes"][0], vec!["cause", "confidence", "evidence", "exemplar_trace_ids", "summary"]),
+        (&report["spikes"][0]["causes"][0], vec!["cause", "caused_by", "confidence", "evidence", "exemplar_trace_ids", "summary"]),
         (&report["ordering"], vec!["checked", "out_of_order", "rate"]),
     ];
     for (object, names) in expected {

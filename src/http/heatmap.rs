@@ -15,7 +15,10 @@ use crate::aggregate::rebin;
 use crate::collector::lock;
 use crate::model::Seen;
 use crate::model::rfc3339;
-use crate::render::heatmap::{ColorScale, HeatmapStyle, XAxis, format_latency, render_heatmap};
+use crate::render::heatmap::{
+    ColorScale, HeatmapStyle, XAxis, fit_latency_axis, fit_latency_floor, format_latency,
+    render_heatmap,
+};
 
 /// Most cells a heatmap may have (columns × latency rows): about 200 bytes of SVG each.
 const MAX_CELLS: u64 = 250_000;
@@ -55,8 +58,23 @@ async fn heatmap(
         let (from, to) = params.range(&c, now);
         let filter = params.filter(ids.as_deref(), from, to);
         let agg = &c.config().aggregate;
-        let max = params.max_latency_ns.unwrap_or(agg.max_latency_ns);
-        let min = agg.grid_min_latency_ns.min(max / 10).max(1);
+        let clock = params.clock(c.aggregator().clock(), 160);
+        // The latency axis fits the data (and the frame budget), as Grafana's heatmap does;
+        // `max_latency` pins its top.
+        let (mut fastest, mut slowest) = (None::<u64>, None::<u64>);
+        for ns in c
+            .aggregator()
+            .ring()
+            .iter()
+            .filter_map(|r| filter.latency(&r))
+        {
+            fastest = Some(fastest.map_or(ns, |f| f.min(ns)));
+            slowest = Some(slowest.map_or(ns, |s| s.max(ns)));
+        }
+        let max = params
+            .max_latency_ns
+            .unwrap_or_else(|| fit_latency_axis(slowest, clock.period_ns(), agg.max_latency_ns));
+        let min = fit_latency_floor(fastest, max, agg.grid_min_latency_ns.max(1));
         let axis = LatencyAxis::new(min, max, agg.latency_rows);
         // The picture's size follows its cells: bound them, and so the answer's bytes.
         let columns = match kind {
@@ -72,7 +90,6 @@ async fn heatmap(
                 ),
             ));
         }
-        let clock = params.clock(c.aggregator().clock(), 160);
         let (grid, x, title) = match kind {
             Kind::Phase => (
                 rebin::phase_grid(c.aggregator().ring(), &filter, &clock, axis),
@@ -108,9 +125,8 @@ async fn heatmap(
             _ => "all consumers".to_string(),
         };
         let mut subtitle = format!(
-            "{who} · {} to {} · {} samples",
-            rfc3339(from),
-            rfc3339(to),
+            "{who} · {} · {} samples",
+            span_in_words(from, to),
             grid.total()
         );
         for w in range_warnings(&c, from, to) {
@@ -126,9 +142,23 @@ async fn heatmap(
             title,
             subtitle,
             latency: filter.latency.as_str().to_string(),
+            budget_ns: Some(clock.period_ns()),
         };
         render_heatmap(&grid, &style).map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// A range as a reader wants it under a picture: `2026-11-29 14:13:20–14:18:20 UTC`, the
+/// second date only when it differs.
+fn span_in_words(from: i64, to: i64) -> String {
+    let (a, b) = (rfc3339(from), rfc3339(to));
+    let (day_a, time_a) = (a.get(..10).unwrap_or(&a), a.get(11..19).unwrap_or(""));
+    let (day_b, time_b) = (b.get(..10).unwrap_or(&b), b.get(11..19).unwrap_or(""));
+    if day_a == day_b {
+        format!("{day_a} {time_a}–{time_b} UTC")
+    } else {
+        format!("{day_a} {time_a} – {day_b} {time_b} UTC")
+    }
 }

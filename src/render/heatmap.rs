@@ -43,6 +43,60 @@ pub struct HeatmapStyle {
     pub subtitle: String,
     /// Name of the latency on the y axis ("ack" or "e2e").
     pub latency: String,
+    /// The frame budget (one tick): a line across the latency axis, what lies above it
+    /// shaded: the acks that miss the frame.
+    pub budget_ns: Option<u64>,
+}
+
+/// A P99 per phase bin is drawn only for bins with at least this many samples: on fewer it
+/// jumps between neighbours on one or two slow acks.
+pub const MIN_P99_SAMPLES: u64 = 20;
+
+/// The top of a fitted latency axis: a quarter above the slowest sample, and at least twice
+/// the frame budget (so the budget line shows), rounded up to 1, 2 or 5 × a power of ten and
+/// at most `cap_ns`. `None` for no samples.
+pub fn fit_latency_axis(slowest_ns: Option<u64>, budget_ns: u64, cap_ns: u64) -> u64 {
+    let want = (slowest_ns.unwrap_or(0) as f64 * 1.25)
+        .max(2.0 * budget_ns as f64)
+        .max(1e3);
+    let mut power = 10f64.powi(want.log10().floor() as i32);
+    let nice = loop {
+        if let Some(step) = [1.0, 2.0, 5.0]
+            .iter()
+            .map(|m| m * power)
+            .find(|v| *v >= want)
+        {
+            break step;
+        }
+        power *= 10.0;
+    };
+    (nice as u64).min(cap_ns)
+}
+
+/// The bottom of a fitted latency axis: a fifth below the fastest sample, rounded down to 1, 2
+/// or 5 × a power of ten, at least `floor_ns` and at most a hundredth of `top_ns` (two decades
+/// shown at least).
+pub fn fit_latency_floor(fastest_ns: Option<u64>, top_ns: u64, floor_ns: u64) -> u64 {
+    let ceiling = (top_ns / 100).max(1);
+    let Some(fastest) = fastest_ns else {
+        return floor_ns.min(ceiling);
+    };
+    let want = (fastest as f64 * 0.8).max(1.0);
+    let power = 10f64.powi(want.log10().floor() as i32);
+    let nice = [5.0, 2.0, 1.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|v| *v <= want)
+        .unwrap_or(power);
+    (nice as u64).clamp(floor_ns.min(ceiling), ceiling)
+}
+
+/// `HH:MM:SS` (UTC) of a Unix-nanosecond instant, with tenths when `tenths`.
+fn time_of_day(ns: i64, tenths: bool) -> String {
+    let t = rfc3339(ns);
+    // 2026-11-29T14:13:20.123456789Z
+    let end = if tenths { 21 } else { 19 };
+    t.get(11..end).unwrap_or(&t).to_string()
 }
 
 /// Why a heatmap could not be drawn.
@@ -137,6 +191,13 @@ impl XAxis {
     }
 }
 
+/// Samples in a column.
+fn samples_in(grid: &PhaseGrid, column: u32) -> u64 {
+    (0..grid.axis().rows())
+        .map(|r| grid.count(column, r) as u64)
+        .sum()
+}
+
 /// The latency (upper edge of the row) below which 99% of a column's samples lie.
 fn column_p99(grid: &PhaseGrid, column: u32) -> Option<f64> {
     let rows = grid.axis().rows();
@@ -171,6 +232,8 @@ pub fn render_heatmap(grid: &PhaseGrid, style: &HeatmapStyle) -> Result<String, 
 
     let mut svg = String::new();
     let mut cells = String::new();
+    // Under the cells: the shade above the frame budget.
+    let mut under = String::new();
     let mut overlay = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
@@ -178,8 +241,11 @@ pub fn render_heatmap(grid: &PhaseGrid, style: &HeatmapStyle) -> Result<String, 
         let (main, _legend) = root.split_horizontally(width - LEGEND_WIDTH);
         let x_desc = match style.x {
             XAxis::Phase { .. } => "frame phase (ms)".to_string(),
-            XAxis::Time { .. } => "time (s from range start)".to_string(),
+            XAxis::Time { .. } => "time of day (UTC)".to_string(),
         };
+        // Tenths of a second when the whole range is under 20 s.
+        let tenths =
+            matches!(style.x, XAxis::Time { from_ns, to_ns } if to_ns - from_ns < 20_000_000_000);
         let mut chart = ChartBuilder::on(&main)
             .caption(&style.title, ("sans-serif", 16))
             .margin(12)
@@ -195,7 +261,7 @@ pub fn render_heatmap(grid: &PhaseGrid, style: &HeatmapStyle) -> Result<String, 
             .y_desc(format!("{} latency", style.latency))
             .x_label_formatter(&|x| match style.x {
                 XAxis::Phase { .. } => trim(format!("{:.3}", x / 1e6)),
-                XAxis::Time { .. } => trim(format!("{:.3}", x / 1e9)),
+                XAxis::Time { from_ns, .. } => time_of_day(from_ns + *x as i64, tenths),
             })
             .y_label_formatter(&|y| format_latency(*y))
             .draw()
@@ -237,18 +303,54 @@ pub fn render_heatmap(grid: &PhaseGrid, style: &HeatmapStyle) -> Result<String, 
             }
         }
 
+        if let Some(budget) = style.budget_ns.map(|b| b as f64)
+            && budget > y_min
+            && budget < y_max
+        {
+            // Shaded above the budget, under the cells; the line over them.
+            let (x0, top) = chart.backend_coord(&(0.0, y_max));
+            let (x1, line) = chart.backend_coord(&(span, budget));
+            let _ = write!(
+                under,
+                "<rect class=\"over-budget\" x=\"{x0}\" y=\"{top}\" width=\"{}\" height=\"{}\" fill=\"#d73a49\" fill-opacity=\"0.07\"><title>over the frame budget ({})</title></rect>",
+                x1 - x0,
+                line - top,
+                format_latency(budget)
+            );
+            let _ = write!(
+                overlay,
+                "<line class=\"budget\" x1=\"{x0}\" y1=\"{line}\" x2=\"{x1}\" y2=\"{line}\" stroke=\"#d73a49\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>frame budget {}</title></line><text x=\"{}\" y=\"{}\" font-family=\"sans-serif\" font-size=\"11\" fill=\"#d73a49\" text-anchor=\"end\">frame budget {}</text>",
+                format_latency(budget),
+                x1 - 4,
+                line - 4,
+                format_latency(budget)
+            );
+        }
+
         if let XAxis::Phase { period_ns } = style.x {
-            let points: Vec<String> = (0..columns)
-                .filter_map(|c| {
-                    let p99 = column_p99(grid, c)?.clamp(y_min, y_max);
-                    let (px, py) = chart.backend_coord(&((x_of(c) + x_of(c + 1)) / 2.0, p99));
-                    Some(format!("{px},{py}"))
-                })
-                .collect();
-            if !points.is_empty() {
+            // The P99 line, broken where a bin has too few samples to have one.
+            let mut segments: Vec<Vec<String>> = vec![Vec::new()];
+            for c in 0..columns {
+                let enough = samples_in(grid, c) >= MIN_P99_SAMPLES;
+                match column_p99(grid, c).filter(|_| enough) {
+                    Some(p99) => {
+                        let y = p99.clamp(y_min, y_max);
+                        let (px, py) = chart.backend_coord(&((x_of(c) + x_of(c + 1)) / 2.0, y));
+                        segments
+                            .last_mut()
+                            .expect("one segment at least")
+                            .push(format!("{px},{py}"));
+                    }
+                    None if segments.last().is_some_and(|s| !s.is_empty()) => {
+                        segments.push(Vec::new())
+                    }
+                    None => {}
+                }
+            }
+            for points in segments.iter().filter(|s| !s.is_empty()) {
                 let _ = write!(
                     overlay,
-                    "<polyline class=\"p99\" points=\"{}\" fill=\"none\" stroke=\"#1f6feb\" stroke-width=\"2\"><title>P99 per phase bin</title></polyline>",
+                    "<polyline class=\"p99\" points=\"{}\" fill=\"none\" stroke=\"#1f6feb\" stroke-width=\"2\"><title>P99 per phase bin (bins with {MIN_P99_SAMPLES} samples or more)</title></polyline>",
                     points.join(" ")
                 );
             }
@@ -303,7 +405,10 @@ pub fn render_heatmap(grid: &PhaseGrid, style: &HeatmapStyle) -> Result<String, 
     let end = svg
         .rfind("</svg>")
         .ok_or_else(|| Error("plotters wrote no </svg>".into()))?;
-    svg.insert_str(end, &format!("<g class=\"cells\">{cells}</g>{overlay}"));
+    svg.insert_str(
+        end,
+        &format!("{under}<g class=\"cells\">{cells}</g>{overlay}"),
+    );
     Ok(svg)
 }
 
@@ -321,6 +426,7 @@ mod tests {
             title: "ack latency by frame phase — tick 16ms, bin 100µs".into(),
             subtitle: "GAME/srv-1 <all>".into(),
             latency: "ack".into(),
+            budget_ns: Some(16_000_000),
         }
     }
 
@@ -356,8 +462,14 @@ mod tests {
         let cells = &svg[svg.find("<g class=\"cells\">").unwrap()..];
         let cells = &cells[..cells.find("</g>").unwrap()];
         assert_eq!(count(cells, "<rect "), non_empty);
-        assert_eq!(count(cells, "<title>"), non_empty);
-        assert!(svg.contains("class=\"p99\""));
+        // The shade above the frame budget lies under the cells; the line over them.
+        let shade = svg.find("class=\"over-budget\"").unwrap();
+        assert!(shade < svg.find("<g class=\"cells\">").unwrap());
+        assert!(svg.contains("class=\"budget\""));
+        assert!(svg.contains(">frame budget 16ms</text>"));
+        // Only the pile-up's bin has 20 samples or more: a P99 line of one point there.
+        assert_eq!(count(&svg, "class=\"p99\""), 1);
+        assert!(svg.contains("bins with 20 samples or more"));
         assert!(svg.contains("class=\"frame-end\""));
         assert!(svg.contains("frame end (16ms)"));
         assert!(
@@ -378,7 +490,58 @@ mod tests {
         };
         let svg = render_heatmap(&grid(), &style(x)).unwrap();
         assert!(!svg.contains("frame-end"));
-        assert!(svg.contains("2026-09-21T14:13:20"));
+        // Axis labels are times of day, not seconds from the start.
+        assert!(svg.contains("time of day (UTC)"));
+        assert!(svg.contains("\n14:13:20\n"), "{svg}");
+        assert!(svg.contains("\n14:13:50\n"));
+        assert!(svg.contains("class=\"budget\""));
+    }
+
+    #[test]
+    fn the_p99_line_breaks_where_bins_have_too_few_samples() {
+        let mut g = PhaseGrid::new(10, LatencyAxis::new(10_000, 1_000_000_000, 50));
+        for c in [0u32, 1, 2, 6, 7] {
+            for k in 0..MIN_P99_SAMPLES {
+                g.record(c, 1_000_000 + k * 10_000);
+            }
+        }
+        g.record(4, 500_000_000); // one slow ack alone in its bin: no P99 there
+        let svg = render_heatmap(
+            &g,
+            &style(XAxis::Phase {
+                period_ns: 16_000_000,
+            }),
+        )
+        .unwrap();
+        let lines: Vec<&str> = svg
+            .split("<polyline class=\"p99\" points=\"")
+            .skip(1)
+            .collect();
+        let points: Vec<usize> = lines
+            .iter()
+            .map(|l| l[..l.find('"').unwrap()].split(' ').count())
+            .collect();
+        assert_eq!(points, vec![3, 2]);
+    }
+
+    #[test]
+    fn a_fitted_latency_axis_rounds_up_from_the_slowest_sample() {
+        const MS: u64 = 1_000_000;
+        let cap = 60_000 * MS;
+        assert_eq!(fit_latency_axis(Some(70 * MS), 16 * MS, cap), 100 * MS);
+        assert_eq!(
+            fit_latency_axis(Some(3 * MS), 16 * MS, cap),
+            50 * MS,
+            "twice the budget"
+        );
+        assert_eq!(fit_latency_axis(Some(170 * MS), 16 * MS, cap), 500 * MS);
+        assert_eq!(fit_latency_axis(None, 16 * MS, cap), 50 * MS);
+        assert_eq!(fit_latency_axis(Some(90_000 * MS), 16 * MS, cap), cap);
+        // The bottom: below the fastest, two decades under the top at least.
+        assert_eq!(fit_latency_floor(Some(9 * MS), 50 * MS, 10_000), 500_000);
+        assert_eq!(fit_latency_floor(Some(300_000), 50 * MS, 10_000), 200_000);
+        assert_eq!(fit_latency_floor(Some(1_000), 50 * MS, 10_000), 10_000);
+        assert_eq!(fit_latency_floor(None, 50 * MS, 10_000), 10_000);
     }
 
     #[test]

@@ -18,10 +18,7 @@ impl Detector for FlowControl {
 /// `flow_control`: the consumer sits at `max_ack_pending` while the spike lasts.
 fn flow_control(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     let limited: Vec<&(u64, i64)> = e.ack_pending.iter().filter(|(_, max)| *max > 0).collect();
-    let at_limit = limited
-        .iter()
-        .filter(|(p, max)| *p as f64 >= 0.9 * *max as f64)
-        .count();
+    let at_limit = limited.iter().filter(|p| at_max_ack_pending(p)).count();
     let share = at_limit as f64 / limited.len().max(1) as f64;
     let peak = e.ack_pending.iter().map(|(p, _)| *p).max().unwrap_or(0);
     CauseFinding {
@@ -41,6 +38,7 @@ fn flow_control(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
             None => "no consumer state with a max_ack_pending during the spike".to_string(),
         },
         exemplar_trace_ids: exemplars(slow.iter().copied()),
+        caused_by: None,
     }
 }
 

@@ -86,6 +86,7 @@ fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> CauseFinding {
             pct(share)
         ),
         exemplar_trace_ids: exemplars(burst_rows),
+        caused_by: None,
     }
 }
 

@@ -219,6 +219,7 @@ fn hot_spot(e: &Evidence, threshold: u64) -> CauseFinding {
             evidence: json!({}),
             summary: "no slow samples".to_string(),
             exemplar_trace_ids: Vec::new(),
+            caused_by: None,
         };
     };
     let kind = match dim {
@@ -246,6 +247,7 @@ fn hot_spot(e: &Evidence, threshold: u64) -> CauseFinding {
             pct(all_share)
         ),
         exemplar_trace_ids: exemplars(matching),
+        caused_by: None,
     }
 }
 

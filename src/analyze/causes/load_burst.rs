@@ -15,7 +15,9 @@ impl Detector for LoadBurst {
     }
 }
 
-/// `load_burst`: the delivery rate jumps and latency follows.
+/// `load_burst`: the delivery rate jumps and latency follows. The rate is of samples, one
+/// per message acked (a message delivered twice is one sample), so a redelivery storm is not
+/// more load.
 fn load_burst(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     let per_s = |n: usize, ns: i64| n as f64 / (ns.max(1) as f64 / 1e9);
     let (rate, base) = (
@@ -29,6 +31,7 @@ fn load_burst(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
         evidence: json!({"acks_per_s": rate, "baseline_acks_per_s": base, "ratio": ratio}),
         summary: format!("{rate:.0} acks/s vs {base:.0} at baseline ({ratio:.1}×)"),
         exemplar_trace_ids: exemplars(slow.iter().copied()),
+        caused_by: None,
     }
 }
 
@@ -54,5 +57,28 @@ mod tests {
         let causes = top(&spike, &baseline(), &[]);
         assert_eq!(causes[0].cause, Cause::LoadBurst, "{causes:#?}");
         assert!(causes[0].evidence["ratio"].as_f64().unwrap() > 3.5);
+    }
+
+    #[test]
+    fn a_redelivery_storm_after_a_burst_is_the_bursts_consequence() {
+        // Four times the messages; the backlog outlived ack_wait: every other message of the
+        // spike is a redelivery, and the slowest.
+        let mut spike = Vec::new();
+        for copy in 0..4 {
+            spike.extend(healthy(spike_start() + copy * 1_000, 60));
+        }
+        spike.sort_by_key(|r| r.acked_ns);
+        for (i, r) in spike.iter_mut().enumerate() {
+            r.ack_latency_ns = Some(40 * MS);
+            if i % 2 == 0 {
+                r.deliveries = 2;
+                r.ack_latency_ns = Some(2_500 * MS);
+            }
+        }
+        let causes = top(&spike, &baseline(), &[]);
+        assert_eq!(causes[0].cause, Cause::LoadBurst, "{causes:#?}");
+        assert_eq!(causes[1].cause, Cause::Redelivery, "{causes:#?}");
+        assert_eq!(causes[1].caused_by, Some(Cause::LoadBurst));
+        assert!(causes[1].summary.starts_with("caused by load_burst"));
     }
 }

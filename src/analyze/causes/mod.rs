@@ -69,6 +69,11 @@ pub struct CauseFinding {
     /// The evidence in words.
     pub summary: String,
     pub exemplar_trace_ids: Vec<TraceId>,
+    /// The cause found that is known to produce this one's signature (a load burst's backlog
+    /// outliving `ack_wait` → redeliveries): this one is its consequence and ranks after it.
+    /// `None` for a root cause.
+    #[serde(default)]
+    pub caused_by: Option<Cause>,
 }
 
 /// What the detectors look at.
@@ -170,6 +175,24 @@ fn slow<'a>(e: &Evidence<'a>) -> Slow<'a> {
     Slow { threshold, rows }
 }
 
+/// Whether a consumer state poll (ack pending, max ack pending) found the consumer at its
+/// `max_ack_pending` (within 10%).
+fn at_max_ack_pending(&(pending, max): &(u64, i64)) -> bool {
+    max > 0 && pending as f64 >= 0.9 * max as f64
+}
+
+/// The share of the spike's consumer state polls that found it at `max_ack_pending` (0
+/// without a poll that knows the limit).
+fn share_at_max_ack_pending(e: &Evidence) -> f64 {
+    let limited = e.ack_pending.iter().filter(|(_, max)| *max > 0).count();
+    let at = e
+        .ack_pending
+        .iter()
+        .filter(|p| at_max_ack_pending(p))
+        .count();
+    at as f64 / limited.max(1) as f64
+}
+
 /// Trace ids of the slowest rows, slowest first.
 fn exemplars<'a>(rows: impl IntoIterator<Item = &'a RingRow>) -> Vec<TraceId> {
     // One pass keeping the slowest few: the rows can be a million.
@@ -235,12 +258,85 @@ fn damp(findings: &mut [CauseFinding], cause: Cause, by: f64) {
     }
 }
 
-/// Damping: lost acks and bursts of load fill `max_ack_pending` too. When slow samples are
-/// redeliveries, or the rate jumped, the limit being reached is a consequence, not the cause.
-fn flow_control_follows_lost_acks_and_load(findings: &mut [CauseFinding]) {
-    let by = (1.0 - confidence(findings, Cause::Redelivery))
-        * (1.0 - confidence(findings, Cause::LoadBurst));
-    damp(findings, Cause::FlowControl, by);
+/// A mechanism by which one cause produces another's signature.
+pub struct Chain {
+    pub root: Cause,
+    pub consequence: Cause,
+    /// How, in words.
+    pub how: &'static str,
+}
+
+/// The chains known, in the order they are applied: a consequence gets the first root found.
+pub const CHAINS: &[Chain] = &[
+    Chain {
+        root: Cause::LoadBurst,
+        consequence: Cause::Redelivery,
+        how: "the backlog of the load burst outlived ack_wait and the server redelivered",
+    },
+    Chain {
+        root: Cause::LoadBurst,
+        consequence: Cause::FlowControl,
+        how: "the backlog of the load burst filled max_ack_pending",
+    },
+    Chain {
+        root: Cause::GcPause,
+        consequence: Cause::FlowControl,
+        how: "no acks during the stall filled max_ack_pending",
+    },
+    Chain {
+        root: Cause::Redelivery,
+        consequence: Cause::FlowControl,
+        how: "deliveries never acked held max_ack_pending slots until ack_wait",
+    },
+    Chain {
+        root: Cause::GcPause,
+        consequence: Cause::ThreadPreemption,
+        how: "the acks held during each stall came out together, at one phase",
+    },
+];
+
+/// A root found with this confidence or more makes what it produces its consequence.
+const CHAIN_ROOT: f64 = 0.5;
+
+/// Marks the consequences of the roots found ([`CHAINS`]); a root that is itself a
+/// consequence of the would-be consequence (a cycle) is left alone.
+fn chain(findings: &mut [CauseFinding]) {
+    for c in CHAINS {
+        let root = findings
+            .iter()
+            .find(|f| f.cause == c.root)
+            .filter(|f| f.confidence >= CHAIN_ROOT && f.caused_by != Some(c.consequence))
+            .is_some();
+        if !root {
+            continue;
+        }
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.cause == c.consequence && f.caused_by.is_none() && f.confidence > 0.0)
+        {
+            f.caused_by = Some(c.root);
+            f.summary = format!("caused by {}: {}; {}", c.root, c.how, f.summary);
+        }
+    }
+}
+
+/// Most confident first, each consequence right after its root (and its consequences after
+/// it); equal confidences keep [`DETECTORS`]' order.
+fn rank(mut findings: Vec<CauseFinding>) -> Vec<CauseFinding> {
+    findings.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    fn place(cause: Option<Cause>, from: &mut Vec<CauseFinding>, to: &mut Vec<CauseFinding>) {
+        while let Some(i) = from.iter().position(|f| f.caused_by == cause) {
+            let f = from.remove(i);
+            let next = Some(f.cause);
+            to.push(f);
+            place(next, from, to);
+        }
+    }
+    let mut ranked = Vec::with_capacity(findings.len());
+    place(None, &mut findings, &mut ranked);
+    // A consequence whose root is not listed (cannot happen; kept, not lost).
+    ranked.append(&mut findings);
+    ranked
 }
 
 /// Damping: any fault of one consumer makes it stand out among the others; a hot spot is the
@@ -259,12 +355,8 @@ fn hot_spot_only_without_a_mechanism(findings: &mut [CauseFinding]) {
     damp(findings, Cause::HotSpot, 1.0 - mechanism);
 }
 
-/// The damping steps, in order: flow control first, so that a flow-control finding explained
-/// away by lost acks or load does not also explain a hot spot away.
-const DAMPING: &[fn(&mut [CauseFinding])] = &[
-    flow_control_follows_lost_acks_and_load,
-    hot_spot_only_without_a_mechanism,
-];
+/// The damping steps, in order.
+const DAMPING: &[fn(&mut [CauseFinding])] = &[hot_spot_only_without_a_mechanism];
 
 /// `unknown`: no detector reached 0.5. Its confidence is 0 (it is not a finding); the words
 /// say what was looked at and the strongest candidate, which follow it in the list.
@@ -292,6 +384,7 @@ fn unknown(slow: &Slow, strongest: Option<&CauseFinding>) -> CauseFinding {
             None => format!("{looked}; no detector found anything"),
         },
         exemplar_trace_ids: exemplars(slow.rows.iter().copied()),
+        caused_by: None,
     }
 }
 
@@ -325,7 +418,8 @@ pub fn attribute(e: &Evidence) -> Vec<CauseFinding> {
     for step in DAMPING {
         step(&mut findings);
     }
-    findings.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    chain(&mut findings);
+    let mut findings = rank(findings);
     if findings.first().is_none_or(|c| c.confidence < 0.5) {
         findings.insert(0, unknown(&slow, findings.first()));
     }
@@ -431,21 +525,38 @@ mod tests {
             evidence: Value::Null,
             summary: String::new(),
             exemplar_trace_ids: Vec::new(),
+            caused_by: None,
         }
     }
 
     #[test]
-    fn lost_acks_or_a_load_burst_explain_flow_control_away() {
-        let mut findings = [
-            finding(Cause::FlowControl, 1.0),
-            finding(Cause::Redelivery, 0.5),
-            finding(Cause::LoadBurst, 0.5),
+    fn a_consequence_ranks_after_its_root() {
+        // The redelivery storm after a load burst's backlog: both at 1.0, the burst first.
+        let findings = vec![
+            finding(Cause::Redelivery, 1.0),
+            finding(Cause::FlowControl, 0.9),
+            finding(Cause::LoadBurst, 0.8),
+            finding(Cause::HotSpot, 0.3),
         ];
-        flow_control_follows_lost_acks_and_load(&mut findings);
-        assert_eq!(confidence(&findings, Cause::FlowControl), 0.25);
-        let mut alone = [finding(Cause::FlowControl, 0.9)];
-        flow_control_follows_lost_acks_and_load(&mut alone);
-        assert_eq!(confidence(&alone, Cause::FlowControl), 0.9);
+        let mut findings = findings;
+        chain(&mut findings);
+        let ranked = rank(findings);
+        let order: Vec<(Cause, Option<Cause>)> =
+            ranked.iter().map(|f| (f.cause, f.caused_by)).collect();
+        assert_eq!(
+            order,
+            [
+                (Cause::LoadBurst, None),
+                (Cause::Redelivery, Some(Cause::LoadBurst)),
+                (Cause::FlowControl, Some(Cause::LoadBurst)),
+                (Cause::HotSpot, None),
+            ]
+        );
+        assert!(
+            ranked[1]
+                .summary
+                .starts_with("caused by load_burst: the backlog")
+        );
     }
 
     #[test]
@@ -460,18 +571,24 @@ mod tests {
     }
 
     #[test]
-    fn flow_control_is_damped_before_it_can_damp_a_hot_spot() {
-        let mut findings = [
-            finding(Cause::HotSpot, 1.0),
-            finding(Cause::FlowControl, 1.0),
-            finding(Cause::Redelivery, 0.25),
+    fn a_weak_root_explains_nothing_away() {
+        let mut findings = vec![
+            finding(Cause::FlowControl, 0.9),
+            finding(Cause::Redelivery, 0.4),
         ];
-        for step in DAMPING {
-            step(&mut findings);
-        }
-        assert_eq!(confidence(&findings, Cause::FlowControl), 0.75);
-        // Damped by the flow control that is left (0.75), not by the 1.0 it was.
-        assert_eq!(confidence(&findings, Cause::HotSpot), 0.25);
+        chain(&mut findings);
+        assert!(findings.iter().all(|f| f.caused_by.is_none()));
+        // Lost acks found: flow control is theirs.
+        let mut findings = vec![
+            finding(Cause::FlowControl, 0.9),
+            finding(Cause::Redelivery, 0.6),
+        ];
+        chain(&mut findings);
+        let ranked = rank(findings);
+        assert_eq!(
+            (ranked[0].cause, ranked[1].caused_by),
+            (Cause::Redelivery, Some(Cause::Redelivery))
+        );
     }
 
     #[test]

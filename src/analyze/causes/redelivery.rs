@@ -29,14 +29,18 @@ fn redelivery(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     }
     let during = redelivered_during as f64 / e.spike.len().max(1) as f64;
     let base = share(e.baseline);
-    // Lost acks hold max_ack_pending slots until ack_wait, so the messages behind them wait
-    // too: a few percent of redeliveries where there were none is the mechanism, even when
-    // most slow samples are the ones that waited.
+    // The signature: redeliveries where there were (almost) none. What it explains: the slow
+    // samples that were redeliveries, and, while the consumer sat at max_ack_pending, the
+    // messages that waited behind the unacked ones holding its slots until ack_wait. Half of
+    // the slow samples explained is full confidence; 6% is not.
+    let signature = clamp((during - base) / 0.05);
+    let explained = share_of_slow.max(share_at_max_ack_pending(e));
     CauseFinding {
         cause: Cause::Redelivery,
-        confidence: clamp((during - base) / 0.05).max(clamp((share_of_slow - base) / 0.3)),
+        confidence: signature * clamp(explained / 0.5),
         evidence: json!({"slow_samples": slow.len(), "redelivered_share_of_slow": share_of_slow,
-            "redelivered_share": during, "redelivered_share_at_baseline": base, "naks": naks}),
+            "redelivered_share": during, "redelivered_share_at_baseline": base, "naks": naks,
+            "explained_share_of_slow": explained}),
         summary: format!(
             "{} of slow samples were redeliveries; {} of all samples vs {} at baseline; {naks} NAKs",
             pct(share_of_slow),
@@ -44,6 +48,7 @@ fn redelivery(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
             pct(base)
         ),
         exemplar_trace_ids: exemplars(redelivered),
+        caused_by: None,
     }
 }
 

@@ -38,6 +38,11 @@ impl PhaseBins {
         }
     }
 
+    /// The frame `r` was acked in, counted from the origin.
+    fn frame(&self, r: &RingRow) -> i64 {
+        (r.acked_ns - self.origin).div_euclid(self.period)
+    }
+
     fn of(&self, r: &RingRow) -> usize {
         let offset = r.acked_ns - self.origin;
         let mut phase = offset - (offset as f64 * self.frames_per_ns) as i64 * self.period;
@@ -54,6 +59,9 @@ impl PhaseBins {
 /// Phase bins the preemption detector folds acks into, and the band width it looks for.
 const BINS: u32 = 32;
 const BAND: usize = 4; // an eighth of the frame
+/// The share of frames with slow acks in the band from which the band counts as a pattern of
+/// every frame rather than the bursts after a few stalls.
+const RECURRING: f64 = 0.3;
 
 /// `thread_preemption`: slow acks concentrate in one band of the frame, far more than the
 /// baseline's acks do.
@@ -100,18 +108,43 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
         let b = bins.of(r);
         (0..BAND).any(|k| (start + k) % BINS as usize == b)
     };
+    // Preemption repeats in every frame of the spike; a stall releases its acks in one burst,
+    // which lands at one phase only in the frame or two after each stall. Recurrence: of the
+    // frames in which the consumers with slow acks in the band acked at all, the share that
+    // had slow acks in the band.
+    let banded: Vec<&RingRow> = slow.iter().copied().filter(in_band).collect();
+    let mut who: Vec<ConsumerId> = banded.iter().map(|r| r.consumer).collect();
+    who.sort_unstable();
+    who.dedup();
+    let frames = |rows: &mut dyn Iterator<Item = &RingRow>| {
+        let mut f: Vec<i64> = rows.map(|r| bins.frame(r)).collect();
+        f.sort_unstable();
+        f.dedup();
+        f.len()
+    };
+    let frames_in_band = frames(&mut banded.iter().copied());
+    let frames_acked = frames(
+        &mut e
+            .spike
+            .iter()
+            .filter(|r| who.binary_search(&r.consumer).is_ok()),
+    );
+    let recurrence = frames_in_band as f64 / frames_acked.max(1) as f64;
     CauseFinding {
         cause: Cause::ThreadPreemption,
-        confidence: clamp((slow_share - base_share - 0.2) / 0.4),
+        confidence: clamp((slow_share - base_share - 0.2) / 0.4) * clamp(recurrence / RECURRING),
         evidence: json!({"band_from_ms": from, "band_to_ms": to,
             "slow_share_in_band": slow_share, "baseline_share_in_band": base_share, "slow_samples": slow.len(),
+            "frames_with_slow_acks_in_band": frames_in_band, "frames_with_acks": frames_acked,
             "slow_mean_resultant_length": resultant(&hs), "baseline_mean_resultant_length": resultant(&hb)}),
         summary: format!(
-            "{from}–{to} ms of the frame holds {} of slow acks vs {} of acks at baseline",
+            "{from}–{to} ms of the frame holds {} of slow acks vs {} of acks at baseline, in {} of the frames with acks",
             pct(slow_share),
-            pct(base_share)
+            pct(base_share),
+            pct(recurrence)
         ),
-        exemplar_trace_ids: exemplars(slow.iter().copied().filter(in_band)),
+        exemplar_trace_ids: exemplars(banded),
+        caused_by: None,
     }
 }
 
@@ -145,5 +178,38 @@ mod tests {
             "{}",
             c.summary
         );
+    }
+
+    #[test]
+    fn a_few_stalls_landing_at_one_phase_are_not_preemption() {
+        // Three 80 ms stalls of consumer 2 within 3 s: after each, its held acks come out
+        // together, at one phase of one frame. Every other frame of it is healthy.
+        let mut spike = healthy(spike_start(), 190);
+        for stall in [20i64, 80, 140] {
+            let release = spike_start() + (stall + 5) * FRAME + 9 * MS as i64;
+            for r in spike.iter_mut().filter(|r| {
+                r.consumer == 2
+                    && r.acked_ns >= spike_start() + stall * FRAME
+                    && r.acked_ns < spike_start() + (stall + 5) * FRAME
+            }) {
+                let waited = release - r.acked_ns;
+                r.acked_ns = release;
+                r.ack_latency_ns = Some(3 * MS + waited as u64);
+                r.trace_id = Some(TraceId([9; 16]));
+            }
+        }
+        spike.sort_by_key(|r| r.acked_ns);
+        let causes = top(&spike, &baseline(), &[]);
+        let preemption = causes
+            .iter()
+            .find(|c| c.cause == Cause::ThreadPreemption)
+            .unwrap();
+        assert!(
+            preemption.evidence["slow_share_in_band"].as_f64().unwrap() > 0.9,
+            "the released acks do share a phase: {preemption:#?}"
+        );
+        assert_eq!(preemption.evidence["frames_with_slow_acks_in_band"], 3);
+        assert!(preemption.confidence < 0.1, "{causes:#?}");
+        assert_eq!(causes[0].cause, Cause::GcPause, "{causes:#?}");
     }
 }

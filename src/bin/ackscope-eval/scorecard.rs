@@ -109,6 +109,23 @@ struct Score {
     detected: u32,
     top1: u32,
     top3: u32,
+    /// Per 0.1 of confidence: root causes given (not a consequence of another, not
+    /// `unknown`) and how many of them were the fault's cause.
+    given: [u32; 10],
+    right: [u32; 10],
+}
+
+impl Score {
+    fn add(&mut self, other: &Score) {
+        self.faults += other.faults;
+        self.detected += other.detected;
+        self.top1 += other.top1;
+        self.top3 += other.top3;
+        for b in 0..10 {
+            self.given[b] += other.given[b];
+            self.right[b] += other.right[b];
+        }
+    }
 }
 
 /// `ackscope serve` as a child process, killed on drop.
@@ -447,6 +464,14 @@ fn score(
                 continue;
             };
             score.detected += 1;
+            // Calibration: of the root causes given with a confidence, how many are right.
+            for c in sp.causes.iter().filter(|c| {
+                c.caused_by.is_none() && c.cause != Cause::Unknown && c.confidence > 0.0
+            }) {
+                let bucket = ((c.confidence * 10.0) as usize).min(9);
+                score.given[bucket] += 1;
+                score.right[bucket] += u32::from(c.cause == f.cause);
+            }
             let causes: Vec<Cause> = sp.causes.iter().map(|c| c.cause).collect();
             score.top1 += u32::from(causes.first() == Some(&f.cause));
             score.top3 += u32::from(causes.iter().take(3).any(|c| *c == f.cause));
@@ -573,10 +598,7 @@ fn print_table(scores: &BTreeMap<String, Score>, unexplained: &Unexplained) {
             100.0 * s.top1 as f64 / s.detected.max(1) as f64,
             100.0 * s.top3 as f64 / s.detected.max(1) as f64
         );
-        total.faults += s.faults;
-        total.detected += s.detected;
-        total.top1 += s.top1;
-        total.top3 += s.top3;
+        total.add(s);
     }
     println!(
         "all                  {:>6}  {:>5.0}%  {:>4.0}%  {:>4.0}%   ({}/{} detected, {} top-1, {} top-3)",
@@ -588,6 +610,27 @@ fn print_table(scores: &BTreeMap<String, Score>, unexplained: &Unexplained) {
         total.faults,
         total.top1,
         total.top3,
+    );
+    let (given, right): (u32, u32) = (total.given[9], total.right[9]);
+    println!(
+        "calibration: root causes given with confidence >= 0.9: {right}/{given} right ({:.0}%)",
+        100.0 * right as f64 / given.max(1) as f64
+    );
+    let buckets: Vec<String> = (0..10)
+        .filter(|&b| total.given[b] > 0)
+        .map(|b| {
+            format!(
+                "{:.1}-{:.1}: {}/{}",
+                b as f64 / 10.0,
+                (b + 1) as f64 / 10.0,
+                total.right[b],
+                total.given[b]
+            )
+        })
+        .collect();
+    println!(
+        "  per confidence bucket (right/given): {}",
+        buckets.join(", ")
     );
     let hours = (unexplained.healthy_ns as f64 / 3.6e12).max(1e-9);
     println!(
