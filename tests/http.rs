@@ -724,7 +724,21 @@ fn tooltip_counts(html: &str, phase: &str) -> u32 {
 
 /// 30 seconds of GAME/srv-1 acks, 50 a second at 4 ms into the frame with 2 ms latency, except
 /// seconds 20–22, when acks are held back to 13 ms into the frame (11 ms latency).
+/// srv-1 acking 50 messages a second for 30 s, 2 ms after delivery at 4 ms into the frame;
+/// in seconds 20-22 its acks are held back to 13 ms into the frame, 11 ms late.
 fn preempted_state() -> AppState {
+    played_state(|_| (13 * MS, 11 * MS))
+}
+
+/// As [`preempted_state`], but in seconds 20-22 the acks come 11 ms late at every phase of the
+/// frame: a spike nothing explains.
+fn slowed_state() -> AppState {
+    played_state(|k| ((k as u64 * 5) % 16 * MS, 11 * MS))
+}
+
+/// srv-1 acking 50 messages a second for 30 s, 2 ms after delivery at 4 ms into the frame;
+/// in seconds 20-22 the k-th ack of a second comes at `held(k)` = (phase, latency).
+fn played_state(held: impl Fn(i64) -> (u64, u64)) -> AppState {
     let mut c = Collector::new(Config::default());
     let now = Seen::now();
     let frame = 16 * MS as i64;
@@ -735,9 +749,8 @@ fn preempted_state() -> AppState {
             seq += 1;
             let frame_start =
                 (start + second * 1_000_000_000 + k * 19 * MS as i64).div_euclid(frame) * frame;
-            let held = (20..23).contains(&second);
-            let (phase, latency) = if held {
-                (13 * MS, 11 * MS)
+            let (phase, latency) = if (20..23).contains(&second) {
+                held(k)
             } else {
                 (4 * MS, 2 * MS)
             };
@@ -871,6 +884,52 @@ async fn a_spike_linked_by_url_shows_its_causes_and_heatmaps_beside_the_baseline
         (998..=1_002).contains(&tooltip_counts(before, "")),
         "{before}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_nothing_explains_says_so_in_words() {
+    let state = slowed_state();
+    let (_, spikes) = get_json(&state, "/api/v1/spikes?stream=GAME&consumer=srv-1").await;
+    let s = &spikes[0];
+    let unknown = &s["causes"][0];
+    assert_eq!(unknown["cause"], "unknown", "{s}");
+    assert_eq!(unknown["confidence"], 0.0);
+    // The evidence quotes the spike's own baseline.
+    let quoted_us = unknown["evidence"]["slow_threshold_ms"].as_f64().unwrap() * 1_000.0;
+    assert!(
+        (quoted_us - s["baseline_p99_us"].as_f64().unwrap()).abs() <= 5.0,
+        "{s}"
+    );
+    let key = format!(
+        "{} GAME/srv-1 {}",
+        s["start"].as_str().unwrap(),
+        s["latency"].as_str().unwrap()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let url = format!("http://{addr}/#spike={encoded}");
+    let dom = tokio::task::spawn_blocking(move || browser(&url, "--dump-dom"))
+        .await
+        .unwrap();
+    std::fs::write(artifacts().join("dashboard-no-cause.html"), &dom).unwrap();
+    let detail = &dom[dom.find("id=\"spike-detail\"").expect("spike detail")..];
+    let causes = &detail[..detail.find("id=\"spike-map\"").unwrap()];
+    assert!(
+        causes.contains("<b>no cause found</b>: no cause found for the ")
+            && causes.contains(" samples above the baseline P99 of 2"),
+        "in words, with no confidence: {causes}"
+    );
+    assert!(!causes.contains("unknown 1.00") && !causes.contains("unknown 0.00"));
+    let table = &dom[dom.find("id=\"spikes\"").unwrap()..];
+    assert!(table.contains("no cause found"), "{table}");
 }
 
 /// The keys of a JSON object, sorted.
