@@ -86,6 +86,7 @@ fn analysis(c: &mut Criterion) {
         spike_ns: (start, spike.last().unwrap().acked_ns + 1),
         baseline_quiet_ns: start - T0,
         baseline_p99: 0,
+        deliveries: Default::default(),
         clock: &clock,
         ack_pending: &pending,
         name: &name,

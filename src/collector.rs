@@ -13,6 +13,7 @@ use crate::aggregate::buckets::LatencyBuckets;
 use crate::aggregate::rebin::Latency;
 use crate::aggregate::window::{Counts, WindowSummary};
 use crate::aggregate::{Aggregator, Event};
+use crate::analyze::causes::Deliveries;
 use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes};
 use crate::analyze::spikes::Spike;
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
@@ -700,6 +701,26 @@ impl Collector {
             .filter(|(t, _, _)| *t >= spike_ns.0 && *t < spike_ns.1)
             .map(|&(_, pending, max)| (pending, max))
             .collect();
+        // Deliveries as the scope's windows counted them, during and in the quiet baseline.
+        let mut deliveries = Deliveries::default();
+        for w in self.aggregator.history(scope) {
+            let (counts, in_spike) = (
+                &w.counts,
+                w.start_ns >= spike_ns.0 && w.start_ns < spike_ns.1,
+            );
+            let quiet = w.start_ns >= first.min(spike_ns.0)
+                && w.end_ns <= spike_ns.0
+                && !earlier.iter().any(|&(a, b)| w.start_ns < b && a < w.end_ns);
+            let slot = if in_spike {
+                &mut deliveries.during
+            } else if quiet {
+                &mut deliveries.baseline
+            } else {
+                continue;
+            };
+            slot.0 += counts.redeliveries;
+            slot.1 += counts.deliveries;
+        }
         // Per consumer, its usual P99 over the baseline stretch before the spike.
         let usual = (baseline_from, spike.start_ns);
         let usual_p99 = (0..self.names.consumer_slots() as ConsumerId)
@@ -721,6 +742,7 @@ impl Collector {
             baseline_quiet_ns,
             usual_p99,
             ack_pending,
+            deliveries,
             clock: *self.aggregator.clock(),
             names: self.names.clone(),
             labels: self

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::causes::{CauseFinding, Dimension, Evidence, attribute};
+use super::causes::{CauseFinding, Deliveries, Dimension, Evidence, attribute};
 use super::config::SpikeConfig;
 use super::spikes::{Spike, WindowP99, find_spikes};
 use crate::aggregate::rebin::{Latency, quantile};
@@ -103,6 +103,8 @@ pub struct SpikeInputs {
     pub usual_p99: Vec<u64>,
     /// Consumer state polls during the spike: (ack pending, max ack pending).
     pub ack_pending: Vec<(u64, i64)>,
+    /// Deliveries the scope's windows counted during the spike and in the baseline.
+    pub deliveries: Deliveries,
     pub clock: FrameClock,
     pub names: Names,
     /// Label display names, by label index.
@@ -149,6 +151,7 @@ impl SpikeInputs {
                 baseline_p99: spike.baseline_p99_ns,
                 clock: &self.clock,
                 ack_pending: &self.ack_pending,
+                deliveries: self.deliveries,
                 name: &name,
                 latency: self.latency,
             })

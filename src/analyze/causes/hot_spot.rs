@@ -288,6 +288,7 @@ mod tests {
             spike_ns: (own[0].acked_ns, own[own.len() - 1].acked_ns + 1),
             baseline_quiet_ns: base[base.len() - 1].acked_ns + 1 - base[0].acked_ns,
             baseline_p99: 0,
+            deliveries: Deliveries::default(),
             clock: &clock,
             ack_pending: &[],
             name: &name,

@@ -100,10 +100,21 @@ pub struct Evidence<'a> {
     pub clock: &'a FrameClock,
     /// Consumer state polls in the spike: (ack pending, max ack pending).
     pub ack_pending: &'a [(u64, i64)],
+    /// Deliveries seen during the spike and in the baseline's quiet time, as the windows
+    /// counted them: (redeliveries, all). A redelivered message whose first delivery is the
+    /// one acked leaves no sample with `deliveries > 1`; its redelivery is counted here.
+    pub deliveries: Deliveries,
     /// Names a dimension value (consumer, subject or label) for the evidence.
     pub name: &'a (dyn Fn(Dimension) -> String + Sync),
     /// The latency that spiked.
     pub latency: Latency,
+}
+
+/// Deliveries counted during a spike and in its baseline: (redeliveries, all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deliveries {
+    pub during: (u64, u64),
+    pub baseline: (u64, u64),
 }
 
 impl Evidence<'_> {
@@ -466,6 +477,16 @@ mod tests {
         baseline: &[RingRow],
         ack_pending: &[(u64, i64)],
     ) -> Vec<CauseFinding> {
+        top_with(spike, baseline, ack_pending, Deliveries::default())
+    }
+
+    /// [`top`] with the deliveries the windows counted.
+    pub(super) fn top_with(
+        spike: &[RingRow],
+        baseline: &[RingRow],
+        ack_pending: &[(u64, i64)],
+        deliveries: Deliveries,
+    ) -> Vec<CauseFinding> {
         let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
         let name = |d: Dimension| format!("{d:?}");
         let e = Evidence {
@@ -478,6 +499,7 @@ mod tests {
             baseline_p99: 0,
             clock: &clock,
             ack_pending,
+            deliveries,
             name: &name,
             latency: Latency::Ack,
         };

@@ -27,8 +27,13 @@ fn redelivery(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
         redelivered_during += usize::from(r.deliveries > 1);
         naks += usize::from(r.kind == AckKind::Nak);
     }
-    let during = redelivered_during as f64 / e.spike.len().max(1) as f64;
-    let base = share(e.baseline);
+    // Of the samples, or of the deliveries the windows counted, whichever shows more: a
+    // redelivered message acked on its first delivery (a backlog that outlived ack_wait)
+    // is a sample with one delivery, and a redelivery among the deliveries.
+    let of = |(redelivered, all): (u64, u64)| redelivered as f64 / all.max(1) as f64;
+    let during =
+        (redelivered_during as f64 / e.spike.len().max(1) as f64).max(of(e.deliveries.during));
+    let base = share(e.baseline).max(of(e.deliveries.baseline));
     // The signature: redeliveries where there were (almost) none. What it explains: the slow
     // samples that were redeliveries, and, while the consumer sat at max_ack_pending, the
     // messages that waited behind the unacked ones holding its slots until ack_wait. Half of
@@ -66,5 +71,34 @@ mod tests {
         }
         let causes = top(&spike, &baseline(), &[]);
         assert_eq!(causes[0].cause, Cause::Redelivery, "{causes:#?}");
+    }
+
+    #[test]
+    fn redeliveries_the_windows_counted_count_when_the_first_delivery_was_acked() {
+        // A backlog outlived ack_wait: the server redelivered half the messages, but each was
+        // acked on its first delivery, so no sample says so. The windows counted them.
+        let mut spike = healthy(spike_start(), 60);
+        for r in &mut spike {
+            r.ack_latency_ns = Some(2_500 * MS);
+        }
+        let (all, redelivered) = (spike.len() as u64, spike.len() as u64 / 2);
+        let quiet = Deliveries {
+            during: (0, all),
+            baseline: (0, 4 * all),
+        };
+        let none = top_with(&spike, &baseline(), &[], quiet);
+        let found = |c: &[CauseFinding]| {
+            c.iter()
+                .find(|f| f.cause == Cause::Redelivery)
+                .unwrap()
+                .confidence
+        };
+        assert_eq!(found(&none), 0.0);
+        let storm = Deliveries {
+            during: (redelivered, all + redelivered),
+            ..quiet
+        };
+        let causes = top_with(&spike, &baseline(), &[(1000, 1000)], storm);
+        assert!(found(&causes) >= 0.9, "{causes:#?}");
     }
 }
