@@ -666,6 +666,26 @@ async fn serve_end_to_end_with_a_browser() {
     let _ = child.kill().await;
 }
 
+/// Serves `state` on a free port; the dashboard's URL that opens spike `s` (of GAME/srv-1).
+async fn spike_view(state: AppState, s: &Value) -> String {
+    let key = format!(
+        "{} GAME/srv-1 {}",
+        s["start"].as_str().unwrap(),
+        s["latency"].as_str().unwrap()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    format!("http://{addr}/#spike={encoded}")
+}
+
 /// Where browser tests leave their DOM dumps and screenshots.
 fn artifacts() -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-artifacts");
@@ -829,22 +849,7 @@ async fn a_spike_linked_by_url_shows_its_causes_and_heatmaps_beside_the_baseline
             .contains("of slow acks"),
         "{s}"
     );
-    let key = format!(
-        "{} GAME/srv-1 {}",
-        s["start"].as_str().unwrap(),
-        s["latency"].as_str().unwrap()
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    let encoded: String = key
-        .bytes()
-        .map(|b| match b {
-            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let url = format!("http://{addr}/#spike={encoded}");
+    let url = spike_view(state, s).await;
     let shot = artifacts().join("dashboard-spike.png");
     let dom = tokio::task::spawn_blocking(move || {
         browser(&url, &format!("--screenshot={}", shot.display()));
@@ -900,22 +905,7 @@ async fn a_spike_nothing_explains_says_so_in_words() {
         (quoted_us - s["baseline_p99_us"].as_f64().unwrap()).abs() <= 5.0,
         "{s}"
     );
-    let key = format!(
-        "{} GAME/srv-1 {}",
-        s["start"].as_str().unwrap(),
-        s["latency"].as_str().unwrap()
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    let encoded: String = key
-        .bytes()
-        .map(|b| match b {
-            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let url = format!("http://{addr}/#spike={encoded}");
+    let url = spike_view(state, s).await;
     let dom = tokio::task::spawn_blocking(move || browser(&url, "--dump-dom"))
         .await
         .unwrap();

@@ -44,7 +44,19 @@ impl PhaseBins {
     }
 
     fn frame_at(&self, t_ns: i64) -> i64 {
-        (t_ns - self.origin).div_euclid(self.period)
+        // As in `of`: estimated in floating point, corrected in integers (no division).
+        let offset = t_ns - self.origin;
+        let mut frame = (offset as f64 * self.frames_per_ns) as i64;
+        let mut phase = offset - frame * self.period;
+        while phase < 0 {
+            phase += self.period;
+            frame -= 1;
+        }
+        while phase >= self.period {
+            phase -= self.period;
+            frame += 1;
+        }
+        frame
     }
 
     fn of(&self, r: &RingRow) -> usize {
