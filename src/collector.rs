@@ -708,7 +708,7 @@ impl Collector {
                 &w.counts,
                 w.start_ns >= spike_ns.0 && w.start_ns < spike_ns.1,
             );
-            let quiet = w.start_ns >= first.min(spike_ns.0)
+            let quiet = w.end_ns > first.min(spike_ns.0)
                 && w.end_ns <= spike_ns.0
                 && !earlier.iter().any(|&(a, b)| w.start_ns < b && a < w.end_ns);
             let slot = if in_spike {

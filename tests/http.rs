@@ -744,8 +744,6 @@ fn tooltip_counts(html: &str, phase: &str) -> u32 {
 
 /// 30 seconds of GAME/srv-1 acks, 50 a second at 4 ms into the frame with 2 ms latency, except
 /// seconds 20–22, when acks are held back to 13 ms into the frame (11 ms latency).
-/// srv-1 acking 50 messages a second for 30 s, 2 ms after delivery at 4 ms into the frame;
-/// in seconds 20-22 its acks are held back to 13 ms into the frame, 11 ms late.
 fn preempted_state() -> AppState {
     played_state(|_| (13 * MS, 11 * MS))
 }

@@ -216,8 +216,13 @@ fn hot_spot(e: &Evidence, threshold: u64) -> CauseFinding {
         return CauseFinding {
             cause: Cause::HotSpot,
             confidence: 0.0,
-            evidence: json!({}),
-            summary: "no slow samples".to_string(),
+            evidence: json!({"slow_samples": slow}),
+            summary: if slow == 0 {
+                "no slow samples".to_string()
+            } else {
+                "no consumer, subject or label value stands out among others of its kind"
+                    .to_string()
+            },
             exemplar_trace_ids: Vec::new(),
             caused_by: None,
         };

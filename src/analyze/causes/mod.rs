@@ -285,6 +285,11 @@ pub const CHAINS: &[Chain] = &[
         how: "the backlog of the load burst outlived ack_wait and the server redelivered",
     },
     Chain {
+        root: Cause::GcPause,
+        consequence: Cause::Redelivery,
+        how: "the stall outlived ack_wait and the server redelivered",
+    },
+    Chain {
         root: Cause::LoadBurst,
         consequence: Cause::FlowControl,
         how: "the backlog of the load burst filled max_ack_pending",
