@@ -29,7 +29,7 @@ use crate::collect::trace::find_trace_id;
 use crate::config::Config;
 use crate::model::AckSubject;
 use crate::model::{ConsumerId, FORGOTTEN_CONSUMER, NO_LABELS, Sample, SampleSource, Seen, Sym};
-use crate::names::{Names, consumer_key, is_jetstream_name, split_consumer_key};
+use crate::names::{Names, consumer_key, is_jetstream_name, key_in_domain, split_consumer_key};
 use crate::telemetry::Counters;
 
 /// Longest subject or label value kept as a name; longer ones are counted and left out.
@@ -116,13 +116,13 @@ impl Collector {
         self.facts.get(consumer as usize)
     }
 
-    /// Every counter, including those kept by the join and the aggregator.
     /// The servers' clock minus ackscope's, as the median of recent ack metrics shows it
     /// (the metric's trip included); `None` before the first.
     pub fn server_clock_offset_ns(&self) -> Option<i64> {
         self.server_clock.offset_ns()
     }
 
+    /// Every counter, including those kept by the join and the aggregator.
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
         c.join_overflow = self.joiner.stats.overflow;
@@ -193,7 +193,7 @@ impl Collector {
         // The newer form names it, `_` for none: exactly this consumer.
         let id = match ack.domain {
             None => self.consumer(ack.stream_consumer, wall_ns)?,
-            Some(d) => self.consumer(&consumer_key(ack.stream, ack.consumer, Some(d)), wall_ns)?,
+            Some(d) => self.consumer(&key_in_domain(ack.stream_consumer, d), wall_ns)?,
         };
         self.facts[id as usize].domain_known = true;
         Some(id)
@@ -233,7 +233,7 @@ impl Collector {
                 None => self.consumer(plain, wall_ns),
             };
         };
-        let key = format!("{plain}.{d}");
+        let key = key_in_domain(plain, d);
         if self.names.consumer_id(&key).is_none()
             && let Some(id) = self.names.consumer_id(plain)
             && !self.facts[id as usize].domain_known
@@ -690,7 +690,7 @@ impl Collector {
             .unwrap_or(spike.start_ns - 1);
         let excluded: i64 = earlier
             .iter()
-            .map(|&(a, b)| (b.min(spike.start_ns) - a.max(first)).max(0))
+            .map(|&(a, b)| (b - a.max(first)).max(0))
             .sum();
         let baseline_quiet_ns = (spike.start_ns - first - excluded).max(1);
         let ack_pending = self
@@ -708,7 +708,7 @@ impl Collector {
                 &w.counts,
                 w.start_ns >= spike_ns.0 && w.start_ns < spike_ns.1,
             );
-            let quiet = w.end_ns > first.min(spike_ns.0)
+            let quiet = w.end_ns > first
                 && w.end_ns <= spike_ns.0
                 && !earlier.iter().any(|&(a, b)| w.start_ns < b && a < w.end_ns);
             let slot = if in_spike {

@@ -26,10 +26,25 @@ pub fn is_jetstream_name(s: &str) -> bool {
 /// consumer of a named JetStream domain (the same names in two domains are two consumers).
 /// None of the names can hold a dot.
 pub fn consumer_key(stream: &str, consumer: &str, domain: Option<&str>) -> String {
+    let plain = format!("{stream}.{consumer}");
     match domain {
-        Some(d) => format!("{stream}.{consumer}.{d}"),
-        None => format!("{stream}.{consumer}"),
+        Some(d) => key_in_domain(&plain, d),
+        None => plain,
     }
+}
+
+/// The key of the consumer of names `plain` (a key without domain) in `domain`.
+pub fn key_in_domain(plain: &str, domain: &str) -> String {
+    format!("{plain}.{domain}")
+}
+
+/// `ids` as a lookup table: `true` at each id (ids are small dense integers).
+pub fn id_mask(ids: &[u32]) -> Vec<bool> {
+    let mut m = vec![false; ids.iter().max().map_or(0, |&i| i as usize + 1)];
+    for &i in ids {
+        m[i as usize] = true;
+    }
+    m
 }
 
 /// A key's (stream, consumer, domain); `None` unless it has two or three names JetStream allows.
@@ -41,6 +56,11 @@ pub fn split_consumer_key(key: &str) -> Option<(&str, &str, Option<&str>)> {
         && is_jetstream_name(consumer)
         && domain.is_none_or(is_jetstream_name);
     fits.then_some((stream, consumer, domain))
+}
+
+/// A held key's names; `?` for what is not one (a free id).
+fn parts(key: &str) -> (&str, &str, Option<&str>) {
+    split_consumer_key(key).unwrap_or(("?", "?", None))
 }
 
 /// A bounded string → id table whose ids of forgotten names are used again.
@@ -196,13 +216,20 @@ impl Names {
     pub fn consumer(&mut self, key: &str, now_ns: i64) -> Option<ConsumerId> {
         let known = self.consumers.get(key);
         let id = self.consumers.intern(key, now_ns)?;
-        if known.is_none()
-            && let Some((stream, consumer, Some(_))) = split_consumer_key(key)
-        {
-            self.in_a_domain
-                .insert(consumer_key(stream, consumer, None).into(), id);
+        if known.is_none() {
+            self.index_domain(id);
         }
         Some(id)
+    }
+
+    /// Records consumer `id` as the one of its names held under a domain, when it is.
+    fn index_domain(&mut self, id: ConsumerId) {
+        if let Some((stream, consumer, Some(_))) =
+            self.consumers.name(id).and_then(split_consumer_key)
+        {
+            let plain = consumer_key(stream, consumer, None);
+            self.in_a_domain.insert(plain.into(), id);
+        }
     }
 
     /// Moves consumer `id` (held under no domain) to `domain`: an older server's consumer whose
@@ -212,14 +239,11 @@ impl Names {
         else {
             return false;
         };
-        let (plain, key) = (
-            consumer_key(stream, consumer, None),
-            consumer_key(stream, consumer, Some(domain)),
-        );
+        let key = consumer_key(stream, consumer, Some(domain));
         if !self.consumers.rename(id, &key) {
             return false;
         }
-        self.in_a_domain.insert(plain.into(), id);
+        self.index_domain(id);
         true
     }
 
@@ -252,16 +276,13 @@ impl Names {
     }
 
     fn consumer_full_names(&self, id: ConsumerId) -> (&str, &str, Option<&str>) {
-        self.consumers
-            .name(id)
-            .and_then(split_consumer_key)
-            .unwrap_or(("?", "?", None))
+        parts(self.consumers.name(id).unwrap_or(""))
     }
 
     /// The consumers held: id, stream, consumer.
     pub fn consumers(&self) -> impl Iterator<Item = (ConsumerId, &str, &str)> {
         self.consumers.iter().map(|(id, key)| {
-            let (s, c, _) = split_consumer_key(key).unwrap_or(("?", "?", None));
+            let (s, c, _) = parts(key);
             (id, s, c)
         })
     }
@@ -299,11 +320,9 @@ impl Names {
         if !consumers.is_empty() {
             // Names whose domain consumer went may still have one in another domain.
             self.in_a_domain.clear();
-            for (id, key) in self.consumers.iter() {
-                if let Some((stream, consumer, Some(_))) = split_consumer_key(key) {
-                    self.in_a_domain
-                        .insert(consumer_key(stream, consumer, None).into(), id);
-                }
+            let held: Vec<ConsumerId> = self.consumers.iter().map(|(id, _)| id).collect();
+            for id in held {
+                self.index_domain(id);
             }
         }
         Forgotten {

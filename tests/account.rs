@@ -10,7 +10,8 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 
 use crate::support::{
-    Generation, NatsServer, Tapped, config, game_stream, next_message, pull_consumer, wait_until,
+    Generation, NatsServer, Tapped, config, game_stream, next_message, play, pull_consumer,
+    wait_until,
 };
 
 both_generations!(the_game_keeps_its_numbers_in_a_busy_account);
@@ -64,12 +65,7 @@ async fn the_game_keeps_its_numbers_in_a_busy_account(generation: Generation) {
     });
 
     for i in 0..GAME_ACKS {
-        js.publish("game.srv-1", format!("state {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        next_message(&game).await.ack().await.unwrap();
+        play(&client, &game, 1).await;
         bucket
             .put(format!("key-{}", i % 10), format!("{i}").into())
             .await
@@ -146,13 +142,8 @@ async fn the_game_keeps_its_numbers_in_a_busy_account(generation: Generation) {
     // The game plays on for three seconds, a message every half second.
     let closed = |c: &ackscope::collector::Collector| c.aggregator().history(None).count();
     let before = tapped.with(closed);
-    for i in 0..LATER {
-        js.publish("game.srv-1", format!("later {i}").into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        next_message(&game).await.ack().await.unwrap();
+    for _ in 0..LATER {
+        play(&client, &game, 1).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
@@ -253,7 +244,7 @@ async fn a_consumer_in_a_jetstream_domain_is_known_by_it_and_polled_there(genera
     let client = server.client().await;
     let stream = game_stream(&client).await;
     let game = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 100).await;
-    crate::support::play(&client, &game, 5).await;
+    play(&client, &game, 5).await;
     let polled = |c: &ackscope::collector::Collector| {
         c.consumers()
             .map(|(id, s, n)| {

@@ -32,13 +32,7 @@ async fn a_nats_restart_is_a_reported_gap(generation: Generation) {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
 
     // Back on the same port and store: ready again, and the game goes on.
-    server.restart();
-    let back = Instant::now();
-    poll(&addr, "/readyz", |status, _| status == 200).await;
-    eprintln!(
-        "{generation:?}: ready {:?} after NATS came back",
-        back.elapsed()
-    );
+    bring_back(&mut server, &addr, &format!("{generation:?}"), "came back").await;
     let again = play(&client, &consumer, 20).await;
     eprintln!("{generation:?}: {again} earlier messages delivered again after the restart");
     let (_, text) = poll(&addr, "/metrics", sampled(40.0)).await;
@@ -97,13 +91,7 @@ async fn serve_waits_for_nats_and_is_not_ready_meanwhile(generation: Generation)
     let (status, _) = http_get(&addr, "/readyz").await.unwrap();
     assert_eq!(status, 503);
 
-    server.restart();
-    let back = Instant::now();
-    poll(&addr, "/readyz", |status, _| status == 200).await;
-    eprintln!(
-        "{generation:?}: ready {:?} after NATS came up",
-        back.elapsed()
-    );
+    bring_back(&mut server, &addr, &format!("{generation:?}"), "came up").await;
     let client = server.client().await;
     let stream = game_stream(&client).await;
     let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
@@ -113,4 +101,13 @@ async fn serve_waits_for_nats_and_is_not_ready_meanwhile(generation: Generation)
     })
     .await;
     assert_eq!(metric(&text, "ackscope_nats_disconnects_total"), Some(0.0));
+}
+
+/// Starts `server` (again) and waits until `serve` at `addr` is ready; prints how long that
+/// took after NATS `came` (back, or up).
+async fn bring_back(server: &mut NatsServer, addr: &str, generation: &str, came: &str) {
+    server.restart();
+    let back = Instant::now();
+    poll(addr, "/readyz", |status, _| status == 200).await;
+    eprintln!("{generation}: ready {:?} after NATS {came}", back.elapsed());
 }

@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 
 use self::config::AggregateConfig;
 use crate::model::{ConsumerId, Sample};
+use crate::names::id_mask;
 use crate::tick::{FrameClock, PhaseOf};
 use phase_grid::LatencyAxis;
 use ring::SampleRing;
@@ -239,7 +240,7 @@ impl Aggregator {
                 *h = VecDeque::new();
             }
         }
-        let (consumer_gone, symbol_gone) = (mask(consumers), mask(symbols));
+        let (consumer_gone, symbol_gone) = (id_mask(consumers), id_mask(symbols));
         self.ring.forget(
             |c| consumer_gone.get(c as usize).copied().unwrap_or(false),
             |s| symbol_gone.get(s.0 as usize).copied().unwrap_or(false),
@@ -263,15 +264,6 @@ impl Aggregator {
         self.advance(t_ns);
         self.stats(consumer).counts.apply(event);
     }
-}
-
-/// `ids` as a lookup table: `true` at each id.
-fn mask(ids: &[u32]) -> Vec<bool> {
-    let mut m = vec![false; ids.iter().max().map_or(0, |&i| i as usize + 1)];
-    for &i in ids {
-        m[i as usize] = true;
-    }
-    m
 }
 
 fn push_bounded(q: &mut VecDeque<WindowSummary>, cap: usize, mut s: WindowSummary) {

@@ -28,6 +28,7 @@ use super::config::JoinConfig;
 use crate::model::{
     AckKind, AckPayload, AckSubject, ConsumerId, Labels, Sample, SampleSource, Seen, Sym, TraceId,
 };
+use crate::names::id_mask;
 
 /// What the delivery tap learned from a delivery's headers and subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,17 +392,23 @@ impl Joiner {
     /// Drops every delivery of `consumer` waiting here (a consumer found to need no acks);
     /// returns how many. They are not expired: no ack was ever coming.
     pub fn forget(&mut self, consumer: ConsumerId) -> usize {
+        self.drop_waiting(|c| c == consumer)
+    }
+
+    /// Drops the waiting deliveries of the consumers `gone` says, a superseded one too, and
+    /// those already let go but not taken (no ack was coming for them either); returns how
+    /// many.
+    fn drop_waiting(&mut self, gone: impl Fn(ConsumerId) -> bool) -> usize {
         let mut dropped = 0;
         self.pending.retain(|&(c, _), p| {
-            let keep = c != consumer;
+            let keep = !gone(c);
             if !keep {
                 dropped += 1 + usize::from(p.previous.is_some());
             }
             keep
         });
-        // Nor were the ones already let go waiting for an ack.
         let before = self.expired.len();
-        self.expired.retain(|&(c, _)| c != consumer);
+        self.expired.retain(|&(c, _)| !gone(c));
         dropped + (before - self.expired.len())
     }
 
@@ -410,20 +417,11 @@ impl Joiner {
     /// they completed. One pass over each table, however many go. Returns the deliveries and
     /// acks dropped.
     pub fn drop_consumers(&mut self, consumers: &[ConsumerId]) -> usize {
-        let mut gone = vec![false; consumers.iter().max().map_or(0, |&m| m as usize + 1)];
-        for &c in consumers {
-            gone[c as usize] = true;
-        }
+        let gone = id_mask(consumers);
         let is_gone = |c: ConsumerId| gone.get(c as usize).copied().unwrap_or(false);
-        let before = self.pending.len() + self.held.len() + self.expired.len();
-        let mut previous = 0;
-        self.pending.retain(|&(c, _), p| {
-            let keep = !is_gone(c);
-            previous += usize::from(!keep && p.previous.is_some());
-            keep
-        });
+        let held = self.held.len();
         self.held.retain(|k, _| !is_gone(k.0));
-        self.expired.retain(|&(c, _)| !is_gone(c));
+        let dropped = self.drop_waiting(is_gone) + (held - self.held.len());
         for &c in consumers {
             let i = c as usize;
             if let Some(w) = self.ack_wait_ns.get_mut(i) {
@@ -434,7 +432,7 @@ impl Joiner {
             }
             self.generation[i] = self.generation[i].wrapping_add(1);
         }
-        before - (self.pending.len() + self.held.len() + self.expired.len()) + previous
+        dropped
     }
 
     /// Removes deliveries that waited longer than their consumer's bound; they are counted in

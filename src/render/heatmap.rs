@@ -59,18 +59,26 @@ pub fn fit_latency_axis(slowest_ns: Option<u64>, budget_ns: u64, cap_ns: u64) ->
     let want = (slowest_ns.unwrap_or(0) as f64 * 1.25)
         .max(2.0 * budget_ns as f64)
         .max(1e3);
-    let mut power = 10f64.powi(want.log10().floor() as i32);
-    let nice = loop {
-        if let Some(step) = [1.0, 2.0, 5.0]
-            .iter()
-            .map(|m| m * power)
+    (nice(want, true) as u64).min(cap_ns)
+}
+
+/// `want` rounded to 1, 2 or 5 × a power of ten: up to the next such value, or down.
+fn nice(want: f64, up: bool) -> f64 {
+    let power = 10f64.powi(want.log10().floor() as i32);
+    let steps = [1.0, 2.0, 5.0, 10.0].map(|m| m * power);
+    if up {
+        steps
+            .into_iter()
             .find(|v| *v >= want)
-        {
-            break step;
-        }
-        power *= 10.0;
-    };
-    (nice as u64).min(cap_ns)
+            .unwrap_or(10.0 * power)
+    } else {
+        steps[..3]
+            .iter()
+            .rev()
+            .copied()
+            .find(|v| *v <= want)
+            .unwrap_or(power)
+    }
 }
 
 /// The bottom of a fitted latency axis: a fifth below the fastest sample, rounded down to 1, 2
@@ -82,13 +90,7 @@ pub fn fit_latency_floor(fastest_ns: Option<u64>, top_ns: u64, floor_ns: u64) ->
         return floor_ns.min(ceiling);
     };
     let want = (fastest as f64 * 0.8).max(1.0);
-    let power = 10f64.powi(want.log10().floor() as i32);
-    let nice = [5.0, 2.0, 1.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|v| *v <= want)
-        .unwrap_or(power);
-    (nice as u64).clamp(floor_ns.min(ceiling), ceiling)
+    (nice(want, false) as u64).clamp(floor_ns.min(ceiling), ceiling)
 }
 
 /// `HH:MM:SS` (UTC) of a Unix-nanosecond instant, with tenths when `tenths`.

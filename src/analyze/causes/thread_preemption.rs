@@ -44,7 +44,12 @@ impl PhaseBins {
     }
 
     fn frame_at(&self, t_ns: i64) -> i64 {
-        // As in `of`: estimated in floating point, corrected in integers (no division).
+        self.frame_and_phase(t_ns).0
+    }
+
+    /// The frame `t_ns` falls in (from the origin) and its phase there: estimated in floating
+    /// point, corrected in integers, no division.
+    fn frame_and_phase(&self, t_ns: i64) -> (i64, i64) {
         let offset = t_ns - self.origin;
         let mut frame = (offset as f64 * self.frames_per_ns) as i64;
         let mut phase = offset - frame * self.period;
@@ -56,18 +61,11 @@ impl PhaseBins {
             phase -= self.period;
             frame += 1;
         }
-        frame
+        (frame, phase)
     }
 
     fn of(&self, r: &RingRow) -> usize {
-        let offset = r.acked_ns - self.origin;
-        let mut phase = offset - (offset as f64 * self.frames_per_ns) as i64 * self.period;
-        while phase < 0 {
-            phase += self.period;
-        }
-        while phase >= self.period {
-            phase -= self.period;
-        }
+        let phase = self.frame_and_phase(r.acked_ns).1;
         ((phase as f64 * self.bins_per_ns) as usize).min(self.last)
     }
 }
