@@ -13,6 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ackscope::aggregate::rebin::{Latency, quantile};
 use ackscope::aggregate::ring::RingRow;
 use ackscope::analyze::causes::{Dimension, Evidence, attribute, p99_by_consumer};
+use ackscope::clocks::Clocks;
 use ackscope::model::{AckKind, NO_LABELS, SampleSource, Sym, TraceId};
 use ackscope::tick::{FrameClock, PhaseOf};
 
@@ -73,7 +74,11 @@ fn analysis(c: &mut Criterion) {
     let baseline = rows(T0, false);
     let start = baseline.last().unwrap().acked_ns + 1;
     let spike = rows(start, true);
-    let clock = FrameClock::new(FRAME as u64, 0, 160, PhaseOf::Ack).unwrap();
+    let clocks = Clocks::new(
+        *FrameClock::new(FRAME as u64, 0, 160, PhaseOf::Ack)
+            .unwrap()
+            .frame(),
+    );
     let pending = vec![(12u64, 1_000i64); 60];
     let name = |d: Dimension| format!("{d:?}");
     // In the service each consumer's usual P99 comes from its windows' P99s.
@@ -87,7 +92,7 @@ fn analysis(c: &mut Criterion) {
         baseline_quiet_ns: start - T0,
         baseline_p99: 0,
         deliveries: Default::default(),
-        clock: &clock,
+        clocks: &clocks,
         ack_pending: &pending,
         name: &name,
         latency: Latency::Ack,

@@ -12,6 +12,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ackscope::aggregate::phase_grid::LatencyAxis;
 use ackscope::aggregate::rebin::{self, Filter, Latency};
 use ackscope::aggregate::ring::SampleRing;
+use ackscope::clocks::{Clocks, PhaseClocks};
 use ackscope::model::{AckKind, NO_LABELS, Sample, SampleSource, Sym};
 use ackscope::render::heatmap::{ColorScale, HeatmapStyle, XAxis, render_heatmap};
 use ackscope::tick::{FrameClock, PhaseOf};
@@ -57,9 +58,11 @@ fn ring() -> SampleRing {
 fn render(c: &mut Criterion) {
     let ring = ring();
     let clock = FrameClock::new(16_000_000, 0, 160, PhaseOf::Ack).unwrap();
+    let clocks = Clocks::new(*clock.frame());
+    let phases = PhaseClocks::own(&clocks, &clock);
     let axis = LatencyAxis::new(10_000, 60_000_000_000, 100);
     let filter = Filter::new(None, i64::MIN, i64::MAX, Latency::Ack);
-    let grid = rebin::phase_grid(&ring, &filter, &clock, axis.clone());
+    let grid = rebin::phase_grid(&ring, &filter, &phases, axis.clone());
     let style = HeatmapStyle {
         width: 960,
         height: 540,
@@ -97,7 +100,7 @@ fn render(c: &mut Criterion) {
         b.iter(|| black_box(render_heatmap(black_box(&grid), &style).unwrap()))
     });
     group.bench_function("rebin_1m_samples_into_grid", |b| {
-        b.iter(|| black_box(rebin::phase_grid(&ring, &filter, &clock, axis.clone())))
+        b.iter(|| black_box(rebin::phase_grid(&ring, &filter, &phases, axis.clone())))
     });
     group.finish();
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::histogram::Quantiles;
 use crate::aggregate::rebin::{Latency, PhaseRow};
 use crate::aggregate::window::{Counts, WindowSummary};
+use crate::clocks::{ClockSource, Segment};
 use crate::collect::advisories::AdvisoryCounts;
 use crate::collector::Collector;
 use crate::model::{TraceId, rfc3339};
@@ -46,6 +47,49 @@ pub struct ConsumerSummary {
     pub num_pending: Option<u64>,
     pub ack_wait_us: Option<f64>,
     pub advisories: AdvisoryCounts,
+    /// The frame clock its phases use now.
+    pub clock: ClockInfo,
+}
+
+/// A consumer's frame clock: where it comes from, its period and a frame start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ClockInfo {
+    /// `announced` (by the game server), `inferred` (from its acks) or `configured`.
+    pub source: ClockSource,
+    /// The period as ackscope holds it, exactly: `60hz`, `16000000ns` or `num/den ns`.
+    pub period: String,
+    /// The period in nanoseconds (fractional); an inferred clock's is the one its acks follow.
+    pub period_ns: f64,
+    /// A frame start, RFC 3339 to the nanosecond.
+    pub epoch: String,
+    /// 1 for an announced clock, the inference's confidence (0..1) for an inferred one, 0 for
+    /// the configured one.
+    pub confidence: f64,
+    /// Since when this clock is used; `None` for the configured one.
+    pub since: Option<String>,
+}
+
+impl ClockInfo {
+    pub fn of(segment: &Segment) -> Self {
+        Self {
+            source: segment.source,
+            period: segment.frame.period.to_string(),
+            period_ns: segment.frame.period.ns_f64(),
+            epoch: rfc3339(segment.frame.epoch_ns),
+            confidence: segment.confidence,
+            since: (segment.source != ClockSource::Configured).then(|| rfc3339(segment.from_ns)),
+        }
+    }
+}
+
+/// The clock of one consumer of a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ConsumerClock {
+    pub stream: String,
+    pub consumer: String,
+    pub domain: Option<String>,
+    #[serde(flatten)]
+    pub clock: ClockInfo,
 }
 
 /// `GET /api/v1/report`.
@@ -78,7 +122,15 @@ pub struct ReportTick {
     pub epoch: String,
     pub phase_bins: u32,
     pub phase_of: PhaseOf,
+    /// The period the range's acks follow, all consumers folded together.
     pub detected_period_us: Option<f64>,
+    /// `configured` when one clock phased every row (a request's `tick`, or the configured
+    /// clock for a consumer that has no other); for one consumer, its own clock's source; for
+    /// several, `per_consumer`.
+    pub source: String,
+    /// The clock each consumer of the report uses now (its phases over the range use the
+    /// clock each sample had).
+    pub clocks: Vec<ConsumerClock>,
 }
 
 /// One closed window of one (stream, consumer), or of all (`*`), as `ackscope collect` prints

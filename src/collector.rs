@@ -16,6 +16,8 @@ use crate::aggregate::{Aggregator, Event};
 use crate::analyze::causes::Deliveries;
 use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes};
 use crate::analyze::spikes::Spike;
+use crate::clocks::infer::Tracker;
+use crate::clocks::{ClockSource, Segment, announce};
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
 use crate::collect::advisories::{
     AdvisoryCounts, AdvisoryKind, advisory_domain, parse_advisory_subject,
@@ -31,6 +33,7 @@ use crate::model::AckSubject;
 use crate::model::{ConsumerId, FORGOTTEN_CONSUMER, NO_LABELS, Sample, SampleSource, Seen, Sym};
 use crate::names::{Names, consumer_key, is_jetstream_name, key_in_domain, split_consumer_key};
 use crate::telemetry::Counters;
+use crate::tick::PhaseOf;
 
 /// Longest subject or label value kept as a name; longer ones are counted and left out.
 pub const MAX_SYMBOL_BYTES: usize = 256;
@@ -40,6 +43,8 @@ pub const STATE_HISTORY: usize = 120;
 
 /// How often the name tables are searched for what to forget.
 const FORGET_EVERY_NS: i64 = 5_000_000_000;
+/// The furthest back a clock inference pass reads.
+const INFER_HORIZON_NS: i64 = 60_000_000_000;
 
 /// What the collector knows about one consumer beyond its windows.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +84,10 @@ pub struct Collector {
     gaps: Gaps,
     /// When the name tables were last searched for what to forget.
     forgot_at_ns: i64,
+    /// Clock inference per consumer, and from when its next pass reads acks.
+    trackers: Vec<(Tracker, i64)>,
+    /// When clocks were last inferred.
+    inferred_at_ns: i64,
 }
 
 impl Collector {
@@ -92,6 +101,8 @@ impl Collector {
             server_clock: ForeignClock::new(config.join.max_clock_skew_ns),
             gaps: Gaps::default(),
             forgot_at_ns: i64::MIN,
+            trackers: Vec::new(),
+            inferred_at_ns: i64::MIN,
             config,
         }
     }
@@ -133,6 +144,7 @@ impl Collector {
         c.ring_overwritten = self.aggregator.ring().overwritten();
         c.server_time_outliers = self.server_clock.outliers();
         c.nats_disconnects = self.gaps.opened();
+        c.clock_segments_dropped = self.aggregator.clocks().segments_dropped;
         c
     }
 
@@ -527,9 +539,94 @@ impl Collector {
             self.record(sample);
         }
         self.aggregator.advance(now.wall_ns);
+        if now.wall_ns.saturating_sub(self.inferred_at_ns)
+            >= self.config.clocks.infer_every_ns as i64
+        {
+            self.inferred_at_ns = now.wall_ns;
+            self.infer_clocks(now.wall_ns);
+        }
         if now.wall_ns.saturating_sub(self.forgot_at_ns) >= FORGET_EVERY_NS {
             self.forgot_at_ns = now.wall_ns;
             self.forget_unused(now.wall_ns);
+        }
+    }
+
+    /// A frame clock announced on `<clocks.subject_prefix>.<stream>.<consumer>[.<domain>]`:
+    /// the consumer's phases use it from now on.
+    pub fn on_clock_announcement(&mut self, subject: &str, payload: &[u8], seen: Seen) {
+        let parsed = announce::parse_subject(&self.config.clocks.subject_prefix, subject)
+            .and_then(|t| announce::parse_payload(payload).map(|f| (t, f)));
+        let Ok((target, frame)) = parsed else {
+            self.counters.clock_announcement_errors += 1;
+            return;
+        };
+        let Some(id) =
+            self.consumer_by_names(target.stream, target.consumer, target.domain, seen.wall_ns)
+        else {
+            self.counters.clock_announcement_errors += 1;
+            return;
+        };
+        self.counters.clock_announcements += 1;
+        self.aggregator.set_clock(
+            id,
+            Segment {
+                from_ns: seen.wall_ns,
+                frame,
+                source: ClockSource::Announced,
+                confidence: 1.0,
+            },
+        );
+    }
+
+    /// One inference pass: each consumer that announces no clock folds its acks since its
+    /// last pass ([`infer`]); consumers with too few wait for the next. Reads at most the last
+    /// minute of the ring, newest first.
+    pub fn infer_clocks(&mut self, now_ns: i64) {
+        if let Some(oldest) = self.aggregator.ring().oldest_acked_ns() {
+            self.aggregator.prune_clocks_before(oldest);
+        }
+        if !self.config.clocks.infer {
+            return;
+        }
+        let horizon = now_ns.saturating_sub(INFER_HORIZON_NS);
+        let slots = self.names.consumer_slots();
+        self.trackers
+            .resize_with(slots, || (Tracker::default(), i64::MIN));
+        let since = |t: &(Tracker, i64)| t.1.max(horizon);
+        let Some(earliest) = self.trackers.iter().map(since).min() else {
+            return;
+        };
+        let phase_of = self.config.tick.phase_of();
+        let mut times: Vec<Vec<i64>> = vec![Vec::new(); slots];
+        for (c, acked, delivered) in self.aggregator.ring().recent(earliest) {
+            let (Some(list), Some(tracker)) =
+                (times.get_mut(c as usize), self.trackers.get(c as usize))
+            else {
+                continue;
+            };
+            let t = match phase_of {
+                PhaseOf::Ack => Some(acked),
+                PhaseOf::Delivery => delivered,
+            };
+            if let Some(t) = t.filter(|_| acked >= since(tracker)) {
+                list.push(t);
+            }
+        }
+        let configured = *self.config.tick.frame();
+        let inference = self.config.clocks.inference.clone();
+        for (c, mut list) in times.into_iter().enumerate() {
+            let current = self.aggregator.clocks().current(c as ConsumerId);
+            if current.source == ClockSource::Announced || list.len() < inference.min_acks {
+                continue;
+            }
+            list.sort_unstable();
+            let (tracker, from) = &mut self.trackers[c];
+            *from = now_ns;
+            if let Some(segment) = tracker.step(&current, &configured, &list, now_ns, &inference)
+                && self.aggregator.set_clock(c as ConsumerId, segment)
+            {
+                self.counters.clocks_inferred += 1;
+            }
         }
     }
 
@@ -553,6 +650,11 @@ impl Collector {
             return;
         }
         self.joiner.drop_consumers(&forgotten.consumers);
+        for &id in &forgotten.consumers {
+            if let Some(t) = self.trackers.get_mut(id as usize) {
+                *t = (Tracker::default(), i64::MIN);
+            }
+        }
         for &id in &forgotten.consumers {
             if let Some(f) = self.facts.get_mut(id as usize) {
                 *f = ConsumerFacts::default();
@@ -743,7 +845,7 @@ impl Collector {
             usual_p99,
             ack_pending,
             deliveries,
-            clock: *self.aggregator.clock(),
+            clocks: self.aggregator.clocks().clone(),
             names: self.names.clone(),
             labels: self
                 .config

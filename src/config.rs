@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::aggregate::config::{AggregateConfig, RawAggregate};
 use crate::analyze::config::{RawSpikes, SpikeConfig};
 use crate::analyze::report::BASELINE_NS;
+use crate::clocks::config::{ClocksConfig, RawClocks};
 use crate::collect::config::{HeadersConfig, JoinConfig, RawHeaders, RawJoin};
 use crate::names::is_jetstream_name;
 use crate::tick::{FrameClock, RawTick};
@@ -47,6 +48,7 @@ pub struct RawConfig {
     pub taps: RawTaps,
     pub headers: RawHeaders,
     pub tick: RawTick,
+    pub clocks: RawClocks,
     pub join: RawJoin,
     pub aggregate: RawAggregate,
     pub spikes: RawSpikes,
@@ -372,6 +374,7 @@ pub struct Config {
     pub taps: TapsConfig,
     pub headers: HeadersConfig,
     pub tick: FrameClock,
+    pub clocks: ClocksConfig,
     pub join: JoinConfig,
     pub aggregate: AggregateConfig,
     pub spikes: SpikeConfig,
@@ -432,6 +435,7 @@ impl RawConfig {
             taps: validate_taps(self.taps)?,
             headers: self.headers.validate().map_err(|e| e.within("headers"))?,
             tick: self.tick.validate().map_err(|e| e.within("tick"))?,
+            clocks: self.clocks.validate().map_err(|e| e.within("clocks"))?,
             join: self.join.validate().map_err(|e| e.within("join"))?,
             aggregate: self
                 .aggregate
@@ -488,11 +492,16 @@ impl Config {
         // A delivery pattern must not take in ackscope's own inbox or the subjects the other
         // taps read: `>` would feed every ack, event and reply to the delivery parser.
         let own_inbox = format!("{}.>", self.nats.inbox_prefix);
+        let announcements = format!("{}.>", self.clocks.subject_prefix);
         for pattern in &self.taps.delivery_patterns {
             for (other, what) in [
                 (
                     own_inbox.as_str(),
                     "ackscope's own inbox (nats.inbox_prefix)",
+                ),
+                (
+                    announcements.as_str(),
+                    "the frame clock announcements (clocks.subject_prefix)",
                 ),
                 ("$JS.ACK.>", "the ack tap"),
                 ("$JS.EVENT.>", "the metric and advisory taps"),

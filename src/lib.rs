@@ -15,6 +15,7 @@ pub mod aggregate;
 pub mod analyze;
 pub mod api;
 pub mod background;
+pub mod clocks;
 pub mod collect;
 pub mod collector;
 pub mod config;

@@ -76,7 +76,7 @@ struct TapArgs {
     /// Delivery subject pattern; repeatable; replaces the defaults (config `taps.delivery_patterns`).
     #[arg(long = "tap-deliveries", value_name = "PATTERN")]
     tap_deliveries: Vec<String>,
-    /// Game tick period, e.g. 16ms or 16.667ms (config `tick.period`).
+    /// Game tick period, e.g. 16ms, 16.667ms or 60hz (config `tick.period`).
     #[arg(long)]
     tick: Option<String>,
 }
@@ -272,10 +272,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
         raw.http.listen = listen.clone();
     }
-    let config = raw.validate()?;
     let scenario = RawScenario::from_toml(sim::scenario::DEMO)
         .map_err(|e| anyhow::anyhow!("the built-in scenario: {e}"))?
         .validate()?;
+    // The simulated game handles messages after its logic: inferred clocks put phase 0 that
+    // long before the acks resume, at the frame start.
+    raw.clocks.acks_resume_at =
+        ackscope::units::Dur(std::time::Duration::from_nanos(scenario.logic_ns));
+    let config = raw.validate()?;
     let listen = config.listen;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut service_stop = stop_rx.clone();

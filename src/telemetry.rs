@@ -68,6 +68,10 @@ counters! {
     ack_none_deliveries => "Deliveries of consumers that need no ack (AckNone: ordered consumers, KV watchers), counted and not joined.";
     consumer_state_polls => "Consumer info requests answered.";
     consumer_state_errors => "Consumer info requests that failed.";
+    clock_announcements => "Frame clocks announced by game servers and taken.";
+    clock_announcement_errors => "Frame clock announcements refused (bad subject, payload or consumer name).";
+    clocks_inferred => "Consumer frame clocks inferred or moved by inference (a new offset, drift, a restart).";
+    clock_segments_dropped => "Old frame clocks of a consumer merged away because it had 64.";
     slow_consumer_events => "Slow-consumer events: the NATS client dropped messages on a tap.";
     tap_backlog_overflow => "Messages dropped because the backlog read while the collector was busy was full.";
 }

@@ -16,6 +16,7 @@ const STAGES: &[&[&str]] = &[
         "units",
     ],
     &["collect"],
+    &["clocks"],
     &["aggregate"],
     &["analyze"],
     &["config"],

@@ -757,7 +757,12 @@ fn slowed_state() -> AppState {
 /// srv-1 acking 50 messages a second for 30 s, 2 ms after delivery at 4 ms into the frame;
 /// in seconds 20-22 the k-th ack of a second comes at `held(k)` = (phase, latency).
 fn played_state(held: impl Fn(i64) -> (u64, u64)) -> AppState {
-    let mut c = Collector::new(Config::default());
+    // Phases as configured: the frames of these acks start on multiples of 16 ms.
+    let config = ackscope::config::RawConfig::from_toml("[clocks]\ninfer = false")
+        .unwrap()
+        .validate()
+        .unwrap();
+    let mut c = Collector::new(config);
     let now = Seen::now();
     let frame = 16 * MS as i64;
     let start = (now.wall_ns - 40_000_000_000).div_euclid(1_000_000_000) * 1_000_000_000;
@@ -941,7 +946,8 @@ async fn answers_carry_the_contracts_field_names() {
     let expected = [
         (&report, vec!["counts", "latency", "latency_us", "ordering", "phases", "range", "spikes", "tick", "warnings"]),
         (&report["range"], vec!["from", "to"]),
-        (&report["tick"], vec!["detected_period_us", "epoch", "period_us", "phase_bins", "phase_of"]),
+        (&report["tick"], vec!["clocks", "detected_period_us", "epoch", "period_us", "phase_bins", "phase_of", "source"]),
+        (&report["tick"]["clocks"][0], vec!["confidence", "consumer", "domain", "epoch", "period", "period_ns", "since", "source", "stream"]),
         (&report["counts"], vec!["acks", "deliveries", "expired_deliveries", "max_deliveries", "naks", "progress", "redeliveries", "terms", "unmatched_acks"]),
         (&report["latency_us"], vec!["count", "max", "mean", "p50", "p90", "p99", "p999"]),
         (&report["phases"][0], vec!["count", "from_us", "p50_us", "p99_us", "to_us"]),
@@ -956,7 +962,7 @@ async fn answers_carry_the_contracts_field_names() {
     #[rustfmt::skip]
     assert_eq!(
         keys(&consumers[0]),
-        ["ack_pending", "ack_wait_us", "acks", "advisories", "consumer", "deliveries", "domain", "expired_deliveries", "last_seen", "max_ack_pending", "max_deliveries", "naks", "num_pending", "p50_us", "p99_us", "progress", "recent_acks_per_s", "recent_window_s", "redeliveries", "stream", "terms", "unmatched_acks"]
+        ["ack_pending", "ack_wait_us", "acks", "advisories", "clock", "consumer", "deliveries", "domain", "expired_deliveries", "last_seen", "max_ack_pending", "max_deliveries", "naks", "num_pending", "p50_us", "p99_us", "progress", "recent_acks_per_s", "recent_window_s", "redeliveries", "stream", "terms", "unmatched_acks"]
     );
     let (_, error) = get_json(&state, "/api/v1/report?latency=fast").await;
     assert_eq!(keys(&error), ["error", "parameter"]);

@@ -7,6 +7,7 @@ mod account;
 mod architecture;
 mod cli;
 mod collect;
+mod frames;
 mod http;
 mod load;
 mod nats_auth;

@@ -18,6 +18,7 @@ pub mod window;
 use std::collections::VecDeque;
 
 use self::config::AggregateConfig;
+use crate::clocks::{Clocks, Segment};
 use crate::model::{ConsumerId, Sample};
 use crate::names::id_mask;
 use crate::tick::{FrameClock, PhaseOf};
@@ -42,7 +43,11 @@ pub enum Event {
 #[derive(Debug)]
 pub struct Aggregator {
     config: AggregateConfig,
+    /// The configured clock: its bins and phase instant, and the frame of consumers with no
+    /// clock of their own.
     clock: FrameClock,
+    /// Each consumer's frame clock over time.
+    clocks: Clocks,
     axis: LatencyAxis,
     window_start: Option<i64>,
     consumers: Vec<Option<Box<WindowStats>>>,
@@ -77,6 +82,7 @@ impl Aggregator {
         Self {
             ring: SampleRing::new(config.ring_capacity),
             config,
+            clocks: Clocks::new(*clock.frame()),
             clock,
             axis,
             window_start: None,
@@ -99,6 +105,22 @@ impl Aggregator {
 
     pub fn clock(&self) -> &FrameClock {
         &self.clock
+    }
+
+    /// Each consumer's frame clock over time.
+    pub fn clocks(&self) -> &Clocks {
+        &self.clocks
+    }
+
+    /// Lets go of consumers' clocks that ended before `t_ns` (the oldest row kept).
+    pub fn prune_clocks_before(&mut self, t_ns: i64) {
+        self.clocks.prune_before(t_ns);
+    }
+
+    /// Sets a consumer's clock from `segment.from_ns` on: the windows record phases with it
+    /// from now, the ring's views from then. Returns whether anything changed.
+    pub fn set_clock(&mut self, consumer: ConsumerId, segment: Segment) -> bool {
+        self.clocks.set(consumer, segment)
     }
 
     pub fn ring(&self) -> &SampleRing {
@@ -240,6 +262,7 @@ impl Aggregator {
                 *h = VecDeque::new();
             }
         }
+        self.clocks.forget(consumers);
         let (consumer_gone, symbol_gone) = (id_mask(consumers), id_mask(symbols));
         self.ring.forget(
             |c| consumer_gone.get(c as usize).copied().unwrap_or(false),
@@ -254,7 +277,11 @@ impl Aggregator {
             PhaseOf::Ack => Some(s.acked_ns),
             PhaseOf::Delivery => s.delivered_ns,
         };
-        let bin = phase_t.map(|t| self.clock.phase_bin(t));
+        let bin = phase_t.map(|t| {
+            self.clocks
+                .at(s.consumer, t)
+                .bin(t, self.clock.phase_bins())
+        });
         self.stats(s.consumer).record(s, bin);
         self.ring.push(s);
     }

@@ -4,8 +4,9 @@
 use super::histogram::LatencyHistogram;
 use super::phase_grid::{LatencyAxis, PhaseGrid};
 use super::ring::{RingRow, SampleRing};
+use crate::clocks::PhaseClocks;
 use crate::model::{AckKind, ConsumerId};
-use crate::tick::{FrameClock, PhaseOf};
+use crate::tick::{Frame, PhaseOf};
 
 /// Which latency a question is about.
 #[derive(
@@ -83,25 +84,27 @@ impl Filter {
     }
 }
 
-/// The instant a row's phase is taken from.
-fn phase_instant(clock: &FrameClock, row: &RingRow) -> Option<i64> {
-    match clock.phase_of() {
-        PhaseOf::Ack => Some(row.acked_ns),
-        PhaseOf::Delivery => row.delivered_ns,
-    }
+/// The phase bin of a row under `clocks`, if the row has the instant they phase.
+fn phase_bin(clocks: &PhaseClocks, row: &RingRow) -> Option<u32> {
+    let t = match clocks.phase_of {
+        PhaseOf::Ack => row.acked_ns,
+        PhaseOf::Delivery => row.delivered_ns?,
+    };
+    Some(clocks.bin(row.consumer, t))
 }
 
-/// A phase × latency grid of the filtered rows, `clock.phase_bins()` columns.
+/// A phase × latency grid of the filtered rows, `clocks.bins` columns, each row phased in its
+/// consumer's own frame (or the one frame `clocks` gives everyone).
 pub fn phase_grid(
     ring: &SampleRing,
     filter: &Filter,
-    clock: &FrameClock,
+    clocks: &PhaseClocks,
     axis: LatencyAxis,
 ) -> PhaseGrid {
-    let mut grid = PhaseGrid::new(clock.phase_bins(), axis);
+    let mut grid = PhaseGrid::new(clocks.bins, axis);
     for row in ring.iter() {
-        if let (Some(ns), Some(t)) = (filter.latency(&row), phase_instant(clock, &row)) {
-            grid.record(clock.phase_bin(t), ns);
+        if let (Some(ns), Some(bin)) = (filter.latency(&row), phase_bin(clocks, &row)) {
+            grid.record(bin, ns);
         }
     }
     grid
@@ -166,20 +169,25 @@ pub struct PhaseRow {
     pub p99_us: f64,
 }
 
-/// P50 / P99 and count per phase interval (`clock.phase_bins()` intervals), exact: each
-/// interval's latencies are collected and ranked.
-pub fn phase_table(ring: &SampleRing, filter: &Filter, clock: &FrameClock) -> Vec<PhaseRow> {
-    let mut per_bin: Vec<Vec<u64>> = vec![Vec::new(); clock.phase_bins() as usize];
+/// P50 / P99 and count per phase interval (`clocks.bins` intervals of each row's own frame,
+/// shown in `shown`'s milliseconds), exact: each interval's latencies are collected and ranked.
+pub fn phase_table(
+    ring: &SampleRing,
+    filter: &Filter,
+    clocks: &PhaseClocks,
+    shown: &Frame,
+) -> Vec<PhaseRow> {
+    let mut per_bin: Vec<Vec<u64>> = vec![Vec::new(); clocks.bins as usize];
     for row in ring.iter() {
-        if let (Some(ns), Some(t)) = (filter.latency(&row), phase_instant(clock, &row)) {
-            per_bin[clock.phase_bin(t) as usize].push(ns);
+        if let (Some(ns), Some(bin)) = (filter.latency(&row), phase_bin(clocks, &row)) {
+            per_bin[bin as usize].push(ns);
         }
     }
     per_bin
         .iter_mut()
         .enumerate()
         .map(|(bin, values)| {
-            let (from, to) = clock.bin_range_ns(bin as u32);
+            let (from, to) = shown.bin_range_ns(bin as u32, clocks.bins);
             PhaseRow {
                 from_us: from as f64 / 1_000.0,
                 to_us: to as f64 / 1_000.0,
@@ -211,7 +219,9 @@ pub fn time_span(ring: &SampleRing) -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clocks::{ClockSource, Clocks, Segment};
     use crate::model::{NO_LABELS, Sample, SampleSource, Sym};
+    use crate::tick::{FrameClock, Period};
 
     const T0: i64 = 1_790_000_000_000_000_000;
     const MS: u64 = 1_000_000;
@@ -255,17 +265,76 @@ mod tests {
         let ring = ring_with(&samples);
         let axis = LatencyAxis::new(10_000, 10_000_000_000, 6);
         let at16 = FrameClock::new(16 * MS, 0, 16, PhaseOf::Ack).unwrap();
-        let grid = phase_grid(&ring, &all(None), &at16, axis.clone());
+        let clocks = Clocks::new(*at16.frame());
+        let grid = phase_grid(
+            &ring,
+            &all(None),
+            &PhaseClocks::own(&clocks, &at16),
+            axis.clone(),
+        );
         assert_eq!(
             grid.column_totals()[15],
             50,
             "all in one bin at the true period"
         );
         let at20 = FrameClock::new(20 * MS, 0, 16, PhaseOf::Ack).unwrap();
-        let smeared = phase_grid(&ring, &all(None), &at20, axis);
+        let smeared = phase_grid(&ring, &all(None), &PhaseClocks::one(&clocks, &at20), axis);
         assert!(
             smeared.column_totals().iter().filter(|&&c| c > 0).count() >= 4,
             "a wrong tick smears"
+        );
+    }
+
+    #[test]
+    fn each_consumer_is_phased_in_its_own_frame_before_merging() {
+        // Two servers acking at 12 ms of their own 60 Hz frames, which start 5 ms apart.
+        let sixty = Period::parse("60hz").unwrap();
+        let own = |offset: i64| Frame::new(sixty, T0 + offset).unwrap();
+        let samples: Vec<_> = (0..50i64)
+            .flat_map(|f| {
+                let frame_start = |offset: i64| T0 + offset + (f * 50_000_000 + 2) / 3;
+                [
+                    (0, frame_start(0) + 12 * MS as i64, 2 * MS),
+                    (1, frame_start(5 * MS as i64) + 12 * MS as i64, 2 * MS),
+                ]
+            })
+            .collect();
+        let ring = ring_with(&samples);
+        let axis = LatencyAxis::new(10_000, 10_000_000_000, 6);
+        let configured = FrameClock::of(own(0), 16, PhaseOf::Ack).unwrap();
+        let mut clocks = Clocks::new(own(0));
+        let naive = phase_grid(
+            &ring,
+            &all(None),
+            &PhaseClocks::own(&clocks, &configured),
+            axis.clone(),
+        );
+        assert_eq!(
+            naive.column_totals().iter().filter(|&&c| c > 0).count(),
+            2,
+            "two bands"
+        );
+        clocks.set(
+            1,
+            Segment {
+                from_ns: T0,
+                frame: own(5 * MS as i64),
+                source: ClockSource::Announced,
+                confidence: 1.0,
+            },
+        );
+        let aligned = phase_grid(
+            &ring,
+            &all(None),
+            &PhaseClocks::own(&clocks, &configured),
+            axis,
+        );
+        // 12 ms of 16.67 is bin 11 of 16, for both.
+        assert_eq!(
+            aligned.column_totals()[11],
+            100,
+            "{:?}",
+            aligned.column_totals()
         );
     }
 
@@ -297,7 +366,13 @@ mod tests {
         let samples: Vec<_> = (1..=100u64)
             .map(|i| (0, T0 + i as i64 * 16 * MS as i64, i * MS))
             .collect();
-        let table = phase_table(&ring_with(&samples), &all(None), &clock);
+        let clocks = Clocks::new(*clock.frame());
+        let table = phase_table(
+            &ring_with(&samples),
+            &all(None),
+            &PhaseClocks::own(&clocks, &clock),
+            clock.frame(),
+        );
         assert_eq!(table.len(), 4);
         assert_eq!(table[0].count, 100);
         assert_eq!((table[0].p50_us, table[0].p99_us), (50_000.0, 99_000.0));

@@ -208,6 +208,42 @@ impl SampleRing {
         rewritten
     }
 
+    /// Consumer, ack time and delivery time (if known) of the rows acked at `since_ns` or
+    /// later, newest first, without reading the other columns. Rows are pushed in about the
+    /// order of their acks (a held ack waits at most a second): the walk stops at the first
+    /// row a second older than `since_ns`.
+    pub fn recent(
+        &self,
+        since_ns: i64,
+    ) -> impl Iterator<Item = (ConsumerId, i64, Option<i64>)> + '_ {
+        let stop = since_ns.saturating_sub(1_000_000_000);
+        (0..self.len)
+            .map(move |k| (self.head + self.capacity - 1 - k) % self.capacity)
+            .take_while(move |&i| self.acked_ns[i] >= stop)
+            .filter(move |&i| self.acked_ns[i] >= since_ns)
+            .map(move |i| {
+                let delivered = self.delivered_ns[i];
+                (
+                    self.consumer[i],
+                    self.acked_ns[i],
+                    (delivered != NONE_I64).then_some(delivered),
+                )
+            })
+    }
+
+    /// The ack time of the oldest row.
+    pub fn oldest_acked_ns(&self) -> Option<i64> {
+        if self.len == 0 {
+            return None;
+        }
+        let oldest = if self.len < self.capacity {
+            0
+        } else {
+            self.head
+        };
+        Some(self.acked_ns[oldest])
+    }
+
     /// Rows from oldest to newest.
     pub fn iter(&self) -> impl Iterator<Item = RingRow> + '_ {
         let start = if self.len < self.capacity {

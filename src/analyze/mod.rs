@@ -2,11 +2,10 @@
 //!
 //! [`spikes`] finds P99 spikes in windowed P99s; [`causes`] attributes a spike to its causes;
 //! [`report`] puts the two together over the collector's windows and samples; [`ordering`]
-//! audits ordered processing; [`tick`] finds the frame period actually present in the ack times.
+//! audits ordered processing. Phases come in each consumer's own frame ([`crate::clocks`]).
 
 pub mod causes;
 pub mod config;
 pub mod ordering;
 pub mod report;
 pub mod spikes;
-pub mod tick;

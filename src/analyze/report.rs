@@ -13,9 +13,9 @@ use super::spikes::{Spike, WindowP99, find_spikes};
 use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
 use crate::aggregate::window::WindowSummary;
+use crate::clocks::Clocks;
 use crate::model::{ConsumerId, rfc3339};
 use crate::names::Names;
-use crate::tick::FrameClock;
 
 /// How much time before a spike serves as its baseline.
 pub const BASELINE_NS: i64 = 60_000_000_000;
@@ -105,7 +105,8 @@ pub struct SpikeInputs {
     pub ack_pending: Vec<(u64, i64)>,
     /// Deliveries the scope's windows counted during the spike and in the baseline.
     pub deliveries: Deliveries,
-    pub clock: FrameClock,
+    /// Each consumer's frame clocks over the spike and its baseline.
+    pub clocks: Clocks,
     pub names: Names,
     /// Label display names, by label index.
     pub labels: Vec<String>,
@@ -149,7 +150,7 @@ impl SpikeInputs {
                 spike_ns: (spike.start_ns, spike.end_ns),
                 baseline_quiet_ns: self.baseline_quiet_ns,
                 baseline_p99: spike.baseline_p99_ns,
-                clock: &self.clock,
+                clocks: &self.clocks,
                 ack_pending: &self.ack_pending,
                 deliveries: self.deliveries,
                 name: &name,

@@ -10,7 +10,8 @@ use super::{ApiError, AppState};
 use crate::aggregate::rebin::{self, Latency, quantile};
 use crate::aggregate::window::Counts;
 use crate::analyze;
-use crate::api::{ConsumerSummary, Range, Report, ReportTick, Spike};
+use crate::api::{ClockInfo, ConsumerClock, ConsumerSummary, Range, Report, ReportTick, Spike};
+use crate::clocks::ClockSource;
 use crate::collector::Collector;
 use crate::collector::lock;
 use crate::model::{ConsumerId, Seen, rfc3339};
@@ -102,6 +103,7 @@ fn consumer_list(c: &Collector, now: i64) -> Vec<ConsumerSummary> {
                 num_pending: state.map(|s| s.num_pending),
                 ack_wait_us: state.map(|s| s.ack_wait_ns as f64 / 1_000.0),
                 advisories: facts.advisories,
+                clock: ClockInfo::of(&c.aggregator().clocks().current(id)),
             }
         })
         .collect()
@@ -171,6 +173,19 @@ fn window_counts(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) 
     total
 }
 
+/// The clock each consumer of `ids` (or every consumer) uses now.
+fn consumer_clocks(c: &Collector, ids: Option<&[ConsumerId]>) -> Vec<ConsumerClock> {
+    c.consumers()
+        .filter(|(id, _, _)| ids.is_none_or(|ids| ids.contains(id)))
+        .map(|(id, stream, consumer)| ConsumerClock {
+            stream: stream.to_string(),
+            consumer: consumer.to_string(),
+            domain: c.names().consumer_domain(id).map(str::to_string),
+            clock: ClockInfo::of(&c.aggregator().clocks().current(id)),
+        })
+        .collect()
+}
+
 /// The report but its spikes (none there yet).
 fn build_report(
     c: &Collector,
@@ -184,8 +199,9 @@ fn build_report(
     let filter = params.filter(ids, from, to);
     let ring = c.aggregator().ring();
     let stats = rebin::range_stats(ring, &filter, c.config().aggregate.max_latency_ns);
-    let clock = params.clock(c.aggregator().clock(), 32);
-    let phases = rebin::phase_table(ring, &filter, &clock);
+    let view = params.phase_view(c, ids, 32);
+    let clock = view.shown;
+    let phases = rebin::phase_table(ring, &filter, &view.phases, clock.frame());
     // One pass over the range's rows feeds both the ordering audit and tick detection.
     let mut times: Vec<i64> = Vec::new();
     let ordering = analyze::ordering::audit(
@@ -193,9 +209,11 @@ fn build_report(
             .filter(|r| filter.matches(r))
             .inspect(|r| times.push(r.acked_ns)),
     );
-    let detected = analyze::tick::detect_period(&times, clock.period_ns());
+    let detected = crate::clocks::detect::detect_period(&times, clock.period_ns());
     let mut warnings = range_warnings(c, from, to);
-    if let Some(d) = detected.filter(|d| analyze::tick::differs(d.period_ns, clock.period_ns())) {
+    if let Some(d) =
+        detected.filter(|d| crate::clocks::detect::differs(d.period_ns, clock.period_ns()))
+    {
         warnings.push(format!(
             "the acks follow a {} frame, not the {} tick: the phase heatmap is smeared (try tick={})",
             format_latency(d.period_ns as f64),
@@ -214,6 +232,11 @@ fn build_report(
             phase_bins: clock.phase_bins(),
             phase_of: clock.phase_of(),
             detected_period_us: detected.map(|d| d.period_ns as f64 / 1_000.0),
+            source: view
+                .source
+                .map_or("per_consumer", ClockSource::as_str)
+                .to_string(),
+            clocks: consumer_clocks(c, ids),
         },
         latency: filter.latency,
         counts,

@@ -58,7 +58,8 @@ async fn heatmap(
         let (from, to) = params.range(&c, now);
         let filter = params.filter(ids.as_deref(), from, to);
         let agg = &c.config().aggregate;
-        let clock = params.clock(c.aggregator().clock(), 160);
+        let view = params.phase_view(&c, ids.as_deref(), 160);
+        let clock = view.shown;
         // The latency axis fits the data (and the frame budget), as Grafana's heatmap does;
         // `max_latency` pins its top.
         let (mut fastest, mut slowest) = (None::<u64>, None::<u64>);
@@ -92,15 +93,16 @@ async fn heatmap(
         }
         let (grid, x, title) = match kind {
             Kind::Phase => (
-                rebin::phase_grid(c.aggregator().ring(), &filter, &clock, axis),
+                rebin::phase_grid(c.aggregator().ring(), &filter, &view.phases, axis),
                 XAxis::Phase {
                     period_ns: clock.period_ns(),
                 },
                 format!(
-                    "{} latency by frame phase — tick {}, bin {}",
+                    "{} latency by frame phase — tick {}, bin {}, {}",
                     filter.latency.as_str(),
                     format_latency(clock.period_ns() as f64),
                     format_latency(clock.period_ns() as f64 / clock.phase_bins() as f64),
+                    view.in_words(),
                 ),
             ),
             Kind::Time => {

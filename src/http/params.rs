@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 
 use crate::aggregate::rebin::{self, Filter, Latency};
+use crate::clocks::{ClockSource, PhaseClocks};
 use crate::collector::Collector;
 use crate::model::ConsumerId;
 use crate::names::is_jetstream_name;
 use crate::render::heatmap::ColorScale;
-use crate::tick::FrameClock;
+use crate::tick::{Frame, FrameClock, Period};
 use crate::units::{duration_ns, parse_duration};
 
 use super::ApiError;
@@ -43,7 +44,8 @@ pub struct Params {
     pub from_ns: Option<i64>,
     pub to_ns: Option<i64>,
     pub latency: Option<Latency>,
-    pub tick_ns: Option<u64>,
+    /// A period for every consumer, overriding their own clocks.
+    pub tick: Option<Period>,
     pub phase_bins: Option<u32>,
     pub width: Option<u32>,
     pub height: Option<u32>,
@@ -103,10 +105,9 @@ impl Params {
                     })
                 }
                 "tick" => {
-                    let ns = parse_duration(value).map(duration_ns).map_err(bad)?;
-                    FrameClock::new(ns, 0, 1, crate::tick::PhaseOf::Ack)
-                        .map_err(|e| bad(e.to_string()))?;
-                    p.tick_ns = Some(ns);
+                    let period = Period::parse(value).map_err(bad)?;
+                    Frame::new(period, 0).map_err(|e| bad(e.to_string()))?;
+                    p.tick = Some(period);
                 }
                 "phase_bins" => p.phase_bins = Some(count(value, 1, MAX_BINS).map_err(bad)?),
                 "width" => {
@@ -194,18 +195,71 @@ impl Params {
         (from.min(to - 1), to)
     }
 
-    /// The frame clock of the request: the configured one with `tick` and `bins` applied.
-    pub fn clock(&self, configured: &FrameClock, default_bins: u32) -> FrameClock {
-        let period = self.tick_ns.unwrap_or(configured.period_ns());
+    /// How the request phases rows, in `default_bins` bins unless it says: with its `tick`,
+    /// one clock for every consumer (the configured epoch); else each consumer's own.
+    pub fn phase_view<'a>(
+        &self,
+        c: &'a Collector,
+        ids: Option<&[ConsumerId]>,
+        default_bins: u32,
+    ) -> PhaseView<'a> {
+        let configured = c.aggregator().clock();
         let bins = self.phase_bins.unwrap_or(default_bins);
+        let clocks = c.aggregator().clocks();
         // Both were validated when parsed; the configured clock is valid.
-        FrameClock::new(period, configured.epoch_ns(), bins, configured.phase_of())
-            .unwrap_or(*configured)
+        let with = |frame: Frame| {
+            FrameClock::of(frame, bins, configured.phase_of()).unwrap_or(*configured)
+        };
+        if let Some(period) = self.tick {
+            let shown = with(Frame {
+                period,
+                epoch_ns: configured.epoch_ns(),
+            });
+            return PhaseView {
+                phases: PhaseClocks::one(clocks, &shown),
+                shown,
+                source: Some(ClockSource::Configured),
+            };
+        }
+        // One consumer: its phases are shown in its own frame's milliseconds.
+        let (frame, source) = match ids {
+            Some([one]) => {
+                let current = clocks.current(*one);
+                (current.frame, Some(current.source))
+            }
+            _ => (*clocks.configured(), None),
+        };
+        let shown = with(frame);
+        PhaseView {
+            phases: PhaseClocks::own(clocks, &shown),
+            shown,
+            source,
+        }
     }
 
     /// The row filter of the request.
     pub fn filter(&self, ids: Option<&[ConsumerId]>, from: i64, to: i64) -> Filter {
         Filter::new(ids, from, to, self.latency.unwrap_or(Latency::Ack))
+    }
+}
+
+/// How a request phases rows, and the frame its phases are shown in.
+pub struct PhaseView<'a> {
+    pub phases: PhaseClocks<'a>,
+    /// The frame whose milliseconds label the phases (and its bins).
+    pub shown: FrameClock,
+    /// Where the clock comes from when one clock phases every row; `None` when each
+    /// consumer's own does.
+    pub source: Option<ClockSource>,
+}
+
+impl PhaseView<'_> {
+    /// Which clock, in words, for a picture's title.
+    pub fn in_words(&self) -> String {
+        match self.source {
+            Some(source) => format!("{} clock", source.as_str()),
+            None => "each consumer's own clock".to_string(),
+        }
     }
 }
 
@@ -305,7 +359,7 @@ mod tests {
         assert_eq!(p.from_ns, Some(NOW - 300_000_000_000));
         assert_eq!(p.to_ns, Some(NOW));
         assert_eq!(p.latency, Some(Latency::E2e));
-        assert_eq!(p.tick_ns, Some(16_667_000));
+        assert_eq!(p.tick, Some(Period::from_ns(16_667_000)));
         assert_eq!(p.width, Some(MAX_WIDTH), "absurd sizes are capped");
         assert_eq!(p.scale, Some(ColorScale::Linear));
         let p = Params::parse(&q(&[("from", "2026-09-21T14:13:20Z")]), ALL, NOW).unwrap();

@@ -36,7 +36,7 @@ pub async fn start_taps(
     wait: bool,
 ) -> Result<Taps, taps::Error> {
     let client = taps::connect(&config.nats, events.clone(), wait).await?;
-    let subscriptions = Taps::subscribe(&client, &config.taps).await?;
+    let subscriptions = Taps::subscribe(&client, config).await?;
     tracing::info!(urls = %config.nats.display_urls(), "taps subscribed");
     if config.taps.consumer_state {
         tokio::spawn(taps::poll_consumer_state(

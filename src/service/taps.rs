@@ -22,7 +22,7 @@ use crate::collect::advisories::ADVISORY_SUBJECT;
 use crate::collect::consumer_state::ConsumerState;
 use crate::collect::metrics::METRIC_SUBJECT;
 use crate::collector::{Collector, lock};
-use crate::config::{Config, NatsConfig, TapsConfig};
+use crate::config::{Config, NatsConfig};
 use crate::model::Seen;
 use crate::telemetry::{ClientEvents, LogKind};
 
@@ -178,6 +178,7 @@ pub struct Taps {
     acks: BoxStream<'static, Message>,
     metrics: BoxStream<'static, Message>,
     advisories: BoxStream<'static, Message>,
+    announcements: BoxStream<'static, Message>,
 }
 
 async fn subscribe(client: &Client, subject: &str) -> Result<BoxStream<'static, Message>, Error> {
@@ -205,7 +206,10 @@ async fn subscribe_if(
 
 impl Taps {
     /// Subscribes every enabled tap and waits until the server has them.
-    pub async fn subscribe(client: &Client, config: &TapsConfig) -> Result<Self, Error> {
+    pub async fn subscribe(client: &Client, config: &Config) -> Result<Self, Error> {
+        let announcements = format!("{}.>", config.clocks.subject_prefix);
+        let announcements = subscribe_if(client, config.clocks.announced, &announcements).await?;
+        let config = &config.taps;
         let mut deliveries = SelectAll::new();
         if config.deliveries {
             for pattern in &config.delivery_patterns {
@@ -219,6 +223,7 @@ impl Taps {
             acks: subscribe_if(client, config.acks, ACK_SUBJECT).await?,
             metrics: subscribe_if(client, config.ack_metrics, METRIC_SUBJECT).await?,
             advisories: subscribe_if(client, config.advisories, ADVISORY_SUBJECT).await?,
+            announcements,
         };
         client.flush().await?;
         Ok(taps)
@@ -246,6 +251,7 @@ enum Tap {
     Ack,
     Metric,
     Advisory,
+    Announcement,
 }
 
 fn apply(c: &mut Collector, tap: Tap, m: &Message, seen: Seen) {
@@ -254,6 +260,7 @@ fn apply(c: &mut Collector, tap: Tap, m: &Message, seen: Seen) {
         Tap::Ack => c.on_ack(m.subject.as_str(), m.reply.as_deref(), &m.payload, seen),
         Tap::Metric => c.on_metric(&m.payload, seen),
         Tap::Advisory => c.on_advisory(m.subject.as_str(), &m.payload, seen),
+        Tap::Announcement => c.on_clock_announcement(m.subject.as_str(), &m.payload, seen),
     }
 }
 
@@ -349,6 +356,7 @@ pub async fn run(
             Some(m) = taps.acks.next() => Some((Tap::Ack, m)),
             Some(m) = taps.metrics.next() => Some((Tap::Metric, m)),
             Some(m) = taps.advisories.next() => Some((Tap::Advisory, m)),
+            Some(m) = taps.announcements.next() => Some((Tap::Announcement, m)),
             else => break,
         };
         let ticked = read.is_none();

@@ -24,6 +24,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::collect::acks::parse_ack_subject;
 use crate::collector::lock;
 use crate::model::Seen;
+use crate::tick::{Frame, Period};
 
 use faults::Effects;
 use scenario::Scenario;
@@ -51,12 +52,18 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// Starts at the first frame boundary at least `lead` from now.
-    pub fn start(tick_ns: u64, duration_ns: u64, repeat: bool, lead: Duration) -> Self {
+    /// Starts at the first frame boundary of `period` (from the Unix epoch) at least `lead`
+    /// from now.
+    pub fn start(period: Period, duration_ns: u64, repeat: bool, lead: Duration) -> Self {
+        let tick_ns = period.ns();
         let now = Instant::now();
         let wall = Seen::now().wall_ns;
         let target = wall + lead.as_nanos() as i64;
-        let t0_wall_ns = (target.div_euclid(tick_ns as i64) + 1) * tick_ns as i64;
+        let frames = Frame {
+            period,
+            epoch_ns: 0,
+        };
+        let t0_wall_ns = frames.start_of(frames.frame_and_scaled(target).0 + 1);
         Self {
             t0: now + Duration::from_nanos((t0_wall_ns - wall) as u64),
             t0_wall_ns,
@@ -166,7 +173,10 @@ fn traceparent(rng: &mut StdRng) -> String {
     format!("00-{trace:032x}-{span:016x}-01")
 }
 
-/// Publishes every server's messages, a quarter of a frame's worth every quarter frame.
+/// Publishes every server's messages: a quarter of a frame's worth every quarter frame on an
+/// aligned fleet; on a fleet of servers with their own frames, at random sixteenths of the
+/// frame, so that messages reach each server at every phase of its frame, as players' inputs
+/// do.
 async fn publisher(
     client: Client,
     s: Arc<Scenario>,
@@ -174,13 +184,13 @@ async fn publisher(
     stats: Arc<Mutex<Stats>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    const STEPS: u64 = 4;
+    let steps: u64 = if s.own_frames { 16 } else { 4 };
     let mut rng = StdRng::seed_from_u64(s.seed ^ 0x5EED);
     let payload = Bytes::from(vec![b'x'; s.message_size]);
     let subjects: Vec<String> = (0..s.servers).map(|i| s.subject_of(i)).collect();
     let names: Vec<String> = (0..s.servers).map(Scenario::server_name).collect();
     let mut carry = vec![0.0f64; s.servers as usize];
-    let step_ns = s.tick_ns / STEPS;
+    let step_ns = s.tick_ns / steps;
     for k in 0u64.. {
         let elapsed = k * step_ns;
         if timeline.ended(elapsed) {
@@ -194,8 +204,14 @@ async fn publisher(
         let mut sent = 0;
         for i in 0..s.servers {
             let rate =
-                s.events_per_frame as f64 * Effects::at(&s, i, offset).load_factor / STEPS as f64;
-            carry[i as usize] += rate;
+                s.events_per_frame as f64 * Effects::at(&s, i, offset).load_factor / steps as f64;
+            // Inputs of many players arrive at random instants: the same rate, at no fixed
+            // phase (aligned fleets keep their fixed quarter-frame steps).
+            carry[i as usize] += if s.own_frames {
+                rate * rng.random_range(0.0..2.0)
+            } else {
+                rate
+            };
             while carry[i as usize] >= 1.0 {
                 carry[i as usize] -= 1.0;
                 let mut headers = HeaderMap::new();
@@ -239,6 +255,30 @@ async fn ack(m: &jetstream::Message, own: &mut ClientLatency, stats: &Mutex<Stat
     true
 }
 
+/// Announces server `index`'s frame clock, as a game server would at start and after a
+/// restart: its period and the Unix time of a frame start.
+async fn announce(client: &Client, s: &Scenario, index: u32, epoch_ns: i64, period_ns: f64) {
+    let subject = format!(
+        "ackscope.frame.{}.{}",
+        s.stream,
+        Scenario::server_name(index)
+    );
+    // A whole frequency is announced as one (exact); any other period in nanoseconds.
+    let hz = 1e9 / period_ns;
+    let body = if (hz - hz.round()).abs() < 1e-9 {
+        serde_json::json!({"hz": hz.round() as u64, "epoch_ns": epoch_ns})
+    } else {
+        serde_json::json!({"period_ns": period_ns, "epoch_ns": epoch_ns})
+    };
+    if client
+        .publish(subject, body.to_string().into())
+        .await
+        .is_err()
+    {
+        tracing::warn!(server = index + 1, "frame clock announcement not sent");
+    }
+}
+
 /// One game server's frame loop.
 async fn server(
     index: u32,
@@ -246,6 +286,7 @@ async fn server(
     timeline: Timeline,
     mut deliveries: BoxStream<'static, jetstream::Message>,
     stats: Arc<Mutex<Stats>>,
+    announcer: Option<Client>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut rng = StdRng::seed_from_u64(
@@ -254,12 +295,35 @@ async fn server(
     );
     let sigma = ((s.cost_p99_ns as f64 / s.cost_median_ns as f64).ln() / 2.326).max(1e-6);
     let cost = LogNormal::new((s.cost_median_ns as f64).ln(), sigma).expect("valid log-normal");
-    let tick = s.tick_ns;
+    let clock = s.clocks[index as usize];
+    let tick = clock.period_ns.round() as u64;
     let mut frame: u64 = 0;
+    if let Some(client) = &announcer {
+        announce(
+            client,
+            &s,
+            index,
+            timeline.t0_wall_ns + clock.start_of(0) as i64,
+            clock.period_ns,
+        )
+        .await;
+    }
     let mut after_pause = false;
     let mut own = ClientLatency::new(Scenario::server_name(index));
     loop {
-        let start_ns = frame * tick;
+        let start_ns = clock.start_of(frame);
+        if let Some(client) = &announcer
+            && clock.restart_frame() == Some(frame)
+        {
+            announce(
+                client,
+                &s,
+                index,
+                timeline.t0_wall_ns + start_ns as i64,
+                clock.period_ns,
+            )
+            .await;
+        }
         if timeline.ended(start_ns) {
             if let Some(w) = own.take() {
                 keep(&stats, w);
@@ -305,7 +369,7 @@ async fn server(
                 });
             }
             drop(st);
-            frame = timeline.elapsed(Instant::now()) / tick + 1;
+            frame = clock.frame_at(timeline.elapsed(Instant::now())) + 1;
             after_pause = true;
             continue;
         }
@@ -377,7 +441,7 @@ async fn server(
             st.acks_dropped += dropped;
         }
         // An overrun frame makes the next one start late; skip frames already missed.
-        frame = (frame + 1).max(timeline.elapsed(Instant::now()) / tick);
+        frame = (frame + 1).max(clock.frame_at(timeline.elapsed(Instant::now())));
     }
 }
 
@@ -392,7 +456,7 @@ pub async fn run(
     let deliveries = set_up(&js, &s).await?;
     let s = Arc::new(s);
     let timeline = Timeline::start(
-        s.tick_ns,
+        s.period,
         s.duration_ns,
         s.repeat,
         Duration::from_millis(300),
@@ -412,6 +476,7 @@ pub async fn run(
             timeline,
             d,
             stats.clone(),
+            s.announce.then(|| client.clone()),
             stop.clone(),
         )));
     }

@@ -4,9 +4,12 @@
 
 use std::path::Path;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 
 use crate::analyze::causes::Cause;
+use crate::tick::Period;
 use crate::units::{duration_ns, parse_duration};
 
 /// A scenario error, naming the key.
@@ -72,6 +75,33 @@ pub struct RawFleet {
     pub subject: String,
     #[serde(default = "default_size")]
     pub message_size: usize,
+    /// `aligned` (default): every server's frames start on wall-clock multiples of the tick;
+    /// `own`: each server starts its frames at its own offset, as a real game loop does.
+    #[serde(default = "default_frames")]
+    pub frames: String,
+    /// Servers (numbered from 1) whose frame clock runs `drift_ppm` fast.
+    #[serde(default)]
+    pub drifting: Vec<u32>,
+    #[serde(default)]
+    pub drift_ppm: f64,
+    /// Servers that restart their frame loop at a new offset.
+    #[serde(default)]
+    pub restarts: Vec<RawRestart>,
+    /// Each server announces its frame clock on `ackscope.frame.<stream>.<consumer>`.
+    #[serde(default)]
+    pub announce: bool,
+}
+
+/// `[[fleet.restarts]]`: server `server` restarts its frame loop at `at`, at a new offset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestart {
+    pub server: u32,
+    pub at: String,
+}
+
+fn default_frames() -> String {
+    "aligned".into()
 }
 
 fn default_tick() -> String {
@@ -240,7 +270,16 @@ pub struct Scenario {
     pub duration_ns: u64,
     pub repeat: bool,
     pub servers: u32,
+    /// The nominal tick, exact.
+    pub period: Period,
+    /// The nominal tick, rounded to the nanosecond.
     pub tick_ns: u64,
+    /// Each server's frame clock.
+    pub clocks: Vec<ServerClock>,
+    /// Servers announce their frame clocks.
+    pub announce: bool,
+    /// Servers start their frames at their own offsets (`frames = "own"`).
+    pub own_frames: bool,
     pub events_per_frame: u32,
     pub subject: String,
     pub message_size: usize,
@@ -256,6 +295,49 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
 }
 
+/// One server's frame clock, from the timeline's start: frame `k` starts `offset + k * period`
+/// in, with a new offset from `restart` on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerClock {
+    pub period_ns: f64,
+    pub offset_ns: f64,
+    /// (from, new offset), ns from the timeline's start.
+    pub restart: Option<(u64, f64)>,
+}
+
+impl ServerClock {
+    fn offset_for(&self, base_ns: f64) -> f64 {
+        match self.restart {
+            Some((at, offset)) if base_ns >= at as f64 => offset,
+            _ => self.offset_ns,
+        }
+    }
+
+    /// Where frame `k` starts, ns from the timeline's start.
+    pub fn start_of(&self, k: u64) -> u64 {
+        let base = k as f64 * self.period_ns;
+        (base + self.offset_for(base)).round() as u64
+    }
+
+    /// The frame under way at `elapsed_ns` (0 before the first).
+    pub fn frame_at(&self, elapsed_ns: u64) -> u64 {
+        let at = |offset: f64| {
+            ((elapsed_ns as f64 - offset) / self.period_ns)
+                .floor()
+                .max(0.0)
+        };
+        let k = at(self.offset_ns);
+        let k = at(self.offset_for(k * self.period_ns));
+        k as u64
+    }
+
+    /// The frame from which the restart's offset applies.
+    pub fn restart_frame(&self) -> Option<u64> {
+        self.restart
+            .map(|(at, _)| (at as f64 / self.period_ns).ceil() as u64)
+    }
+}
+
 impl Scenario {
     /// The name of server `index` (0-based): `srv-1`, `srv-2`, …
     pub fn server_name(index: u32) -> String {
@@ -266,6 +348,74 @@ impl Scenario {
     pub fn subject_of(&self, index: u32) -> String {
         self.subject.replace("{server}", &Self::server_name(index))
     }
+}
+
+/// Each server's frame clock: aligned, or at an offset drawn from the seed; some drifting,
+/// some restarting at a new offset.
+fn server_clocks(
+    f: &RawFleet,
+    period: Period,
+    seed: u64,
+    duration_ns: u64,
+) -> Result<Vec<ServerClock>, Error> {
+    let own = match f.frames.as_str() {
+        "aligned" => false,
+        "own" => true,
+        other => {
+            return Err(invalid(
+                "fleet.frames",
+                other,
+                "expected `aligned` or `own`",
+            ));
+        }
+    };
+    if !(0.0..=1_000.0).contains(&f.drift_ppm.abs()) {
+        return Err(invalid(
+            "fleet.drift_ppm",
+            f.drift_ppm.to_string(),
+            "at most 1000",
+        ));
+    }
+    let number = |key: &str, s: u32| {
+        if s == 0 || s > f.servers {
+            Err(invalid(
+                key,
+                s.to_string(),
+                format!("servers are numbered 1 to {}", f.servers),
+            ))
+        } else {
+            Ok(s - 1)
+        }
+    };
+    let period_ns = period.ns_f64();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xF4A3E);
+    let mut clocks: Vec<ServerClock> = (0..f.servers)
+        .map(|_| ServerClock {
+            period_ns,
+            offset_ns: if own {
+                rng.random_range(0.0..period_ns)
+            } else {
+                0.0
+            },
+            restart: None,
+        })
+        .collect();
+    for &s in &f.drifting {
+        clocks[number("fleet.drifting", s)? as usize].period_ns =
+            period_ns * (1.0 + f.drift_ppm * 1e-6);
+    }
+    for (i, r) in f.restarts.iter().enumerate() {
+        let key = format!("fleet.restarts[{i}].at");
+        let at = dur(&key, &r.at)?;
+        if at == 0 || at >= duration_ns {
+            return Err(invalid(&key, &r.at, "must fall within the scenario"));
+        }
+        let c = &mut clocks[number(&format!("fleet.restarts[{i}].server"), r.server)? as usize];
+        // At least a quarter frame away from the old offset: a restart that shows.
+        let shift = rng.random_range(0.25..0.75) * period_ns;
+        c.restart = Some((at, (c.offset_ns + shift) % period_ns));
+    }
+    Ok(clocks)
 }
 
 fn dur(key: &str, value: &str) -> Result<u64, Error> {
@@ -309,7 +459,9 @@ impl RawScenario {
                 "must be between 1 and 64",
             ));
         }
-        let tick_ns = dur("fleet.tick", &f.tick)?;
+        let period =
+            Period::parse(&f.tick).map_err(|reason| invalid("fleet.tick", &f.tick, reason))?;
+        let tick_ns = period.ns();
         if !(1_000_000..=1_000_000_000).contains(&tick_ns) {
             return Err(invalid("fleet.tick", &f.tick, "must be between 1ms and 1s"));
         }
@@ -396,6 +548,7 @@ impl RawScenario {
                 "must be at least cost_median",
             ));
         }
+        let clocks = server_clocks(f, period, self.seed, duration_ns)?;
         let mut faults = Vec::new();
         for (i, raw) in self.faults.iter().enumerate() {
             faults.push(validate_fault(i, raw, f.servers, duration_ns, tick_ns)?);
@@ -406,7 +559,11 @@ impl RawScenario {
             duration_ns,
             repeat: self.repeat,
             servers: f.servers,
+            period,
             tick_ns,
+            own_frames: f.frames == "own",
+            clocks,
+            announce: f.announce,
             events_per_frame: f.events_per_frame,
             subject: f.subject.clone(),
             message_size: f.message_size,

@@ -86,7 +86,32 @@ pub struct Truth {
     /// Each server's own e2e latency per second (the first [`MAX_CLIENT_WINDOWS`]).
     #[serde(default)]
     pub client_windows: Vec<ClientWindow>,
+    /// Each server's frame clock: where its frames really start.
+    #[serde(default)]
+    pub clocks: Vec<ServerFrames>,
     pub fleet: FleetReport,
+}
+
+/// Where a server's frames start: `epoch_ns + k * period_ns`, from `restart_ns` on
+/// `restart_epoch_ns + k * period_ns`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerFrames {
+    pub server: String,
+    pub period_ns: f64,
+    pub epoch_ns: i64,
+    pub restart_ns: Option<i64>,
+    pub restart_epoch_ns: Option<i64>,
+}
+
+impl ServerFrames {
+    /// Nanoseconds into this server's own frame at `t_ns`.
+    pub fn phase_ns(&self, t_ns: i64) -> f64 {
+        let epoch = match (self.restart_ns, self.restart_epoch_ns) {
+            (Some(at), Some(e)) if t_ns >= at => e,
+            _ => self.epoch_ns,
+        };
+        ((t_ns - epoch) as f64).rem_euclid(self.period_ns)
+    }
 }
 
 /// What the fleet counted while it ran.
@@ -249,6 +274,22 @@ impl Truth {
             gc_pauses: stats.pauses.clone(),
             stalls: stats.stalls.clone(),
             client_windows: stats.client_windows.clone(),
+            clocks: s
+                .clocks
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let wall = |k: u64| timeline.t0_wall_ns + c.start_of(k) as i64;
+                    let restart = c.restart_frame().map(wall);
+                    ServerFrames {
+                        server: Scenario::server_name(i as u32),
+                        period_ns: c.period_ns,
+                        epoch_ns: wall(0),
+                        restart_ns: restart,
+                        restart_epoch_ns: restart,
+                    }
+                })
+                .collect(),
             fleet: FleetReport {
                 frames: stats.frames,
                 published: stats.published,

@@ -313,7 +313,7 @@ impl Tapped {
         let client = taps::connect(&config.nats, events.clone(), false)
             .await
             .expect("ackscope connects");
-        let subs = Taps::subscribe(&client, &config.taps)
+        let subs = Taps::subscribe(&client, &config)
             .await
             .expect("taps subscribe");
         let collector = Arc::new(Mutex::new(Collector::new(config.clone())));

@@ -37,10 +37,11 @@ fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> CauseFinding {
             base_gaps.push((r.acked_ns - t) as u64);
         }
     });
-    let usual_gap = quantile(&mut base_gaps, 0.99).max(e.clock.period_ns());
+    let period_ns = e.clocks.configured().period.ns();
+    let usual_gap = quantile(&mut base_gaps, 0.99).max(period_ns);
     let (mut stalls, mut longest) = (0usize, 0u64);
     let mut burst_rows: Vec<&RingRow> = Vec::new();
-    let burst_ns = 2 * e.clock.period_ns() as i64;
+    let burst_ns = 2 * period_ns as i64;
     // Per consumer: the last ack, and until when acks belong to the burst after a silence.
     let mut state: Vec<(Option<i64>, i64)> = Vec::new();
     in_ack_order(e.spike, |r| {

@@ -260,7 +260,7 @@ fn hot_spot(e: &Evidence, threshold: u64) -> CauseFinding {
 mod tests {
     use super::*;
     use crate::analyze::causes::tests::*;
-    use crate::tick::PhaseOf;
+    use crate::tick::{Frame, Period};
 
     #[test]
     fn one_slow_consumer_among_healthy_ones_is_a_hot_spot() {
@@ -283,7 +283,7 @@ mod tests {
             .filter(|r| r.consumer == 3)
             .copied()
             .collect();
-        let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
+        let clocks = Clocks::new(Frame::new(Period::from_ns(16 * MS), 0).unwrap());
         let name = |d: Dimension| format!("{d:?}");
         attribute(&Evidence {
             spike: &own,
@@ -294,7 +294,7 @@ mod tests {
             baseline_quiet_ns: base[base.len() - 1].acked_ns + 1 - base[0].acked_ns,
             baseline_p99: 0,
             deliveries: Deliveries::default(),
-            clock: &clock,
+            clocks: &clocks,
             ack_pending: &[],
             name: &name,
             latency: Latency::Ack,

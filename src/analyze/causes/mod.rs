@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 
 use crate::aggregate::rebin::{Latency, quantile};
 use crate::aggregate::ring::RingRow;
+use crate::clocks::Clocks;
 use crate::model::MAX_LABELS;
 use crate::model::{AckKind, ConsumerId, Sym, TraceId};
-use crate::tick::FrameClock;
 
 /// Exemplar trace ids per cause.
 pub const EXEMPLARS: usize = 5;
@@ -97,7 +97,8 @@ pub struct Evidence<'a> {
     /// when the spike has none (an SLO breach before any quiet window), then the baseline
     /// samples' own P99.
     pub baseline_p99: u64,
-    pub clock: &'a FrameClock,
+    /// Each consumer's frame clocks: phases are read in each consumer's own frame.
+    pub clocks: &'a Clocks,
     /// Consumer state polls in the spike: (ack pending, max ack pending).
     pub ack_pending: &'a [(u64, i64)],
     /// Deliveries seen during the spike and in the baseline's quiet time, as the windows
@@ -446,7 +447,7 @@ pub fn attribute(e: &Evidence) -> Vec<CauseFinding> {
 mod tests {
     use super::*;
     use crate::model::{NO_LABELS, SampleSource};
-    use crate::tick::PhaseOf;
+    use crate::tick::{Frame, Period};
 
     pub(super) const MS: u64 = 1_000_000;
     pub(super) const T0: i64 = 1_790_000_000_000_000_000;
@@ -492,7 +493,7 @@ mod tests {
         ack_pending: &[(u64, i64)],
         deliveries: Deliveries,
     ) -> Vec<CauseFinding> {
-        let clock = FrameClock::new(16 * MS, 0, 160, PhaseOf::Ack).unwrap();
+        let clocks = Clocks::new(Frame::new(Period::from_ns(16 * MS), 0).unwrap());
         let name = |d: Dimension| format!("{d:?}");
         let e = Evidence {
             spike,
@@ -502,7 +503,7 @@ mod tests {
             spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
             baseline_quiet_ns: baseline[baseline.len() - 1].acked_ns + 1 - baseline[0].acked_ns,
             baseline_p99: 0,
-            clock: &clock,
+            clocks: &clocks,
             ack_pending,
             deliveries,
             name: &name,

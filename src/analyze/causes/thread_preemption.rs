@@ -2,6 +2,7 @@
 //! baseline's acks do.
 
 use super::*;
+use crate::model::FORGOTTEN_CONSUMER;
 
 /// The `thread_preemption` detector.
 pub struct ThreadPreemption;
@@ -16,58 +17,37 @@ impl Detector for ThreadPreemption {
     }
 }
 
-/// Phase bins of acks, without a division per ack: the frame an instant falls in is estimated
-/// in floating point relative to a frame start near the evidence, then corrected in integers.
-struct PhaseBins {
-    origin: i64,
-    period: i64,
-    frames_per_ns: f64,
-    bins_per_ns: f64,
-    last: usize,
+/// Each ack's frame and phase bin, in its consumer's own frame clock.
+struct PhaseBins<'a> {
+    clocks: &'a Clocks,
+    bins: u32,
 }
 
-impl PhaseBins {
-    fn new(e: &Evidence, bins: u32) -> Self {
-        let period = e.clock.period_ns();
-        Self {
-            origin: e.spike_ns.0 - e.clock.phase_ns(e.spike_ns.0) as i64,
-            period: period as i64,
-            frames_per_ns: 1.0 / period as f64,
-            bins_per_ns: bins as f64 / period as f64,
-            last: bins as usize - 1,
-        }
-    }
-
-    /// The frame `r` was acked in, counted from the origin.
-    fn frame(&self, r: &RingRow) -> i64 {
-        self.frame_at(r.acked_ns)
-    }
-
-    fn frame_at(&self, t_ns: i64) -> i64 {
-        self.frame_and_phase(t_ns).0
-    }
-
-    /// The frame `t_ns` falls in (from the origin) and its phase there: estimated in floating
-    /// point, corrected in integers, no division.
-    fn frame_and_phase(&self, t_ns: i64) -> (i64, i64) {
-        let offset = t_ns - self.origin;
-        let mut frame = (offset as f64 * self.frames_per_ns) as i64;
-        let mut phase = offset - frame * self.period;
-        while phase < 0 {
-            phase += self.period;
-            frame -= 1;
-        }
-        while phase >= self.period {
-            phase -= self.period;
-            frame += 1;
-        }
-        (frame, phase)
+impl PhaseBins<'_> {
+    /// The frame `t_ns` of `consumer` falls in (counted from its clock's epoch) and its bin.
+    fn at(&self, consumer: ConsumerId, t_ns: i64) -> (i64, usize) {
+        let (frame, bin) = self
+            .clocks
+            .at(consumer, t_ns)
+            .frame_and_bin(t_ns, self.bins);
+        (frame, bin as usize)
     }
 
     fn of(&self, r: &RingRow) -> usize {
-        let phase = self.frame_and_phase(r.acked_ns).1;
-        ((phase as f64 * self.bins_per_ns) as usize).min(self.last)
+        self.at(r.consumer, r.acked_ns).1
     }
+}
+
+/// The consumer most of `ids` name (the lowest id of a tie).
+fn most_common(ids: impl Iterator<Item = ConsumerId>) -> Option<ConsumerId> {
+    let mut counts = std::collections::HashMap::<ConsumerId, usize>::new();
+    for id in ids.filter(|&id| id != FORGOTTEN_CONSUMER) {
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(id, n)| (n, std::cmp::Reverse(id)))
+        .map(|(id, _)| id)
 }
 
 /// Phase bins the preemption detector folds acks into, and the band width it looks for.
@@ -80,7 +60,10 @@ const RECURRING: f64 = 0.3;
 /// `thread_preemption`: slow acks concentrate in one band of the frame, far more than the
 /// baseline's acks do.
 fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
-    let bins = PhaseBins::new(e, BINS);
+    let bins = PhaseBins {
+        clocks: e.clocks,
+        bins: BINS,
+    };
     fn histogram<'a>(
         bins: &PhaseBins,
         rows: impl Iterator<Item = &'a RingRow>,
@@ -113,7 +96,13 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
         .max_by_key(|&s| band(&hs, s))
         .unwrap_or(0);
     let (slow_share, base_share) = (band(&hs, start) as f64 / ns, band(&hb, start) as f64 / nb);
-    let period = e.clock.period_ns() as f64;
+    // The band in milliseconds of the frame of the consumer with most slow acks (the
+    // configured one when all consumers share it).
+    let top = most_common(slow.iter().map(|r| r.consumer));
+    let period = top
+        .map_or(*e.clocks.configured(), |c| *e.clocks.at(c, e.spike_ns.0))
+        .period
+        .ns_f64();
     let from = ms(period * start as f64 / BINS as f64);
     // The band may wrap past the frame end (one ending at the frame end ends at 16 ms, not 0).
     let end = period * (start + BAND) as f64 / BINS as f64;
@@ -130,26 +119,31 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     let mut who: Vec<ConsumerId> = banded.iter().map(|r| r.consumer).collect();
     who.sort_unstable();
     who.dedup();
-    // Distinct frames, marked in a table over the spike's frames (no sort of a million rows).
-    let first_frame = bins.frame_at(e.spike_ns.0);
-    let span = (bins.frame_at(e.spike_ns.1) - first_frame + 1).clamp(1, 1 << 24) as usize;
+    // Distinct (consumer, frame) pairs, marked in a table over each consumer's frames of the
+    // spike (no sort of a million rows); each consumer counts its own frames.
+    let first: Vec<i64> = who.iter().map(|&c| bins.at(c, e.spike_ns.0).0).collect();
+    let span = who
+        .iter()
+        .map(|&c| bins.at(c, e.spike_ns.1).0 - bins.at(c, e.spike_ns.0).0 + 1)
+        .max()
+        .unwrap_or(1)
+        .clamp(1, (1 << 24) / who.len().max(1) as i64) as usize;
     let frames = |rows: &mut dyn Iterator<Item = &RingRow>| {
-        let mut seen = vec![false; span];
+        let mut seen = vec![false; span * who.len()];
         let mut n = 0;
         for r in rows {
-            let i = (bins.frame(r) - first_frame).clamp(0, span as i64 - 1) as usize;
+            let Ok(k) = who.binary_search(&r.consumer) else {
+                continue;
+            };
+            let rel = (bins.at(r.consumer, r.acked_ns).0 - first[k]).clamp(0, span as i64 - 1);
+            let i = k * span + rel as usize;
             n += usize::from(!seen[i]);
             seen[i] = true;
         }
         n
     };
     let frames_in_band = frames(&mut banded.iter().copied());
-    let frames_acked = frames(
-        &mut e
-            .spike
-            .iter()
-            .filter(|r| who.binary_search(&r.consumer).is_ok()),
-    );
+    let frames_acked = frames(&mut e.spike.iter());
     let recurrence = frames_in_band as f64 / frames_acked.max(1) as f64;
     CauseFinding {
         cause: Cause::ThreadPreemption,

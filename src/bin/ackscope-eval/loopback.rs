@@ -286,7 +286,7 @@ impl Receiver {
         let client = taps::connect(&config.nats, events.clone(), false)
             .await
             .unwrap();
-        let subs = Taps::subscribe(&client, &config.taps).await.unwrap();
+        let subs = Taps::subscribe(&client, &config).await.unwrap();
         let collector = Arc::new(Mutex::new(Collector::new(config)));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(taps::run(

@@ -1,0 +1,553 @@
+//! Inferred frame clocks: a consumer's frame offset (and period) from its own acks, when its
+//! game server announces nothing.
+//!
+//! **What phase 0 means.** Acks alone cannot show where a frame starts; they show where in the
+//! frame the server handles messages. A game loop runs its logic, then handles and acks
+//! messages, then waits for the next frame: its acks fold into a busy stretch and a quiet one.
+//! An inferred clock puts the end of the quiet stretch (where the frame's acks resume) at
+//! `clocks.acks_resume_at` (0 by default; set it to the logic time before messages are
+//! handled, if known, to read phases as the server's own). A consumer whose acks have no quiet
+//! stretch of at least an eighth of... of [`MIN_QUIET_BINS`] bins keeps the configured clock.
+//!
+//! **Tracking.** Once inferred, each pass folds the acks since the last one and finds the
+//! rotation of the learned shape that fits them best (circular correlation): a small rotation
+//! is drift (the period is corrected), a large one a restart (a new offset from the first ack
+//! after the longest silence). A shape that no rotation fits, or whose quiet stretch is not
+//! the learned one's length (a fault that gathers acks into one band of the frame), changes
+//! nothing; one that lasts `relearn_after` is learned anew.
+//! Pure functions and a small state per consumer; the collector feeds them.
+
+use super::detect::{detect_period, differs};
+use super::{ClockSource, Segment};
+use crate::tick::{Frame, Period};
+
+/// Phase bins the acks are folded into.
+pub const BINS: usize = 128;
+/// The shortest quiet stretch that places an inferred phase 0: a sixteenth of the frame.
+pub const MIN_QUIET_BINS: usize = BINS / 16;
+/// The offset moves once it is this fraction of the frame off.
+const MOVE_FRACTION: f64 = 64.0;
+/// A rotation fits the learned shape when their correlation is at least this.
+const FIT: f64 = 0.7;
+
+/// Settings of inference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferConfig {
+    /// Fewest acks a pass folds; fewer wait for the next pass.
+    pub min_acks: usize,
+    /// The phase an inferred clock gives the end of the frame's quiet stretch.
+    pub acks_resume_at_ns: u64,
+    /// A shape no rotation fits for this long is learned anew.
+    pub relearn_after_ns: u64,
+}
+
+impl Default for InferConfig {
+    fn default() -> Self {
+        Self {
+            min_acks: 300,
+            acks_resume_at_ns: 0,
+            relearn_after_ns: 60_000_000_000,
+        }
+    }
+}
+
+/// One consumer's inference state.
+#[derive(Debug, Clone, Default)]
+pub struct Tracker {
+    /// The learned shape of its acks over the frame, under its inferred clock (sum 1).
+    shape: Option<Box<[f64; BINS]>>,
+    /// Since when no rotation fits.
+    misfit_since: Option<i64>,
+    /// When the clock's offset was last set: drift is measured from there.
+    anchored_ns: i64,
+    /// The length of the learned shape's quiet stretch, in bins.
+    quiet_bins: usize,
+    /// The period learned from (the configured one, or the one the acks clearly follow):
+    /// a corrected period within [`SNAP_PPM`] of it is taken to be it, exactly.
+    nominal: Option<Period>,
+}
+
+/// A drift correction this close to the nominal period is noise: the nominal one is kept.
+const SNAP_PPM: f64 = 5.0;
+
+/// The acks of `times` folded over `frame`, smoothed over neighbouring bins.
+fn fold(frame: &Frame, times: &[i64]) -> [f64; BINS] {
+    let mut h = [0.0; BINS];
+    for &t in times {
+        h[frame.bin(t, BINS as u32) as usize] += 1.0;
+    }
+    let mut smooth = [0.0; BINS];
+    for b in 0..BINS {
+        smooth[b] = (h[(b + BINS - 1) % BINS] + 2.0 * h[b] + h[(b + 1) % BINS]) / 4.0;
+    }
+    smooth
+}
+
+/// The longest circular run of bins below a tenth of the fullest: (first bin after it, length).
+fn quiet_stretch(h: &[f64; BINS]) -> (usize, usize) {
+    let max = h.iter().copied().fold(0.0, f64::max);
+    let quiet: Vec<bool> = h.iter().map(|&v| v <= 0.1 * max).collect();
+    if quiet.iter().all(|&q| q) || quiet.iter().all(|&q| !q) {
+        return (0, 0);
+    }
+    let (mut best, mut run) = ((0, 0), 0);
+    // Twice round covers a run across the frame end.
+    for i in 0..2 * BINS {
+        if quiet[i % BINS] {
+            run += 1;
+        } else {
+            if run > best.1 {
+                best = (i % BINS, run.min(BINS));
+            }
+            run = 0;
+        }
+    }
+    best
+}
+
+/// Pearson correlation of `a` with `b` rotated by `shift` bins (`b[i + shift]` against `a[i]`).
+fn correlation(a: &[f64; BINS], b: &[f64; BINS], shift: usize) -> f64 {
+    let n = BINS as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for i in 0..BINS {
+        let (x, y) = (a[i] - ma, b[(i + shift) % BINS] - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 0.0;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// `h` rotated so that bin `from` comes first, scaled to sum 1.
+fn rotate(h: &[f64; BINS], from: usize) -> Box<[f64; BINS]> {
+    let total = h.iter().sum::<f64>().max(f64::MIN_POSITIVE);
+    let mut out = Box::new([0.0; BINS]);
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = h[(i + from) % BINS] / total;
+    }
+    out
+}
+
+/// A frame of `period` whose frame start lies near `t_ns`, in phase with `frame` moved by
+/// `shift_ns`: epochs near the data keep phases exact however the period is corrected later.
+fn rebased(frame: &Frame, period: Period, shift_ns: f64, t_ns: i64) -> Frame {
+    let moved = frame.shifted(shift_ns.round() as i64);
+    let start = t_ns - moved.phase_ns(t_ns) as i64;
+    Frame {
+        period,
+        epoch_ns: start,
+    }
+}
+
+impl Tracker {
+    /// Whether a clock has been inferred.
+    pub fn is_learned(&self) -> bool {
+        self.shape.is_some()
+    }
+
+    /// One pass over `times` (the consumer's phase instants since the last pass, sorted) with
+    /// its clock `current`; the configured frame gives the period to start from. Returns the
+    /// consumer's new clock, if it changes.
+    pub fn step(
+        &mut self,
+        current: &Segment,
+        configured: &Frame,
+        times: &[i64],
+        now_ns: i64,
+        config: &InferConfig,
+    ) -> Option<Segment> {
+        if times.len() < config.min_acks.max(2) {
+            return None;
+        }
+        let mid = times[times.len() / 2];
+        if self.shape.is_none() || current.source != ClockSource::Inferred {
+            return self.learn(configured, times, mid, now_ns, config);
+        }
+        let frame = current.frame;
+        let shape = self.shape.as_deref()?;
+        let h = fold(&frame, times);
+        let (shift, fit) = (0..BINS)
+            .map(|s| (s, correlation(shape, &h, s)))
+            .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        // A rotation of the same shape keeps its quiet stretch; a fault that gathers the acks
+        // into one band (which a rotation can fit well enough) leaves most of the frame quiet.
+        let quiet = quiet_stretch(&h).1 as f64;
+        let same_quiet =
+            (quiet - self.quiet_bins as f64).abs() <= (self.quiet_bins as f64 / 4.0).max(3.0);
+        if fit < FIT || !same_quiet {
+            let since = *self.misfit_since.get_or_insert(now_ns);
+            if now_ns.saturating_sub(since) >= config.relearn_after_ns as i64 {
+                self.shape = None;
+                return self.learn(configured, times, mid, now_ns, config);
+            }
+            return None;
+        }
+        self.misfit_since = None;
+        // Sub-bin rotation from the parabola through the best and its neighbours.
+        let at = |s: usize| correlation(shape, &h, s % BINS);
+        let (l, c, r) = (at(shift + BINS - 1), fit, at(shift + 1));
+        let curvature = l - 2.0 * c + r;
+        let fine = if curvature < 0.0 {
+            (0.5 * (l - r) / curvature).clamp(-0.5, 0.5)
+        } else {
+            0.0
+        };
+        let bins = if shift > BINS / 2 {
+            shift as f64 - BINS as f64
+        } else {
+            shift as f64
+        } + fine;
+        let period_ns = frame.period.ns_f64();
+        let shift_ns = bins * period_ns / BINS as f64;
+        // Learn the shape a little from what fits it, aligned.
+        let aligned = rotate(&h, shift);
+        let shape = self.shape.as_deref_mut()?;
+        for (s, a) in shape.iter_mut().zip(aligned.iter()) {
+            *s = 0.8 * *s + 0.2 * a;
+        }
+        // Moves under a sixty-fourth of the frame (a quarter millisecond at 60 Hz) wait: the
+        // offset drifts that far before it is moved, so that the drift measured over that
+        // time, not timer noise, corrects the period.
+        if shift_ns.abs() < period_ns / MOVE_FRACTION {
+            return None;
+        }
+        let restart = shift_ns.abs() >= period_ns / 8.0;
+        let (period, from_ns) = if restart {
+            (frame.period, restart_at(times, period_ns))
+        } else {
+            // Drift: the offset moved `shift_ns` since it was set; the period is off by that
+            // much per elapsed period. Corrected by half, against noise.
+            let elapsed = (mid - self.anchored_ns).max(1) as f64;
+            let corrected = period_ns * (1.0 + 0.5 * shift_ns / elapsed);
+            let nominal = self.nominal.unwrap_or(frame.period);
+            let period = if (corrected / nominal.ns_f64() - 1.0).abs() * 1e6 <= SNAP_PPM {
+                nominal
+            } else {
+                Period::from_ns_f64(corrected)
+                    .filter(|p| Frame::new(*p, 0).is_ok())
+                    .unwrap_or(frame.period)
+            };
+            (period, mid)
+        };
+        self.anchored_ns = mid;
+        Some(Segment {
+            from_ns,
+            frame: rebased(&frame, period, shift_ns, mid),
+            source: ClockSource::Inferred,
+            confidence: (fit * 1e3).round() / 1e3,
+        })
+    }
+
+    /// Learns a clock from scratch: the period (the configured one unless the acks clearly
+    /// follow another), then phase 0 from the quiet stretch.
+    fn learn(
+        &mut self,
+        configured: &Frame,
+        times: &[i64],
+        mid: i64,
+        _now_ns: i64,
+        config: &InferConfig,
+    ) -> Option<Segment> {
+        let period = detect_period(times, configured.period.ns())
+            .filter(|d| differs(d.period_ns, configured.period.ns()))
+            .map_or(configured.period, |d| Period::from_ns(d.period_ns));
+        let frame = Frame {
+            period,
+            epoch_ns: configured.epoch_ns,
+        };
+        let h = fold(&frame, times);
+        let (resume, quiet) = quiet_stretch(&h);
+        if quiet < MIN_QUIET_BINS {
+            return None;
+        }
+        self.nominal = Some(period);
+        self.quiet_bins = quiet;
+        let period_ns = period.ns_f64();
+        // Bin `resume` starts where the acks resume; it goes to `acks_resume_at`.
+        let shift_ns = resume as f64 * period_ns / BINS as f64 - config.acks_resume_at_ns as f64;
+        self.shape = Some(rotate(&h, resume));
+        // The learned shape is under the new clock: its bin 0 is where the acks resume, which
+        // the new clock puts at `acks_resume_at`; rotate it there.
+        let lead =
+            ((config.acks_resume_at_ns as f64 / period_ns * BINS as f64).round() as usize) % BINS;
+        if let Some(shape) = self.shape.as_deref_mut() {
+            shape.rotate_right(lead);
+        }
+        self.misfit_since = None;
+        self.anchored_ns = mid;
+        let in_quiet: f64 = (0..quiet)
+            .map(|k| h[(resume + BINS - 1 - k) % BINS])
+            .sum::<f64>()
+            / h.iter().sum::<f64>().max(1.0);
+        let confidence = ((quiet as f64 / (2 * MIN_QUIET_BINS) as f64).min(1.0)
+            * (1.0 - 10.0 * in_quiet).clamp(0.0, 1.0)
+            * 1e3)
+            .round()
+            / 1e3;
+        Some(Segment {
+            from_ns: times[0],
+            frame: rebased(&frame, period, shift_ns, mid),
+            source: ClockSource::Inferred,
+            confidence,
+        })
+    }
+}
+
+/// Where a restart's new offset begins: the first ack after the longest silence of more than
+/// two frames, else the first ack of the pass.
+fn restart_at(times: &[i64], period_ns: f64) -> i64 {
+    times
+        .windows(2)
+        .map(|w| (w[1] - w[0], w[1]))
+        .filter(|&(gap, _)| gap as f64 > 2.0 * period_ns)
+        .max_by_key(|&(gap, _)| gap)
+        .map_or(times[0], |(_, t)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clocks::Clocks;
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+
+    const T0: i64 = 1_790_000_000_000_000_000;
+    const MS: f64 = 1e6;
+
+    /// A game server's frame clock: its own offset, period and, from `restart` on, a new
+    /// offset.
+    #[derive(Clone, Copy)]
+    struct Server {
+        period_ns: f64,
+        offset_ns: f64,
+        restart: Option<(i64, f64)>,
+    }
+
+    impl Server {
+        /// The start of the frame `t` falls in, and the frame's index.
+        fn frame_start(&self, t: i64) -> f64 {
+            let offset = match self.restart {
+                Some((at, new)) if t >= at => new,
+                _ => self.offset_ns,
+            };
+            let rel = (t - T0) as f64 - offset;
+            (rel / self.period_ns).floor() * self.period_ns + offset + T0 as f64
+        }
+
+        /// Its acks over `[from, to)`: after 3 ms of logic, spread over 3–12 ms of each frame
+        /// (or, when `held`, all at 12–13.5 ms).
+        fn acks(&self, from: i64, to: i64, held: bool, rng: &mut StdRng) -> Vec<i64> {
+            let mut out = Vec::new();
+            let mut start = self.frame_start(from);
+            while (start as i64) < to {
+                for _ in 0..6 {
+                    let at = if held {
+                        rng.random_range(12.0 * MS..13.5 * MS)
+                    } else {
+                        rng.random_range(3.0 * MS..12.0 * MS)
+                    };
+                    let t = (start + at) as i64;
+                    if t >= from && t < to {
+                        out.push(t);
+                    }
+                }
+                start += self.period_ns;
+                // A restart moves the frames.
+                start = self.frame_start(start as i64 + 1).max(start);
+            }
+            out.sort_unstable();
+            out
+        }
+
+        /// The phase of `t` in this server's own frame, ns.
+        fn own_phase(&self, t: i64) -> f64 {
+            t as f64 - self.frame_start(t)
+        }
+    }
+
+    /// The share of `phases` (ns) in the densest 2 ms of a 16.67 ms frame.
+    fn sharpness(phases: &[f64], period_ns: f64) -> f64 {
+        let bins = 100;
+        let mut h = vec![0usize; bins];
+        for p in phases {
+            h[((p.rem_euclid(period_ns) / period_ns) * bins as f64) as usize % bins] += 1;
+        }
+        let width = (2.0 * MS / period_ns * bins as f64) as usize;
+        (0..bins)
+            .map(|s| (0..width).map(|k| h[(s + k) % bins]).sum::<usize>())
+            .max()
+            .unwrap_or(0) as f64
+            / phases.len().max(1) as f64
+    }
+
+    #[test]
+    fn each_servers_clock_is_found_and_followed() {
+        let sixty = 1e9 / 60.0;
+        let servers = [
+            Server {
+                period_ns: sixty,
+                offset_ns: 3.1 * MS,
+                restart: None,
+            },
+            Server {
+                period_ns: sixty,
+                offset_ns: 11.7 * MS,
+                restart: Some((T0 + 60_000_000_000, 6.2 * MS)),
+            },
+            Server {
+                period_ns: sixty * (1.0 + 50e-6),
+                offset_ns: 8.4 * MS,
+                restart: None,
+            },
+            Server {
+                period_ns: sixty,
+                offset_ns: 0.9 * MS,
+                restart: None,
+            },
+        ];
+        let configured = Frame::new(Period::parse("60hz").unwrap(), 0).unwrap();
+        let config = InferConfig {
+            acks_resume_at_ns: 3_000_000,
+            ..InferConfig::default()
+        };
+        let mut clocks = Clocks::new(configured);
+        let mut trackers = vec![Tracker::default(); servers.len()];
+        let mut rng = StdRng::seed_from_u64(17);
+        let pass = 5_000_000_000i64;
+        // Two minutes healthy, then 30 s with acks held to 12 ms: passes every 5 s.
+        let held_from = T0 + 120_000_000_000;
+        let end = T0 + 150_000_000_000;
+        let mut history: Vec<Vec<i64>> = vec![Vec::new(); servers.len()];
+        for k in 0..(end - T0) / pass {
+            let (from, to) = (T0 + k * pass, T0 + (k + 1) * pass);
+            for (i, s) in servers.iter().enumerate() {
+                let held = from >= held_from;
+                let times = s.acks(from, to, held, &mut rng);
+                let current = clocks.current(i as u32);
+                if let Some(seg) = trackers[i].step(&current, &configured, &times, to, &config) {
+                    clocks.set(i as u32, seg);
+                }
+                history[i].extend(times);
+            }
+        }
+        for (i, s) in servers.iter().enumerate() {
+            assert_eq!(
+                clocks.current(i as u32).source,
+                ClockSource::Inferred,
+                "server {i}"
+            );
+            // Each server's healthy acks, as phases of its own frame and of the inferred one.
+            let healthy: Vec<i64> = history[i]
+                .iter()
+                .copied()
+                .filter(|&t| t < held_from)
+                .collect();
+            let errors: Vec<f64> = healthy
+                .iter()
+                .filter(|&&t| t >= T0 + 10_000_000_000)
+                .map(|&t| {
+                    let f = clocks.at(i as u32, t);
+                    let d = f.phase_ns(t) as f64 - s.own_phase(t);
+                    // Circular difference.
+                    (d + sixty / 2.0).rem_euclid(sixty) - sixty / 2.0
+                })
+                .collect();
+            let within =
+                errors.iter().filter(|e| e.abs() <= 0.5 * MS).count() as f64 / errors.len() as f64;
+            assert!(
+                within >= 0.9,
+                "server {i}: {within} of phases within 0.5 ms of its own"
+            );
+        }
+        // Sharpness of the all-servers view of the held stretch: every server holds its acks
+        // to 12–13.5 ms of its own frame, one band when each is phased in its own frame.
+        let held: Vec<(usize, i64)> = history
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| h.iter().filter(|&&t| t >= held_from).map(move |&t| (i, t)))
+            .collect();
+        let aligned: Vec<f64> = held.iter().map(|&(i, t)| servers[i].own_phase(t)).collect();
+        let inferred: Vec<f64> = held
+            .iter()
+            .map(|&(i, t)| clocks.at(i as u32, t).phase_ns(t) as f64)
+            .collect();
+        let naive: Vec<f64> = held
+            .iter()
+            .map(|&(_, t)| configured.phase_ns(t) as f64)
+            .collect();
+        let (a, f, n) = (
+            sharpness(&aligned, sixty),
+            sharpness(&inferred, sixty),
+            sharpness(&naive, sixty),
+        );
+        eprintln!(
+            "sharpness of the held band (share in the densest 2 ms): aligned {a:.3}, inferred {f:.3}, configured {n:.3}"
+        );
+        assert!(a > 0.9 && f >= 0.9 * a, "aligned {a}, inferred {f}");
+        assert!(
+            n < 0.6,
+            "the configured clock smears the servers' bands: {n}"
+        );
+        // The held band is where the servers put it: 12–13.5 ms of their frames.
+        let in_band = inferred
+            .iter()
+            .filter(|p| (11.5 * MS..14.0 * MS).contains(*p))
+            .count();
+        assert!(
+            in_band as f64 >= 0.8 * inferred.len() as f64,
+            "{in_band}/{}",
+            inferred.len()
+        );
+        // The configured clock puts most of it elsewhere.
+        let naive_in_band = naive
+            .iter()
+            .filter(|p| (11.5 * MS..14.0 * MS).contains(*p))
+            .count();
+        assert!(naive_in_band * 2 < inferred.len(), "{naive_in_band}");
+        // Periods: the drifting server's is found to a few ppm, the others keep exactly 60 Hz.
+        for (i, s) in servers.iter().enumerate() {
+            let found = clocks.current(i as u32).frame.period;
+            let ppm = (found.ns_f64() / s.period_ns - 1.0) * 1e6;
+            assert!(ppm.abs() < 5.0, "server {i}: {found} is {ppm:.1} ppm off");
+            if s.period_ns == sixty {
+                assert_eq!(found, configured.period, "server {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn acks_with_no_quiet_stretch_keep_the_configured_clock() {
+        let configured = Frame::new(Period::from_ns(16_000_000), 0).unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut times: Vec<i64> = (0..2_000)
+            .map(|_| T0 + rng.random_range(0..5_000_000_000))
+            .collect();
+        times.sort_unstable();
+        let mut tracker = Tracker::default();
+        let clocks = Clocks::new(configured);
+        let seg = tracker.step(
+            &clocks.current(0),
+            &configured,
+            &times,
+            T0 + 5_000_000_000,
+            &InferConfig::default(),
+        );
+        assert_eq!(seg, None);
+        assert!(!tracker.is_learned());
+        // Too few acks: nothing yet.
+        assert_eq!(
+            tracker.step(
+                &clocks.current(0),
+                &configured,
+                &times[..10],
+                T0,
+                &InferConfig::default()
+            ),
+            None
+        );
+    }
+}
