@@ -137,7 +137,8 @@ struct Serve {
 
 impl Serve {
     /// `spikes`: `key=value` pairs for the `[spikes]` config section, comma-separated.
-    fn start(nats_url: &str, spikes: &str) -> Serve {
+    /// `tick`: the fleet's frame period, as an SRE would configure it.
+    fn start(nats_url: &str, spikes: &str, tick: &str) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ackscope.toml");
         let spikes: String = spikes
@@ -155,7 +156,8 @@ impl Serve {
             l.local_addr().unwrap().to_string()
         };
         let child = std::process::Command::new(crate::ackscope_binary())
-            .args(["serve", "--nats", nats_url, "--listen", &addr, "--config"])
+            .args(["serve", "--nats", nats_url, "--listen", &addr, "--tick", tick])
+            .arg("--config")
             .arg(&config)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -205,7 +207,7 @@ fn run(
     spikes: &str,
 ) -> (sim::truth::Truth, Vec<Spike>) {
     let server = NatsServer::start(binary, "").expect("nats-server");
-    let serve = Serve::start(&server.url(), spikes);
+    let serve = Serve::start(&server.url(), spikes, &scenario.fleet.tick);
     let s = scenario.validate().unwrap();
     let url = server.url();
     let sim = runtime.spawn(async move {
