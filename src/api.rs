@@ -124,12 +124,11 @@ pub struct ReportTick {
     pub phase_of: PhaseOf,
     /// The period the range's acks follow, all consumers folded together.
     pub detected_period_us: Option<f64>,
-    /// `configured` when one clock phased every row (a request's `tick`, or the configured
-    /// clock for a consumer that has no other); for one consumer, its own clock's source; for
-    /// several, `per_consumer`.
+    /// `configured` for a request's `tick` (one clock for every row); for one consumer, its
+    /// current clock's source; for several, `per_consumer`.
     pub source: String,
-    /// The clock each consumer of the report uses now (its phases over the range use the
-    /// clock each sample had).
+    /// The clocks each consumer of the report had over the range, oldest first (each sample
+    /// is phased with the clock it had).
     pub clocks: Vec<ConsumerClock>,
 }
 
@@ -155,9 +154,13 @@ pub struct WindowLine {
 /// The frame clock a window's phases are binned with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WindowTick {
+    /// The consumer's period at the window's end (the configured one for `*`).
     pub period_us: f64,
     pub phase_bins: u32,
     pub phase_of: PhaseOf,
+    /// The consumer's clock at the window's end: `announced`, `inferred` or `configured`;
+    /// `per_consumer` for `*` (each consumer's samples in its own frame).
+    pub source: String,
 }
 
 impl WindowLine {
@@ -168,6 +171,13 @@ impl WindowLine {
             None => ("*", "*"),
         };
         let tick = c.aggregator().clock();
+        let (period_ns, source) = match w.consumer {
+            Some(id) => {
+                let s = c.aggregator().clocks().segment_at(id, w.end_ns - 1);
+                (s.frame.period.ns_f64(), s.source.as_str())
+            }
+            None => (tick.period().ns_f64(), "per_consumer"),
+        };
         Self {
             stream: stream.to_string(),
             consumer: consumer.to_string(),
@@ -177,9 +187,10 @@ impl WindowLine {
             ack_latency_us: w.ack_latency_us,
             e2e_latency_us: w.e2e_latency_us,
             tick: WindowTick {
-                period_us: tick.period_ns() as f64 / 1_000.0,
+                period_us: period_ns / 1_000.0,
                 phase_bins: tick.phase_bins(),
                 phase_of: tick.phase_of(),
+                source: source.to_string(),
             },
             exemplar_trace_ids: w.exemplar_trace_ids.clone(),
             phase_counts: w.phase_counts.clone(),

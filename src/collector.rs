@@ -7,6 +7,7 @@
 //! skipped. The service owns it behind a mutex and lends it out ([`lock`]); spike analysis
 //! gets a copy of what it needs ([`Collector::spike_inputs`]) and runs with the lock released.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::aggregate::buckets::LatencyBuckets;
@@ -33,7 +34,7 @@ use crate::model::AckSubject;
 use crate::model::{ConsumerId, FORGOTTEN_CONSUMER, NO_LABELS, Sample, SampleSource, Seen, Sym};
 use crate::names::{Names, consumer_key, is_jetstream_name, key_in_domain, split_consumer_key};
 use crate::telemetry::Counters;
-use crate::tick::PhaseOf;
+use crate::tick::{Frame, PhaseOf};
 
 /// Longest subject or label value kept as a name; longer ones are counted and left out.
 pub const MAX_SYMBOL_BYTES: usize = 256;
@@ -45,6 +46,21 @@ pub const STATE_HISTORY: usize = 120;
 const FORGET_EVERY_NS: i64 = 5_000_000_000;
 /// The furthest back a clock inference pass reads.
 const INFER_HORIZON_NS: i64 = 60_000_000_000;
+/// Clocks announced for consumers not seen yet, kept at most.
+pub const PENDING_CLOCKS: usize = 1_024;
+/// Passes a consumer whose acks showed no frame sits out before it is tried again.
+pub const RETRY_PASSES: i64 = 4;
+/// Consumers whose clocks are learned from scratch in one inference pass, at most.
+pub const LEARNS_PER_PASS: usize = 32;
+
+/// One consumer's clock inference: its state, from when its next pass reads acks, and when a
+/// consumer whose acks showed no frame is tried again.
+#[derive(Debug, Default)]
+struct InferSlot {
+    tracker: Tracker,
+    from_ns: i64,
+    retry_at_ns: i64,
+}
 
 /// What the collector knows about one consumer beyond its windows.
 #[derive(Debug, Clone, Default)]
@@ -84,8 +100,12 @@ pub struct Collector {
     gaps: Gaps,
     /// When the name tables were last searched for what to forget.
     forgot_at_ns: i64,
-    /// Clock inference per consumer, and from when its next pass reads acks.
-    trackers: Vec<(Tracker, i64)>,
+    /// Clock inference per consumer.
+    inference: Vec<InferSlot>,
+    /// The consumer whose turn it is to learn its clock from scratch.
+    learn_cursor: ConsumerId,
+    /// Clocks announced for consumers not seen yet, by consumer key.
+    pending_clocks: HashMap<String, Segment>,
     /// When clocks were last inferred.
     inferred_at_ns: i64,
 }
@@ -101,7 +121,9 @@ impl Collector {
             server_clock: ForeignClock::new(config.join.max_clock_skew_ns),
             gaps: Gaps::default(),
             forgot_at_ns: i64::MIN,
-            trackers: Vec::new(),
+            inference: Vec::new(),
+            learn_cursor: 0,
+            pending_clocks: HashMap::new(),
             inferred_at_ns: i64::MIN,
             config,
         }
@@ -181,6 +203,10 @@ impl Collector {
         let i = id as usize;
         if self.facts.len() <= i {
             self.facts.resize_with(i + 1, ConsumerFacts::default);
+        }
+        // Its game server may have announced its clock before its first message.
+        if let Some(segment) = self.pending_clocks.remove(key) {
+            self.aggregator.set_clock(id, segment);
         }
         Some(self.used(id, wall_ns))
     }
@@ -552,7 +578,10 @@ impl Collector {
     }
 
     /// A frame clock announced on `<clocks.subject_prefix>.<stream>.<consumer>[.<domain>]`:
-    /// the consumer's phases use it from now on.
+    /// the consumer's phases use it from now on. An announcement names a consumer; it never
+    /// adds one to the tables nor moves one to a domain (anyone may publish on the subject): one
+    /// for a consumer not seen yet (a server announces before its first ack) waits, at most
+    /// [`PENDING_CLOCKS`] of them, until the consumer is seen.
     pub fn on_clock_announcement(&mut self, subject: &str, payload: &[u8], seen: Seen) {
         let parsed = announce::parse_subject(&self.config.clocks.subject_prefix, subject)
             .and_then(|t| announce::parse_payload(payload).map(|f| (t, f)));
@@ -560,27 +589,69 @@ impl Collector {
             self.counters.clock_announcement_errors += 1;
             return;
         };
-        let Some(id) =
-            self.consumer_by_names(target.stream, target.consumer, target.domain, seen.wall_ns)
-        else {
+        let names_ok = is_jetstream_name(target.stream)
+            && is_jetstream_name(target.consumer)
+            && target.domain.is_none_or(is_jetstream_name);
+        if !names_ok {
             self.counters.clock_announcement_errors += 1;
             return;
+        }
+        // Its epoch moved to a frame start near now: the same clock, small offsets.
+        let frame = Frame {
+            epoch_ns: frame.start_of(frame.frame_and_scaled(seen.wall_ns).0),
+            ..frame
+        };
+        let segment = Segment {
+            from_ns: seen.wall_ns,
+            frame,
+            source: ClockSource::Announced,
+            confidence: 1.0,
+        };
+        let plain = consumer_key(target.stream, target.consumer, None);
+        let known = match target.domain {
+            None => self
+                .names
+                .consumer_id(&plain)
+                .or_else(|| self.names.consumer_in_a_domain(&plain)),
+            // A consumer of an older server whose acks never named its domain is held under
+            // none: the announcement is for it.
+            Some(d) => self
+                .names
+                .consumer_id(&key_in_domain(&plain, d))
+                .or_else(|| {
+                    self.names
+                        .consumer_id(&plain)
+                        .filter(|&id| !self.facts[id as usize].domain_known)
+                }),
         };
         self.counters.clock_announcements += 1;
-        self.aggregator.set_clock(
-            id,
-            Segment {
-                from_ns: seen.wall_ns,
-                frame,
-                source: ClockSource::Announced,
-                confidence: 1.0,
-            },
-        );
+        match known {
+            Some(id) => {
+                self.aggregator.set_clock(id, segment);
+            }
+            None => {
+                let key = match target.domain {
+                    None => plain,
+                    Some(d) => key_in_domain(&plain, d),
+                };
+                if self.pending_clocks.len() < PENDING_CLOCKS
+                    || self.pending_clocks.contains_key(&key)
+                {
+                    self.pending_clocks.insert(key, segment);
+                } else {
+                    self.counters.clock_announcements_dropped += 1;
+                }
+            }
+        }
     }
 
     /// One inference pass: each consumer that announces no clock folds its acks since its
-    /// last pass ([`infer`]); consumers with too few wait for the next. Reads at most the last
-    /// minute of the ring, newest first.
+    /// last pass ([`infer`](crate::clocks::infer)); consumers with too few wait for the next.
+    /// Bounded under the collector's lock: one walk over at most the last minute of the ring,
+    /// newest first, copying only the acks of the consumers taking part; at most
+    /// [`LEARNS_PER_PASS`] consumers learned from scratch a pass (the others wait their turn);
+    /// a consumer whose acks show no frame waits [`RETRY_PASSES`] passes before it is tried
+    /// again.
     pub fn infer_clocks(&mut self, now_ns: i64) {
         if let Some(oldest) = self.aggregator.ring().oldest_acked_ns() {
             self.aggregator.prune_clocks_before(oldest);
@@ -590,40 +661,72 @@ impl Collector {
         }
         let horizon = now_ns.saturating_sub(INFER_HORIZON_NS);
         let slots = self.names.consumer_slots();
-        self.trackers
-            .resize_with(slots, || (Tracker::default(), i64::MIN));
-        let since = |t: &(Tracker, i64)| t.1.max(horizon);
-        let Some(earliest) = self.trackers.iter().map(since).min() else {
+        self.inference.resize_with(slots, InferSlot::default);
+        // Who takes part, and from when.
+        let mut taking: Vec<(ConsumerId, i64)> = Vec::new();
+        for (id, _, _) in self.consumers() {
+            let slot = &self.inference[id as usize];
+            let announced = self.aggregator.clocks().current(id).source == ClockSource::Announced;
+            if !announced && slot.retry_at_ns <= now_ns {
+                taking.push((id, slot.from_ns.max(horizon)));
+            }
+        }
+        let Some(earliest) = taking.iter().map(|t| t.1).min() else {
             return;
         };
+        let mut index = vec![u32::MAX; slots];
+        for (k, &(id, _)) in taking.iter().enumerate() {
+            index[id as usize] = k as u32;
+        }
         let phase_of = self.config.tick.phase_of();
-        let mut times: Vec<Vec<i64>> = vec![Vec::new(); slots];
-        for (c, acked, delivered) in self.aggregator.ring().recent(earliest) {
-            let (Some(list), Some(tracker)) =
-                (times.get_mut(c as usize), self.trackers.get(c as usize))
-            else {
+        let mut times: Vec<Vec<i64>> = vec![Vec::new(); taking.len()];
+        // Ack-only samples wait up to `join.metric_wait` before they are recorded.
+        let late_ns = self.config.join.metric_wait_ns as i64 + 1_000_000_000;
+        for (c, acked, delivered) in self.aggregator.ring().recent(earliest, late_ns) {
+            let Some(&k) = index.get(c as usize).filter(|&&k| k != u32::MAX) else {
                 continue;
             };
             let t = match phase_of {
                 PhaseOf::Ack => Some(acked),
                 PhaseOf::Delivery => delivered,
             };
-            if let Some(t) = t.filter(|_| acked >= since(tracker)) {
-                list.push(t);
+            if let Some(t) = t.filter(|_| acked >= taking[k as usize].1) {
+                times[k as usize].push(t);
             }
         }
         let configured = *self.config.tick.frame();
         let inference = self.config.clocks.inference.clone();
-        for (c, mut list) in times.into_iter().enumerate() {
-            let current = self.aggregator.clocks().current(c as ConsumerId);
-            if current.source == ClockSource::Announced || list.len() < inference.min_acks {
+        let mut learns = 0;
+        // Learning from scratch is the costly step: its turns go round the consumers.
+        let start = taking
+            .partition_point(|&(id, _)| id < self.learn_cursor)
+            .min(taking.len());
+        for k in (start..taking.len()).chain(0..start) {
+            let (id, _) = taking[k];
+            let list = &mut times[k];
+            if list.len() < inference.min_acks {
                 continue;
             }
+            let slot = &mut self.inference[id as usize];
+            if !slot.tracker.is_learned() {
+                if learns == LEARNS_PER_PASS {
+                    continue;
+                }
+                learns += 1;
+                self.learn_cursor = id + 1;
+            }
             list.sort_unstable();
-            let (tracker, from) = &mut self.trackers[c];
-            *from = now_ns;
-            if let Some(segment) = tracker.step(&current, &configured, &list, now_ns, &inference)
-                && self.aggregator.set_clock(c as ConsumerId, segment)
+            slot.from_ns = now_ns;
+            let current = self.aggregator.clocks().current(id);
+            let segment = slot
+                .tracker
+                .step(&current, &configured, list, now_ns, &inference);
+            if !slot.tracker.is_learned() {
+                let wait = RETRY_PASSES * self.config.clocks.infer_every_ns as i64;
+                slot.retry_at_ns = now_ns.saturating_add(wait);
+            }
+            if let Some(segment) = segment
+                && self.aggregator.set_clock(id, segment)
             {
                 self.counters.clocks_inferred += 1;
             }
@@ -651,8 +754,8 @@ impl Collector {
         }
         self.joiner.drop_consumers(&forgotten.consumers);
         for &id in &forgotten.consumers {
-            if let Some(t) = self.trackers.get_mut(id as usize) {
-                *t = (Tracker::default(), i64::MIN);
+            if let Some(t) = self.inference.get_mut(id as usize) {
+                *t = InferSlot::default();
             }
         }
         for &id in &forgotten.consumers {
@@ -1009,6 +1112,46 @@ pub(crate) mod tests {
             play(c, name, s, "game.state", "srv-1", s * 1_000);
             c.tick(seen(s * 1_000 + 10));
         }
+    }
+
+    #[test]
+    fn an_announced_clock_waits_for_its_consumer_and_never_adds_one() {
+        let mut c = Collector::new(Config::default());
+        let body = br#"{"hz": 60, "epoch_ns": 1790000000005000000}"#;
+        c.on_clock_announcement("ackscope.frame.GAME.srv-1", body, seen(10));
+        assert_eq!(c.consumers().count(), 0, "an announcement adds no consumer");
+        for (subject, payload) in [
+            ("ackscope.frame.GAME", &body[..]),
+            ("ackscope.frame.GAME.srv-1", b"{"),
+            ("ackscope.frame.GAME.srv 1", &body[..]),
+            ("ackscope.frame.GAME.srv-1", br#"{"hz": 0, "epoch_ns": 1}"#),
+        ] {
+            c.on_clock_announcement(subject, payload, seen(11));
+        }
+        assert_eq!(c.counters().clock_announcement_errors, 4);
+        assert_eq!(c.counters().clock_announcements, 1);
+        // srv-1's first message: it has its announced clock, from the announcement on.
+        let r = reply(2, 5);
+        c.on_delivery("game.srv-1.state", Some(&r), [], seen(100));
+        c.on_ack(&r, None, b"+ACK", seen(108));
+        let (id, _, _) = c.consumers().next().unwrap();
+        let clock = c.aggregator().clocks().current(id);
+        assert_eq!(clock.source, ClockSource::Announced);
+        assert_eq!(clock.from_ns, seen(10).wall_ns);
+        assert_eq!(clock.frame.period.to_string(), "60hz");
+        // The same frames as announced, counted from a frame start near the announcement.
+        assert_eq!(clock.frame.phase_ns(1_790_000_000_005_000_000), 0);
+        let since = seen(10).wall_ns - clock.frame.epoch_ns;
+        assert!((0..16_666_667).contains(&since), "{since}");
+        // A later one for a known consumer applies at once.
+        c.on_clock_announcement(
+            "ackscope.frame.GAME.srv-1",
+            br#"{"period_ns": 16000000, "epoch_ns": 1790000000000000000}"#,
+            seen(200),
+        );
+        let clock = c.aggregator().clocks().current(id);
+        assert_eq!(clock.frame.period.to_string(), "16000000ns");
+        assert_eq!(c.aggregator().clocks().segments(id).len(), 2);
     }
 
     #[test]

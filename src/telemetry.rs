@@ -70,6 +70,7 @@ counters! {
     consumer_state_errors => "Consumer info requests that failed.";
     clock_announcements => "Frame clocks announced by game servers and taken.";
     clock_announcement_errors => "Frame clock announcements refused (bad subject, payload or consumer name).";
+    clock_announcements_dropped => "Frame clock announcements for consumers not seen yet, dropped because 1024 were waiting.";
     clocks_inferred => "Consumer frame clocks inferred or moved by inference (a new offset, drift, a restart).";
     clock_segments_dropped => "Old frame clocks of a consumer merged away because it had 64.";
     slow_consumer_events => "Slow-consumer events: the NATS client dropped messages on a tap.";

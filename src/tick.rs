@@ -93,6 +93,14 @@ impl Period {
                 .and_then(|num| Self::ratio(num, n))
                 .ok_or_else(|| format!("{t:?} is out of range"));
         }
+        // The exact form this type prints: `num/den ns`.
+        if let Some((num, den)) = t.strip_suffix("ns").and_then(|r| r.trim().split_once('/')) {
+            let whole = |v: &str| v.trim().parse::<u64>().ok();
+            return whole(num)
+                .zip(whole(den))
+                .and_then(|(n, d)| Self::ratio(n, d))
+                .ok_or_else(|| format!("{t:?} is not num/den ns in range"));
+        }
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("{t:?} has no unit (use ns, us, ms, s or hz)"))?;
@@ -114,7 +122,7 @@ impl Period {
 
     /// The period in nanoseconds, rounded.
     pub fn ns(&self) -> u64 {
-        (self.num + self.den / 2) / self.den
+        ((self.num as u128 + self.den as u128 / 2) / self.den as u128) as u64
     }
 
     /// The period in nanoseconds, as a float.
@@ -138,9 +146,10 @@ impl Period {
     /// arithmetic in 64 bits when it fits (offsets of the last centuries at whole and 60 Hz
     /// periods), else 128.
     fn frame_and_scaled(&self, offset: i64) -> (i64, u64) {
-        // `den <= MAX_DEN` fits an i64.
+        // `den <= MAX_DEN` fits an i64; below 2^62 the estimate's correction cannot overflow.
         if let (Some(scaled), Ok(num)) =
             (offset.checked_mul(self.den as i64), i64::try_from(self.num))
+            && scaled.unsigned_abs() < 1 << 62
         {
             // The frame estimated in floating point (off by one at most), corrected in
             // integers: cheaper than a 64-bit division on the hot path.
@@ -257,11 +266,21 @@ impl Frame {
     /// The frame `t_ns` falls in and its bin among `bins` equal bins of the frame.
     pub fn frame_and_bin(&self, t_ns: i64, bins: u32) -> (i64, u32) {
         let (frame, scaled) = self.frame_and_scaled(t_ns);
+        (frame, self.bin_of_scaled(scaled, bins))
+    }
+
+    /// The phase of `t_ns` (ns, floored) and its bin among `bins` equal bins of the frame.
+    pub fn phase_and_bin(&self, t_ns: i64, bins: u32) -> (u64, u32) {
+        let scaled = self.frame_and_scaled(t_ns).1;
+        (scaled / self.period.den, self.bin_of_scaled(scaled, bins))
+    }
+
+    fn bin_of_scaled(&self, scaled: u64, bins: u32) -> u32 {
         let bin = match scaled.checked_mul(bins as u64) {
             Some(v) => v / self.period.num,
             None => (scaled as u128 * bins as u128 / self.period.num as u128) as u64,
         };
-        (frame, bin as u32)
+        bin as u32
     }
 
     /// The phase range `[from, to)` of bin `bin` of `bins`, in nanoseconds.
@@ -547,6 +566,16 @@ mod tests {
         ] {
             assert!(Period::parse(bad).is_err(), "{bad:?} should not parse");
         }
+        // What Display prints reads back.
+        for p in [
+            p,
+            frac,
+            Period::ratio(16_667_500_833, 1_000).unwrap(),
+            Period::from_ns(7_000),
+        ] {
+            assert_eq!(Period::parse(&p.to_string()), Ok(p), "{p}");
+        }
+        assert!(Period::parse("1/0ns").is_err());
         assert_eq!(Period::from_hz(f64::NAN), None);
         assert_eq!(Period::from_ns_f64(-1.0), None);
     }

@@ -210,13 +210,14 @@ impl SampleRing {
 
     /// Consumer, ack time and delivery time (if known) of the rows acked at `since_ns` or
     /// later, newest first, without reading the other columns. Rows are pushed in about the
-    /// order of their acks (a held ack waits at most a second): the walk stops at the first
-    /// row a second older than `since_ns`.
+    /// order of their acks, a held one at most `late_ns` after its ack: the walk stops at the
+    /// first row acked `late_ns` before `since_ns`.
     pub fn recent(
         &self,
         since_ns: i64,
+        late_ns: i64,
     ) -> impl Iterator<Item = (ConsumerId, i64, Option<i64>)> + '_ {
-        let stop = since_ns.saturating_sub(1_000_000_000);
+        let stop = since_ns.saturating_sub(late_ns);
         (0..self.len)
             .map(move |k| (self.head + self.capacity - 1 - k) % self.capacity)
             .take_while(move |&i| self.acked_ns[i] >= stop)

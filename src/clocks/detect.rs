@@ -23,6 +23,9 @@ pub struct Detected {
 
 /// Mean resultant length of `times` folded at `period_ns`.
 fn resultant(times: &[i64], period_ns: u64) -> f64 {
+    if period_ns == 0 {
+        return 0.0;
+    }
     let p = period_ns as i64;
     let (mut c, mut s) = (0.0f64, 0.0f64);
     for &t in times {
@@ -51,7 +54,8 @@ pub fn detect_period(times: &[i64], configured_ns: u64) -> Option<Detected> {
     let start = sorted[0];
     // Relative times keep the arithmetic small; a shift only rotates every angle alike.
     let p = configured_ns as f64;
-    let (mut lo, mut hi) = (p * (1.0 - SEARCH_FRACTION), p * (1.0 + SEARCH_FRACTION));
+    let (floor, ceiling) = (p * (1.0 - SEARCH_FRACTION), p * (1.0 + SEARCH_FRACTION));
+    let (mut lo, mut hi) = (floor, ceiling);
     let mut best = (configured_ns, 0.0);
     let mut used_span = 0;
     for span in SPANS_NS {
@@ -74,12 +78,17 @@ pub fn detect_period(times: &[i64], configured_ns: u64) -> Option<Detected> {
             }
             candidate += step;
         }
-        lo = best.0 as f64 - 2.0 * step;
-        hi = best.0 as f64 + 2.0 * step;
+        // Never beyond the search range: a step wider than the range at short periods would
+        // reach zero.
+        lo = (best.0 as f64 - 2.0 * step).max(floor);
+        hi = (best.0 as f64 + 2.0 * step).min(ceiling);
     }
     // Last, every microsecond between the neighbours of the best coarse candidate.
     let folded: Vec<i64> = thin(&sorted).iter().map(|t| t - start).collect();
-    let (lo_us, hi_us) = ((lo / 1_000.0).floor() as u64, (hi / 1_000.0).ceil() as u64);
+    let (lo_us, hi_us) = (
+        ((lo / 1_000.0).floor() as u64).max(1),
+        (hi / 1_000.0).ceil() as u64,
+    );
     let (period_ns, strength) = (lo_us..=hi_us)
         .map(|us| (us * 1_000, resultant(&folded, us * 1_000)))
         .fold((best.0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
@@ -129,6 +138,16 @@ mod tests {
         let d = detect_period(&times, 16_000_000).expect("a period");
         assert!(d.period_ns.abs_diff(16_000_000) <= 1_000, "{d:?}");
         assert!(!differs(d.period_ns, 16_000_000));
+    }
+
+    #[test]
+    fn the_shortest_periods_search_no_period_of_zero() {
+        for period in [1_000i64, 2_000, 3_000] {
+            let times: Vec<i64> = (0..1_000).map(|k| T0 + k * period + 100).collect();
+            if let Some(d) = detect_period(&times, period as u64) {
+                assert!(d.period_ns >= 950, "{d:?}");
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! An inferred clock puts the end of the quiet stretch (where the frame's acks resume) at
 //! `clocks.acks_resume_at` (0 by default; set it to the logic time before messages are
 //! handled, if known, to read phases as the server's own). A consumer whose acks have no quiet
-//! stretch of at least an eighth of... of [`MIN_QUIET_BINS`] bins keeps the configured clock.
+//! stretch of at least [`MIN_QUIET_BINS`] bins (a sixteenth of the frame), or whose clock
+//! would be inferred with a confidence under [`MIN_CONFIDENCE`], keeps the configured clock.
 //!
 //! **Tracking.** Once inferred, each pass folds the acks since the last one and finds the
 //! rotation of the learned shape that fits them best (circular correlation): a small rotation
@@ -25,6 +26,12 @@ use crate::tick::{Frame, Period};
 pub const BINS: usize = 128;
 /// The shortest quiet stretch that places an inferred phase 0: a sixteenth of the frame.
 pub const MIN_QUIET_BINS: usize = BINS / 16;
+/// Rotations tried first, either way (a clock drifting 500 ppm moves 2 bins in 5 s).
+const NEAR: usize = 8;
+/// A faster drift than this (parts per million) is a restart, not a clock's drift.
+const MAX_DRIFT_PPM: f64 = 500.0;
+/// The least confidence an inferred clock is used with; below it, the configured one stays.
+pub const MIN_CONFIDENCE: f64 = 0.5;
 /// The offset moves once it is this fraction of the frame off.
 const MOVE_FRACTION: f64 = 64.0;
 /// A rotation fits the learned shape when their correlation is at least this.
@@ -170,9 +177,18 @@ impl Tracker {
         let frame = current.frame;
         let shape = self.shape.as_deref()?;
         let h = fold(&frame, times);
-        let (shift, fit) = (0..BINS)
-            .map(|s| (s, correlation(shape, &h, s)))
-            .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+        // Drift moves the shape a bin or two: the rotations near none first, every rotation
+        // only when none of those fits.
+        let best = |shifts: &mut dyn Iterator<Item = usize>| {
+            shifts
+                .map(|s| (s, correlation(shape, &h, s)))
+                .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a })
+        };
+        let mut near = (0..=NEAR).chain(BINS - NEAR..BINS);
+        let (mut shift, mut fit) = best(&mut near);
+        if fit < FIT {
+            (shift, fit) = best(&mut (0..BINS));
+        }
         // A rotation of the same shape keeps its quiet stretch; a fault that gathers the acks
         // into one band (which a rotation can fit well enough) leaves most of the frame quiet.
         let quiet = quiet_stretch(&h).1 as f64;
@@ -215,13 +231,16 @@ impl Tracker {
         if shift_ns.abs() < period_ns / MOVE_FRACTION {
             return None;
         }
-        let restart = shift_ns.abs() >= period_ns / 8.0;
+        // A large rotation, or one faster than any clock drifts, is a restart: a new offset,
+        // the same period.
+        let elapsed = (mid - self.anchored_ns).max(1) as f64;
+        let restart =
+            shift_ns.abs() >= period_ns / 8.0 || (shift_ns / elapsed).abs() * 1e6 > MAX_DRIFT_PPM;
         let (period, from_ns) = if restart {
             (frame.period, restart_at(times, period_ns))
         } else {
             // Drift: the offset moved `shift_ns` since it was set; the period is off by that
             // much per elapsed period. Corrected by half, against noise.
-            let elapsed = (mid - self.anchored_ns).max(1) as f64;
             let corrected = period_ns * (1.0 + 0.5 * shift_ns / elapsed);
             let nominal = self.nominal.unwrap_or(frame.period);
             let period = if (corrected / nominal.ns_f64() - 1.0).abs() * 1e6 <= SNAP_PPM {
@@ -255,10 +274,8 @@ impl Tracker {
         let period = detect_period(times, configured.period.ns())
             .filter(|d| differs(d.period_ns, configured.period.ns()))
             .map_or(configured.period, |d| Period::from_ns(d.period_ns));
-        let frame = Frame {
-            period,
-            epoch_ns: configured.epoch_ns,
-        };
+        let frame = Frame::new(period, configured.epoch_ns).unwrap_or(*configured);
+        let period = frame.period;
         let h = fold(&frame, times);
         let (resume, quiet) = quiet_stretch(&h);
         if quiet < MIN_QUIET_BINS {
@@ -283,11 +300,17 @@ impl Tracker {
             .map(|k| h[(resume + BINS - 1 - k) % BINS])
             .sum::<f64>()
             / h.iter().sum::<f64>().max(1.0);
+        // A clear quiet stretch, nearly empty, folded from enough acks to fill the bins.
         let confidence = ((quiet as f64 / (2 * MIN_QUIET_BINS) as f64).min(1.0)
-            * (1.0 - 10.0 * in_quiet).clamp(0.0, 1.0)
+            * (1.0 - 5.0 * in_quiet).clamp(0.0, 1.0)
+            * (times.len() as f64 / (2 * BINS) as f64).min(1.0)
             * 1e3)
             .round()
             / 1e3;
+        if confidence < MIN_CONFIDENCE {
+            self.shape = None;
+            return None;
+        }
         Some(Segment {
             from_ns: times[0],
             frame: rebased(&frame, period, shift_ns, mid),
@@ -537,6 +560,17 @@ mod tests {
             &InferConfig::default(),
         );
         assert_eq!(seg, None);
+        assert!(!tracker.is_learned());
+        // A clear frame in too few acks is weak evidence: the configured clock stays.
+        let few: Vec<i64> = (0..40).map(|k| T0 + k * 16_000_000 + 5_000_000).collect();
+        let weak = InferConfig {
+            min_acks: 2,
+            ..InferConfig::default()
+        };
+        assert_eq!(
+            tracker.step(&clocks.current(0), &configured, &few, T0, &weak),
+            None
+        );
         assert!(!tracker.is_learned());
         // Too few acks: nothing yet.
         assert_eq!(

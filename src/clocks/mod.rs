@@ -101,18 +101,51 @@ impl Clocks {
         }
     }
 
+    /// The clock of `consumer` at `t_ns`, with its source and confidence.
+    pub fn segment_at(&self, consumer: ConsumerId, t_ns: i64) -> Segment {
+        match self.per.get(consumer as usize).map(Vec::as_slice) {
+            None | Some([]) => self.configured_segment(),
+            Some(segments) => {
+                let i = segments.partition_point(|s| s.from_ns <= t_ns);
+                segments[i.saturating_sub(1)]
+            }
+        }
+    }
+
     /// The clock `consumer` uses now, with its source and confidence.
     pub fn current(&self, consumer: ConsumerId) -> Segment {
         self.per
             .get(consumer as usize)
             .and_then(|s| s.last())
             .copied()
-            .unwrap_or(Segment {
-                from_ns: i64::MIN,
-                frame: self.configured,
-                source: ClockSource::Configured,
-                confidence: 0.0,
+            .unwrap_or(self.configured_segment())
+    }
+
+    fn configured_segment(&self) -> Segment {
+        Segment {
+            from_ns: i64::MIN,
+            frame: self.configured,
+            source: ClockSource::Configured,
+            confidence: 0.0,
+        }
+    }
+
+    /// The clocks `consumer`'s samples in `[from_ns, to_ns)` were phased with, oldest first.
+    pub fn over(&self, consumer: ConsumerId, from_ns: i64, to_ns: i64) -> Vec<Segment> {
+        let segments = self.segments(consumer);
+        if segments.is_empty() {
+            return vec![self.configured_segment()];
+        }
+        segments
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| {
+                let end = segments.get(i + 1).map_or(i64::MAX, |n| n.from_ns);
+                let start = if *i == 0 { i64::MIN } else { s.from_ns };
+                start < to_ns && end > from_ns
             })
+            .map(|(_, s)| *s)
+            .collect()
     }
 
     /// The clocks of `consumer`, oldest first (none: the configured one).

@@ -173,15 +173,25 @@ fn window_counts(c: &Collector, ids: Option<&[ConsumerId]>, from: i64, to: i64) 
     total
 }
 
-/// The clock each consumer of `ids` (or every consumer) uses now.
-fn consumer_clocks(c: &Collector, ids: Option<&[ConsumerId]>) -> Vec<ConsumerClock> {
+/// The clocks each consumer of `ids` (or every consumer) had over `[from, to)`, oldest first.
+fn consumer_clocks(
+    c: &Collector,
+    ids: Option<&[ConsumerId]>,
+    (from, to): (i64, i64),
+) -> Vec<ConsumerClock> {
+    let clocks = c.aggregator().clocks();
     c.consumers()
         .filter(|(id, _, _)| ids.is_none_or(|ids| ids.contains(id)))
-        .map(|(id, stream, consumer)| ConsumerClock {
-            stream: stream.to_string(),
-            consumer: consumer.to_string(),
-            domain: c.names().consumer_domain(id).map(str::to_string),
-            clock: ClockInfo::of(&c.aggregator().clocks().current(id)),
+        .flat_map(|(id, stream, consumer)| {
+            clocks
+                .over(id, from, to)
+                .into_iter()
+                .map(move |s| ConsumerClock {
+                    stream: stream.to_string(),
+                    consumer: consumer.to_string(),
+                    domain: c.names().consumer_domain(id).map(str::to_string),
+                    clock: ClockInfo::of(&s),
+                })
         })
         .collect()
 }
@@ -211,8 +221,15 @@ fn build_report(
     );
     let detected = crate::clocks::detect::detect_period(&times, clock.period_ns());
     let mut warnings = range_warnings(c, from, to);
-    if let Some(d) =
-        detected.filter(|d| crate::clocks::detect::differs(d.period_ns, clock.period_ns()))
+    let clocks = consumer_clocks(c, ids, (from, to));
+    // All consumers folded together say something of the one clock that phased them, not of
+    // consumers each on its own.
+    let one_clock = view.source.is_some()
+        || clocks
+            .iter()
+            .all(|k| k.clock.source == ClockSource::Configured);
+    if let Some(d) = detected
+        .filter(|d| one_clock && crate::clocks::detect::differs(d.period_ns, clock.period_ns()))
     {
         warnings.push(format!(
             "the acks follow a {} frame, not the {} tick: the phase heatmap is smeared (try tick={})",
@@ -236,7 +253,7 @@ fn build_report(
                 .source
                 .map_or("per_consumer", ClockSource::as_str)
                 .to_string(),
-            clocks: consumer_clocks(c, ids),
+            clocks,
         },
         latency: filter.latency,
         counts,

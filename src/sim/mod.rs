@@ -298,6 +298,7 @@ async fn server(
     let clock = s.clocks[index as usize];
     let tick = clock.period_ns.round() as u64;
     let mut frame: u64 = 0;
+    let mut restart_announced = false;
     if let Some(client) = &announcer {
         announce(
             client,
@@ -312,17 +313,14 @@ async fn server(
     let mut own = ClientLatency::new(Scenario::server_name(index));
     loop {
         let start_ns = clock.start_of(frame);
-        if let Some(client) = &announcer
-            && clock.restart_frame() == Some(frame)
+        // A restart is announced once its first frame is reached (or passed over).
+        if let (Some(client), Some(k)) = (&announcer, clock.restart_frame())
+            && !restart_announced
+            && frame >= k
         {
-            announce(
-                client,
-                &s,
-                index,
-                timeline.t0_wall_ns + start_ns as i64,
-                clock.period_ns,
-            )
-            .await;
+            restart_announced = true;
+            let epoch = timeline.t0_wall_ns + clock.start_of(k) as i64;
+            announce(client, &s, index, epoch, clock.period_ns).await;
         }
         if timeline.ended(start_ns) {
             if let Some(w) = own.take() {
@@ -376,7 +374,8 @@ async fn server(
         // The logic phase: no message is handled. Then messages are handled as they arrive,
         // one at a time, until the frame ends; each is acked when handled (unless a fault holds
         // or loses the ack).
-        let frame_end = frame_start + Duration::from_nanos(tick);
+        // The next frame's start: a restart at an earlier offset shortens this one.
+        let frame_end = timeline.at(clock.start_of(frame + 1));
         let mut busy = frame_start + Duration::from_nanos(s.logic_ns);
         sleep_until(busy).await;
         let mut held: Vec<(Instant, jetstream::Message)> = Vec::new();

@@ -319,16 +319,25 @@ impl ServerClock {
         (base + self.offset_for(base)).round() as u64
     }
 
-    /// The frame under way at `elapsed_ns` (0 before the first).
+    /// The frame under way at `elapsed_ns`: the last to start by then (0 before the first).
     pub fn frame_at(&self, elapsed_ns: u64) -> u64 {
-        let at = |offset: f64| {
-            ((elapsed_ns as f64 - offset) / self.period_ns)
-                .floor()
-                .max(0.0)
+        let after = |first: u64, offset: f64| {
+            let since = elapsed_ns as f64 - (first as f64 * self.period_ns + offset);
+            first + (since / self.period_ns).floor().max(0.0) as u64
         };
-        let k = at(self.offset_ns);
-        let k = at(self.offset_for(k * self.period_ns));
-        k as u64
+        let mut k = match (self.restart_frame(), self.restart) {
+            (Some(k), Some((_, offset))) if elapsed_ns >= self.start_of(k) => after(k, offset),
+            (Some(k), _) => after(0, self.offset_ns).min(k.saturating_sub(1)),
+            _ => after(0, self.offset_ns),
+        };
+        // Frame starts are rounded to the nanosecond: settle on them exactly.
+        while self.start_of(k + 1) <= elapsed_ns {
+            k += 1;
+        }
+        while k > 0 && self.start_of(k) > elapsed_ns {
+            k -= 1;
+        }
+        k
     }
 
     /// The frame from which the restart's offset applies.
@@ -405,6 +414,13 @@ fn server_clocks(
             period_ns * (1.0 + f.drift_ppm * 1e-6);
     }
     for (i, r) in f.restarts.iter().enumerate() {
+        if f.restarts[..i].iter().any(|o| o.server == r.server) {
+            return Err(invalid(
+                format!("fleet.restarts[{i}].server"),
+                r.server.to_string(),
+                "one restart a server",
+            ));
+        }
         let key = format!("fleet.restarts[{i}].at");
         let at = dur(&key, &r.at)?;
         if at == 0 || at >= duration_ns {
@@ -706,6 +722,29 @@ pub const DEMO: &str = include_str!("../../scenarios/demo.toml");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_on_its_own_frames_restarts_at_a_new_offset() {
+        for (old, new) in [(2.0e6, 10.0e6), (10.0e6, 2.0e6)] {
+            let c = ServerClock {
+                period_ns: 16.0e6,
+                offset_ns: old,
+                restart: Some((100_000_000, new)),
+            };
+            let k = c.restart_frame().unwrap();
+            assert_eq!(k, 7);
+            assert_eq!(c.start_of(k), (7.0 * 16.0e6 + new) as u64);
+            // Frames start in order, and each instant belongs to the last frame started.
+            for f in 0..20 {
+                assert!(
+                    c.start_of(f + 1) > c.start_of(f),
+                    "{old} -> {new}: frame {f}"
+                );
+                assert_eq!(c.frame_at(c.start_of(f)), f);
+                assert_eq!(c.frame_at(c.start_of(f + 1) - 1), f);
+            }
+        }
+    }
 
     const MINIMAL: &str = "name = \"t\"\nduration = \"10s\"\n[fleet]\nservers = 2\n";
 

@@ -494,6 +494,17 @@ mod tests {
         deliveries: Deliveries,
     ) -> Vec<CauseFinding> {
         let clocks = Clocks::new(Frame::new(Period::from_ns(16 * MS), 0).unwrap());
+        top_with_clocks(spike, baseline, ack_pending, deliveries, &clocks)
+    }
+
+    /// [`top_with`] with each consumer's frame clocks.
+    pub(super) fn top_with_clocks(
+        spike: &[RingRow],
+        baseline: &[RingRow],
+        ack_pending: &[(u64, i64)],
+        deliveries: Deliveries,
+        clocks: &Clocks,
+    ) -> Vec<CauseFinding> {
         let name = |d: Dimension| format!("{d:?}");
         let e = Evidence {
             spike,
@@ -503,7 +514,7 @@ mod tests {
             spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
             baseline_quiet_ns: baseline[baseline.len() - 1].acked_ns + 1 - baseline[0].acked_ns,
             baseline_p99: 0,
-            clocks: &clocks,
+            clocks,
             ack_pending,
             deliveries,
             name: &name,

@@ -24,13 +24,15 @@ struct PhaseBins<'a> {
 }
 
 impl PhaseBins<'_> {
-    /// The frame `t_ns` of `consumer` falls in (counted from its clock's epoch) and its bin.
+    /// The start of the frame `t_ns` of `consumer` falls in, and its bin. A frame is known by
+    /// its start: frame numbers count from a clock's epoch, which a restart or an inferred
+    /// clock's move changes.
     fn at(&self, consumer: ConsumerId, t_ns: i64) -> (i64, usize) {
-        let (frame, bin) = self
+        let (phase, bin) = self
             .clocks
             .at(consumer, t_ns)
-            .frame_and_bin(t_ns, self.bins);
-        (frame, bin as usize)
+            .phase_and_bin(t_ns, self.bins);
+        (t_ns - phase as i64, bin as usize)
     }
 
     fn of(&self, r: &RingRow) -> usize {
@@ -120,13 +122,15 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     who.sort_unstable();
     who.dedup();
     // Distinct (consumer, frame) pairs, marked in a table over each consumer's frames of the
-    // spike (no sort of a million rows); each consumer counts its own frames.
-    let first: Vec<i64> = who.iter().map(|&c| bins.at(c, e.spike_ns.0).0).collect();
-    let span = who
+    // spike (no sort of a million rows): a frame's place is its start's distance from the
+    // spike's start in the consumer's periods, so a clock that moves within the spike still
+    // counts each frame once.
+    let periods: Vec<f64> = who
         .iter()
-        .map(|&c| bins.at(c, e.spike_ns.1).0 - bins.at(c, e.spike_ns.0).0 + 1)
-        .max()
-        .unwrap_or(1)
+        .map(|&c| e.clocks.at(c, e.spike_ns.0).period.ns_f64())
+        .collect();
+    let shortest = periods.iter().copied().fold(f64::MAX, f64::min).max(1.0);
+    let span = (((e.spike_ns.1 - e.spike_ns.0) as f64 / shortest).ceil() as i64 + 2)
         .clamp(1, (1 << 24) / who.len().max(1) as i64) as usize;
     let frames = |rows: &mut dyn Iterator<Item = &RingRow>| {
         let mut seen = vec![false; span * who.len()];
@@ -135,7 +139,9 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
             let Ok(k) = who.binary_search(&r.consumer) else {
                 continue;
             };
-            let rel = (bins.at(r.consumer, r.acked_ns).0 - first[k]).clamp(0, span as i64 - 1);
+            let start = bins.at(r.consumer, r.acked_ns).0;
+            let rel = (((start - e.spike_ns.0) as f64 / periods[k]).round() as i64 + 1)
+                .clamp(0, span as i64 - 1);
             let i = k * span + rel as usize;
             n += usize::from(!seen[i]);
             seen[i] = true;
@@ -176,6 +182,35 @@ mod tests {
         assert!(causes[0].confidence >= 0.5);
         assert_eq!(causes[0].exemplar_trace_ids[0], TraceId([7; 16]));
         assert_eq!(causes[0].evidence["band_from_ms"], 13.0);
+    }
+
+    #[test]
+    fn frames_are_counted_once_when_a_clock_moves_within_the_spike() {
+        // Consumer 2's clock is set anew halfway through the spike: the same frames, numbered
+        // from a new epoch (as an inferred clock's move or a restart's announcement does).
+        use crate::clocks::{ClockSource, Clocks, Segment};
+        use crate::tick::{Frame, Period};
+        let spike = consumer_2_held_back(9, 12);
+        let period = Period::from_ns(FRAME as u64);
+        let mut clocks = Clocks::new(Frame::new(period, 0).unwrap());
+        let halfway = spike_start() + 30 * FRAME;
+        clocks.set(
+            2,
+            Segment {
+                from_ns: halfway,
+                frame: Frame::new(period, halfway).unwrap(),
+                source: ClockSource::Inferred,
+                confidence: 1.0,
+            },
+        );
+        let causes = top_with_clocks(&spike, &baseline(), &[], Deliveries::default(), &clocks);
+        let p = causes
+            .iter()
+            .find(|c| c.cause == Cause::ThreadPreemption)
+            .unwrap();
+        assert_eq!(p.evidence["frames_with_acks"], 60, "{p:#?}");
+        assert_eq!(p.evidence["frames_with_slow_acks_in_band"], 60, "{p:#?}");
+        assert_eq!(p.evidence["band_from_ms"], 13.0);
     }
 
     #[test]

@@ -156,7 +156,9 @@ impl Serve {
             l.local_addr().unwrap().to_string()
         };
         let child = std::process::Command::new(crate::ackscope_binary())
-            .args(["serve", "--nats", nats_url, "--listen", &addr, "--tick", tick])
+            .args([
+                "serve", "--nats", nats_url, "--listen", &addr, "--tick", tick,
+            ])
             .arg("--config")
             .arg(&config)
             .stdout(std::process::Stdio::null())
