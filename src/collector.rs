@@ -51,7 +51,7 @@ pub const PENDING_CLOCKS: usize = 1_024;
 /// Passes a consumer whose acks showed no frame sits out before it is tried again.
 pub const RETRY_PASSES: i64 = 4;
 /// Consumers whose clocks are learned from scratch in one inference pass, at most.
-pub const LEARNS_PER_PASS: usize = 32;
+pub const LEARNS_PER_PASS: usize = 8;
 
 /// One consumer's clock inference: its state, from when its next pass reads acks, and when a
 /// consumer whose acks showed no frame is tried again.
@@ -565,6 +565,10 @@ impl Collector {
             self.record(sample);
         }
         self.aggregator.advance(now.wall_ns);
+        // The first pass one period after the first tick: there is nothing to fold before.
+        if self.inferred_at_ns == i64::MIN {
+            self.inferred_at_ns = now.wall_ns;
+        }
         if now.wall_ns.saturating_sub(self.inferred_at_ns)
             >= self.config.clocks.infer_every_ns as i64
         {

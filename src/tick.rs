@@ -301,6 +301,55 @@ impl Frame {
     }
 }
 
+/// A frame's arithmetic near one instant, for folding many instants fast: frames counted from
+/// a frame start near it, the phase estimated in floating point and corrected in integers (no
+/// integer division per instant). Bins agree with [`Frame::bin`] but within a nanosecond of a
+/// bin edge.
+#[derive(Debug, Clone, Copy)]
+pub struct Folder {
+    origin: i64,
+    num: i64,
+    den: i64,
+    inv_num: f64,
+}
+
+impl Frame {
+    /// A folder for instants near `near_ns`; `None` for a period too large to fold fast.
+    pub fn folder(&self, near_ns: i64) -> Option<Folder> {
+        let num = i64::try_from(self.period.num).ok()?;
+        let den = i64::try_from(self.period.den).ok()?;
+        Some(Folder {
+            origin: self.start_of(self.frame_and_scaled(near_ns).0),
+            num,
+            den,
+            inv_num: 1.0 / num as f64,
+        })
+    }
+}
+
+impl Folder {
+    /// The frame `t_ns` falls in (counted from the folder's origin) and its bin among `bins`;
+    /// `None` when `t_ns` is too far from the origin to fold fast.
+    pub fn frame_and_bin(&self, t_ns: i64, bins: u32) -> Option<(i64, u32)> {
+        let scaled = t_ns.checked_sub(self.origin)?.checked_mul(self.den)?;
+        if scaled.unsigned_abs() >= 1 << 62 {
+            return None;
+        }
+        let mut frame = (scaled as f64 * self.inv_num) as i64;
+        let mut phase = scaled - frame * self.num;
+        while phase < 0 {
+            phase += self.num;
+            frame -= 1;
+        }
+        while phase >= self.num {
+            phase -= self.num;
+            frame += 1;
+        }
+        let bin = ((phase as f64 * bins as f64 * self.inv_num) as u32).min(bins - 1);
+        Some((frame, bin))
+    }
+}
+
 /// Which instant of a sample its phase is taken from.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
@@ -608,6 +657,25 @@ mod tests {
             assert_eq!(f.phase_ns(start), 0, "frame {k}");
             assert_eq!(f.frame_and_scaled(start).0, k);
             assert_eq!(f.frame_and_scaled(start - 1).0, k - 1);
+        }
+    }
+
+    #[test]
+    fn a_folder_agrees_with_its_frame() {
+        let f = Frame::new(Period::parse("60hz").unwrap(), 1_790_000_000_000_000_001).unwrap();
+        let near = 1_790_000_100_000_000_000i64;
+        let folder = f.folder(near).unwrap();
+        let first = folder.frame_and_bin(near, 32).unwrap().0;
+        for k in 0..10_000i64 {
+            let t = near - 7_000_000_000 + k * 1_234_567;
+            let (frame, bin) = folder.frame_and_bin(t, 32).unwrap();
+            let (exact_frame, exact_bin) = f.frame_and_bin(t, 32);
+            assert_eq!(
+                frame - first,
+                exact_frame - f.frame_and_bin(near, 32).0,
+                "{t}"
+            );
+            assert!(bin.abs_diff(exact_bin) <= 1, "{t}: {bin} vs {exact_bin}");
         }
     }
 

@@ -629,6 +629,11 @@ async fn serve_end_to_end_with_a_browser() {
         dom.contains("<tr data-stream=\"GAME\" data-consumer=\"srv-1\" class=\"selected\">"),
         "selection"
     );
+    // Each row says whose frame its phases are in (too few acks here to infer one).
+    assert!(
+        dom.contains("<td title=\"frame start 1970-01-01T00:00:00.000000000Z, confidence 0\">configured 16000000ns</td>"),
+        "frame clock column: {dom}"
+    );
     let phase_map = &dom[dom.find("id=\"phase-map\"").expect("phase map")..];
     assert!(
         phase_map.contains("<svg") && phase_map.contains("class=\"cells\""),

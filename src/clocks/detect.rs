@@ -36,15 +36,21 @@ fn resultant(times: &[i64], period_ns: u64) -> f64 {
     (c * c + s * s).sqrt() / times.len().max(1) as f64
 }
 
-/// At most `MAX_POINTS` of `times`, evenly spaced.
-fn thin(times: &[i64]) -> Vec<i64> {
-    let stride = times.len().div_ceil(MAX_POINTS).max(1);
+/// At most `max_points` of `times`, evenly spaced.
+fn thin(times: &[i64], max_points: usize) -> Vec<i64> {
+    let stride = times.len().div_ceil(max_points.max(1)).max(1);
     times.iter().step_by(stride).copied().collect()
 }
 
 /// Finds the period near `configured_ns` that the ack instants `times` (Unix ns) follow, or
 /// `None` when there are too few acks or no period stands out.
 pub fn detect_period(times: &[i64], configured_ns: u64) -> Option<Detected> {
+    detect_period_in(times, configured_ns, MAX_POINTS)
+}
+
+/// [`detect_period`] folding at most `max_points` acks a step: fewer is coarser and cheaper
+/// (the cost is points × candidate periods, a sine and a cosine each).
+pub fn detect_period_in(times: &[i64], configured_ns: u64, max_points: usize) -> Option<Detected> {
     if times.len() < 200 || configured_ns < 1_000 {
         return None;
     }
@@ -65,7 +71,10 @@ pub fn detect_period(times: &[i64], configured_ns: u64) -> Option<Detected> {
         }
         used_span = span;
         let from = sorted.partition_point(|&t| t < end - span);
-        let window: Vec<i64> = thin(&sorted[from..]).iter().map(|t| t - start).collect();
+        let window: Vec<i64> = thin(&sorted[from..], max_points)
+            .iter()
+            .map(|t| t - start)
+            .collect();
         // Phases drift by a whole frame when the period is off by p²/span: step a quarter of it.
         let step = (p * p / span.max(1) as f64 / 4.0).max(1_000.0);
         let mut candidate = lo;
@@ -84,7 +93,10 @@ pub fn detect_period(times: &[i64], configured_ns: u64) -> Option<Detected> {
         hi = (best.0 as f64 + 2.0 * step).min(ceiling);
     }
     // Last, every microsecond between the neighbours of the best coarse candidate.
-    let folded: Vec<i64> = thin(&sorted).iter().map(|t| t - start).collect();
+    let folded: Vec<i64> = thin(&sorted, max_points)
+        .iter()
+        .map(|t| t - start)
+        .collect();
     let (lo_us, hi_us) = (
         ((lo / 1_000.0).floor() as u64).max(1),
         (hi / 1_000.0).ceil() as u64,

@@ -18,7 +18,7 @@
 //! nothing; one that lasts `relearn_after` is learned anew.
 //! Pure functions and a small state per consumer; the collector feeds them.
 
-use super::detect::{detect_period, differs};
+use super::detect::{detect_period_in, differs};
 use super::{ClockSource, Segment};
 use crate::tick::{Frame, Period};
 
@@ -26,6 +26,8 @@ use crate::tick::{Frame, Period};
 pub const BINS: usize = 128;
 /// The shortest quiet stretch that places an inferred phase 0: a sixteenth of the frame.
 pub const MIN_QUIET_BINS: usize = BINS / 16;
+/// Acks folded a step when searching a consumer's period.
+const DETECT_POINTS: usize = 1_000;
 /// Rotations tried first, either way (a clock drifting 500 ppm moves 2 bins in 5 s).
 const NEAR: usize = 8;
 /// A faster drift than this (parts per million) is a restart, not a clock's drift.
@@ -271,16 +273,23 @@ impl Tracker {
         _now_ns: i64,
         config: &InferConfig,
     ) -> Option<Segment> {
-        let period = detect_period(times, configured.period.ns())
-            .filter(|d| differs(d.period_ns, configured.period.ns()))
-            .map_or(configured.period, |d| Period::from_ns(d.period_ns));
-        let frame = Frame::new(period, configured.epoch_ns).unwrap_or(*configured);
-        let period = frame.period;
-        let h = fold(&frame, times);
-        let (resume, quiet) = quiet_stretch(&h);
+        // The configured period first: a quiet stretch there needs no search. Else the
+        // period the acks follow, if clearly another (a search: the costly step).
+        let mut frame = *configured;
+        let mut h = fold(&frame, times);
+        let (mut resume, mut quiet) = quiet_stretch(&h);
         if quiet < MIN_QUIET_BINS {
-            return None;
+            let found = detect_period_in(times, configured.period.ns(), DETECT_POINTS)
+                .filter(|d| differs(d.period_ns, configured.period.ns()))
+                .and_then(|d| Frame::new(Period::from_ns(d.period_ns), configured.epoch_ns).ok())?;
+            frame = found;
+            h = fold(&frame, times);
+            (resume, quiet) = quiet_stretch(&h);
+            if quiet < MIN_QUIET_BINS {
+                return None;
+            }
         }
+        let period = frame.period;
         self.nominal = Some(period);
         self.quiet_bins = quiet;
         let period_ns = period.ns_f64();

@@ -148,6 +148,11 @@ impl Clocks {
             .collect()
     }
 
+    /// One more than the highest consumer id with a clock of its own.
+    pub fn consumers(&self) -> usize {
+        self.per.len()
+    }
+
     /// The clocks of `consumer`, oldest first (none: the configured one).
     pub fn segments(&self, consumer: ConsumerId) -> &[Segment] {
         self.per.get(consumer as usize).map_or(&[], Vec::as_slice)

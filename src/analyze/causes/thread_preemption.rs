@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::model::FORGOTTEN_CONSUMER;
+use crate::tick::{Folder, Frame};
 
 /// The `thread_preemption` detector.
 pub struct ThreadPreemption;
@@ -21,18 +22,59 @@ impl Detector for ThreadPreemption {
 struct PhaseBins<'a> {
     clocks: &'a Clocks,
     bins: u32,
+    spike: (i64, i64),
+    /// By consumer id: a fast fold of the one clock it had over the spike, with the spike
+    /// start's frame; `None` when its clock changed within the spike.
+    fast: Vec<Option<(Folder, i64)>>,
+    /// The configured clock's, for consumers with no clock of their own.
+    configured: Option<(Folder, i64)>,
 }
 
-impl PhaseBins<'_> {
-    /// The start of the frame `t_ns` of `consumer` falls in, and its bin. A frame is known by
-    /// its start: frame numbers count from a clock's epoch, which a restart or an inferred
-    /// clock's move changes.
+impl<'a> PhaseBins<'a> {
+    fn new(e: &Evidence<'a>, bins: u32) -> Self {
+        let spike = e.spike_ns;
+        let fold = |frame: &Frame| {
+            let folder = frame.folder(spike.0)?;
+            Some((folder, folder.frame_and_bin(spike.0, bins)?.0))
+        };
+        let fast = (0..e.clocks.consumers() as ConsumerId)
+            .map(|c| match e.clocks.over(c, spike.0, spike.1).as_slice() {
+                [one] => fold(&one.frame),
+                _ => None,
+            })
+            .collect();
+        Self {
+            clocks: e.clocks,
+            bins,
+            spike,
+            fast,
+            configured: fold(e.clocks.configured()),
+        }
+    }
+
+    /// The fast fold for `consumer`'s instant `t_ns`, if one holds there.
+    fn folder(&self, consumer: ConsumerId, t_ns: i64) -> Option<&(Folder, i64)> {
+        if consumer as usize >= self.fast.len() {
+            return self.configured.as_ref();
+        }
+        let in_spike = t_ns >= self.spike.0 && t_ns < self.spike.1;
+        self.fast[consumer as usize].as_ref().filter(|_| in_spike)
+    }
+
+    /// The frame `t_ns` of `consumer` falls in, counted from the spike's start (1 for the
+    /// frame under way then), and its bin. A frame is known by its place in time: frame
+    /// numbers count from a clock's epoch, which a restart or an inferred clock's move changes.
     fn at(&self, consumer: ConsumerId, t_ns: i64) -> (i64, usize) {
-        let (phase, bin) = self
-            .clocks
-            .at(consumer, t_ns)
-            .phase_and_bin(t_ns, self.bins);
-        (t_ns - phase as i64, bin as usize)
+        if let Some((folder, first)) = self.folder(consumer, t_ns)
+            && let Some((frame, bin)) = folder.frame_and_bin(t_ns, self.bins)
+        {
+            return (frame - first + 1, bin as usize);
+        }
+        let frame = self.clocks.at(consumer, t_ns);
+        let (phase, bin) = frame.phase_and_bin(t_ns, self.bins);
+        let start = t_ns - phase as i64;
+        let rel = ((start - self.spike.0) as f64 / frame.period.ns_f64()).round() as i64 + 1;
+        (rel, bin as usize)
     }
 
     fn of(&self, r: &RingRow) -> usize {
@@ -40,16 +82,22 @@ impl PhaseBins<'_> {
     }
 }
 
-/// The consumer most of `ids` name (the lowest id of a tie).
+/// The consumer most of `ids` name (the lowest id of a tie), counted in a table by id (ids
+/// are slots of the bounded consumer table).
 fn most_common(ids: impl Iterator<Item = ConsumerId>) -> Option<ConsumerId> {
-    let mut counts = std::collections::HashMap::<ConsumerId, usize>::new();
+    let mut counts: Vec<u32> = Vec::new();
     for id in ids.filter(|&id| id != FORGOTTEN_CONSUMER) {
-        *counts.entry(id).or_default() += 1;
+        let i = id as usize;
+        if i >= counts.len() {
+            counts.resize(i + 1, 0);
+        }
+        counts[i] += 1;
     }
-    counts
-        .into_iter()
-        .max_by_key(|&(id, n)| (n, std::cmp::Reverse(id)))
-        .map(|(id, _)| id)
+    let (id, n) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|&(id, &n)| (n, std::cmp::Reverse(id)))?;
+    (*n > 0).then_some(id as ConsumerId)
 }
 
 /// Phase bins the preemption detector folds acks into, and the band width it looks for.
@@ -62,10 +110,7 @@ const RECURRING: f64 = 0.3;
 /// `thread_preemption`: slow acks concentrate in one band of the frame, far more than the
 /// baseline's acks do.
 fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
-    let bins = PhaseBins {
-        clocks: e.clocks,
-        bins: BINS,
-    };
+    let bins = PhaseBins::new(e, BINS);
     fn histogram<'a>(
         bins: &PhaseBins,
         rows: impl Iterator<Item = &'a RingRow>,
@@ -122,14 +167,14 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     who.sort_unstable();
     who.dedup();
     // Distinct (consumer, frame) pairs, marked in a table over each consumer's frames of the
-    // spike (no sort of a million rows): a frame's place is its start's distance from the
-    // spike's start in the consumer's periods, so a clock that moves within the spike still
-    // counts each frame once.
-    let periods: Vec<f64> = who
+    // spike (no sort of a million rows): a frame's place is its distance from the spike's
+    // start in the consumer's periods, so a clock that moves within the spike still counts
+    // each frame once.
+    let shortest = who
         .iter()
         .map(|&c| e.clocks.at(c, e.spike_ns.0).period.ns_f64())
-        .collect();
-    let shortest = periods.iter().copied().fold(f64::MAX, f64::min).max(1.0);
+        .fold(f64::MAX, f64::min)
+        .max(1.0);
     let span = (((e.spike_ns.1 - e.spike_ns.0) as f64 / shortest).ceil() as i64 + 2)
         .clamp(1, (1 << 24) / who.len().max(1) as i64) as usize;
     let frames = |rows: &mut dyn Iterator<Item = &RingRow>| {
@@ -139,9 +184,7 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
             let Ok(k) = who.binary_search(&r.consumer) else {
                 continue;
             };
-            let start = bins.at(r.consumer, r.acked_ns).0;
-            let rel = (((start - e.spike_ns.0) as f64 / periods[k]).round() as i64 + 1)
-                .clamp(0, span as i64 - 1);
+            let rel = bins.at(r.consumer, r.acked_ns).0.clamp(0, span as i64 - 1);
             let i = k * span + rel as usize;
             n += usize::from(!seen[i]);
             seen[i] = true;
