@@ -52,6 +52,8 @@ pub const PENDING_CLOCKS: usize = 1_024;
 pub const RETRY_PASSES: i64 = 4;
 /// Consumers whose clocks are learned from scratch in one inference pass, at most.
 pub const LEARNS_PER_PASS: usize = 8;
+/// Consumers still to learn whose acks one pass reads, at most (some have too few yet).
+const LEARNERS_READ: usize = 4 * LEARNS_PER_PASS;
 
 /// One consumer's clock inference: its state, from when its next pass reads acks, and when a
 /// consumer whose acks showed no frame is tried again.
@@ -104,8 +106,12 @@ pub struct Collector {
     inference: Vec<InferSlot>,
     /// The consumer whose turn it is to learn its clock from scratch.
     learn_cursor: ConsumerId,
-    /// Clocks announced for consumers not seen yet, by consumer key.
-    pending_clocks: HashMap<String, Segment>,
+    /// By consumer id, its place among the consumers an inference pass reads (`u32::MAX`:
+    /// none); kept between passes, all `u32::MAX` between them.
+    infer_index: Vec<u32>,
+    /// Clocks announced for consumers not seen yet, by their names without a domain, with the
+    /// domain the announcement named.
+    pending_clocks: HashMap<String, (Segment, Option<String>)>,
     /// When clocks were last inferred.
     inferred_at_ns: i64,
 }
@@ -123,6 +129,7 @@ impl Collector {
             forgot_at_ns: i64::MIN,
             inference: Vec::new(),
             learn_cursor: 0,
+            infer_index: Vec::new(),
             pending_clocks: HashMap::new(),
             inferred_at_ns: i64::MIN,
             config,
@@ -205,9 +212,7 @@ impl Collector {
             self.facts.resize_with(i + 1, ConsumerFacts::default);
         }
         // Its game server may have announced its clock before its first message.
-        if let Some(segment) = self.pending_clocks.remove(key) {
-            self.aggregator.set_clock(id, segment);
-        }
+        self.take_pending_clock(id, key);
         Some(self.used(id, wall_ns))
     }
 
@@ -278,6 +283,9 @@ impl Collector {
             && is_jetstream_name(d)
             && self.names.move_consumer_to_domain(id, d)
         {
+            if self.aggregator.clocks().current(id).source != ClockSource::Announced {
+                self.take_pending_clock(id, &key);
+            }
             return Some(self.used(id, wall_ns));
         }
         self.consumer(&key, wall_ns)
@@ -600,9 +608,12 @@ impl Collector {
             self.counters.clock_announcement_errors += 1;
             return;
         }
-        // Its epoch moved to a frame start near now: the same clock, small offsets.
+        // Its epoch moved to a frame start near now (exactly one): the same clock, small
+        // offsets.
         let frame = Frame {
-            epoch_ns: frame.start_of(frame.frame_and_scaled(seen.wall_ns).0),
+            epoch_ns: frame
+                .whole_start_near(seen.wall_ns)
+                .unwrap_or(frame.epoch_ns),
             ..frame
         };
         let segment = Segment {
@@ -628,24 +639,36 @@ impl Collector {
                         .filter(|&id| !self.facts[id as usize].domain_known)
                 }),
         };
-        self.counters.clock_announcements += 1;
         match known {
             Some(id) => {
+                self.counters.clock_announcements += 1;
                 self.aggregator.set_clock(id, segment);
             }
-            None => {
-                let key = match target.domain {
-                    None => plain,
-                    Some(d) => key_in_domain(&plain, d),
-                };
-                if self.pending_clocks.len() < PENDING_CLOCKS
-                    || self.pending_clocks.contains_key(&key)
-                {
-                    self.pending_clocks.insert(key, segment);
-                } else {
-                    self.counters.clock_announcements_dropped += 1;
-                }
+            // Waiting by the names alone: the consumer may come with its domain or without.
+            None if self.pending_clocks.len() < PENDING_CLOCKS
+                || self.pending_clocks.contains_key(&plain) =>
+            {
+                self.counters.clock_announcements += 1;
+                let domain = target.domain.map(str::to_string);
+                self.pending_clocks.insert(plain, (segment, domain));
             }
+            None => self.counters.clock_announcements_dropped += 1,
+        }
+    }
+
+    /// A new consumer takes the clock announced for it before it was seen: one for its names
+    /// in its domain, or in none said.
+    fn take_pending_clock(&mut self, id: ConsumerId, key: &str) {
+        let Some((stream, consumer, domain)) = split_consumer_key(key) else {
+            return;
+        };
+        let plain = consumer_key(stream, consumer, None);
+        let fits = self
+            .pending_clocks
+            .get(&plain)
+            .is_some_and(|(_, d)| d.is_none() || d.as_deref() == domain);
+        if fits && let Some((segment, _)) = self.pending_clocks.remove(&plain) {
+            self.aggregator.set_clock(id, segment);
         }
     }
 
@@ -666,19 +689,36 @@ impl Collector {
         let horizon = now_ns.saturating_sub(INFER_HORIZON_NS);
         let slots = self.names.consumer_slots();
         self.inference.resize_with(slots, InferSlot::default);
-        // Who takes part, and from when.
+        // Who takes part, and from when: every consumer with a learned clock, and the next
+        // few still to learn (their turns go round; learning is the costly step).
         let mut taking: Vec<(ConsumerId, i64)> = Vec::new();
+        let mut learners: Vec<(ConsumerId, i64)> = Vec::new();
         for (id, _, _) in self.consumers() {
             let slot = &self.inference[id as usize];
             let announced = self.aggregator.clocks().current(id).source == ClockSource::Announced;
-            if !announced && slot.retry_at_ns <= now_ns {
-                taking.push((id, slot.from_ns.max(horizon)));
+            if announced || slot.retry_at_ns > now_ns {
+                continue;
+            }
+            let entry = (id, slot.from_ns.max(horizon));
+            if slot.tracker.is_learned() {
+                taking.push(entry);
+            } else {
+                learners.push(entry);
             }
         }
+        let turn = learners.partition_point(|&(id, _)| id < self.learn_cursor);
+        learners.rotate_left(turn);
+        learners.truncate(LEARNERS_READ);
+        if let Some(&(last, _)) = learners.last() {
+            self.learn_cursor = last + 1;
+        }
+        taking.extend(learners);
         let Some(earliest) = taking.iter().map(|t| t.1).min() else {
             return;
         };
-        let mut index = vec![u32::MAX; slots];
+        // Which of `taking` each consumer id is, in a table kept between passes.
+        let index = &mut self.infer_index;
+        index.resize(slots, u32::MAX);
         for (k, &(id, _)) in taking.iter().enumerate() {
             index[id as usize] = k as u32;
         }
@@ -698,15 +738,13 @@ impl Collector {
                 times[k as usize].push(t);
             }
         }
+        for &(id, _) in &taking {
+            index[id as usize] = u32::MAX;
+        }
         let configured = *self.config.tick.frame();
         let inference = self.config.clocks.inference.clone();
         let mut learns = 0;
-        // Learning from scratch is the costly step: its turns go round the consumers.
-        let start = taking
-            .partition_point(|&(id, _)| id < self.learn_cursor)
-            .min(taking.len());
-        for k in (start..taking.len()).chain(0..start) {
-            let (id, _) = taking[k];
+        for (k, &(id, _)) in taking.iter().enumerate() {
             let list = &mut times[k];
             if list.len() < inference.min_acks {
                 continue;
@@ -717,7 +755,6 @@ impl Collector {
                     continue;
                 }
                 learns += 1;
-                self.learn_cursor = id + 1;
             }
             list.sort_unstable();
             slot.from_ns = now_ns;
@@ -752,6 +789,10 @@ impl Collector {
         let before = now_ns
             .saturating_sub(self.config.join.forget_after_ns as i64)
             .min(oldest_analysed);
+        // Clocks announced for consumers never seen go as an unused consumer would.
+        let announced_before = now_ns.saturating_sub(self.config.join.forget_after_ns as i64);
+        self.pending_clocks
+            .retain(|_, (segment, _)| segment.from_ns >= announced_before);
         let forgotten = self.names.forget_unused_since(before);
         if forgotten.is_empty() {
             return;
@@ -1156,6 +1197,19 @@ pub(crate) mod tests {
         let clock = c.aggregator().clocks().current(id);
         assert_eq!(clock.frame.period.to_string(), "16000000ns");
         assert_eq!(c.aggregator().clocks().segments(id).len(), 2);
+        // The same clock announced again, from another of its frame starts, is no new clock.
+        c.on_clock_announcement(
+            "ackscope.frame.GAME.srv-1",
+            br#"{"period_ns": 16000000, "epoch_ns": 1790000000160000000}"#,
+            seen(300),
+        );
+        assert_eq!(c.aggregator().clocks().segments(id).len(), 2);
+        // One for a consumer never seen waits, and goes as an unused consumer would.
+        c.on_clock_announcement("ackscope.frame.GAME.srv-9", body, seen(400));
+        assert_eq!(c.pending_clocks.len(), 1);
+        let later = seen(400).wall_ns + c.config.join.forget_after_ns as i64 + 1;
+        c.forget_unused(later);
+        assert!(c.pending_clocks.is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! about samples, consumers or latencies; it only maps instants to frames and phases. Its
 //! `[tick]` settings sit here too; each consumer's own clock is kept in [`crate::clocks`].
 
-use crate::units::{Epoch, Invalid};
+use crate::units::{Epoch, Invalid, number_and_unit};
 
 /// A frame clock error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,17 +101,8 @@ impl Period {
                 .and_then(|(n, d)| Self::ratio(n, d))
                 .ok_or_else(|| format!("{t:?} is not num/den ns in range"));
         }
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{t:?} has no unit (use ns, us, ms, s or hz)"))?;
-        let (number, unit) = t.split_at(split);
-        let unit_ns: u64 = match unit.trim() {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            other => return Err(format!("unknown unit {other:?} (use ns, us, ms, s or hz)")),
-        };
+        let (number, unit_ns) =
+            number_and_unit(t).map_err(|e| format!("{e}, or a frequency such as 60hz"))?;
         let (n, d) = decimal(number, 12)
             .ok_or_else(|| format!("{t:?} is not a decimal number of at most 12 decimals"))?;
         n.checked_mul(unit_ns)
@@ -302,9 +293,9 @@ impl Frame {
 }
 
 /// A frame's arithmetic near one instant, for folding many instants fast: frames counted from
-/// a frame start near it, the phase estimated in floating point and corrected in integers (no
-/// integer division per instant). Bins agree with [`Frame::bin`] but within a nanosecond of a
-/// bin edge.
+/// a frame start near it (on a whole nanosecond, so exactly a frame start), the phase
+/// estimated in floating point and corrected in integers (no integer division per instant).
+/// Bins agree with [`Frame::bin`] but within a rounding of a bin edge.
 #[derive(Debug, Clone, Copy)]
 pub struct Folder {
     origin: i64,
@@ -314,12 +305,28 @@ pub struct Folder {
 }
 
 impl Frame {
+    /// A frame start at or before `t_ns` that falls on a whole nanosecond (for a fractional
+    /// period, a frame a multiple of its denominator from the epoch), at most a million
+    /// frames back; `None` when there is none that near.
+    pub fn whole_start_near(&self, t_ns: i64) -> Option<i64> {
+        let den = i64::try_from(self.period.den)
+            .ok()
+            .filter(|&d| d <= 1_000_000)?;
+        let k = self.frame_and_scaled(t_ns).0;
+        Some(self.start_of(k - k.rem_euclid(den)))
+    }
+
+    /// Whether `other` has the same period and frame starts.
+    pub fn same_grid(&self, other: &Frame) -> bool {
+        self.period == other.period && self.frame_and_scaled(other.epoch_ns).1 == 0
+    }
+
     /// A folder for instants near `near_ns`; `None` for a period too large to fold fast.
     pub fn folder(&self, near_ns: i64) -> Option<Folder> {
         let num = i64::try_from(self.period.num).ok()?;
         let den = i64::try_from(self.period.den).ok()?;
         Some(Folder {
-            origin: self.start_of(self.frame_and_scaled(near_ns).0),
+            origin: self.whole_start_near(near_ns)?,
             num,
             den,
             inv_num: 1.0 / num as f64,
@@ -332,7 +339,7 @@ impl Folder {
     /// `None` when `t_ns` is too far from the origin to fold fast.
     pub fn frame_and_bin(&self, t_ns: i64, bins: u32) -> Option<(i64, u32)> {
         let scaled = t_ns.checked_sub(self.origin)?.checked_mul(self.den)?;
-        if scaled.unsigned_abs() >= 1 << 62 {
+        if bins == 0 || scaled.unsigned_abs() >= 1 << 62 {
             return None;
         }
         let mut frame = (scaled as f64 * self.inv_num) as i64;
@@ -650,6 +657,24 @@ mod tests {
     }
 
     #[test]
+    fn a_grid_is_the_same_from_any_of_its_frame_starts() {
+        let f = Frame::new(Period::parse("60hz").unwrap(), 100).unwrap();
+        let near = f.whole_start_near(1_790_000_000_000_000_000).unwrap();
+        assert_eq!(f.phase_ns(near), 0);
+        assert_eq!(f.frame_and_scaled(near).1, 0, "exactly a frame start");
+        let moved = Frame {
+            epoch_ns: near,
+            ..f
+        };
+        assert!(f.same_grid(&moved) && moved.same_grid(&f));
+        assert!(!f.same_grid(&Frame {
+            epoch_ns: near + 1,
+            ..f
+        }));
+        assert!(!f.same_grid(&Frame::new(Period::from_ns(16_666_667), near).unwrap()));
+    }
+
+    #[test]
     fn frame_starts_are_the_first_nanosecond_of_each_frame() {
         let f = Frame::new(Period::parse("60hz").unwrap(), 100).unwrap();
         for k in [-3i64, 0, 1, 2, 3, 1_000_001] {
@@ -666,8 +691,10 @@ mod tests {
         let near = 1_790_000_100_000_000_000i64;
         let folder = f.folder(near).unwrap();
         let first = folder.frame_and_bin(near, 32).unwrap().0;
-        for k in 0..10_000i64 {
-            let t = near - 7_000_000_000 + k * 1_234_567;
+        // Every frame start from a few frames back on, and instants in between.
+        let starts = (-20..20).map(|k| f.start_of(f.frame_and_scaled(near).0 + k));
+        let between = (0..10_000i64).map(|k| near - 7_000_000_000 + k * 1_234_567);
+        for t in starts.chain(between) {
             let (frame, bin) = folder.frame_and_bin(t, 32).unwrap();
             let (exact_frame, exact_bin) = f.frame_and_bin(t, 32);
             assert_eq!(

@@ -114,23 +114,8 @@ pub fn duration_ns(d: Duration) -> u64 {
 /// fractional periods are exact.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?} has no unit (use ns, us, ms, s, m or h)"))?;
-    let (number, unit) = s.split_at(split);
-    let unit_ns: u128 = match unit.trim() {
-        "ns" => 1,
-        "us" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} (use ns, us, ms, s, m or h)"
-            ));
-        }
-    };
+    let (number, unit_ns) = number_and_unit(s)?;
+    let unit_ns = u128::from(unit_ns);
     let (int, frac) = number.split_once('.').unwrap_or((number, ""));
     if int.is_empty() && frac.is_empty() {
         return Err(format!("{s:?} has no number"));
@@ -160,6 +145,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .filter(|v| *v <= u64::MAX as u128)
         .ok_or_else(|| format!("{s:?} is too large"))?;
     Ok(Duration::from_nanos(total as u64))
+}
+
+/// A duration's decimal number and its unit in nanoseconds: `16.667ms` → (`16.667`, 10⁶).
+pub fn number_and_unit(s: &str) -> Result<(&str, u64), String> {
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?} has no unit (use ns, us, ms, s, m or h)"))?;
+    let (number, unit) = s.split_at(split);
+    let unit_ns = match unit.trim() {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use ns, us, ms, s, m or h)"
+            ));
+        }
+    };
+    Ok((number, unit_ns))
 }
 
 /// Parses `tick.epoch`: an offset from the Unix epoch (`"3ms"`) or an RFC 3339 instant.

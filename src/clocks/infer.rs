@@ -18,7 +18,7 @@
 //! nothing; one that lasts `relearn_after` is learned anew.
 //! Pure functions and a small state per consumer; the collector feeds them.
 
-use super::detect::{detect_period_in, differs};
+use super::detect::detect_period_in;
 use super::{ClockSource, Segment};
 use crate::tick::{Frame, Period};
 
@@ -69,6 +69,8 @@ pub struct Tracker {
     misfit_since: Option<i64>,
     /// When the clock's offset was last set: drift is measured from there.
     anchored_ns: i64,
+    /// The rate (ns a ns) of the offset's last move.
+    last_move_rate: Option<f64>,
     /// The length of the learned shape's quiet stretch, in bins.
     quiet_bins: usize,
     /// The period learned from (the configured one, or the one the acks clearly follow):
@@ -173,8 +175,13 @@ impl Tracker {
             return None;
         }
         let mid = times[times.len() / 2];
-        if self.shape.is_none() || current.source != ClockSource::Inferred {
+        if self.shape.is_none() {
             return self.learn(configured, times, mid, now_ns, config);
+        }
+        if current.source != ClockSource::Inferred {
+            // Its clock came from elsewhere meanwhile: learned anew, in the learners' turn.
+            self.shape = None;
+            return None;
         }
         let frame = current.frame;
         let shape = self.shape.as_deref()?;
@@ -199,8 +206,8 @@ impl Tracker {
         if fit < FIT || !same_quiet {
             let since = *self.misfit_since.get_or_insert(now_ns);
             if now_ns.saturating_sub(since) >= config.relearn_after_ns as i64 {
+                // Learned anew, in the learners' turn (learning is the costly step).
                 self.shape = None;
-                return self.learn(configured, times, mid, now_ns, config);
             }
             return None;
         }
@@ -236,14 +243,22 @@ impl Tracker {
         // A large rotation, or one faster than any clock drifts, is a restart: a new offset,
         // the same period.
         let elapsed = (mid - self.anchored_ns).max(1) as f64;
+        let rate = shift_ns / elapsed;
+        // The same fast move pass after pass is a period that is off, not restarts: corrected
+        // in full.
+        let steady = self
+            .last_move_rate
+            .is_some_and(|r| r * rate > 0.0 && (rate - r).abs() <= 0.25 * r.abs());
+        self.last_move_rate = Some(rate);
         let restart =
-            shift_ns.abs() >= period_ns / 8.0 || (shift_ns / elapsed).abs() * 1e6 > MAX_DRIFT_PPM;
+            !steady && (shift_ns.abs() >= period_ns / 8.0 || rate.abs() * 1e6 > MAX_DRIFT_PPM);
         let (period, from_ns) = if restart {
             (frame.period, restart_at(times, period_ns))
         } else {
             // Drift: the offset moved `shift_ns` since it was set; the period is off by that
-            // much per elapsed period. Corrected by half, against noise.
-            let corrected = period_ns * (1.0 + 0.5 * shift_ns / elapsed);
+            // much per elapsed period. Corrected by half against noise, in full when steady.
+            let gain = if steady { 1.0 } else { 0.5 };
+            let corrected = period_ns * (1.0 + gain * rate);
             let nominal = self.nominal.unwrap_or(frame.period);
             let period = if (corrected / nominal.ns_f64() - 1.0).abs() * 1e6 <= SNAP_PPM {
                 nominal
@@ -280,7 +295,10 @@ impl Tracker {
         let (mut resume, mut quiet) = quiet_stretch(&h);
         if quiet < MIN_QUIET_BINS {
             let found = detect_period_in(times, configured.period.ns(), DETECT_POINTS)
-                .filter(|d| differs(d.period_ns, configured.period.ns()))
+                .filter(|d| {
+                    let c = configured.period.ns_f64();
+                    (d.period_ns as f64 - c).abs() > MAX_DRIFT_PPM * 1e-6 * c
+                })
                 .and_then(|d| Frame::new(Period::from_ns(d.period_ns), configured.epoch_ns).ok())?;
             frame = found;
             h = fold(&frame, times);
@@ -304,6 +322,7 @@ impl Tracker {
             shape.rotate_right(lead);
         }
         self.misfit_since = None;
+        self.last_move_rate = None;
         self.anchored_ns = mid;
         let in_quiet: f64 = (0..quiet)
             .map(|k| h[(resume + BINS - 1 - k) % BINS])

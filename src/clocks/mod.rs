@@ -167,7 +167,7 @@ impl Clocks {
         }
         let segments = &mut self.per[i];
         if let Some(last) = segments.last_mut()
-            && last.frame == segment.frame
+            && last.frame.same_grid(&segment.frame)
             && last.source == segment.source
         {
             last.confidence = segment.confidence;

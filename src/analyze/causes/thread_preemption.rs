@@ -73,7 +73,11 @@ impl<'a> PhaseBins<'a> {
         let frame = self.clocks.at(consumer, t_ns);
         let (phase, bin) = frame.phase_and_bin(t_ns, self.bins);
         let start = t_ns - phase as i64;
-        let rel = ((start - self.spike.0) as f64 / frame.period.ns_f64()).round() as i64 + 1;
+        // Counted from the start of the frame under way at the spike's start, as the fast fold
+        // counts: a clock moved by less than half a frame keeps each frame's number.
+        let at_start = self.clocks.at(consumer, self.spike.0);
+        let first = self.spike.0 - at_start.phase_ns(self.spike.0) as i64;
+        let rel = ((start - first) as f64 / frame.period.ns_f64()).round() as i64 + 1;
         (rel, bin as usize)
     }
 
@@ -172,7 +176,8 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     // each frame once.
     let shortest = who
         .iter()
-        .map(|&c| e.clocks.at(c, e.spike_ns.0).period.ns_f64())
+        .flat_map(|&c| e.clocks.over(c, e.spike_ns.0, e.spike_ns.1))
+        .map(|s| s.frame.period.ns_f64())
         .fold(f64::MAX, f64::min)
         .max(1.0);
     let span = (((e.spike_ns.1 - e.spike_ns.0) as f64 / shortest).ceil() as i64 + 2)
