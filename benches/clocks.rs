@@ -3,7 +3,7 @@
 //! learned one, over one pass of its acks (5 s of a 60 Hz server acking 90 times a
 //! second), beside a baseline in the same run: sorting those acks' times, which every pass does
 //! anyway. An inference pass holds the collector's lock for about (consumers × tracking) plus
-//! (learned from scratch, at most 32 × learning) plus one walk over the pass's ring rows.
+//! (learned from scratch, at most 8 a pass × learning) plus one walk over the ring rows read.
 //!
 //! `cargo bench --bench clocks`
 
