@@ -657,16 +657,18 @@ impl Collector {
     }
 
     /// A new consumer takes the clock announced for it before it was seen: one for its names
-    /// in its domain, or in none said.
+    /// in its domain, or in none said; one naming a domain also goes to a consumer whose acks
+    /// do not say theirs (an older server's), as a known one would.
     fn take_pending_clock(&mut self, id: ConsumerId, key: &str) {
         let Some((stream, consumer, domain)) = split_consumer_key(key) else {
             return;
         };
         let plain = consumer_key(stream, consumer, None);
+        let unsaid = domain.is_none() && !self.facts[id as usize].domain_known;
         let fits = self
             .pending_clocks
             .get(&plain)
-            .is_some_and(|(_, d)| d.is_none() || d.as_deref() == domain);
+            .is_some_and(|(_, d)| d.is_none() || d.as_deref() == domain || unsaid);
         if fits && let Some((segment, _)) = self.pending_clocks.remove(&plain) {
             self.aggregator.set_clock(id, segment);
         }
@@ -1210,6 +1212,36 @@ pub(crate) mod tests {
         let later = seen(400).wall_ns + c.config.join.forget_after_ns as i64 + 1;
         c.forget_unused(later);
         assert!(c.pending_clocks.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_clock_goes_to_its_consumer_in_whatever_domain_it_comes() {
+        let mut c = Collector::new(Config::default());
+        let body = br#"{"hz": 60, "epoch_ns": 1790000000005000000}"#;
+        // A server announcing without its domain, a consumer first seen in one; and the
+        // reverse, an announcement naming a domain for a consumer seen in none.
+        c.on_clock_announcement("ackscope.frame.GAME.srv-1", body, seen(10));
+        c.on_clock_announcement("ackscope.frame.GAME.srv-2.hub", body, seen(10));
+        // One naming another domain than its consumer's is not taken by it.
+        c.on_clock_announcement("ackscope.frame.GAME.srv-3.edge", body, seen(10));
+        let r = format!("$JS.ACK.hub.ACCHASH.GAME.srv-1.1.1.1.{T0}.0.tok");
+        c.on_ack(&r, None, b"+ACK", seen(100));
+        c.on_ack(
+            &reply(1, 7).replace("srv-1", "srv-2"),
+            None,
+            b"+ACK",
+            seen(100),
+        );
+        let r = format!("$JS.ACK.hub.ACCHASH.GAME.srv-3.1.1.1.{T0}.0.tok");
+        c.on_ack(&r, None, b"+ACK", seen(100));
+        let source = |name: &str| {
+            let (id, _, _) = c.consumers().find(|(_, _, n)| *n == name).unwrap();
+            c.aggregator().clocks().current(id).source
+        };
+        assert_eq!(source("srv-1"), ClockSource::Announced);
+        assert_eq!(source("srv-2"), ClockSource::Announced);
+        assert_eq!(source("srv-3"), ClockSource::Configured);
+        assert_eq!(c.pending_clocks.len(), 1, "srv-3's waits on");
     }
 
     #[test]
