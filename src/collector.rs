@@ -270,16 +270,15 @@ impl Collector {
         wall_ns: i64,
     ) -> Option<ConsumerId> {
         let Some(d) = domain else {
-            let held = self.names.consumer_id(plain);
-            return match held.or_else(|| self.names.consumer_in_a_domain(plain)) {
+            return match self.known_consumer(plain, None) {
                 Some(id) => Some(self.used(id, wall_ns)),
                 None => self.consumer(plain, wall_ns),
             };
         };
         let key = key_in_domain(plain, d);
+        // Not held in the domain, but under none by an older server's acks: moved there.
         if self.names.consumer_id(&key).is_none()
-            && let Some(id) = self.names.consumer_id(plain)
-            && !self.facts[id as usize].domain_known
+            && let Some(id) = self.known_consumer(plain, Some(d))
             && is_jetstream_name(d)
             && self.names.move_consumer_to_domain(id, d)
         {
@@ -289,6 +288,27 @@ impl Collector {
             return Some(self.used(id, wall_ns));
         }
         self.consumer(&key, wall_ns)
+    }
+
+    /// The consumer already held that what names `plain` in `domain` is about, adding and
+    /// moving none: said in no domain, the one of these names in any; said in one, the one
+    /// held there, else one held under none whose own acks never said its domain (an older
+    /// server's).
+    fn known_consumer(&self, plain: &str, domain: Option<&str>) -> Option<ConsumerId> {
+        match domain {
+            None => self
+                .names
+                .consumer_id(plain)
+                .or_else(|| self.names.consumer_in_a_domain(plain)),
+            Some(d) => self
+                .names
+                .consumer_id(&key_in_domain(plain, d))
+                .or_else(|| {
+                    self.names
+                        .consumer_id(plain)
+                        .filter(|&id| !self.facts[id as usize].domain_known)
+                }),
+        }
     }
 
     fn symbol(&mut self, s: &str, wall_ns: i64) -> Sym {
@@ -623,23 +643,7 @@ impl Collector {
             confidence: 1.0,
         };
         let plain = consumer_key(target.stream, target.consumer, None);
-        let known = match target.domain {
-            None => self
-                .names
-                .consumer_id(&plain)
-                .or_else(|| self.names.consumer_in_a_domain(&plain)),
-            // A consumer of an older server whose acks never named its domain is held under
-            // none: the announcement is for it.
-            Some(d) => self
-                .names
-                .consumer_id(&key_in_domain(&plain, d))
-                .or_else(|| {
-                    self.names
-                        .consumer_id(&plain)
-                        .filter(|&id| !self.facts[id as usize].domain_known)
-                }),
-        };
-        match known {
+        match self.known_consumer(&plain, target.domain) {
             Some(id) => {
                 self.counters.clock_announcements += 1;
                 self.aggregator.set_clock(id, segment);

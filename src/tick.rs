@@ -121,11 +121,6 @@ impl Period {
         self.num as f64 / self.den as f64
     }
 
-    /// Whether the period is a whole number of nanoseconds.
-    pub fn is_whole(&self) -> bool {
-        self.den == 1
-    }
-
     /// `offset` (ns) modulo the period, in units of `1/den` ns, and the whole frames in it.
     fn split(&self, offset: i128) -> (i128, u128) {
         let scaled = offset * self.den as i128;
@@ -142,23 +137,29 @@ impl Period {
             (offset.checked_mul(self.den as i64), i64::try_from(self.num))
             && scaled.unsigned_abs() < 1 << 62
         {
-            // The frame estimated in floating point (off by one at most), corrected in
-            // integers: cheaper than a 64-bit division on the hot path.
-            let mut frame = (scaled as f64 / num as f64) as i64;
-            let mut phase = scaled - frame * num;
-            while phase < 0 {
-                phase += num;
-                frame -= 1;
-            }
-            while phase >= num {
-                phase -= num;
-                frame += 1;
-            }
+            let (frame, phase) = div_rem_from(scaled, num, scaled as f64 / num as f64);
             return (frame, phase as u64);
         }
         let (frame, phase) = self.split(offset as i128);
         (frame as i64, phase as u64)
     }
+}
+
+/// `scaled` divided by `num` (positive), floored, and the remainder: the quotient estimated in
+/// floating point as `approx` (off by one at most below 2^62), corrected in integers. Cheaper
+/// than a 64-bit division on the hot path.
+fn div_rem_from(scaled: i64, num: i64, approx: f64) -> (i64, i64) {
+    let mut quotient = approx as i64;
+    let mut rem = scaled - quotient * num;
+    while rem < 0 {
+        rem += num;
+        quotient -= 1;
+    }
+    while rem >= num {
+        rem -= num;
+        quotient += 1;
+    }
+    (quotient, rem)
 }
 
 impl std::fmt::Display for Period {
@@ -232,11 +233,6 @@ impl Frame {
     /// Nanoseconds into the frame at wall-clock instant `t_ns`, in `0..period` (floored).
     pub fn phase_ns(&self, t_ns: i64) -> u64 {
         self.frame_and_scaled(t_ns).1 / self.period.den
-    }
-
-    /// The phase of `t_ns` as a fraction of the frame, in `0..1`.
-    pub fn phase_fraction(&self, t_ns: i64) -> f64 {
-        self.frame_and_scaled(t_ns).1 as f64 / self.period.num as f64
     }
 
     /// The bin of `t_ns` among `bins` equal bins of the frame, in `0..bins`.
@@ -342,16 +338,7 @@ impl Folder {
         if bins == 0 || scaled.unsigned_abs() >= 1 << 62 {
             return None;
         }
-        let mut frame = (scaled as f64 * self.inv_num) as i64;
-        let mut phase = scaled - frame * self.num;
-        while phase < 0 {
-            phase += self.num;
-            frame -= 1;
-        }
-        while phase >= self.num {
-            phase -= self.num;
-            frame += 1;
-        }
+        let (frame, phase) = div_rem_from(scaled, self.num, scaled as f64 * self.inv_num);
         let bin = ((phase as f64 * bins as f64 * self.inv_num) as u32).min(bins - 1);
         Some((frame, bin))
     }
@@ -409,11 +396,6 @@ impl FrameClock {
             phase_bins,
             phase_of,
         })
-    }
-
-    /// The same bins and phase instant over another frame.
-    pub fn with_frame(&self, frame: Frame) -> Self {
-        Self { frame, ..*self }
     }
 
     pub fn frame(&self) -> &Frame {

@@ -176,7 +176,7 @@ impl Tracker {
         }
         let mid = times[times.len() / 2];
         if self.shape.is_none() {
-            return self.learn(configured, times, mid, now_ns, config);
+            return self.learn(configured, times, mid, config);
         }
         if current.source != ClockSource::Inferred {
             // Its clock came from elsewhere meanwhile: learned anew, in the learners' turn.
@@ -285,7 +285,6 @@ impl Tracker {
         configured: &Frame,
         times: &[i64],
         mid: i64,
-        _now_ns: i64,
         config: &InferConfig,
     ) -> Option<Segment> {
         // The configured period first: a quiet stretch there needs no search. Else the
@@ -307,23 +306,6 @@ impl Tracker {
                 return None;
             }
         }
-        let period = frame.period;
-        self.nominal = Some(period);
-        self.quiet_bins = quiet;
-        let period_ns = period.ns_f64();
-        // Bin `resume` starts where the acks resume; it goes to `acks_resume_at`.
-        let shift_ns = resume as f64 * period_ns / BINS as f64 - config.acks_resume_at_ns as f64;
-        self.shape = Some(rotate(&h, resume));
-        // The learned shape is under the new clock: its bin 0 is where the acks resume, which
-        // the new clock puts at `acks_resume_at`; rotate it there.
-        let lead =
-            ((config.acks_resume_at_ns as f64 / period_ns * BINS as f64).round() as usize) % BINS;
-        if let Some(shape) = self.shape.as_deref_mut() {
-            shape.rotate_right(lead);
-        }
-        self.misfit_since = None;
-        self.last_move_rate = None;
-        self.anchored_ns = mid;
         let in_quiet: f64 = (0..quiet)
             .map(|k| h[(resume + BINS - 1 - k) % BINS])
             .sum::<f64>()
@@ -336,9 +318,22 @@ impl Tracker {
             .round()
             / 1e3;
         if confidence < MIN_CONFIDENCE {
-            self.shape = None;
             return None;
         }
+        let period = frame.period;
+        let period_ns = period.ns_f64();
+        // Bin `resume` starts where the acks resume; it goes to `acks_resume_at`.
+        let shift_ns = resume as f64 * period_ns / BINS as f64 - config.acks_resume_at_ns as f64;
+        // The learned shape is under the new clock: where the acks resume is its bin of
+        // `acks_resume_at`.
+        let lead =
+            ((config.acks_resume_at_ns as f64 / period_ns * BINS as f64).round() as usize) % BINS;
+        self.shape = Some(rotate(&h, (resume + BINS - lead) % BINS));
+        self.nominal = Some(period);
+        self.quiet_bins = quiet;
+        self.misfit_since = None;
+        self.last_move_rate = None;
+        self.anchored_ns = mid;
         Some(Segment {
             from_ns: times[0],
             frame: rebased(&frame, period, shift_ns, mid),
