@@ -83,6 +83,11 @@ fn analysis(c: &mut Criterion) {
     let name = |d: Dimension| format!("{d:?}");
     // In the service each consumer's usual P99 comes from its windows' P99s.
     let usual = p99_by_consumer(&baseline, Latency::Ack);
+    // And the spike's baseline P99 from the quiet windows before it.
+    let baseline_p99 = {
+        let mut v: Vec<u64> = baseline.iter().filter_map(|r| r.ack_latency_ns).collect();
+        quantile(&mut v, 0.99)
+    };
     let evidence = Evidence {
         spike: &spike,
         baseline: &baseline,
@@ -90,7 +95,7 @@ fn analysis(c: &mut Criterion) {
         usual_p99: &usual,
         spike_ns: (start, spike.last().unwrap().acked_ns + 1),
         baseline_quiet_ns: start - T0,
-        baseline_p99: 0,
+        baseline_p99,
         deliveries: Default::default(),
         clocks: &clocks,
         ack_pending: &pending,

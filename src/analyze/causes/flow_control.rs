@@ -10,8 +10,8 @@ impl Detector for FlowControl {
         Cause::FlowControl
     }
 
-    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
-        flow_control(e, &slow.rows)
+    fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding {
+        flow_control(e, &read.slow)
     }
 }
 

@@ -11,32 +11,22 @@ impl Detector for GcPause {
         Cause::GcPause
     }
 
-    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
-        gc_pause(e, &slow.rows, slow.threshold)
-    }
-}
-
-/// Calls `f` with each row in ack order: the ring keeps arrival order, which almost always is.
-fn in_ack_order<'a>(rows: &'a [RingRow], f: impl FnMut(&'a RingRow)) {
-    if rows.is_sorted_by_key(|r| r.acked_ns) {
-        rows.iter().for_each(f);
-    } else {
-        let mut sorted: Vec<&RingRow> = rows.iter().collect();
-        sorted.sort_by_key(|r| r.acked_ns);
-        sorted.into_iter().for_each(f);
+    fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding {
+        gc_pause(e, read)
     }
 }
 
 /// `gc_pause`: per consumer, a silence in acks far longer than usual, followed by a burst of
 /// acks whose latency is about the silence.
-fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> CauseFinding {
-    let mut base_gaps: Vec<u64> = Vec::with_capacity(e.baseline.len());
+fn gc_pause(e: &Evidence, read: &Read) -> CauseFinding {
+    let (slow, threshold) = (&read.slow, read.threshold);
+    let mut base_gaps: Vec<u64> = Vec::with_capacity(read.baseline.len());
     let mut last: Vec<Option<i64>> = Vec::new();
-    in_ack_order(e.baseline, |r| {
-        if let Some(t) = slot(&mut last, r.consumer as usize).replace(r.acked_ns) {
-            base_gaps.push((r.acked_ns - t) as u64);
+    for a in &read.baseline.acks {
+        if let Some(t) = slot(&mut last, a.consumer as usize).replace(a.acked_ns) {
+            base_gaps.push((a.acked_ns - t) as u64);
         }
-    });
+    }
     let period_ns = e.clocks.configured().period.ns();
     let usual_gap = quantile(&mut base_gaps, 0.99).max(period_ns);
     let (mut stalls, mut longest) = (0usize, 0u64);
@@ -44,21 +34,21 @@ fn gc_pause(e: &Evidence, slow: &[&RingRow], threshold: u64) -> CauseFinding {
     let burst_ns = 2 * period_ns as i64;
     // Per consumer: the last ack, and until when acks belong to the burst after a silence.
     let mut state: Vec<(Option<i64>, i64)> = Vec::new();
-    in_ack_order(e.spike, |r| {
-        let (last, burst_until) = slot(&mut state, r.consumer as usize);
-        if let Some(t) = last.replace(r.acked_ns) {
-            let gap = (r.acked_ns - t) as u64;
+    for a in &read.spike.acks {
+        let (last, burst_until) = slot(&mut state, a.consumer as usize);
+        if let Some(t) = last.replace(a.acked_ns) {
+            let gap = (a.acked_ns - t) as u64;
             if gap > 3 * usual_gap {
                 stalls += 1;
                 longest = longest.max(gap);
                 // The burst: the acks within two frames after the silence.
-                *burst_until = r.acked_ns + burst_ns;
+                *burst_until = a.acked_ns + burst_ns;
             }
         }
-        if r.acked_ns < *burst_until {
-            burst_rows.push(r);
+        if a.acked_ns < *burst_until {
+            burst_rows.push(read.spike.row(a));
         }
-    });
+    }
     let slow_in_bursts = burst_rows
         .iter()
         .filter(|r| spiked(e, r).is_some_and(|l| l > threshold))

@@ -11,8 +11,8 @@ impl Detector for HotSpot {
         Cause::HotSpot
     }
 
-    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
-        hot_spot(e, slow.threshold)
+    fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding {
+        hot_spot(e, read.threshold)
     }
 }
 

@@ -10,8 +10,8 @@ impl Detector for LoadBurst {
         Cause::LoadBurst
     }
 
-    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
-        load_burst(e, &slow.rows)
+    fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding {
+        load_burst(e, &read.slow)
     }
 }
 

@@ -125,10 +125,78 @@ impl Evidence<'_> {
     }
 }
 
-/// The spike's slow samples: above the baseline's P99 of the latency that spiked.
-pub struct Slow<'a> {
+/// The spike and its baseline as every detector reads them, each read once from its rows.
+pub struct Read<'a> {
+    /// The baseline's P99 of the latency that spiked: the spike's samples above it are slow.
     pub threshold: u64,
-    pub rows: Vec<&'a RingRow>,
+    /// The spike's slow samples.
+    pub slow: Vec<&'a RingRow>,
+    pub spike: Timeline<'a>,
+    pub baseline: Timeline<'a>,
+}
+
+/// Samples in ack order, each as its ack instant and consumer: 16 bytes where a row takes
+/// 112, so that a detector's pass over a million of them reads a seventh of the memory (a
+/// pass over the rows themselves is bound by memory, not by what it computes).
+pub struct Timeline<'a> {
+    rows: &'a [RingRow],
+    pub acks: Vec<Ack>,
+    /// Samples delivered more than once.
+    pub redelivered: usize,
+    pub naks: usize,
+}
+
+/// One sample on a [`Timeline`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ack {
+    pub acked_ns: i64,
+    pub consumer: ConsumerId,
+    /// Where its row is.
+    index: u32,
+}
+
+impl<'a> Timeline<'a> {
+    /// Reads `rows` (at most `u32::MAX` of them), calling `each` with every row read.
+    fn read(rows: &'a [RingRow], mut each: impl FnMut(&'a RingRow)) -> Self {
+        let rows = &rows[..rows.len().min(u32::MAX as usize)];
+        let mut acks = Vec::with_capacity(rows.len());
+        let (mut redelivered, mut naks, mut sorted, mut last) = (0, 0, true, i64::MIN);
+        for (index, r) in rows.iter().enumerate() {
+            redelivered += usize::from(r.deliveries > 1);
+            naks += usize::from(r.kind == AckKind::Nak);
+            sorted &= r.acked_ns >= last;
+            last = r.acked_ns;
+            acks.push(Ack {
+                acked_ns: r.acked_ns,
+                consumer: r.consumer,
+                index: index as u32,
+            });
+            each(r);
+        }
+        // The ring keeps arrival order, which almost always is ack order.
+        if !sorted {
+            acks.sort_by_key(|a| a.acked_ns);
+        }
+        Self {
+            rows,
+            acks,
+            redelivered,
+            naks,
+        }
+    }
+
+    /// The row of `ack`.
+    pub fn row(&self, ack: &Ack) -> &'a RingRow {
+        &self.rows[ack.index as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.acks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
 }
 
 /// A cause detector.
@@ -136,11 +204,10 @@ pub trait Detector: Sync {
     /// The cause it finds.
     fn cause(&self) -> Cause;
     /// Its verdict on a spike.
-    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding;
+    fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding;
 }
 
-/// Every detector, in the order causes of equal confidence are ranked. Every other one runs
-/// on a second thread beside the rest (the two halves take about as long).
+/// Every detector, in the order causes of equal confidence are ranked.
 pub const DETECTORS: &[&dyn Detector] = &[
     &gc_pause::GcPause,
     &thread_preemption::ThreadPreemption,
@@ -149,6 +216,10 @@ pub const DETECTORS: &[&dyn Detector] = &[
     &load_burst::LoadBurst,
     &hot_spot::HotSpot,
 ];
+
+/// [`DETECTORS`]' indices, the costliest first (measured by `cargo bench --bench analysis`):
+/// the order the two threads of [`attribute`] take them in.
+const BY_COST: [usize; 6] = [5, 1, 0, 2, 4, 3];
 
 /// A dimension a hot spot can be found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -177,14 +248,29 @@ fn slow_threshold(e: &Evidence) -> u64 {
     quantile(&mut v, 0.99).max(1)
 }
 
-fn slow<'a>(e: &Evidence<'a>) -> Slow<'a> {
-    let threshold = slow_threshold(e);
-    let rows = e
-        .spike
-        .iter()
-        .filter(|r| spiked(e, r).is_some_and(|l| l > threshold))
-        .collect();
-    Slow { threshold, rows }
+/// Reads the spike and the baseline, one on each of two threads.
+fn read<'a>(e: &Evidence<'a>) -> Read<'a> {
+    let (mut spike, baseline) = std::thread::scope(|scope| {
+        let baseline = scope.spawn(|| Timeline::read(e.baseline, |_| {}));
+        let threshold = slow_threshold(e);
+        let mut slow = Vec::new();
+        let spike = Timeline::read(e.spike, |r| {
+            if spiked(e, r).is_some_and(|l| l > threshold) {
+                slow.push(r);
+            }
+        });
+        let baseline = baseline
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        ((spike, slow, threshold), baseline)
+    });
+    let slow = std::mem::take(&mut spike.1);
+    Read {
+        threshold: spike.2,
+        slow,
+        spike: spike.0,
+        baseline,
+    }
 }
 
 /// Whether a consumer state poll (ack pending, max ack pending) found the consumer at its
@@ -377,19 +463,19 @@ const DAMPING: &[fn(&mut [CauseFinding])] = &[hot_spot_only_without_a_mechanism]
 
 /// `unknown`: no detector reached 0.5. Its confidence is 0 (it is not a finding); the words
 /// say what was looked at and the strongest candidate, which follow it in the list.
-fn unknown(slow: &Slow, strongest: Option<&CauseFinding>) -> CauseFinding {
+fn unknown(slow: &Read, strongest: Option<&CauseFinding>) -> CauseFinding {
     let threshold = ms(slow.threshold as f64);
     let strongest = strongest.filter(|c| c.confidence > 0.0);
     let looked = format!(
         "no cause found for the {} samples above the baseline P99 of {threshold} ms",
-        slow.rows.len()
+        slow.slow.len()
     );
     CauseFinding {
         cause: Cause::Unknown,
         confidence: 0.0,
         evidence: json!({
             "slow_threshold_ms": threshold,
-            "slow_samples": slow.rows.len(),
+            "slow_samples": slow.slow.len(),
             "strongest": strongest.map(|c| c.cause),
             "strongest_confidence": strongest.map(|c| c.confidence),
         }),
@@ -400,45 +486,47 @@ fn unknown(slow: &Slow, strongest: Option<&CauseFinding>) -> CauseFinding {
             ),
             None => format!("{looked}; no detector found anything"),
         },
-        exemplar_trace_ids: exemplars(slow.rows.iter().copied()),
+        exemplar_trace_ids: exemplars(slow.slow.iter().copied()),
         caused_by: None,
     }
 }
 
 /// Every detector's verdict, most confident first; `unknown` first when none reaches 0.5.
 pub fn attribute(e: &Evidence) -> Vec<CauseFinding> {
-    let slow = slow(e);
-    // The detectors only read the evidence: some of them run on a second thread.
-    let run = |skip: usize| -> Vec<CauseFinding> {
-        DETECTORS
-            .iter()
-            .skip(skip)
-            .step_by(2)
-            .map(|d| d.detect(e, &slow))
-            .collect()
+    let read = read(e);
+    // The detectors only read the evidence: two threads take them in turn, the costliest
+    // first, each taking the next one left when it is done.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let run = || {
+        let mut found = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = BY_COST.get(k) else {
+                return found;
+            };
+            found.push((i, DETECTORS[i].detect(e, &read)));
+        }
     };
-    let (even, odd) = std::thread::scope(|scope| {
-        let even = scope.spawn(|| run(0));
-        let odd = run(1);
-        let even = even
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (even, odd)
+    let mut found = std::thread::scope(|scope| {
+        let other = scope.spawn(run);
+        let mut found = run();
+        found.extend(
+            other
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        );
+        found
     });
     // Back in DETECTORS' order, which the stable sort below keeps for equal confidences.
-    let mut findings: Vec<CauseFinding> = Vec::with_capacity(DETECTORS.len());
-    let mut odd = odd.into_iter();
-    for f in even {
-        findings.push(f);
-        findings.extend(odd.next());
-    }
+    found.sort_by_key(|(i, _)| *i);
+    let mut findings: Vec<CauseFinding> = found.into_iter().map(|(_, f)| f).collect();
     for step in DAMPING {
         step(&mut findings);
     }
     chain(&mut findings);
     let mut findings = rank(findings);
     if findings.first().is_none_or(|c| c.confidence < 0.5) {
-        findings.insert(0, unknown(&slow, findings.first()));
+        findings.insert(0, unknown(&read, findings.first()));
     }
     findings
 }

@@ -10,30 +10,24 @@ impl Detector for Redelivery {
         Cause::Redelivery
     }
 
-    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
-        redelivery(e, &slow.rows)
+    fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding {
+        redelivery(e, read)
     }
 }
 
 /// `redelivery`: slow samples are redeliveries (lost acks, ack_wait expiry, NAKs).
-fn redelivery(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
+fn redelivery(e: &Evidence, read: &Read) -> CauseFinding {
+    let slow = &read.slow;
     let redelivered: Vec<&RingRow> = slow.iter().copied().filter(|r| r.deliveries > 1).collect();
     let share_of_slow = redelivered.len() as f64 / slow.len().max(1) as f64;
-    let share = |rows: &[RingRow]| {
-        rows.iter().filter(|r| r.deliveries > 1).count() as f64 / rows.len().max(1) as f64
-    };
-    let (mut redelivered_during, mut naks) = (0usize, 0usize);
-    for r in e.spike {
-        redelivered_during += usize::from(r.deliveries > 1);
-        naks += usize::from(r.kind == AckKind::Nak);
-    }
+    let share = |t: &Timeline| t.redelivered as f64 / t.len().max(1) as f64;
+    let naks = read.spike.naks;
     // Of the samples, or of the deliveries the windows counted, whichever shows more: a
     // redelivered message acked on its first delivery (a backlog that outlived ack_wait)
     // is a sample with one delivery, and a redelivery among the deliveries.
     let of = |(redelivered, all): (u64, u64)| redelivered as f64 / all.max(1) as f64;
-    let during =
-        (redelivered_during as f64 / e.spike.len().max(1) as f64).max(of(e.deliveries.during));
-    let base = share(e.baseline).max(of(e.deliveries.baseline));
+    let during = share(&read.spike).max(of(e.deliveries.during));
+    let base = share(&read.baseline).max(of(e.deliveries.baseline));
     // The signature: redeliveries where there were (almost) none. What it explains: the slow
     // samples that were redeliveries, and, while the consumer sat at max_ack_pending, the
     // messages that waited behind the unacked ones holding its slots until ack_wait. Half of

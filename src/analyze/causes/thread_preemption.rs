@@ -13,8 +13,8 @@ impl Detector for ThreadPreemption {
         Cause::ThreadPreemption
     }
 
-    fn detect(&self, e: &Evidence, slow: &Slow) -> CauseFinding {
-        thread_preemption(e, &slow.rows)
+    fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding {
+        thread_preemption(e, read)
     }
 }
 
@@ -80,10 +80,6 @@ impl<'a> PhaseBins<'a> {
         let rel = ((start - first) as f64 / frame.period.ns_f64()).round() as i64 + 1;
         (rel, bin as usize)
     }
-
-    fn of(&self, r: &RingRow) -> usize {
-        self.at(r.consumer, r.acked_ns).1
-    }
 }
 
 /// The consumer most of `ids` name (the lowest id of a tie), counted in a table by id (ids
@@ -113,15 +109,13 @@ const RECURRING: f64 = 0.3;
 
 /// `thread_preemption`: slow acks concentrate in one band of the frame, far more than the
 /// baseline's acks do.
-fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
+fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
+    let slow = &read.slow;
     let bins = PhaseBins::new(e, BINS);
-    fn histogram<'a>(
-        bins: &PhaseBins,
-        rows: impl Iterator<Item = &'a RingRow>,
-    ) -> [u64; BINS as usize] {
+    fn histogram(bins: impl Iterator<Item = usize>) -> [u64; BINS as usize] {
         let mut h = [0u64; BINS as usize];
-        for r in rows {
-            h[bins.of(r)] += 1;
+        for b in bins {
+            h[b] += 1;
         }
         h
     }
@@ -135,8 +129,18 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
         }
         (x.hypot(y) / h.iter().sum::<u64>().max(1) as f64 * 1e3).round() / 1e3
     };
-    let hs = histogram(&bins, slow.iter().copied());
-    let hb = histogram(&bins, e.baseline.iter());
+    // Each slow ack's frame and bin, folded once.
+    let folded: Vec<(i64, usize)> = slow
+        .iter()
+        .map(|r| bins.at(r.consumer, r.acked_ns))
+        .collect();
+    let hs = histogram(folded.iter().map(|&(_, b)| b));
+    let hb = histogram(
+        read.baseline
+            .acks
+            .iter()
+            .map(|a| bins.at(a.consumer, a.acked_ns).1),
+    );
     let (ns, nb) = (slow.len().max(1) as f64, e.baseline.len().max(1) as f64);
     let band = |h: &[u64; BINS as usize], start: usize| {
         (0..BAND)
@@ -158,15 +162,17 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
     // The band may wrap past the frame end (one ending at the frame end ends at 16 ms, not 0).
     let end = period * (start + BAND) as f64 / BINS as f64;
     let to = ms(if end > period { end - period } else { end });
-    let in_band = |r: &&RingRow| {
-        let b = bins.of(r);
-        (0..BAND).any(|k| (start + k) % BINS as usize == b)
-    };
+    let in_band = |b: usize| (0..BAND).any(|k| (start + k) % BINS as usize == b);
     // Preemption repeats in every frame of the spike; a stall releases its acks in one burst,
     // which lands at one phase only in the frame or two after each stall. Recurrence: of the
     // frames in which the consumers with slow acks in the band acked at all, the share that
     // had slow acks in the band.
-    let banded: Vec<&RingRow> = slow.iter().copied().filter(in_band).collect();
+    let (banded, banded_frames): (Vec<&RingRow>, Vec<(ConsumerId, i64)>) = slow
+        .iter()
+        .zip(&folded)
+        .filter(|(_, (_, b))| in_band(*b))
+        .map(|(r, &(frame, _))| (*r, (r.consumer, frame)))
+        .unzip();
     let mut who: Vec<ConsumerId> = banded.iter().map(|r| r.consumer).collect();
     who.sort_unstable();
     who.dedup();
@@ -182,22 +188,31 @@ fn thread_preemption(e: &Evidence, slow: &[&RingRow]) -> CauseFinding {
         .max(1.0);
     let span = (((e.spike_ns.1 - e.spike_ns.0) as f64 / shortest).ceil() as i64 + 2)
         .clamp(1, (1 << 24) / who.len().max(1) as i64) as usize;
-    let frames = |rows: &mut dyn Iterator<Item = &RingRow>| {
+    // By consumer id: its place among `who`.
+    let mut place: Vec<Option<usize>> = Vec::new();
+    for (k, &c) in who.iter().enumerate() {
+        *slot(&mut place, c as usize) = Some(k);
+    }
+    let place = |c: ConsumerId| place.get(c as usize).copied().flatten();
+    let frames = |acks: &mut dyn Iterator<Item = (usize, i64)>| {
         let mut seen = vec![false; span * who.len()];
         let mut n = 0;
-        for r in rows {
-            let Ok(k) = who.binary_search(&r.consumer) else {
-                continue;
-            };
-            let rel = bins.at(r.consumer, r.acked_ns).0.clamp(0, span as i64 - 1);
-            let i = k * span + rel as usize;
+        for (k, rel) in acks {
+            let i = k * span + rel.clamp(0, span as i64 - 1) as usize;
             n += usize::from(!seen[i]);
             seen[i] = true;
         }
         n
     };
-    let frames_in_band = frames(&mut banded.iter().copied());
-    let frames_acked = frames(&mut e.spike.iter());
+    let frames_in_band = frames(
+        &mut banded_frames
+            .iter()
+            .filter_map(|&(c, frame)| Some((place(c)?, frame))),
+    );
+    let frames_acked = frames(&mut read.spike.acks.iter().filter_map(|a| {
+        let k = place(a.consumer)?;
+        Some((k, bins.at(a.consumer, a.acked_ns).0))
+    }));
     let recurrence = frames_in_band as f64 / frames_acked.max(1) as f64;
     CauseFinding {
         cause: Cause::ThreadPreemption,
