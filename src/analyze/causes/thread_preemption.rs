@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::model::FORGOTTEN_CONSUMER;
-use crate::tick::{Folder, Frame};
 
 /// The `thread_preemption` detector.
 pub struct ThreadPreemption;
@@ -15,70 +14,6 @@ impl Detector for ThreadPreemption {
 
     fn detect(&self, e: &Evidence, read: &Read) -> CauseFinding {
         thread_preemption(e, read)
-    }
-}
-
-/// Each ack's frame and phase bin, in its consumer's own frame clock.
-struct PhaseBins<'a> {
-    clocks: &'a Clocks,
-    bins: u32,
-    spike: (i64, i64),
-    /// By consumer id: a fast fold of the one clock it had over the spike, with the spike
-    /// start's frame; `None` when its clock changed within the spike.
-    fast: Vec<Option<(Folder, i64)>>,
-    /// The configured clock's, for consumers with no clock of their own.
-    configured: Option<(Folder, i64)>,
-}
-
-impl<'a> PhaseBins<'a> {
-    fn new(e: &Evidence<'a>, bins: u32) -> Self {
-        let spike = e.spike_ns;
-        let fold = |frame: &Frame| {
-            let folder = frame.folder(spike.0)?;
-            Some((folder, folder.frame_and_bin(spike.0, bins)?.0))
-        };
-        let fast = (0..e.clocks.consumers() as ConsumerId)
-            .map(|c| match e.clocks.over(c, spike.0, spike.1).as_slice() {
-                [one] => fold(&one.frame),
-                _ => None,
-            })
-            .collect();
-        Self {
-            clocks: e.clocks,
-            bins,
-            spike,
-            fast,
-            configured: fold(e.clocks.configured()),
-        }
-    }
-
-    /// The fast fold for `consumer`'s instant `t_ns`, if one holds there.
-    fn folder(&self, consumer: ConsumerId, t_ns: i64) -> Option<&(Folder, i64)> {
-        if consumer as usize >= self.fast.len() {
-            return self.configured.as_ref();
-        }
-        let in_spike = t_ns >= self.spike.0 && t_ns < self.spike.1;
-        self.fast[consumer as usize].as_ref().filter(|_| in_spike)
-    }
-
-    /// The frame `t_ns` of `consumer` falls in, counted from the spike's start (1 for the
-    /// frame under way then), and its bin. A frame is known by its place in time: frame
-    /// numbers count from a clock's epoch, which a restart or an inferred clock's move changes.
-    fn at(&self, consumer: ConsumerId, t_ns: i64) -> (i64, usize) {
-        if let Some((folder, first)) = self.folder(consumer, t_ns)
-            && let Some((frame, bin)) = folder.frame_and_bin(t_ns, self.bins)
-        {
-            return (frame - first + 1, bin as usize);
-        }
-        let frame = self.clocks.at(consumer, t_ns);
-        let (phase, bin) = frame.phase_and_bin(t_ns, self.bins);
-        let start = t_ns - phase as i64;
-        // Counted from the start of the frame under way at the spike's start, as the fast fold
-        // counts: a clock moved by less than half a frame keeps each frame's number.
-        let at_start = self.clocks.at(consumer, self.spike.0);
-        let first = self.spike.0 - at_start.phase_ns(self.spike.0) as i64;
-        let rel = ((start - first) as f64 / frame.period.ns_f64()).round() as i64 + 1;
-        (rel, bin as usize)
     }
 }
 
@@ -101,7 +36,7 @@ fn most_common(ids: impl Iterator<Item = ConsumerId>) -> Option<ConsumerId> {
 }
 
 /// Phase bins the preemption detector folds acks into, and the band width it looks for.
-const BINS: u32 = 32;
+const BINS: u32 = PHASE_BINS;
 const BAND: usize = 4; // an eighth of the frame
 /// The share of frames with slow acks in the band from which the band counts as a pattern of
 /// every frame rather than the bursts after a few stalls.
@@ -111,7 +46,7 @@ const RECURRING: f64 = 0.3;
 /// baseline's acks do.
 fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
     let slow = &read.slow;
-    let bins = PhaseBins::new(e, BINS);
+    let bins = &read.bins;
     fn histogram(bins: impl Iterator<Item = usize>) -> [u64; BINS as usize] {
         let mut h = [0u64; BINS as usize];
         for b in bins {
@@ -135,12 +70,7 @@ fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
         .map(|r| bins.at(r.consumer, r.acked_ns))
         .collect();
     let hs = histogram(folded.iter().map(|&(_, b)| b));
-    let hb = histogram(
-        read.baseline
-            .acks
-            .iter()
-            .map(|a| bins.at(a.consumer, a.acked_ns).1),
-    );
+    let hb = histogram(read.baseline.acks.iter().map(|a| a.bin as usize));
     let (ns, nb) = (slow.len().max(1) as f64, e.baseline.len().max(1) as f64);
     let band = |h: &[u64; BINS as usize], start: usize| {
         (0..BAND)
@@ -209,22 +139,71 @@ fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
             .iter()
             .filter_map(|&(c, frame)| Some((place(c)?, frame))),
     );
-    let frames_acked = frames(&mut read.spike.acks.iter().filter_map(|a| {
-        let k = place(a.consumer)?;
-        Some((k, bins.at(a.consumer, a.acked_ns).0))
-    }));
+    let frames_acked = frames(
+        &mut read
+            .spike
+            .acks
+            .iter()
+            .filter_map(|a| Some((place(a.consumer)?, a.frame as i64))),
+    );
     let recurrence = frames_in_band as f64 / frames_acked.max(1) as f64;
+    // The band's share frame by frame: the mean, over the frames in which these consumers had
+    // slow acks, of the share of the frame's slow acks that fall in the band (at baseline, of
+    // its acks). A backlog draining after the fault crowds many slow acks all round the frame
+    // into the few frames it lasts: weighed by frames, it weighs as little as it lasts.
+    let per_frame = |acks: &mut dyn Iterator<Item = (usize, i64, bool)>| {
+        // Per consumer (by place): its frame under way and that frame's (in band, all) acks.
+        let mut under_way: Vec<Option<(i64, u32, u32)>> = vec![None; who.len()];
+        let (mut sum, mut n) = (0.0, 0usize);
+        for (k, frame, inside) in acks {
+            match &mut under_way[k] {
+                Some(f) if f.0 == frame => {
+                    f.1 += u32::from(inside);
+                    f.2 += 1;
+                }
+                f => {
+                    if let Some((_, i, all)) = f.replace((frame, u32::from(inside), 1)) {
+                        sum += i as f64 / all as f64;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        for (_, i, all) in under_way.into_iter().flatten() {
+            sum += i as f64 / all as f64;
+            n += 1;
+        }
+        sum / n.max(1) as f64
+    };
+    let slow_frame_share = per_frame(
+        &mut slow
+            .iter()
+            .zip(&folded)
+            .filter_map(|(r, &(f, b))| Some((place(r.consumer)?, f, in_band(b)))),
+    );
+    let base_frame_share =
+        per_frame(
+            &mut read.baseline.acks.iter().filter_map(|a| {
+                Some((place(a.consumer)?, a.frame as i64, in_band(a.bin as usize)))
+            }),
+        );
+    // Concentration in the band beyond the baseline's, by samples or by frames.
+    let lift = (slow_share - base_share).max(slow_frame_share - base_frame_share);
     CauseFinding {
         cause: Cause::ThreadPreemption,
-        confidence: clamp((slow_share - base_share - 0.2) / 0.4) * clamp(recurrence / RECURRING),
+        confidence: clamp((lift - 0.2) / 0.4) * clamp(recurrence / RECURRING),
         evidence: json!({"band_from_ms": from, "band_to_ms": to,
-            "slow_share_in_band": slow_share, "baseline_share_in_band": base_share, "slow_samples": slow.len(),
+            "slow_share_in_band": slow_share, "baseline_share_in_band": base_share,
+            "slow_share_in_band_per_frame": slow_frame_share,
+            "baseline_share_in_band_per_frame": base_frame_share, "slow_samples": slow.len(),
             "frames_with_slow_acks_in_band": frames_in_band, "frames_with_acks": frames_acked,
             "slow_mean_resultant_length": resultant(&hs), "baseline_mean_resultant_length": resultant(&hb)}),
         summary: format!(
-            "{from}–{to} ms of the frame holds {} of slow acks vs {} of acks at baseline, in {} of the frames with acks",
+            "{from}–{to} ms of the frame holds {} of slow acks vs {} of acks at baseline ({} vs {} frame by frame), in {} of the frames with acks",
             pct(slow_share),
             pct(base_share),
+            pct(slow_frame_share),
+            pct(base_frame_share),
             pct(recurrence)
         ),
         exemplar_trace_ids: exemplars(banded),
@@ -291,6 +270,42 @@ mod tests {
             "{}",
             c.summary
         );
+    }
+
+    #[test]
+    fn a_band_held_through_the_fault_outweighs_the_backlog_draining_after_it() {
+        // One consumer acking at 1, 5 and 9 ms of the frame; for 60 frames its acks are held to
+        // 9.2–9.6 ms (a third of its acks fall in that band at baseline too), then its backlog
+        // drains over 3 frames: 60 slow acks a frame all round the frame, as many slow acks as
+        // the fault's. By samples the band holds little more than at baseline; by frames it
+        // holds the fault's every frame.
+        let at = |frame: i64, phase_us: i64| frame * FRAME + phase_us * 1_000;
+        let baseline: Vec<RingRow> = (0..300)
+            .flat_map(|f| [1_000, 5_000, 9_000].map(|p| row(2, T0 + at(f, p), 3, 1)))
+            .collect();
+        let mut spike: Vec<RingRow> = (0..60)
+            .flat_map(|f| [9_200, 9_400, 9_600].map(|p| row(2, spike_start() + at(f, p), 8, 7)))
+            .collect();
+        for f in 60..63 {
+            spike.extend((0..60).map(|k| row(2, spike_start() + at(f, k * 16_000 / 60), 20, 9)));
+        }
+        let causes = top(&spike, &baseline, &[]);
+        let p = causes
+            .iter()
+            .find(|c| c.cause == Cause::ThreadPreemption)
+            .unwrap();
+        let by_samples = p.evidence["slow_share_in_band"].as_f64().unwrap();
+        assert!(by_samples < 0.6, "{p:#?}");
+        assert!(
+            p.evidence["slow_share_in_band_per_frame"].as_f64().unwrap() > 0.9,
+            "{p:#?}"
+        );
+        let at_baseline = p.evidence["baseline_share_in_band_per_frame"]
+            .as_f64()
+            .unwrap();
+        assert!((at_baseline - 1.0 / 3.0).abs() < 0.01, "{p:#?}");
+        assert!(p.confidence >= 0.9, "{causes:#?}");
+        assert_eq!(causes[0].cause, Cause::ThreadPreemption, "{causes:#?}");
     }
 
     #[test]
