@@ -134,23 +134,21 @@ pub struct Read<'a> {
     pub slow: Vec<&'a RingRow>,
     pub spike: Timeline<'a>,
     pub baseline: Timeline<'a>,
-    /// How acks are folded into frames and phase bins.
-    pub bins: PhaseBins<'a>,
 }
 
 /// Phase bins a [`Timeline`] folds its acks into.
 pub const PHASE_BINS: u32 = 32;
 
 /// Each ack's frame and phase bin, in its consumer's own frame clock.
-pub struct PhaseBins<'a> {
+struct PhaseBins<'a> {
     clocks: &'a Clocks,
     bins: u32,
     spike: (i64, i64),
-    /// From the baseline's first ack to the spike's end.
-    range: (i64, i64),
-    /// By consumer id: a fast fold of the one clock it had over `range`, with the spike
-    /// start's frame; `None` when its clock changed within it.
-    fast: Vec<Option<(Folder, i64)>>,
+    /// From the baseline's first ack to the spike's start.
+    baseline: (i64, i64),
+    /// By consumer id: fast folds of the one clock it had over the spike and of the one it had
+    /// over the baseline, with the spike start's frame; `None` where its clock changed.
+    fast: Vec<[Option<(Folder, i64)>; 2]>,
     /// The configured clock's, for consumers with no clock of their own.
     configured: Option<(Folder, i64)>,
 }
@@ -159,27 +157,29 @@ impl<'a> PhaseBins<'a> {
     fn new(e: &Evidence<'a>, bins: u32) -> Self {
         let spike = e.spike_ns;
         // The rows are almost always in ack order: a row before the first takes the slow way.
-        let range = (
+        let baseline = (
             e.baseline
                 .first()
                 .map_or(spike.0, |r| r.acked_ns.min(spike.0)),
-            spike.1,
+            spike.0,
         );
         let fold = |frame: &Frame| {
             let folder = frame.folder(spike.0)?;
             Some((folder, folder.frame_and_bin(spike.0, bins)?.0))
         };
-        let fast = (0..e.clocks.consumers() as ConsumerId)
-            .map(|c| match e.clocks.over(c, range.0, range.1).as_slice() {
+        let one =
+            |c: ConsumerId, (from, to): (i64, i64)| match e.clocks.over(c, from, to).as_slice() {
                 [one] => fold(&one.frame),
                 _ => None,
-            })
+            };
+        let fast = (0..e.clocks.consumers() as ConsumerId)
+            .map(|c| [one(c, spike), one(c, baseline)])
             .collect();
         Self {
             clocks: e.clocks,
             bins,
             spike,
-            range,
+            baseline,
             fast,
             configured: fold(e.clocks.configured()),
         }
@@ -187,17 +187,23 @@ impl<'a> PhaseBins<'a> {
 
     /// The fast fold for `consumer`'s instant `t_ns`, if one holds there.
     fn folder(&self, consumer: ConsumerId, t_ns: i64) -> Option<&(Folder, i64)> {
-        if consumer as usize >= self.fast.len() {
+        let Some(fast) = self.fast.get(consumer as usize) else {
             return self.configured.as_ref();
+        };
+        let within = |(from, to): (i64, i64)| t_ns >= from && t_ns < to;
+        if within(self.spike) {
+            fast[0].as_ref()
+        } else if within(self.baseline) {
+            fast[1].as_ref()
+        } else {
+            None
         }
-        let in_range = t_ns >= self.range.0 && t_ns < self.range.1;
-        self.fast[consumer as usize].as_ref().filter(|_| in_range)
     }
 
     /// The frame `t_ns` of `consumer` falls in, counted from the spike's start (1 for the
     /// frame under way then), and its bin. A frame is known by its place in time: frame
     /// numbers count from a clock's epoch, which a restart or an inferred clock's move changes.
-    pub fn at(&self, consumer: ConsumerId, t_ns: i64) -> (i64, usize) {
+    fn at(&self, consumer: ConsumerId, t_ns: i64) -> (i64, usize) {
         if let Some((folder, first)) = self.folder(consumer, t_ns)
             && let Some((frame, bin)) = folder.frame_and_bin(t_ns, self.bins)
         {
@@ -218,7 +224,7 @@ impl<'a> PhaseBins<'a> {
 /// Samples in ack order, each as its ack instant, consumer, frame and phase bin: 24 bytes
 /// where a row takes 112, so that a detector's pass over a million of them reads a fifth of
 /// the memory (a pass over the rows themselves is bound by memory, not by what it computes:
-/// the fold into frames is done while reading them, at almost no cost).
+/// the fold into frames is done while reading them, where it costs least).
 pub struct Timeline<'a> {
     rows: &'a [RingRow],
     pub acks: Vec<Ack>,
@@ -238,11 +244,18 @@ pub struct Ack {
     /// under way then; earlier frames 0 and below), and its phase bin of [`PHASE_BINS`].
     pub frame: i32,
     pub bin: u8,
+    /// Among the spike's slow samples.
+    pub slow: bool,
 }
 
 impl<'a> Timeline<'a> {
-    /// Reads `rows` (at most `u32::MAX` of them), calling `each` with every row read.
-    fn read(rows: &'a [RingRow], bins: &PhaseBins, mut each: impl FnMut(&'a RingRow)) -> Self {
+    /// Reads `rows` (at most `u32::MAX` of them); `slow` says which are slow (and may keep
+    /// them).
+    fn read(
+        rows: &'a [RingRow],
+        bins: &PhaseBins,
+        mut slow: impl FnMut(&'a RingRow) -> bool,
+    ) -> Self {
         let rows = &rows[..rows.len().min(u32::MAX as usize)];
         let mut acks = Vec::with_capacity(rows.len());
         let (mut redelivered, mut naks, mut sorted, mut last) = (0, 0, true, i64::MIN);
@@ -258,8 +271,8 @@ impl<'a> Timeline<'a> {
                 index: index as u32,
                 frame: frame.clamp(i32::MIN as i64, i32::MAX as i64) as i32,
                 bin: bin as u8,
+                slow: slow(r),
             });
-            each(r);
         }
         // The ring keeps arrival order, which almost always is ack order.
         if !sorted {
@@ -340,13 +353,15 @@ fn slow_threshold(e: &Evidence) -> u64 {
 fn read<'a>(e: &Evidence<'a>) -> Read<'a> {
     let bins = PhaseBins::new(e, PHASE_BINS);
     let (mut spike, baseline) = std::thread::scope(|scope| {
-        let baseline = scope.spawn(|| Timeline::read(e.baseline, &bins, |_| {}));
+        let baseline = scope.spawn(|| Timeline::read(e.baseline, &bins, |_| false));
         let threshold = slow_threshold(e);
         let mut slow = Vec::new();
         let spike = Timeline::read(e.spike, &bins, |r| {
-            if spiked(e, r).is_some_and(|l| l > threshold) {
+            let is_slow = spiked(e, r).is_some_and(|l| l > threshold);
+            if is_slow {
                 slow.push(r);
             }
+            is_slow
         });
         let baseline = baseline
             .join()
@@ -359,7 +374,6 @@ fn read<'a>(e: &Evidence<'a>) -> Read<'a> {
         slow,
         spike: spike.0,
         baseline,
-        bins,
     }
 }
 
@@ -689,7 +703,10 @@ mod tests {
             baseline,
             context: None,
             usual_p99: &p99_by_consumer(baseline, Latency::Ack),
-            spike_ns: (spike[0].acked_ns, spike[spike.len() - 1].acked_ns + 1),
+            spike_ns: (
+                spike.iter().map(|r| r.acked_ns).min().unwrap(),
+                spike.iter().map(|r| r.acked_ns).max().unwrap() + 1,
+            ),
             baseline_quiet_ns: baseline[baseline.len() - 1].acked_ns + 1 - baseline[0].acked_ns,
             baseline_p99: 0,
             clocks,

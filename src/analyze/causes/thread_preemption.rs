@@ -46,7 +46,6 @@ const RECURRING: f64 = 0.3;
 /// baseline's acks do.
 fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
     let slow = &read.slow;
-    let bins = &read.bins;
     fn histogram(bins: impl Iterator<Item = usize>) -> [u64; BINS as usize] {
         let mut h = [0u64; BINS as usize];
         for b in bins {
@@ -64,14 +63,14 @@ fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
         }
         (x.hypot(y) / h.iter().sum::<u64>().max(1) as f64 * 1e3).round() / 1e3
     };
-    // Each slow ack's frame and bin, folded once.
-    let folded: Vec<(i64, usize)> = slow
-        .iter()
-        .map(|r| bins.at(r.consumer, r.acked_ns))
-        .collect();
-    let hs = histogram(folded.iter().map(|&(_, b)| b));
+    // The slow acks in ack order, with the frames and bins they were folded into when read.
+    let slow_acks: Vec<&Ack> = read.spike.acks.iter().filter(|a| a.slow).collect();
+    let hs = histogram(slow_acks.iter().map(|a| a.bin as usize));
     let hb = histogram(read.baseline.acks.iter().map(|a| a.bin as usize));
-    let (ns, nb) = (slow.len().max(1) as f64, e.baseline.len().max(1) as f64);
+    let (ns, nb) = (
+        slow_acks.len().max(1) as f64,
+        read.baseline.len().max(1) as f64,
+    );
     let band = |h: &[u64; BINS as usize], start: usize| {
         (0..BAND)
             .map(|k| h[(start + k) % BINS as usize])
@@ -97,13 +96,16 @@ fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
     // which lands at one phase only in the frame or two after each stall. Recurrence: of the
     // frames in which the consumers with slow acks in the band acked at all, the share that
     // had slow acks in the band.
-    let (banded, banded_frames): (Vec<&RingRow>, Vec<(ConsumerId, i64)>) = slow
+    let (banded, banded_frames): (Vec<&RingRow>, Vec<(ConsumerId, i64)>) = slow_acks
         .iter()
-        .zip(&folded)
-        .filter(|(_, (_, b))| in_band(*b))
-        .map(|(r, &(frame, _))| (*r, (r.consumer, frame)))
+        .filter(|a| in_band(a.bin as usize))
+        .map(|a| (read.spike.row(a), (a.consumer, a.frame as i64)))
         .unzip();
-    let mut who: Vec<ConsumerId> = banded.iter().map(|r| r.consumer).collect();
+    let mut who: Vec<ConsumerId> = banded
+        .iter()
+        .map(|r| r.consumer)
+        .filter(|&c| c != FORGOTTEN_CONSUMER)
+        .collect();
     who.sort_unstable();
     who.dedup();
     // Distinct (consumer, frame) pairs, marked in a table over each consumer's frames of the
@@ -176,10 +178,9 @@ fn thread_preemption(e: &Evidence, read: &Read) -> CauseFinding {
         sum / n.max(1) as f64
     };
     let slow_frame_share = per_frame(
-        &mut slow
+        &mut slow_acks
             .iter()
-            .zip(&folded)
-            .filter_map(|(r, &(f, b))| Some((place(r.consumer)?, f, in_band(b)))),
+            .filter_map(|a| Some((place(a.consumer)?, a.frame as i64, in_band(a.bin as usize)))),
     );
     let base_frame_share =
         per_frame(
@@ -272,13 +273,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_band_held_through_the_fault_outweighs_the_backlog_draining_after_it() {
-        // One consumer acking at 1, 5 and 9 ms of the frame; for 60 frames its acks are held to
-        // 9.2–9.6 ms (a third of its acks fall in that band at baseline too), then its backlog
-        // drains over 3 frames: 60 slow acks a frame all round the frame, as many slow acks as
-        // the fault's. By samples the band holds little more than at baseline; by frames it
-        // holds the fault's every frame.
+    /// One consumer acking at 1, 5 and 9 ms of the frame; in the spike, for 60 frames its
+    /// acks are held to 9.2–9.6 ms (a third of its acks fall in that band at baseline too),
+    /// then its backlog drains over 3 frames: 60 slow acks a frame all round the frame, as
+    /// many slow acks as the fault's. (baseline, spike)
+    fn held_then_drained() -> (Vec<RingRow>, Vec<RingRow>) {
         let at = |frame: i64, phase_us: i64| frame * FRAME + phase_us * 1_000;
         let baseline: Vec<RingRow> = (0..300)
             .flat_map(|f| [1_000, 5_000, 9_000].map(|p| row(2, T0 + at(f, p), 3, 1)))
@@ -289,11 +288,78 @@ mod tests {
         for f in 60..63 {
             spike.extend((0..60).map(|k| row(2, spike_start() + at(f, k * 16_000 / 60), 20, 9)));
         }
-        let causes = top(&spike, &baseline, &[]);
-        let p = causes
+        (baseline, spike)
+    }
+
+    fn preemption(causes: &[CauseFinding]) -> &CauseFinding {
+        causes
             .iter()
             .find(|c| c.cause == Cause::ThreadPreemption)
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn acks_recorded_out_of_ack_order_are_weighed_in_their_own_frames() {
+        // A late ack (its delivery unseen, joined when the server's metric came) is recorded
+        // after later ones: every tenth of the held acks comes last.
+        let (baseline, spike) = held_then_drained();
+        let late = |i: usize, r: &RingRow| i.is_multiple_of(10) && r.ack_latency_ns == Some(8 * MS);
+        let mut shuffled: Vec<RingRow> = Vec::with_capacity(spike.len());
+        shuffled.extend(
+            spike
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| !late(*i, r))
+                .map(|(_, r)| *r),
+        );
+        shuffled.extend(
+            spike
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| late(*i, r))
+                .map(|(_, r)| *r),
+        );
+        assert!(!shuffled.is_sorted_by_key(|r| r.acked_ns));
+        let sorted = top(&spike, &baseline, &[]);
+        let unsorted = top(&shuffled, &baseline, &[]);
+        let (a, b) = (preemption(&sorted), preemption(&unsorted));
+        assert_eq!(a.evidence, b.evidence);
+        assert_eq!(a.confidence, b.confidence);
+    }
+
+    #[test]
+    fn a_clock_set_during_the_baseline_folds_as_the_one_before_it() {
+        // Consumer 2's clock is announced anew (the same frames) in the middle of the baseline.
+        use crate::clocks::{ClockSource, Clocks, Segment};
+        use crate::tick::{Frame, Period};
+        let (baseline, spike) = held_then_drained();
+        let period = Period::from_ns(FRAME as u64);
+        let mut clocks = Clocks::new(Frame::new(period, 0).unwrap());
+        let configured = top_with_clocks(&spike, &baseline, &[], Deliveries::default(), &clocks);
+        let halfway = T0 + 150 * FRAME;
+        clocks.set(
+            2,
+            Segment {
+                from_ns: halfway,
+                frame: Frame::new(period, halfway).unwrap(),
+                source: ClockSource::Announced,
+                confidence: 1.0,
+            },
+        );
+        let moved = top_with_clocks(&spike, &baseline, &[], Deliveries::default(), &clocks);
+        assert_eq!(
+            preemption(&configured).evidence,
+            preemption(&moved).evidence
+        );
+    }
+
+    #[test]
+    fn a_band_held_through_the_fault_outweighs_the_backlog_draining_after_it() {
+        // By samples the band holds little more than at baseline; by frames it holds the
+        // fault's every frame.
+        let (baseline, spike) = held_then_drained();
+        let causes = top(&spike, &baseline, &[]);
+        let p = preemption(&causes);
         let by_samples = p.evidence["slow_share_in_band"].as_f64().unwrap();
         assert!(by_samples < 0.6, "{p:#?}");
         assert!(
