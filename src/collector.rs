@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use crate::aggregate::buckets::LatencyBuckets;
 use crate::aggregate::rebin::Latency;
@@ -17,6 +18,7 @@ use crate::aggregate::{Aggregator, Event};
 use crate::analyze::causes::Deliveries;
 use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes};
 use crate::analyze::spikes::Spike;
+use crate::archive::{ArchiveTap, ArchivedSample, Names as ArchiveNames};
 use crate::clocks::infer::Tracker;
 use crate::clocks::{ClockSource, Segment, announce};
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
@@ -114,6 +116,8 @@ pub struct Collector {
     pending_clocks: HashMap<String, (Segment, Option<String>)>,
     /// When clocks were last inferred.
     inferred_at_ns: i64,
+    /// Where samples go to be kept on disk, when the archive is on.
+    archive: Option<ArchiveTap>,
 }
 
 impl Collector {
@@ -132,8 +136,43 @@ impl Collector {
             infer_index: Vec::new(),
             pending_clocks: HashMap::new(),
             inferred_at_ns: i64::MIN,
+            archive: None,
             config,
         }
+    }
+
+    /// Hands every sample recorded from now on to the archive.
+    pub fn attach_archive(&mut self, tap: ArchiveTap) {
+        self.archive = Some(tap);
+    }
+
+    /// Hands the archive what it has not been handed yet and lets go of it (the writer then
+    /// writes everything and stops).
+    pub fn detach_archive(&mut self) {
+        self.hand_over_to_archive();
+        self.archive = None;
+    }
+
+    /// Hands the samples gathered since the last call to the archive, with their names.
+    fn hand_over_to_archive(&mut self) {
+        let Some(tap) = &mut self.archive else {
+            return;
+        };
+        let (consumers, symbols) = tap.ids();
+        let mut names = ArchiveNames::default();
+        for id in consumers {
+            let (stream, consumer) = self.names.consumer_names(id);
+            let domain = self.names.consumer_domain(id).map(str::to_string);
+            names
+                .consumers
+                .insert(id, (stream.to_string(), consumer.to_string(), domain));
+        }
+        for sym in symbols {
+            if let Some(name) = self.names.symbol_name(Sym(sym)) {
+                names.symbols.insert(sym, name.to_string());
+            }
+        }
+        tap.hand_over(&names);
     }
 
     pub fn config(&self) -> &Config {
@@ -174,6 +213,16 @@ impl Collector {
         c.server_time_outliers = self.server_clock.outliers();
         c.nats_disconnects = self.gaps.opened();
         c.clock_segments_dropped = self.aggregator.clocks().segments_dropped;
+        if let Some(tap) = &self.archive {
+            c.archive_samples_dropped = tap.dropped;
+            let stats = tap.stats();
+            let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+            c.archive_samples_written = get(&stats.samples_written);
+            c.archive_segments_written = get(&stats.segments_written);
+            c.archive_bytes_written = get(&stats.bytes_written);
+            c.archive_write_errors = get(&stats.write_errors);
+            c.archive_segments_deleted = get(&stats.segments_deleted);
+        }
         c
     }
 
@@ -593,6 +642,7 @@ impl Collector {
             self.record(sample);
         }
         self.aggregator.advance(now.wall_ns);
+        self.hand_over_to_archive();
         // The first pass one period after the first tick: there is nothing to fold before.
         if self.inferred_at_ns == i64::MIN {
             self.inferred_at_ns = now.wall_ns;
@@ -856,6 +906,17 @@ impl Collector {
             if let Some(ns) = sample.ack_latency_ns {
                 facts.ack_buckets.record(ns);
             }
+        }
+        if let Some(tap) = &mut self.archive {
+            let clock = self
+                .aggregator
+                .clocks()
+                .at(sample.consumer, sample.acked_ns);
+            let phase_ns = Some(clock.phase_ns(sample.acked_ns));
+            tap.push(ArchivedSample {
+                sample: sample.clone(),
+                phase_ns,
+            });
         }
         self.aggregator.record(&sample);
     }

@@ -5,7 +5,7 @@
 //! [`Config`] the program runs on, or an [`Error`] that names the key and the bad value. Each
 //! stage's section sits beside that stage and checks itself (`[join]` and `[headers]` in
 //! `collect/config.rs`, `[aggregate]` in `aggregate/config.rs`, `[spikes]` in
-//! `analyze/config.rs`, `[tick]` in `tick.rs`); the service's own `[nats]`, `[taps]` and
+//! `analyze/config.rs`, `[tick]` in `tick.rs`, `[archive]` in `archive/config.rs`); the service's own `[nats]`, `[taps]` and
 //! `[http]` are here. This module does no I/O beyond [`RawConfig::from_file`].
 
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::aggregate::config::{AggregateConfig, RawAggregate};
 use crate::analyze::config::{RawSpikes, SpikeConfig};
 use crate::analyze::report::BASELINE_NS;
+use crate::archive::config::{ArchiveConfig, RawArchive};
 use crate::clocks::config::{ClocksConfig, RawClocks};
 use crate::collect::config::{HeadersConfig, JoinConfig, RawHeaders, RawJoin};
 use crate::names::is_jetstream_name;
@@ -53,6 +54,7 @@ pub struct RawConfig {
     pub aggregate: RawAggregate,
     pub spikes: RawSpikes,
     pub http: RawHttp,
+    pub archive: RawArchive,
 }
 
 /// `[http]`: the API and dashboard of `ackscope serve`.
@@ -382,6 +384,8 @@ pub struct Config {
     pub listen: std::net::SocketAddr,
     /// Who may call it.
     pub http: AccessConfig,
+    /// History on disk.
+    pub archive: ArchiveConfig,
 }
 
 impl Default for Config {
@@ -444,6 +448,7 @@ impl RawConfig {
             spikes: self.spikes.validate().map_err(|e| e.within("spikes"))?,
             listen,
             http,
+            archive: self.archive.validate().map_err(|e| e.within("archive"))?,
         };
         config.check_together()?;
         Ok(config)

@@ -14,6 +14,7 @@
 pub mod aggregate;
 pub mod analyze;
 pub mod api;
+pub mod archive;
 pub mod background;
 pub mod clocks;
 pub mod collect;

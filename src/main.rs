@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Tap a NATS system and print one JSON line per closed window per consumer.
-    Collect(TapArgs),
+    Collect(CollectArgs),
     /// Tap a NATS system and serve the HTTP API, heatmaps, metrics and dashboard.
     Serve(ServeArgs),
     /// Run the game fleet simulator against a NATS system.
@@ -53,6 +53,9 @@ struct DemoArgs {
     /// Address of the dashboard (default 127.0.0.1:9464).
     #[arg(long)]
     listen: Option<String>,
+    /// Keep the demo's history here (default: a temporary directory, removed when it stops).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -62,6 +65,19 @@ struct ServeArgs {
     /// Address to listen on (config `http.listen`, default 127.0.0.1:9464).
     #[arg(long)]
     listen: Option<String>,
+    /// Keep history here (config `archive.dir`, default ./ackscope-data; `archive.enabled =
+    /// false` turns it off).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CollectArgs {
+    #[command(flatten)]
+    tap: TapArgs,
+    /// Keep history here too (config `archive.dir`; off unless given or `archive.enabled`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 /// Options shared by every command that taps NATS; each overrides its config-file key.
@@ -175,8 +191,14 @@ async fn shutdown_signal() {
 /// logged), never the taps.
 const PRINT_QUEUE: usize = 4_096;
 
-async fn collect(args: TapArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+async fn collect(args: CollectArgs) -> anyhow::Result<()> {
+    let config = args.tap.config_with(|raw| {
+        if let Some(dir) = &args.data_dir {
+            raw.archive.dir = Some(dir.clone());
+            raw.archive.enabled.get_or_insert(true);
+        }
+        raw.archive.enabled.get_or_insert(false);
+    })?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // The taps hand each line over without waiting; a thread of its own writes them.
     let (lines, queued) = std::sync::mpsc::sync_channel::<WindowLine>(PRINT_QUEUE);
@@ -229,6 +251,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(listen) = &args.listen {
             raw.http.listen = listen.clone();
         }
+        if let Some(dir) = &args.data_dir {
+            raw.archive.dir = Some(dir.clone());
+        }
+        raw.archive.enabled.get_or_insert(true);
     })?;
     service::serve(config, shutdown_signal()).await?;
     Ok(())
@@ -272,6 +298,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(listen) = &args.listen {
         raw.http.listen = listen.clone();
     }
+    // The demo's history lives as long as it runs, unless it is to be kept.
+    let temporary = tempfile::Builder::new()
+        .prefix("ackscope-demo-")
+        .tempdir()
+        .context("cannot make the demo's data directory")?;
+    raw.archive.enabled = Some(true);
+    raw.archive.dir = Some(
+        args.data_dir
+            .clone()
+            .unwrap_or(temporary.path().join("data")),
+    );
     let scenario = RawScenario::from_toml(sim::scenario::DEMO)
         .map_err(|e| anyhow::anyhow!("the built-in scenario: {e}"))?
         .validate()?;

@@ -75,6 +75,12 @@ counters! {
     clock_segments_dropped => "Old frame clocks of a consumer merged away because it had 64.";
     slow_consumer_events => "Slow-consumer events: the NATS client dropped messages on a tap.";
     tap_backlog_overflow => "Messages dropped because the backlog read while the collector was busy was full.";
+    archive_samples_written => "Samples written to the archive's Parquet segments.";
+    archive_segments_written => "Archive segments written.";
+    archive_bytes_written => "Bytes of archive segments written.";
+    archive_samples_dropped => "Samples not archived because the archive writer's queue was full (archive.queue_samples).";
+    archive_write_errors => "Archive segments that could not be written (their samples are lost).";
+    archive_segments_deleted => "Archive segments deleted by retention (archive.retention, archive.max_size).";
 }
 
 #[cfg(test)]

@@ -40,6 +40,60 @@ impl std::fmt::Display for Dur {
     }
 }
 
+/// A size in bytes as the configuration writes it (`"10GiB"`, `"512MiB"`, `"1GB"`, `"4096B"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Bytes(pub u64);
+
+impl std::str::FromStr for Bytes {
+    type Err = String;
+
+    /// A whole or decimal number and a unit: `B`, `KB`/`MB`/`GB`/`TB` (powers of 1000) or
+    /// `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024); the size rounds down to a whole byte.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("{s:?} has no unit (use B, KB, MB, GB, KiB, MiB, GiB, …)"))?;
+        let (number, unit) = s.split_at(split);
+        let unit: u64 = match unit.trim() {
+            "B" => 1,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+                ));
+            }
+        };
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a decimal number"))?;
+        let bytes = value * unit as f64;
+        if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+            return Err(format!("{s:?} is too large"));
+        }
+        Ok(Bytes(bytes as u64))
+    }
+}
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}B", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read(deserializer, str::parse)
+    }
+}
+
 /// A configured value that parses but is not allowed: the key (dotted from its section, such
 /// as `join.capacity`), the value as written and why. Each component checks its own section
 /// and names keys within it; [`Invalid::within`] prefixes the section.
@@ -109,7 +163,8 @@ pub fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Parses a human duration: a decimal number and a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
+/// Parses a human duration: a decimal number and a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`,
+/// `d`),
 /// e.g. `16ms`, `16.667ms`, `250us`, `30s`. The value must be a whole number of nanoseconds, so
 /// fractional periods are exact.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -151,7 +206,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn number_and_unit(s: &str) -> Result<(&str, u64), String> {
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?} has no unit (use ns, us, ms, s, m or h)"))?;
+        .ok_or_else(|| format!("{s:?} has no unit (use ns, us, ms, s, m, h or d)"))?;
     let (number, unit) = s.split_at(split);
     let unit_ns = match unit.trim() {
         "ns" => 1,
@@ -160,9 +215,10 @@ pub fn number_and_unit(s: &str) -> Result<(&str, u64), String> {
         "s" => 1_000_000_000,
         "m" => 60_000_000_000,
         "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
         other => {
             return Err(format!(
-                "unknown unit {other:?} (use ns, us, ms, s, m or h)"
+                "unknown unit {other:?} (use ns, us, ms, s, m, h or d)"
             ));
         }
     };
@@ -197,6 +253,22 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration(".5ms").unwrap().as_micros(), 500);
         assert_eq!(parse_duration("7ns").unwrap().as_nanos(), 7);
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+    }
+
+    #[test]
+    fn sizes_parse_in_both_kinds_of_unit() {
+        let b = |s: &str| s.parse::<Bytes>().map(|b| b.0);
+        assert_eq!(b("10GiB"), Ok(10 << 30));
+        assert_eq!(b("1.5KiB"), Ok(1536));
+        assert_eq!(b("2MB"), Ok(2_000_000));
+        assert_eq!(b("4096B"), Ok(4096));
+        for bad in ["", "10", "GiB", "10 parsecs", "1e30TiB", "1.2.3MB", "-1GB"] {
+            assert!(b(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ const STAGES: &[&[&str]] = &[
     &["clocks"],
     &["aggregate"],
     &["analyze"],
+    &["archive"],
     &["config"],
     &["collector"],
     &["api"],

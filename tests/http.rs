@@ -518,8 +518,11 @@ async fn serve_end_to_end_with_a_browser() {
 
     let server = NatsServer::start(Generation::Current);
     let addr = crate::support::free_addr();
+    let data = tempfile::tempdir().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ackscope"))
         .args(["serve", "--nats", &server.url(), "--listen", &addr])
+        .arg("--data-dir")
+        .arg(data.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -5,6 +5,7 @@ mod support;
 
 mod account;
 mod architecture;
+mod archive;
 mod cli;
 mod collect;
 mod frames;

@@ -298,6 +298,16 @@ async fn demo_is_ready_within_30s_and_cleans_up_on_sigterm() {
     };
     let server_dirs = dirs();
     assert_eq!(server_dirs.len(), 1, "one nats-server directory");
+    // So does its history's.
+    let demo_dirs = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("ackscope-demo-"))
+            .collect()
+    };
+    assert_eq!(demo_dirs().len(), 1, "one data directory");
+    assert!(demo_dirs()[0].join("data").is_dir());
     let conf = server_dirs[0].join("server.conf");
     let child_running = || {
         std::fs::read_dir("/proc")
@@ -325,6 +335,7 @@ async fn demo_is_ready_within_30s_and_cleans_up_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status}");
     assert!(dirs().is_empty(), "temporary directory removed");
+    assert!(demo_dirs().is_empty(), "data directory removed");
     assert!(!child_running(), "nats-server child stopped");
 }
 

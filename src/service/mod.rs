@@ -5,7 +5,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use crate::aggregate::window::WindowSummary;
-use crate::collector::Collector;
+use crate::archive::Archive;
+use crate::collector::{Collector, lock};
 use crate::config::Config;
 use crate::http::{AppState, Readiness, router};
 use crate::telemetry::ClientEvents;
@@ -25,6 +26,38 @@ pub enum Error {
     Taps(#[from] taps::Error),
     #[error("HTTP server failed: {0}")]
     Http(String),
+    #[error(transparent)]
+    Archive(#[from] crate::archive::Error),
+}
+
+/// Starts the archive when `config.archive.enabled` says so, and has `collector` hand it
+/// every sample.
+fn start_archive(
+    config: &Config,
+    collector: &Arc<Mutex<Collector>>,
+) -> Result<Option<Archive>, Error> {
+    if config.archive.enabled != Some(true) {
+        return Ok(None);
+    }
+    let labels = config
+        .headers
+        .labels
+        .iter()
+        .map(|(_, name)| name.clone())
+        .collect();
+    let (archive, tap) = Archive::start(&config.archive, labels)?;
+    lock(collector).attach_archive(tap);
+    tracing::info!(dir = %archive.dir.display(), "keeping history in the archive");
+    Ok(Some(archive))
+}
+
+/// Hands the archive the last samples and waits until it has written them.
+async fn close_archive(archive: Option<Archive>, collector: &Arc<Mutex<Collector>>) {
+    let Some(archive) = archive else {
+        return;
+    };
+    lock(collector).detach_archive();
+    let _ = tokio::task::spawn_blocking(move || archive.close()).await;
 }
 
 /// Connects, subscribes every tap and starts the consumer state poller. With `wait`, NATS
@@ -56,8 +89,23 @@ pub async fn collect(
 ) -> Result<(), Error> {
     let events = Arc::new(ClientEvents::default());
     let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
-    let subscriptions = start_taps(&config, &collector, &events, false).await?;
-    taps::run(subscriptions, collector, events, on_closed, shutdown).await;
+    let archive = start_archive(&config, &collector)?;
+    let subscriptions = match start_taps(&config, &collector, &events, false).await {
+        Ok(s) => s,
+        Err(e) => {
+            close_archive(archive, &collector).await;
+            return Err(e.into());
+        }
+    };
+    taps::run(
+        subscriptions,
+        collector.clone(),
+        events,
+        on_closed,
+        shutdown,
+    )
+    .await;
+    close_archive(archive, &collector).await;
     Ok(())
 }
 
@@ -74,6 +122,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let events = Arc::new(ClientEvents::default());
     let readiness = Arc::new(Readiness::new(events.clone()));
     let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
+    let archive = start_archive(&config, &collector)?;
     let state =
         AppState::new(collector.clone(), readiness.clone()).with_access(config.http.clone());
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -96,13 +145,29 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     // would only start it again. A shutdown meanwhile stops it all the same.
     let mut shutdown = std::pin::pin!(shutdown);
     let started = tokio::select! {
-        taps = start_taps(&config, &collector, &events, true) => Some(taps?),
+        taps = start_taps(&config, &collector, &events, true) => Some(taps),
         () = &mut shutdown => None,
+    };
+    let started = match started.transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            close_archive(archive, &collector).await;
+            return Err(e.into());
+        }
     };
     if let Some(subscriptions) = started {
         readiness.set_subscribed();
-        taps::run(subscriptions, collector, events, |_, _| {}, shutdown).await;
+        taps::run(
+            subscriptions,
+            collector.clone(),
+            events,
+            |_, _| {},
+            shutdown,
+        )
+        .await;
     }
+    // Everything collected is on disk before the process ends.
+    close_archive(archive, &collector).await;
     let _ = stop_http.send(());
     match server.await {
         Ok(Ok(())) => Ok(()),

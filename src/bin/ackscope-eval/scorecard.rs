@@ -161,6 +161,8 @@ impl Serve {
             ])
             .arg("--config")
             .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -1,0 +1,132 @@
+//! The archive writer: 1,000,000 samples (200 consumers, a subject and a server label each, a
+//! trace id on every one) turned into columns and written as one zstd Parquet segment, crash
+//! safe (temporary name, sync, rename). Beside it, in the same run, a baseline: the same
+//! samples' fixed-size fields dumped raw into a file and synced, the least a writer does.
+//! Prints the segment's bytes per sample.
+//!
+//! `cargo bench --bench archive`
+
+use std::hint::black_box;
+use std::io::Write;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use ackscope::archive::files::{self, Table};
+use ackscope::archive::{ArchivedSample, Columns, Names};
+use ackscope::model::{AckKind, NO_LABELS, Sample, SampleSource, Sym, TraceId};
+
+const T0: i64 = 1_790_000_000_000_000_000;
+const SAMPLES: usize = 1_000_000;
+const CONSUMERS: u32 = 200;
+
+fn samples() -> (Vec<ArchivedSample>, Names) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut names = Names::default();
+    for c in 0..CONSUMERS {
+        names
+            .consumers
+            .insert(c, ("GAME".into(), format!("srv-{c:03}"), None));
+        names.symbols.insert(c, format!("game.srv-{c:03}.state"));
+        names
+            .symbols
+            .insert(1_000 + c % 16, format!("host-{:02}", c % 16));
+    }
+    let rows = (0..SAMPLES)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let consumer = i as u32 % CONSUMERS;
+            // 10,000 acks a second, 1–4 ms after their delivery.
+            let acked_ns = T0 + i as i64 * 100_000;
+            let latency = 1_000_000 + x % 3_000_000;
+            let mut labels = NO_LABELS;
+            labels[0] = Sym(1_000 + consumer % 16);
+            ArchivedSample {
+                sample: Sample {
+                    consumer,
+                    stream_seq: i as u64 + 1,
+                    consumer_seq: i as u64 / CONSUMERS as u64 + 1,
+                    deliveries: 1,
+                    pending: x % 8,
+                    stored_ns: Some(acked_ns - latency as i64 - 200_000),
+                    delivered_ns: Some(acked_ns - latency as i64),
+                    acked_ns,
+                    kind: AckKind::Ack,
+                    ack_latency_ns: Some(latency),
+                    e2e_latency_ns: Some(latency + 200_000),
+                    trace_id: Some(TraceId(
+                        ((x as u128 * 0x2545_f491_4f6c_dd1d) | 1).to_be_bytes(),
+                    )),
+                    subject: Sym(consumer),
+                    labels,
+                    source: SampleSource::Observed,
+                    ack_sync: false,
+                },
+                phase_ns: Some((acked_ns % 16_000_000) as u64),
+            }
+        })
+        .collect();
+    (rows, names)
+}
+
+fn archive(c: &mut Criterion) {
+    let (rows, names) = samples();
+    let labels = vec!["server".to_string()];
+    let dir = tempfile::tempdir().unwrap();
+    let write = |dir: &std::path::Path| {
+        let mut columns = Columns::new(labels.len());
+        for r in &rows {
+            columns.push(r, &names);
+        }
+        let span = columns.span();
+        let mut df = columns.frame(&labels).unwrap();
+        files::write_segment(dir, Table::Samples, &span, &mut df).unwrap()
+    };
+    let bytes = write(dir.path());
+    println!(
+        "segment: {bytes} bytes for {SAMPLES} samples, {:.1} bytes a sample",
+        bytes as f64 / SAMPLES as f64
+    );
+    let mut group = c.benchmark_group("archive");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(30))
+        .throughput(Throughput::Elements(SAMPLES as u64));
+    group.bench_function("baseline: dump fixed fields raw and sync", |b| {
+        let path = dir.path().join("raw.bin");
+        b.iter(|| {
+            let mut out = Vec::with_capacity(SAMPLES * 72);
+            for r in &rows {
+                let s = &r.sample;
+                for v in [
+                    s.acked_ns,
+                    s.delivered_ns.unwrap_or(0),
+                    s.stored_ns.unwrap_or(0),
+                    s.ack_latency_ns.unwrap_or(0) as i64,
+                    s.e2e_latency_ns.unwrap_or(0) as i64,
+                    s.stream_seq as i64,
+                    r.phase_ns.unwrap_or(0) as i64,
+                ] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                out.extend_from_slice(&s.trace_id.map_or([0; 16], |t| t.0));
+            }
+            let mut file = std::fs::File::create(&path).unwrap();
+            file.write_all(&out).unwrap();
+            file.sync_all().unwrap();
+            black_box(out.len())
+        })
+    });
+    group.bench_function("write 1M samples as a Parquet segment", |b| {
+        b.iter(|| {
+            let dir = tempfile::tempdir().unwrap();
+            black_box(write(dir.path()))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, archive);
+criterion_main!(benches);

@@ -1,0 +1,277 @@
+//! History on disk: every joined sample written to Parquet segments in the data directory,
+//! off the hot path.
+//!
+//! The collector keeps a batch of the samples it records and hands it over every tick
+//! ([`ArchiveTap::hand_over`]) with the names its ids stand for; a full queue drops the batch
+//! and counts it (the taps never wait for the disk). A writer thread gathers what it is handed
+//! and writes one segment per table and hour every `flush_interval`: written to a temporary
+//! name, synced, renamed, the directory synced ([`files`]). Closing the archive hands over what
+//! is left and writes it before returning, so a clean stop loses nothing. Segments older than
+//! the retention, and the oldest ones beyond the size limit, are deleted as it goes.
+//!
+//! The layout is Hive-style partitions by hour, which polars, DuckDB or Spark read as they are:
+//! `samples/date=2026-11-29/hour=15/<first acked ns>-<last acked ns>.parquet`.
+
+pub mod config;
+pub mod files;
+pub mod samples;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use std::collections::BTreeMap;
+
+pub use config::{ArchiveConfig, RawArchive};
+use files::Table;
+pub use samples::{ArchivedSample, Columns, Names, SampleBatch};
+
+/// An archive error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("archive directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("archive segment {path}: {message}")]
+    Segment { path: PathBuf, message: String },
+}
+
+/// What the writer has done, shared with whoever reports it.
+#[derive(Debug, Default)]
+pub struct ArchiveStats {
+    pub samples_written: AtomicU64,
+    pub segments_written: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub write_errors: AtomicU64,
+    pub segments_deleted: AtomicU64,
+    /// Bytes of segments in the data directory after the last write or deletion.
+    pub bytes_on_disk: AtomicU64,
+    /// Samples handed over and not written yet.
+    pub queued: AtomicU64,
+}
+
+impl ArchiveStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The collector's side: the batch being gathered, and the queue to the writer.
+#[derive(Debug)]
+pub struct ArchiveTap {
+    batch: Vec<ArchivedSample>,
+    to_writer: mpsc::Sender<SampleBatch>,
+    stats: Arc<ArchiveStats>,
+    queue_samples: u64,
+    /// Samples dropped because the queue was full.
+    pub dropped: u64,
+}
+
+impl ArchiveTap {
+    /// Gathers one sample for the next hand-over (dropped and counted when the batch alone
+    /// would fill the queue).
+    pub fn push(&mut self, s: ArchivedSample) {
+        if self.batch.len() as u64 >= self.queue_samples {
+            self.dropped += 1;
+            return;
+        }
+        self.batch.push(s);
+    }
+
+    /// What the writer has done.
+    pub fn stats(&self) -> &ArchiveStats {
+        &self.stats
+    }
+
+    /// The ids the gathered batch uses (consumer ids, then symbols), for [`Self::hand_over`].
+    pub fn ids(&self) -> (Vec<u32>, Vec<u32>) {
+        samples::ids(&self.batch)
+    }
+
+    /// Hands the gathered samples to the writer with `names` for their ids; drops and counts
+    /// them when the queue holds `queue_samples` already.
+    pub fn hand_over(&mut self, names: &Names) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let n = self.batch.len() as u64;
+        let queued = self.stats.queued.load(Ordering::Relaxed);
+        if queued + n > self.queue_samples {
+            self.dropped += n;
+            self.batch.clear();
+            return;
+        }
+        let rows = std::mem::replace(&mut self.batch, Vec::with_capacity(1024));
+        self.stats.queued.fetch_add(n, Ordering::Relaxed);
+        if self
+            .to_writer
+            .send(SampleBatch {
+                rows,
+                names: names.clone(),
+            })
+            .is_err()
+        {
+            // The writer is gone (it failed to start its directory): nothing can be kept.
+            self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+            self.dropped += n;
+        }
+    }
+}
+
+/// The writer thread, and its stats. Dropping every [`ArchiveTap`] and calling
+/// [`Archive::close`] writes what is left.
+pub struct Archive {
+    thread: std::thread::JoinHandle<()>,
+    pub stats: Arc<ArchiveStats>,
+    pub dir: PathBuf,
+}
+
+/// Label names in configuration order: the samples table's `label_<name>` columns.
+pub type LabelNames = Vec<String>;
+
+impl Archive {
+    /// Creates the data directory if needed and starts the writer; returns it with the tap
+    /// the collector hands samples to.
+    pub fn start(
+        config: &ArchiveConfig,
+        labels: LabelNames,
+    ) -> Result<(Archive, ArchiveTap), Error> {
+        let dir = config.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        files::remove_temporaries(&dir);
+        let stats = Arc::new(ArchiveStats::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            dir: dir.clone(),
+            config: config.clone(),
+            labels,
+            stats: stats.clone(),
+            pending: Vec::new(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("ackscope-archive".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| Error::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        let tap = ArchiveTap {
+            batch: Vec::with_capacity(1024),
+            to_writer: tx,
+            stats: stats.clone(),
+            queue_samples: config.queue_samples as u64,
+            dropped: 0,
+        };
+        Ok((Archive { thread, stats, dir }, tap))
+    }
+
+    /// Waits for the writer to write everything handed over. Call after the tap is dropped.
+    pub fn close(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("the archive writer panicked");
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    dir: PathBuf,
+    config: ArchiveConfig,
+    labels: LabelNames,
+    stats: Arc<ArchiveStats>,
+    /// Batches received since the last write.
+    pending: Vec<SampleBatch>,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<SampleBatch>) {
+        let flush = Duration::from_nanos(self.config.flush_interval_ns);
+        let mut flushed_at = Instant::now();
+        self.keep_within_limits();
+        loop {
+            let wait = flush.saturating_sub(flushed_at.elapsed());
+            match rx.recv_timeout(wait) {
+                Ok(batch) => {
+                    self.stats
+                        .queued
+                        .fetch_sub(batch.rows.len() as u64, Ordering::Relaxed);
+                    self.pending.push(batch);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if flushed_at.elapsed() >= flush {
+                self.write();
+                self.keep_within_limits();
+                flushed_at = Instant::now();
+            }
+        }
+        // Closed: everything handed over has been received.
+        self.write();
+        self.keep_within_limits();
+    }
+
+    /// Writes the pending samples, one segment per hour they span.
+    fn write(&mut self) {
+        let batches = std::mem::take(&mut self.pending);
+        let mut hours: BTreeMap<i64, Columns> = BTreeMap::new();
+        for b in &batches {
+            for r in &b.rows {
+                hours
+                    .entry(r.sample.acked_ns.div_euclid(files::HOUR_NS))
+                    .or_insert_with(|| Columns::new(self.labels.len()))
+                    .push(r, &b.names);
+            }
+        }
+        for columns in hours.into_values() {
+            let (n, span) = (columns.len() as u64, columns.span());
+            let result = columns
+                .frame(&self.labels)
+                .map_err(|e| Error::Segment {
+                    path: self.dir.clone(),
+                    message: e.to_string(),
+                })
+                .and_then(|mut df| files::write_segment(&self.dir, Table::Samples, &span, &mut df));
+            match result {
+                Ok(bytes) => {
+                    ArchiveStats::add(&self.stats.samples_written, n);
+                    ArchiveStats::add(&self.stats.segments_written, 1);
+                    ArchiveStats::add(&self.stats.bytes_written, bytes);
+                }
+                Err(e) => {
+                    ArchiveStats::add(&self.stats.write_errors, 1);
+                    tracing::error!(error = %e, samples = n, "archive write failed; samples lost");
+                }
+            }
+        }
+    }
+
+    /// Deletes segments past the retention, then the oldest while over the size limit.
+    fn keep_within_limits(&self) {
+        let now = crate::model::Seen::now().wall_ns;
+        let (deleted, bytes) = files::enforce_limits(
+            &self.dir,
+            now.saturating_sub(self.config.retention_ns as i64),
+            self.config.max_bytes,
+        );
+        ArchiveStats::add(&self.stats.segments_deleted, deleted);
+        self.stats.bytes_on_disk.store(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Every sample archived in `dir` acked in `[from_ns, to_ns)`, oldest first, with the paths
+/// of segments that could not be read (skipped).
+pub fn read_samples(
+    dir: &Path,
+    from_ns: i64,
+    to_ns: i64,
+) -> (polars::prelude::DataFrame, Vec<PathBuf>) {
+    samples::read(dir, from_ns, to_ns)
+}

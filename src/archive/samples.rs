@@ -1,0 +1,245 @@
+//! The `samples` table: one row per joined sample with every field the collector knew, and
+//! the frame phase of its ack in its consumer's own clock.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use rustc_hash::FxHashMap;
+
+use super::files::{self, Table};
+use crate::model::{ConsumerId, Sample, SampleSource, Sym};
+
+/// One sample as archived.
+#[derive(Debug, Clone)]
+pub struct ArchivedSample {
+    pub sample: Sample,
+    /// Nanoseconds into its consumer's frame when it was acked.
+    pub phase_ns: Option<u64>,
+}
+
+/// What the ids of a batch stand for when it is handed over: ids of forgotten consumers and
+/// symbols are reused, so each batch carries its own.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    /// Consumer id → (stream, consumer, JetStream domain).
+    pub consumers: FxHashMap<ConsumerId, (String, String, Option<String>)>,
+    /// Symbol → subject or label value.
+    pub symbols: FxHashMap<u32, String>,
+}
+
+/// Samples handed over at once, with the names of their ids.
+#[derive(Debug)]
+pub struct SampleBatch {
+    pub rows: Vec<ArchivedSample>,
+    pub names: Names,
+}
+
+/// The distinct consumer ids and symbols `rows` use.
+pub fn ids(rows: &[ArchivedSample]) -> (Vec<u32>, Vec<u32>) {
+    let (mut consumers, mut symbols) = (Vec::new(), Vec::new());
+    for r in rows {
+        consumers.push(r.sample.consumer);
+        symbols.push(r.sample.subject.0);
+        symbols.extend(r.sample.labels.iter().map(|l| l.0));
+    }
+    for v in [&mut consumers, &mut symbols] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    symbols.retain(|&s| !Sym(s).is_none());
+    (consumers, symbols)
+}
+
+fn source_name(s: SampleSource) -> &'static str {
+    match s {
+        SampleSource::Observed => "observed",
+        SampleSource::AckOnly => "ack_only",
+        SampleSource::ServerMetric => "server_metric",
+        SampleSource::Reordered => "reordered",
+    }
+}
+
+/// The table's columns as they fill, one value per row.
+#[derive(Default)]
+pub struct Columns<'a> {
+    acked_ns: Vec<i64>,
+    delivered_ns: Vec<Option<i64>>,
+    stored_ns: Vec<Option<i64>>,
+    stream: Vec<&'a str>,
+    consumer: Vec<&'a str>,
+    domain: Vec<Option<&'a str>>,
+    subject: Vec<Option<&'a str>>,
+    labels: Vec<Vec<Option<&'a str>>>,
+    trace_id: Vec<Option<String>>,
+    ack_latency_ns: Vec<Option<i64>>,
+    e2e_latency_ns: Vec<Option<i64>>,
+    deliveries: Vec<i64>,
+    kind: Vec<&'static str>,
+    source: Vec<&'static str>,
+    ack_sync: Vec<bool>,
+    phase_ns: Vec<Option<i64>>,
+    stream_seq: Vec<i64>,
+    consumer_seq: Vec<i64>,
+    pending: Vec<i64>,
+}
+
+impl<'a> Columns<'a> {
+    pub fn new(labels: usize) -> Self {
+        Self {
+            labels: vec![Vec::new(); labels],
+            ..Self::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.acked_ns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.acked_ns.is_empty()
+    }
+
+    /// The first and last ack instants of the rows.
+    pub fn span(&self) -> (i64, i64) {
+        let min = self.acked_ns.iter().copied().min().unwrap_or(0);
+        let max = self.acked_ns.iter().copied().max().unwrap_or(0);
+        (min, max)
+    }
+
+    /// Adds `r`, naming its ids with `names` (a consumer it does not name is `?`).
+    pub fn push(&mut self, r: &ArchivedSample, names: &'a Names) {
+        let s = &r.sample;
+        let i64_of = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let symbol = |sym: Sym| names.symbols.get(&sym.0).map(String::as_str);
+        let (stream, consumer, domain) = names
+            .consumers
+            .get(&s.consumer)
+            .map_or(("?", "?", None), |(s, c, d)| {
+                (s.as_str(), c.as_str(), d.as_deref())
+            });
+        self.acked_ns.push(s.acked_ns);
+        self.delivered_ns.push(s.delivered_ns);
+        self.stored_ns.push(s.stored_ns);
+        self.stream.push(stream);
+        self.consumer.push(consumer);
+        self.domain.push(domain);
+        self.subject.push(symbol(s.subject));
+        for (column, label) in self.labels.iter_mut().zip(s.labels) {
+            column.push(symbol(label));
+        }
+        self.trace_id.push(s.trace_id.map(|t| t.to_string()));
+        self.ack_latency_ns.push(s.ack_latency_ns.map(i64_of));
+        self.e2e_latency_ns.push(s.e2e_latency_ns.map(i64_of));
+        self.deliveries.push(i64::from(s.deliveries));
+        self.kind.push(s.kind.as_str());
+        self.source.push(source_name(s.source));
+        self.ack_sync.push(s.ack_sync);
+        self.phase_ns.push(r.phase_ns.map(i64_of));
+        self.stream_seq.push(i64_of(s.stream_seq));
+        self.consumer_seq.push(i64_of(s.consumer_seq));
+        self.pending.push(i64_of(s.pending));
+    }
+
+    /// The rows as a data frame; label columns are `label_<name>` for each of `label_names`.
+    pub fn frame(self, label_names: &[String]) -> PolarsResult<DataFrame> {
+        let height = self.len();
+        let mut columns = vec![
+            Column::new("acked_ns".into(), self.acked_ns),
+            Column::new("delivered_ns".into(), self.delivered_ns),
+            Column::new("stored_ns".into(), self.stored_ns),
+            Column::new("stream".into(), self.stream),
+            Column::new("consumer".into(), self.consumer),
+            Column::new("domain".into(), self.domain),
+            Column::new("subject".into(), self.subject),
+        ];
+        for (name, values) in label_names.iter().zip(self.labels) {
+            columns.push(Column::new(format!("label_{name}").into(), values));
+        }
+        columns.extend([
+            Column::new("trace_id".into(), self.trace_id),
+            Column::new("ack_latency_ns".into(), self.ack_latency_ns),
+            Column::new("e2e_latency_ns".into(), self.e2e_latency_ns),
+            Column::new("deliveries".into(), self.deliveries),
+            Column::new("kind".into(), self.kind),
+            Column::new("source".into(), self.source),
+            Column::new("ack_sync".into(), self.ack_sync),
+            Column::new("phase_ns".into(), self.phase_ns),
+            Column::new("stream_seq".into(), self.stream_seq),
+            Column::new("consumer_seq".into(), self.consumer_seq),
+            Column::new("pending".into(), self.pending),
+        ]);
+        DataFrame::new(height, columns)
+    }
+}
+
+/// Every sample archived in `dir` acked in `[from_ns, to_ns)`, oldest first, with the segments
+/// that could not be read. Segments of other label sets are stacked by column name, missing
+/// columns null.
+pub fn read(dir: &Path, from_ns: i64, to_ns: i64) -> (DataFrame, Vec<PathBuf>) {
+    let mut frames = Vec::new();
+    let mut unreadable = Vec::new();
+    for segment in files::segments(dir, Table::Samples) {
+        if segment.last_ns < from_ns || segment.first_ns >= to_ns {
+            continue;
+        }
+        match files::read_segment(&segment.path) {
+            Ok(df) => frames.push(df),
+            Err(e) => {
+                tracing::warn!(path = %segment.path.display(), error = %e, "unreadable archive segment skipped");
+                unreadable.push(segment.path);
+            }
+        }
+    }
+    let mut all = match stack(frames) {
+        Ok(df) => df,
+        Err(e) => {
+            tracing::warn!(error = %e, "archive segments do not stack");
+            DataFrame::empty()
+        }
+    };
+    if let Ok(acked) = all.column("acked_ns").and_then(|c| c.i64().cloned()) {
+        let keep = acked
+            .iter()
+            .map(|t| t.is_some_and(|t| t >= from_ns && t < to_ns));
+        let mask: BooleanChunked = keep.collect();
+        if let Ok(df) = all.filter(&mask) {
+            all = df;
+        }
+    }
+    if let Ok(df) = all.sort(["acked_ns"], SortMultipleOptions::default()) {
+        all = df;
+    }
+    (all, unreadable)
+}
+
+/// Frames stacked by column name: a column a frame lacks is null in its rows.
+fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let mut names: Vec<(PlSmallStr, DataType)> = Vec::new();
+    for df in &frames {
+        for c in df.columns() {
+            if !names.iter().any(|(n, _)| n == c.name()) {
+                names.push((c.name().clone(), c.dtype().clone()));
+            }
+        }
+    }
+    let mut out: Option<DataFrame> = None;
+    for df in frames {
+        let height = df.height();
+        let columns: Vec<Column> = names
+            .iter()
+            .map(|(name, dtype)| {
+                df.column(name)
+                    .cloned()
+                    .unwrap_or_else(|_| Column::full_null(name.clone(), height, dtype))
+            })
+            .collect();
+        let df = DataFrame::new(height, columns)?;
+        match &mut out {
+            Some(all) => {
+                all.vstack_mut(&df)?;
+            }
+            None => out = Some(df),
+        }
+    }
+    Ok(out.unwrap_or_else(DataFrame::empty))
+}

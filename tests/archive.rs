@@ -1,0 +1,157 @@
+//! The archive, with the real binary against a real server: a clean stop (SIGTERM) writes
+//! every sample; `kill -9` loses at most what came after the last flush, and leaves nothing
+//! torn behind.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use polars::prelude::*;
+use tokio::process::{Child, Command};
+
+use crate::support::{
+    Generation, NatsServer, free_addr, game_stream, http_get, play, poll, pull_consumer,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ackscope");
+
+/// `ackscope serve` on `server` with its history in `data`, flushed every second; ready.
+async fn serve(server: &NatsServer, data: &Path, config: &Path) -> (Child, String) {
+    std::fs::write(config, "[archive]\nflush_interval = \"1s\"\n").unwrap();
+    let addr = free_addr();
+    let child = Command::new(BIN)
+        .args(["serve", "--nats", &server.url(), "--listen", &addr])
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    poll(&addr, "/readyz", |status, _| status == 200).await;
+    (child, addr)
+}
+
+/// A counter of ackscope's `/metrics`.
+async fn counter(addr: &str, name: &str) -> u64 {
+    let (_, text) = http_get(addr, "/metrics").await.unwrap();
+    crate::support::metric(&text, name).unwrap_or(0.0) as u64
+}
+
+/// Waits until the counter `name` reaches `n`.
+async fn counted(addr: &str, name: &str, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while counter(addr, name).await < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} did not reach {n}: {}",
+            counter(addr, name).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn signal(child: &Child, signal: &str) {
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+fn strings(df: &DataFrame, column: &str) -> Vec<String> {
+    df.column(column)
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_writes_every_sample_legacy_2_9() {
+    let server = NatsServer::start(Generation::Legacy);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut child, addr) = serve(&server, &data, &dir.path().join("ackscope.toml")).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    play(&client, &consumer, 200).await;
+    counted(&addr, "ackscope_samples_joined_total", 200).await;
+    // Stopped right away: the samples wait in the collector's batch or the writer's queue.
+    signal(&child, "-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let (df, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    assert_eq!(df.height(), 200, "{df}");
+    assert!(strings(&df, "stream").iter().all(|s| s == "GAME"));
+    assert!(strings(&df, "consumer").iter().all(|s| s == "srv-1"));
+    assert!(strings(&df, "subject").iter().all(|s| s == "game.srv-1"));
+    assert!(strings(&df, "kind").iter().all(|s| s == "ack"));
+    let column = |name: &str| df.column(name).unwrap().i64().unwrap().clone();
+    // Every message once, its stream sequence and both instants kept.
+    let mut seqs: Vec<i64> = column("stream_seq").no_null_iter().collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
+    let latencies = column("ack_latency_ns");
+    assert_eq!(latencies.null_count(), 0);
+    assert!(latencies.no_null_iter().all(|l| l > 0 && l < 5_000_000_000));
+    let phases = column("phase_ns");
+    assert!(phases.no_null_iter().all(|p| (0..16_000_000).contains(&p)));
+    // Hive-style partitions by day and hour.
+    let days: Vec<String> = std::fs::read_dir(data.join("samples"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(days.iter().all(|d| d.starts_with("date=")), "{days:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
+    let server = NatsServer::start(Generation::Current);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("ackscope.toml");
+    let (mut child, addr) = serve(&server, &data, &config).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    play(&client, &consumer, 100).await;
+    // Written by a flush (at most a second later) ...
+    counted(&addr, "ackscope_archive_samples_written_total", 100).await;
+    assert!(counter(&addr, "ackscope_archive_segments_written_total").await >= 1);
+    // ... then 50 more, and no time to write them.
+    play(&client, &consumer, 50).await;
+    signal(&child, "-KILL");
+    child.wait().await.unwrap();
+    let (df, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    assert!((100..=150).contains(&df.height()), "{}", df.height());
+    // Started again on the same directory: what the crash left is read, and it goes on.
+    let (mut child, addr) = serve(&server, &data, &config).await;
+    play(&client, &consumer, 30).await;
+    counted(&addr, "ackscope_archive_samples_written_total", 30).await;
+    signal(&child, "-TERM");
+    child.wait().await.unwrap();
+    let (after, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    assert_eq!(after.height(), df.height() + 30);
+    // A foreign or torn file in the data directory is skipped and named, never fatal.
+    let segment =
+        ackscope::archive::files::segments(&data, ackscope::archive::files::Table::Samples)
+            .pop()
+            .unwrap();
+    std::fs::write(&segment.path, b"torn").unwrap();
+    let (rest, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    assert_eq!(unreadable, vec![segment.path]);
+    assert!(rest.height() < after.height());
+}
