@@ -8,8 +8,8 @@
 //! gets a copy of what it needs ([`Collector::spike_inputs`]) and runs with the lock released.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use crate::aggregate::buckets::LatencyBuckets;
 use crate::aggregate::rebin::Latency;
@@ -18,7 +18,7 @@ use crate::aggregate::{Aggregator, Event};
 use crate::analyze::causes::Deliveries;
 use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes};
 use crate::analyze::spikes::Spike;
-use crate::archive::{ArchiveTap, ArchivedSample, Names as ArchiveNames};
+use crate::archive::{ArchiveStats, ArchiveTap, ArchivedSample, Names as ArchiveNames};
 use crate::clocks::infer::Tracker;
 use crate::clocks::{ClockSource, Segment, announce};
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
@@ -116,8 +116,12 @@ pub struct Collector {
     pending_clocks: HashMap<String, (Segment, Option<String>)>,
     /// When clocks were last inferred.
     inferred_at_ns: i64,
-    /// Where samples go to be kept on disk, when the archive is on.
+    /// Where samples go to be kept on disk, when the archive is on, and what its writer
+    /// has done (kept after the tap is let go).
     archive: Option<ArchiveTap>,
+    archive_stats: Option<Arc<ArchiveStats>>,
+    /// Samples the archive's tap dropped before it was let go.
+    archive_dropped: u64,
 }
 
 impl Collector {
@@ -137,20 +141,40 @@ impl Collector {
             pending_clocks: HashMap::new(),
             inferred_at_ns: i64::MIN,
             archive: None,
+            archive_stats: None,
+            archive_dropped: 0,
             config,
         }
     }
 
     /// Hands every sample recorded from now on to the archive.
     pub fn attach_archive(&mut self, tap: ArchiveTap) {
+        self.archive_stats = Some(tap.stats());
         self.archive = Some(tap);
+    }
+
+    /// What the archive's writer has done, when there is one.
+    pub fn archive_stats(&self) -> Option<&ArchiveStats> {
+        self.archive_stats.as_deref()
     }
 
     /// Hands the archive what it has not been handed yet and lets go of it (the writer then
     /// writes everything and stops).
     pub fn detach_archive(&mut self) {
+        if self.archive.is_none() {
+            return;
+        }
+        // Acks held for the server's ack metric are recorded as they are: they would go with
+        // the process.
+        let mut held = Vec::new();
+        self.joiner.release(u64::MAX, |s| held.push(s));
+        for sample in held {
+            self.record(sample);
+        }
         self.hand_over_to_archive();
-        self.archive = None;
+        if let Some(tap) = self.archive.take() {
+            self.archive_dropped += tap.dropped;
+        }
     }
 
     /// Hands the samples gathered since the last call to the archive, with their names.
@@ -213,14 +237,15 @@ impl Collector {
         c.server_time_outliers = self.server_clock.outliers();
         c.nats_disconnects = self.gaps.opened();
         c.clock_segments_dropped = self.aggregator.clocks().segments_dropped;
-        if let Some(tap) = &self.archive {
-            c.archive_samples_dropped = tap.dropped;
-            let stats = tap.stats();
+        c.archive_samples_dropped =
+            self.archive_dropped + self.archive.as_ref().map_or(0, |t| t.dropped);
+        if let Some(stats) = &self.archive_stats {
             let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
             c.archive_samples_written = get(&stats.samples_written);
             c.archive_segments_written = get(&stats.segments_written);
             c.archive_bytes_written = get(&stats.bytes_written);
             c.archive_write_errors = get(&stats.write_errors);
+            c.archive_samples_lost = get(&stats.samples_lost);
             c.archive_segments_deleted = get(&stats.segments_deleted);
         }
         c

@@ -691,6 +691,14 @@ mod tests {
     }
 
     #[test]
+    fn a_label_named_twice_is_refused() {
+        let text = "[[headers.labels]]\nheader = \"x-server-id\"\nlabel = \"server\"\n\
+                    [[headers.labels]]\nheader = \"x-host\"\nlabel = \"server\"\n";
+        let err = RawConfig::from_toml(text).unwrap().validate().unwrap_err();
+        assert!(err.to_string().contains("headers.labels.label"), "{err}");
+    }
+
+    #[test]
     fn default_config_is_valid() {
         let c = Config::default();
         assert_eq!(c.tick.period_ns(), 16_000_000);

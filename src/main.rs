@@ -195,7 +195,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<()> {
     let config = args.tap.config_with(|raw| {
         if let Some(dir) = &args.data_dir {
             raw.archive.dir = Some(dir.clone());
-            raw.archive.enabled.get_or_insert(true);
+            raw.archive.enabled = Some(true);
         }
         raw.archive.enabled.get_or_insert(false);
     })?;

@@ -1,6 +1,6 @@
 //! The archive, with the real binary against a real server: a clean stop (SIGTERM) writes
 //! every sample; `kill -9` loses at most what came after the last flush, and leaves nothing
-//! torn behind.
+//! torn behind; one process per data directory; foreign files skipped and named.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -15,9 +15,9 @@ use crate::support::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_ackscope");
 
-/// `ackscope serve` on `server` with its history in `data`, flushed every second; ready.
-async fn serve(server: &NatsServer, data: &Path, config: &Path) -> (Child, String) {
-    std::fs::write(config, "[archive]\nflush_interval = \"1s\"\n").unwrap();
+/// `ackscope serve` on `server` with its history in `data`, flushed every `flush`; ready.
+async fn serve(server: &NatsServer, data: &Path, config: &Path, flush: &str) -> (Child, String) {
+    std::fs::write(config, format!("[archive]\nflush_interval = \"{flush}\"\n")).unwrap();
     let addr = free_addr();
     let child = Command::new(BIN)
         .args(["serve", "--nats", &server.url(), "--listen", &addr])
@@ -77,13 +77,19 @@ async fn sigterm_writes_every_sample_legacy_2_9() {
     let server = NatsServer::start(Generation::Legacy);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (mut child, addr) = serve(&server, &data, &dir.path().join("ackscope.toml")).await;
+    let config = dir.path().join("ackscope.toml");
+    let (mut child, addr) = serve(&server, &data, &config, "1h").await;
     let client = server.client().await;
     let stream = game_stream(&client).await;
     let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
     play(&client, &consumer, 200).await;
     counted(&addr, "ackscope_samples_joined_total", 200).await;
-    // Stopped right away: the samples wait in the collector's batch or the writer's queue.
+    // Nothing is written before the hour is up: every sample waits in the collector's batch
+    // or with the writer, and is written by the stop.
+    assert_eq!(
+        counter(&addr, "ackscope_archive_samples_written_total").await,
+        0
+    );
     signal(&child, "-TERM");
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
@@ -121,7 +127,7 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("ackscope.toml");
-    let (mut child, addr) = serve(&server, &data, &config).await;
+    let (mut child, addr) = serve(&server, &data, &config, "1s").await;
     let client = server.client().await;
     let stream = game_stream(&client).await;
     let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
@@ -129,6 +135,17 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     // Written by a flush (at most a second later) ...
     counted(&addr, "ackscope_archive_samples_written_total", 100).await;
     assert!(counter(&addr, "ackscope_archive_segments_written_total").await >= 1);
+    // A second ackscope on the same directory is refused, in words.
+    let second = Command::new(BIN)
+        .args(["serve", "--nats", &server.url(), "--listen", &free_addr()])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .await
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("in use by another ackscope"), "{err}");
     // ... then 50 more, and no time to write them.
     play(&client, &consumer, 50).await;
     signal(&child, "-KILL");
@@ -137,14 +154,36 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     assert!(unreadable.is_empty(), "{unreadable:?}");
     assert!((100..=150).contains(&df.height()), "{}", df.height());
     // Started again on the same directory: what the crash left is read, and it goes on.
-    let (mut child, addr) = serve(&server, &data, &config).await;
+    let (mut child, addr) = serve(&server, &data, &config, "1s").await;
     play(&client, &consumer, 30).await;
     counted(&addr, "ackscope_archive_samples_written_total", 30).await;
+    let (_, metrics) = http_get(&addr, "/metrics").await.unwrap();
+    assert!(
+        crate::support::metric(&metrics, "ackscope_archive_bytes").unwrap() > 0.0,
+        "{metrics}"
+    );
     signal(&child, "-TERM");
     child.wait().await.unwrap();
     let (after, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
     assert!(unreadable.is_empty(), "{unreadable:?}");
     assert_eq!(after.height(), df.height() + 30);
+    // No temporary file is left anywhere.
+    let mut found = Vec::new();
+    let mut dirs = vec![data.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    assert!(
+        found.iter().all(|p| !p.to_string_lossy().ends_with(".tmp")),
+        "{found:?}"
+    );
     // A foreign or torn file in the data directory is skipped and named, never fatal.
     let segment =
         ackscope::archive::files::segments(&data, ackscope::archive::files::Table::Samples)
@@ -152,6 +191,13 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
             .unwrap();
     std::fs::write(&segment.path, b"torn").unwrap();
     let (rest, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
-    assert_eq!(unreadable, vec![segment.path]);
+    assert_eq!(unreadable, vec![segment.path.clone()]);
     assert!(rest.height() < after.height());
+    // So is a Parquet file of another table under a segment's name.
+    let mut foreign = DataFrame::new(1, vec![Column::new("acked_ns".into(), ["late"])]).unwrap();
+    let file = std::fs::File::create(&segment.path).unwrap();
+    ParquetWriter::new(file).finish(&mut foreign).unwrap();
+    let (same, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    assert_eq!(unreadable, vec![segment.path]);
+    assert_eq!(same.height(), rest.height());
 }

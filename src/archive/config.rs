@@ -40,6 +40,9 @@ impl Default for RawArchive {
     }
 }
 
+/// The longest retention: a hundred years.
+const MAX_RETENTION_NS: u64 = 36_500 * 86_400_000_000_000;
+
 /// The data directory when none is configured.
 pub const DEFAULT_DIR: &str = "ackscope-data";
 
@@ -74,11 +77,11 @@ impl RawArchive {
                 "must be between 100ms and 1h",
             ));
         }
-        if self.retention.ns() < 60_000_000_000 {
+        if !(60_000_000_000..=MAX_RETENTION_NS).contains(&self.retention.ns()) {
             return Err(Invalid::new(
                 "retention",
                 self.retention.to_string(),
-                "must be at least 1m",
+                "must be between 1m and 36500d",
             ));
         }
         if self.max_size.0 < 1 << 20 {
@@ -128,6 +131,8 @@ mod tests {
         };
         bad(|r| r.flush_interval = Dur::from_millis(1), "flush_interval");
         bad(|r| r.retention = Dur::from_millis(1_000), "retention");
+        // "Keep forever" written as a huge number is refused, not wrapped into the past.
+        bad(|r| r.retention = "200000d".parse().unwrap(), "retention");
         bad(|r| r.max_size = Bytes(1), "max_size");
         bad(|r| r.queue_samples = 0, "queue_samples");
         bad(|r| r.dir = Some(PathBuf::new()), "dir");

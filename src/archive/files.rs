@@ -84,6 +84,29 @@ pub fn write_segment(
     written
 }
 
+/// Takes the data directory for this process: one writer per directory, or two would remove
+/// each other's temporary files and apply retention twice. Held while the returned file is
+/// open (the lock goes with the process, however it ends).
+pub fn lock(dir: &Path) -> Result<File, Error> {
+    let path = dir.join(".lock");
+    let file = File::create(&path).map_err(|source| Error::Dir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this function owns, open for its whole call.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if taken != 0 {
+            return Err(Error::InUse {
+                path: dir.to_owned(),
+            });
+        }
+    }
+    Ok(file)
+}
+
 /// One segment found in the data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -139,12 +162,20 @@ pub fn read_segment(path: &Path) -> Result<DataFrame, Error> {
         path: path.to_owned(),
         message: e.to_string(),
     })?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|e| Error::Segment {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+    // A corrupt file the decoder does not expect may panic it: that is one unreadable file,
+    // not a crash.
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ParquetReader::new(file).finish()
+    }));
+    let message = match read {
+        Ok(Ok(df)) => return Ok(df),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the Parquet decoder failed on it".to_string(),
+    };
+    Err(Error::Segment {
+        path: path.to_owned(),
+        message,
+    })
 }
 
 /// Removes segments a crash left half-written.
@@ -246,6 +277,15 @@ mod tests {
         remove_temporaries(dir.path());
         assert!(!part.join("1-2.parquet.tmp").exists());
         assert!(part.join("notes.txt").exists());
+    }
+
+    #[test]
+    fn one_process_holds_a_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path()).unwrap();
+        assert!(matches!(lock(dir.path()), Err(Error::InUse { .. })));
+        drop(held);
+        assert!(lock(dir.path()).is_ok());
     }
 
     #[test]

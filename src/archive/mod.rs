@@ -31,11 +31,15 @@ pub use samples::{ArchivedSample, Columns, Names, SampleBatch};
 /// An archive error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("archive directory {path}: {source}")]
+    #[error(
+        "archive directory {path}: {source} (choose another with --data-dir or archive.dir, or set archive.enabled = false)"
+    )]
     Dir {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("archive directory {path} is in use by another ackscope (its .lock is held)")]
+    InUse { path: PathBuf },
     #[error("archive segment {path}: {message}")]
     Segment { path: PathBuf, message: String },
 }
@@ -47,10 +51,12 @@ pub struct ArchiveStats {
     pub segments_written: AtomicU64,
     pub bytes_written: AtomicU64,
     pub write_errors: AtomicU64,
+    /// Samples of segments that could not be written.
+    pub samples_lost: AtomicU64,
     pub segments_deleted: AtomicU64,
     /// Bytes of segments in the data directory after the last write or deletion.
     pub bytes_on_disk: AtomicU64,
-    /// Samples handed over and not written yet.
+    /// Samples handed over and not written yet: at most `archive.queue_samples`.
     pub queued: AtomicU64,
 }
 
@@ -83,8 +89,8 @@ impl ArchiveTap {
     }
 
     /// What the writer has done.
-    pub fn stats(&self) -> &ArchiveStats {
-        &self.stats
+    pub fn stats(&self) -> Arc<ArchiveStats> {
+        self.stats.clone()
     }
 
     /// The ids the gathered batch uses (consumer ids, then symbols), for [`Self::hand_over`].
@@ -145,6 +151,7 @@ impl Archive {
             path: dir.clone(),
             source,
         })?;
+        let lock = files::lock(&dir)?;
         files::remove_temporaries(&dir);
         let stats = Arc::new(ArchiveStats::default());
         let (tx, rx) = mpsc::channel();
@@ -154,10 +161,15 @@ impl Archive {
             labels,
             stats: stats.clone(),
             pending: Vec::new(),
+            pending_samples: 0,
         };
         let thread = std::thread::Builder::new()
             .name("ackscope-archive".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                writer.run(rx);
+                // Held until everything is written.
+                drop(lock);
+            })
             .map_err(|source| Error::Dir {
                 path: dir.clone(),
                 source,
@@ -186,31 +198,34 @@ struct Writer {
     config: ArchiveConfig,
     labels: LabelNames,
     stats: Arc<ArchiveStats>,
-    /// Batches received since the last write.
+    /// Batches received since the last write, and their samples.
     pending: Vec<SampleBatch>,
+    pending_samples: u64,
 }
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<SampleBatch>) {
         let flush = Duration::from_nanos(self.config.flush_interval_ns);
+        // Half the queue waiting is written at once: with what the collector hands over
+        // meanwhile, no more than the queue's limit is ever held.
+        let early = self.config.queue_samples as u64 / 2;
         let mut flushed_at = Instant::now();
         self.keep_within_limits();
         loop {
             let wait = flush.saturating_sub(flushed_at.elapsed());
             match rx.recv_timeout(wait) {
                 Ok(batch) => {
-                    self.stats
-                        .queued
-                        .fetch_sub(batch.rows.len() as u64, Ordering::Relaxed);
+                    self.pending_samples += batch.rows.len() as u64;
                     self.pending.push(batch);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            if flushed_at.elapsed() >= flush {
+            if flushed_at.elapsed() >= flush || self.pending_samples >= early {
+                // The next flush is due one interval after this one began.
+                flushed_at = Instant::now();
                 self.write();
                 self.keep_within_limits();
-                flushed_at = Instant::now();
             }
         }
         // Closed: everything handed over has been received.
@@ -221,6 +236,7 @@ impl Writer {
     /// Writes the pending samples, one segment per hour they span.
     fn write(&mut self) {
         let batches = std::mem::take(&mut self.pending);
+        let samples = std::mem::take(&mut self.pending_samples);
         let mut hours: BTreeMap<i64, Columns> = BTreeMap::new();
         for b in &batches {
             for r in &b.rows {
@@ -247,10 +263,13 @@ impl Writer {
                 }
                 Err(e) => {
                     ArchiveStats::add(&self.stats.write_errors, 1);
+                    ArchiveStats::add(&self.stats.samples_lost, n);
                     tracing::error!(error = %e, samples = n, "archive write failed; samples lost");
                 }
             }
         }
+        // Written (or lost): no longer held.
+        self.stats.queued.fetch_sub(samples, Ordering::Relaxed);
     }
 
     /// Deletes segments past the retention, then the oldest while over the size limit.
@@ -258,7 +277,7 @@ impl Writer {
         let now = crate::model::Seen::now().wall_ns;
         let (deleted, bytes) = files::enforce_limits(
             &self.dir,
-            now.saturating_sub(self.config.retention_ns as i64),
+            now.saturating_sub(i64::try_from(self.config.retention_ns).unwrap_or(i64::MAX)),
             self.config.max_bytes,
         );
         ArchiveStats::add(&self.stats.segments_deleted, deleted);

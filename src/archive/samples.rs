@@ -172,9 +172,33 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// The type each column of the table has (`label_<name>` columns are strings).
+fn column_type(name: &str) -> Option<DataType> {
+    Some(match name {
+        "acked_ns" | "delivered_ns" | "stored_ns" | "ack_latency_ns" | "e2e_latency_ns"
+        | "deliveries" | "phase_ns" | "stream_seq" | "consumer_seq" | "pending" => DataType::Int64,
+        "stream" | "consumer" | "domain" | "subject" | "trace_id" | "kind" | "source" => {
+            DataType::String
+        }
+        "ack_sync" => DataType::Boolean,
+        label if label.starts_with("label_") => DataType::String,
+        _ => return None,
+    })
+}
+
+/// Whether `df` is a segment of this table: an `acked_ns`, and only the table's columns, of
+/// their types.
+fn is_segment(df: &DataFrame) -> bool {
+    df.column("acked_ns").is_ok()
+        && df
+            .columns()
+            .iter()
+            .all(|c| column_type(c.name()).is_some_and(|t| &t == c.dtype()))
+}
+
 /// Every sample archived in `dir` acked in `[from_ns, to_ns)`, oldest first, with the segments
-/// that could not be read. Segments of other label sets are stacked by column name, missing
-/// columns null.
+/// that could not be read (or are not this table's). Segments of other label sets are stacked
+/// by column name, missing columns null.
 pub fn read(dir: &Path, from_ns: i64, to_ns: i64) -> (DataFrame, Vec<PathBuf>) {
     let mut frames = Vec::new();
     let mut unreadable = Vec::new();
@@ -183,37 +207,40 @@ pub fn read(dir: &Path, from_ns: i64, to_ns: i64) -> (DataFrame, Vec<PathBuf>) {
             continue;
         }
         match files::read_segment(&segment.path) {
-            Ok(df) => frames.push(df),
+            Ok(df) if is_segment(&df) => frames.push(df),
+            Ok(_) => {
+                tracing::warn!(path = %segment.path.display(), "not an archive segment: skipped");
+                unreadable.push(segment.path);
+            }
             Err(e) => {
                 tracing::warn!(path = %segment.path.display(), error = %e, "unreadable archive segment skipped");
                 unreadable.push(segment.path);
             }
         }
     }
-    let mut all = match stack(frames) {
-        Ok(df) => df,
-        Err(e) => {
-            tracing::warn!(error = %e, "archive segments do not stack");
-            DataFrame::empty()
-        }
+    let all = stack(frames);
+    let in_range = all
+        .column("acked_ns")
+        .and_then(|c| c.i64().cloned())
+        .map(|acked| {
+            acked
+                .iter()
+                .map(|t| t.is_some_and(|t| t >= from_ns && t < to_ns))
+                .collect::<BooleanChunked>()
+        });
+    let all = match in_range {
+        Ok(mask) => all.filter(&mask).unwrap_or(all),
+        Err(_) => all,
     };
-    if let Ok(acked) = all.column("acked_ns").and_then(|c| c.i64().cloned()) {
-        let keep = acked
-            .iter()
-            .map(|t| t.is_some_and(|t| t >= from_ns && t < to_ns));
-        let mask: BooleanChunked = keep.collect();
-        if let Ok(df) = all.filter(&mask) {
-            all = df;
-        }
-    }
-    if let Ok(df) = all.sort(["acked_ns"], SortMultipleOptions::default()) {
-        all = df;
-    }
+    let all = all
+        .sort(["acked_ns"], SortMultipleOptions::default())
+        .unwrap_or(all);
     (all, unreadable)
 }
 
-/// Frames stacked by column name: a column a frame lacks is null in its rows.
-fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+/// Segments stacked by column name: a column a segment lacks is null in its rows. Every
+/// column has its one type ([`is_segment`]), so stacking does not fail.
+fn stack(frames: Vec<DataFrame>) -> DataFrame {
     let mut names: Vec<(PlSmallStr, DataType)> = Vec::new();
     for df in &frames {
         for c in df.columns() {
@@ -222,7 +249,7 @@ fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
             }
         }
     }
-    let mut out: Option<DataFrame> = None;
+    let mut out = DataFrame::empty();
     for df in frames {
         let height = df.height();
         let columns: Vec<Column> = names
@@ -233,13 +260,14 @@ fn stack(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
                     .unwrap_or_else(|_| Column::full_null(name.clone(), height, dtype))
             })
             .collect();
-        let df = DataFrame::new(height, columns)?;
-        match &mut out {
-            Some(all) => {
-                all.vstack_mut(&df)?;
-            }
-            None => out = Some(df),
+        let Ok(df) = DataFrame::new(height, columns) else {
+            continue;
+        };
+        if out.width() == 0 {
+            out = df;
+        } else if let Err(e) = out.vstack_mut(&df) {
+            tracing::warn!(error = %e, "archive segments do not stack");
         }
     }
-    Ok(out.unwrap_or_else(DataFrame::empty))
+    out
 }

@@ -200,6 +200,13 @@ impl RawHeaders {
                     "use letters, digits and `_`",
                 ));
             }
+            if labels.iter().any(|(_, name)| *name == l.label) {
+                return Err(Invalid::new(
+                    "labels.label",
+                    l.label,
+                    "named twice: each label needs its own name",
+                ));
+            }
             labels.push((l.header.to_ascii_lowercase(), l.label));
         }
         Ok(HeadersConfig {

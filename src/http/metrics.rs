@@ -35,6 +35,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             ring_capacity: c.aggregator().ring().capacity(),
             server_clock_offset_ns: c.server_clock_offset_ns(),
             nats_down_ns: c.nats_down_ns(),
+            archive_queued: c
+                .archive_stats()
+                .map_or(0, |a| a.queued.load(std::sync::atomic::Ordering::Relaxed)),
+            archive_bytes: c.archive_stats().map_or(0, |a| {
+                a.bytes_on_disk.load(std::sync::atomic::Ordering::Relaxed)
+            }),
             consumers: c
                 .consumers()
                 .map(|(id, stream, consumer)| {

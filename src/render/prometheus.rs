@@ -38,6 +38,9 @@ pub struct MetricsSnapshot {
     pub server_clock_offset_ns: Option<i64>,
     /// Time without NATS over the outages that have ended.
     pub nats_down_ns: u64,
+    /// Samples handed to the archive and not written yet; bytes of its segments on disk.
+    pub archive_queued: u64,
+    pub archive_bytes: u64,
     pub consumers: Vec<ConsumerMetrics>,
 }
 
@@ -72,7 +75,7 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
     }
-    let gauges: [(&str, &str, f64); 6] = [
+    let gauges: [(&str, &str, f64); 8] = [
         (
             "ackscope_ready",
             "1 once NATS is connected and every tap is subscribed.",
@@ -102,6 +105,16 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
             "ackscope_ring_capacity",
             "Capacity of the sample ring.",
             s.ring_capacity as f64,
+        ),
+        (
+            "ackscope_archive_queued_samples",
+            "Samples handed to the archive writer and not written yet (at most archive.queue_samples).",
+            s.archive_queued as f64,
+        ),
+        (
+            "ackscope_archive_bytes",
+            "Bytes of the archive's segments on disk, after its last write or deletion.",
+            s.archive_bytes as f64,
         ),
     ];
     for (name, help, value) in gauges {
@@ -282,6 +295,8 @@ mod tests {
             ring_capacity: 100,
             server_clock_offset_ns: Some(-250_000),
             nats_down_ns: 1_500_000_000,
+            archive_queued: 0,
+            archive_bytes: 0,
             consumers: vec![
                 ConsumerMetrics {
                     stream: "GAME".into(),

@@ -385,7 +385,10 @@ pub async fn run(
             taps.drain_ready(&mut c);
         }
     }
-    backlog.flush(&mut lock(&collector));
+    let mut c = lock(&collector);
+    backlog.flush(&mut c);
+    // What the client has read off the socket already is taken too.
+    taps.drain_ready(&mut c);
 }
 
 /// The NATS connection as the tap loop last looked at it, so that outages reach the collector.
