@@ -7,7 +7,7 @@ use polars::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::files::{self, Table};
-use crate::model::{ConsumerId, Sample, SampleSource, Sym};
+use crate::model::{ConsumerId, Sample, SampleSource, Sym, TraceId};
 
 /// One sample as archived.
 #[derive(Debug, Clone)]
@@ -59,6 +59,17 @@ fn source_name(s: SampleSource) -> &'static str {
     }
 }
 
+/// A trace id's 32 lower-case hex digits, as it prints.
+fn hex(id: &TraceId) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in id.0.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 15)];
+    }
+    out
+}
+
 /// The table's columns as they fill, one value per row.
 #[derive(Default)]
 pub struct Columns<'a> {
@@ -70,7 +81,8 @@ pub struct Columns<'a> {
     domain: Vec<Option<&'a str>>,
     subject: Vec<Option<&'a str>>,
     labels: Vec<Vec<Option<&'a str>>>,
-    trace_id: Vec<Option<String>>,
+    /// Trace ids as their 32 hex digits.
+    trace_id: Vec<Option<[u8; 32]>>,
     ack_latency_ns: Vec<Option<i64>>,
     e2e_latency_ns: Vec<Option<i64>>,
     deliveries: Vec<i64>,
@@ -127,7 +139,7 @@ impl<'a> Columns<'a> {
         for (column, label) in self.labels.iter_mut().zip(s.labels) {
             column.push(symbol(label));
         }
-        self.trace_id.push(s.trace_id.map(|t| t.to_string()));
+        self.trace_id.push(s.trace_id.map(|t| hex(&t)));
         self.ack_latency_ns.push(s.ack_latency_ns.map(i64_of));
         self.e2e_latency_ns.push(s.e2e_latency_ns.map(i64_of));
         self.deliveries.push(i64::from(s.deliveries));
@@ -156,7 +168,13 @@ impl<'a> Columns<'a> {
             columns.push(Column::new(format!("label_{name}").into(), values));
         }
         columns.extend([
-            Column::new("trace_id".into(), self.trace_id),
+            Column::new(
+                "trace_id".into(),
+                self.trace_id
+                    .iter()
+                    .map(|t| t.as_ref().and_then(|h| std::str::from_utf8(h).ok()))
+                    .collect::<Vec<Option<&str>>>(),
+            ),
             Column::new("ack_latency_ns".into(), self.ack_latency_ns),
             Column::new("e2e_latency_ns".into(), self.e2e_latency_ns),
             Column::new("deliveries".into(), self.deliveries),
@@ -270,4 +288,15 @@ fn stack(frames: Vec<DataFrame>) -> DataFrame {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_are_written_as_they_print() {
+        let id: TraceId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
+        assert_eq!(std::str::from_utf8(&hex(&id)).unwrap(), id.to_string());
+    }
 }
