@@ -73,6 +73,10 @@ pub struct ThroughputArgs {
     /// Rounds, each of the bare subscriber and the collector.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Each round also runs the collector with the archive on (into a temporary directory),
+    /// and compares it with the collector alone.
+    #[arg(long)]
+    archive: bool,
 }
 
 /// `soak`.
@@ -249,6 +253,8 @@ enum Receiver {
         events: Arc<ackscope::telemetry::ClientEvents>,
         stop: tokio::sync::oneshot::Sender<()>,
         task: tokio::task::JoinHandle<()>,
+        /// The archive it hands samples to, and its directory, when it archives.
+        archive: Option<(ackscope::archive::Archive, tempfile::TempDir)>,
     },
 }
 
@@ -276,7 +282,7 @@ impl Receiver {
         Receiver::Bare { count, slow, task }
     }
 
-    async fn collector(url: &str) -> Self {
+    async fn collector(url: &str, archive: bool) -> Self {
         let mut raw = RawConfig::default();
         raw.nats.urls = vec![url.to_string()];
         raw.nats.subscription_capacity = SUB_CAPACITY;
@@ -287,7 +293,16 @@ impl Receiver {
             .await
             .unwrap();
         let subs = Taps::subscribe(&client, &config).await.unwrap();
-        let collector = Arc::new(Mutex::new(Collector::new(config)));
+        let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
+        let archive = archive.then(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut settings = config.archive.clone();
+            settings.dir = dir.path().join("data");
+            let (archive, tap) =
+                ackscope::archive::Archive::start(&settings, Vec::new()).expect("archive starts");
+            lock(&collector).attach_archive(tap);
+            (archive, dir)
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(taps::run(
             subs,
@@ -303,6 +318,7 @@ impl Receiver {
             events,
             stop,
             task,
+            archive,
         }
     }
 
@@ -327,9 +343,25 @@ impl Receiver {
                 events,
                 stop,
                 task,
+                archive,
             } => {
                 let _ = stop.send(());
                 task.await.unwrap();
+                if let Some((archive, _dir)) = archive {
+                    lock(&collector).detach_archive();
+                    let stats = archive.stats.clone();
+                    tokio::task::spawn_blocking(move || archive.close())
+                        .await
+                        .unwrap();
+                    let c = lock(&collector).counters();
+                    println!(
+                        "            archive: {} samples written in {} segments ({} bytes), {} dropped",
+                        stats.samples_written.load(Ordering::Relaxed),
+                        stats.segments_written.load(Ordering::Relaxed),
+                        stats.bytes_written.load(Ordering::Relaxed),
+                        c.archive_samples_dropped
+                    );
+                }
                 let c = lock(&collector).counters();
                 assert_eq!(c.ack_subject_errors, 0);
                 println!(
@@ -356,6 +388,7 @@ pub async fn throughput(args: &ThroughputArgs) {
         messages,
         consumers,
         rounds,
+        archive,
     } = args;
     let binary = server_binary();
     let server = NatsServer::start(&binary, "").expect("nats-server");
@@ -391,13 +424,18 @@ pub async fn throughput(args: &ThroughputArgs) {
         binary.display()
     );
     let expected = 2 * messages;
-    let (mut bare_runs, mut full_runs) = (Vec::new(), Vec::new());
+    let (mut bare_runs, mut full_runs, mut archiving_runs) = (Vec::new(), Vec::new(), Vec::new());
+    let names: &[&str] = if archive {
+        &["bare", "collector", "archiving"]
+    } else {
+        &["bare", "collector"]
+    };
     for round in 1..=rounds {
-        for name in ["bare", "collector"] {
-            let receiver = if name == "bare" {
-                Receiver::bare(&url).await
-            } else {
-                Receiver::collector(&url).await
+        for &name in names {
+            let receiver = match name {
+                "bare" => Receiver::bare(&url).await,
+                "collector" => Receiver::collector(&url, false).await,
+                _ => Receiver::collector(&url, true).await,
             };
             let mut drivers = Vec::new();
             for k in 0..consumers {
@@ -418,10 +456,10 @@ pub async fn throughput(args: &ThroughputArgs) {
                 expected - run.received.min(expected),
                 run.slow_consumer_events
             );
-            if name == "bare" {
-                bare_runs.push(run);
-            } else {
-                full_runs.push(run);
+            match name {
+                "bare" => bare_runs.push(run),
+                "collector" => full_runs.push(run),
+                _ => archiving_runs.push(run),
             }
         }
     }
@@ -441,6 +479,19 @@ pub async fn throughput(args: &ThroughputArgs) {
         f / b,
         ratios.join(", ")
     );
+    if archive {
+        let a = median(&archiving_runs);
+        let ratios: Vec<String> = full_runs
+            .iter()
+            .zip(&archiving_runs)
+            .map(|(f, a)| format!("{:.2}", a.rate() / f.rate()))
+            .collect();
+        println!(
+            "median: collector with the archive {a:.0} msg/s, archive on / off {:.2} (per round: {})",
+            a / f,
+            ratios.join(", ")
+        );
+    }
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -760,7 +811,7 @@ pub async fn accuracy(args: &AccuracyArgs) {
         };
         let server = NatsServer::start(&binary, flags).expect("nats-server");
         let url = server.url();
-        let receiver = Receiver::collector(&url).await;
+        let receiver = Receiver::collector(&url, false).await;
         let client = async_nats::connect(&url).await.unwrap();
         // A bare subscriber beside the taps: when each ack reaches a client that does nothing
         // else, keyed by stream sequence.
