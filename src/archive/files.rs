@@ -119,25 +119,30 @@ pub struct Segment {
 /// The segments of `table`, oldest first. Files whose names are not a segment's are left
 /// alone (not listed).
 pub fn segments(dir: &Path, table: Table) -> Vec<Segment> {
-    let mut out = Vec::new();
-    let root = dir.join(table.dir_name());
-    for date in read_dir(&root) {
-        for hour in read_dir(&date) {
-            for file in read_dir(&hour) {
-                if let Some((first_ns, last_ns)) = span_of(&file) {
-                    let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
-                    out.push(Segment {
-                        path: file,
-                        first_ns,
-                        last_ns,
-                        bytes,
-                    });
-                }
-            }
-        }
-    }
+    let mut out: Vec<Segment> = partitioned_files(dir, table)
+        .into_iter()
+        .filter_map(|file| {
+            let (first_ns, last_ns) = span_of(&file)?;
+            let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+            Some(Segment {
+                path: file,
+                first_ns,
+                last_ns,
+                bytes,
+            })
+        })
+        .collect();
     out.sort_by_key(|s| (s.first_ns, s.last_ns));
     out
+}
+
+/// Every file in the day and hour partitions of `table`.
+fn partitioned_files(dir: &Path, table: Table) -> Vec<PathBuf> {
+    read_dir(&dir.join(table.dir_name()))
+        .iter()
+        .flat_map(|date| read_dir(date))
+        .flat_map(|hour| read_dir(&hour))
+        .collect()
 }
 
 /// The entries of `dir` (none when it cannot be read).
@@ -180,15 +185,9 @@ pub fn read_segment(path: &Path) -> Result<DataFrame, Error> {
 
 /// Removes segments a crash left half-written.
 pub fn remove_temporaries(dir: &Path) {
-    for table in Table::ALL {
-        for date in read_dir(&dir.join(table.dir_name())) {
-            for hour in read_dir(&date) {
-                for file in read_dir(&hour) {
-                    if file.to_str().is_some_and(|f| f.ends_with(TEMPORARY)) {
-                        let _ = std::fs::remove_file(&file);
-                    }
-                }
-            }
+    for file in Table::ALL.iter().flat_map(|&t| partitioned_files(dir, t)) {
+        if file.to_str().is_some_and(|f| f.ends_with(TEMPORARY)) {
+            let _ = std::fs::remove_file(&file);
         }
     }
 }

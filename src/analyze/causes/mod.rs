@@ -352,7 +352,7 @@ fn slow_threshold(e: &Evidence) -> u64 {
 /// Reads the spike and the baseline, one on each of two threads.
 fn read<'a>(e: &Evidence<'a>) -> Read<'a> {
     let bins = PhaseBins::new(e, PHASE_BINS);
-    let (mut spike, baseline) = std::thread::scope(|scope| {
+    let ((spike, slow, threshold), baseline) = std::thread::scope(|scope| {
         let baseline = scope.spawn(|| Timeline::read(e.baseline, &bins, |_| false));
         let threshold = slow_threshold(e);
         let mut slow = Vec::new();
@@ -368,11 +368,10 @@ fn read<'a>(e: &Evidence<'a>) -> Read<'a> {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         ((spike, slow, threshold), baseline)
     });
-    let slow = std::mem::take(&mut spike.1);
     Read {
-        threshold: spike.2,
+        threshold,
         slow,
-        spike: spike.0,
+        spike,
         baseline,
     }
 }
