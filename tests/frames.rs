@@ -197,8 +197,10 @@ async fn inferred_clocks_find_each_servers_frame_and_the_band_it_holds() {
             let share = agreeing(&pairs, 2.0 * MS);
             assert!(
                 share >= 0.8,
-                "{name}: {share} of {} phases within 2 ms",
-                pairs.len()
+                "{name}: {share} of {} phases within 2 ms; its clocks {:#?}; its own {:?}",
+                pairs.len(),
+                c.aggregator().clocks().segments(id),
+                truth.clocks.iter().find(|f| f.server == name)
             );
         }
         let during = phases(c, &truth, "srv-1", at(&truth, 16.5), at(&truth, 26.0));
