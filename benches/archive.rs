@@ -2,7 +2,8 @@
 //! trace id on every one) turned into columns and written as one zstd Parquet segment, crash
 //! safe (temporary name, sync, rename). Beside it, in the same run, a baseline: the same
 //! samples' fixed-size fields dumped raw into a file and synced, the least a writer does.
-//! Prints the segment's bytes per sample.
+//! Prints the segment's bytes per sample. Then loading back at start: the segment read into a
+//! collector's windows and ring, against recording the same samples from memory.
 //!
 //! `cargo bench --bench archive`
 
@@ -12,8 +13,10 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+use ackscope::aggregate::Aggregator;
 use ackscope::archive::files::{self, Table};
 use ackscope::archive::{ArchivedSample, Columns, Names};
+use ackscope::collector::Collector;
 use ackscope::model::{AckKind, NO_LABELS, Sample, SampleSource, Sym, TraceId};
 
 const T0: i64 = 1_790_000_000_000_000_000;
@@ -123,6 +126,32 @@ fn archive(c: &mut Criterion) {
         b.iter(|| {
             let dir = tempfile::tempdir().unwrap();
             black_box(write(dir.path()))
+        })
+    });
+    // Loading back at start: the segment read and its rows recorded into a new collector's
+    // windows and ring, against recording the same samples (already in memory) into them.
+    let config = {
+        let mut c = ackscope::config::Config::default();
+        c.headers.labels = vec![("x-server".to_string(), "server".to_string())];
+        c
+    };
+    group.bench_function(
+        "baseline: record 1M samples into the windows and ring",
+        |b| {
+            b.iter(|| {
+                let mut a = Aggregator::new(config.aggregate.clone(), config.tick);
+                for r in &rows {
+                    a.record(&r.sample);
+                }
+                black_box(a.ring().len())
+            })
+        },
+    );
+    group.bench_function("restore 1M samples from the archive", |b| {
+        b.iter(|| {
+            let (df, _) = ackscope::archive::recent_samples(dir.path(), T0, SAMPLES);
+            let mut c = Collector::new(config.clone());
+            black_box(c.restore(&df))
         })
     });
     group.finish();

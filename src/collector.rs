@@ -177,6 +177,49 @@ impl Collector {
         }
     }
 
+    /// Loads archived samples (a read of the archive's `samples` table, oldest first) back
+    /// into the windows, their history and the sample ring, as if just recorded: after a
+    /// restart the dashboard, heatmaps and spike baselines go on from there. They are not
+    /// archived again, and the windows they close are not reported again. Returns how many
+    /// were loaded. Phases are taken in the clocks known now (inferred ones are learned
+    /// anew).
+    pub fn restore(&mut self, df: &polars::prelude::DataFrame) -> usize {
+        let label_names: Vec<String> = self
+            .config
+            .headers
+            .labels
+            .iter()
+            .map(|(_, name)| name.clone())
+            .collect();
+        let (rows, skipped) = crate::archive::restored(df, &label_names);
+        self.counters.archive_rows_skipped += skipped as u64;
+        let mut loaded = 0;
+        for row in rows {
+            let t = row.sample.acked_ns;
+            let Some(consumer) =
+                self.consumer(&consumer_key(row.stream, row.consumer, row.domain), t)
+            else {
+                self.counters.archive_rows_skipped += 1;
+                continue;
+            };
+            let mut sample = row.sample;
+            sample.consumer = consumer;
+            let mut symbol = |name: Option<&str>| {
+                name.and_then(|n| self.names.symbol(n, t))
+                    .unwrap_or(Sym::NONE)
+            };
+            sample.subject = symbol(row.subject);
+            for (slot, value) in sample.labels.iter_mut().zip(row.labels) {
+                *slot = symbol(value);
+            }
+            self.aggregator.record(&sample);
+            loaded += 1;
+        }
+        self.aggregator.take_closed().for_each(drop);
+        self.counters.archive_samples_restored += loaded as u64;
+        loaded
+    }
+
     /// Hands the samples gathered since the last call to the archive, with their names.
     fn hand_over_to_archive(&mut self) {
         let Some(tap) = &mut self.archive else {

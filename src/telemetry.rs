@@ -82,6 +82,8 @@ counters! {
     archive_write_errors => "Archive segments that could not be written.";
     archive_samples_lost => "Samples of archive segments that could not be written.";
     archive_segments_deleted => "Archive segments deleted by retention (archive.retention, archive.max_size).";
+    archive_samples_restored => "Samples loaded back from the archive at start: the latest, up to aggregate.ring_capacity, within the retained windows.";
+    archive_rows_skipped => "Archived rows not loaded back at start because they lack an instant, a consumer or a known ack kind.";
 }
 
 #[cfg(test)]

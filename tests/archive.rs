@@ -201,3 +201,58 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     assert_eq!(unreadable, vec![segment.path]);
     assert_eq!(same.height(), rest.height());
 }
+
+/// The report of the last ten minutes, as JSON.
+async fn report(addr: &str) -> serde_json::Value {
+    let (status, body) = http_get(addr, "/api/v1/report?from=-10m").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_goes_on_from_the_archived_history_current_2_15() {
+    let server = NatsServer::start(Generation::Current);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("ackscope.toml");
+    let (mut child, addr) = serve(&server, &data, &config, "1h").await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    play(&client, &consumer, 150).await;
+    counted(&addr, "ackscope_samples_joined_total", 150).await;
+    let before = report(&addr).await;
+    assert_eq!(before["counts"]["acks"], 150, "{before:#}");
+    signal(&child, "-TERM");
+    child.wait().await.unwrap();
+    // Started again on the same directory with nothing new: the same acks, latencies and
+    // phases, and the consumer known.
+    let (mut child, addr) = serve(&server, &data, &config, "1h").await;
+    assert_eq!(
+        counter(&addr, "ackscope_archive_samples_restored_total").await,
+        150
+    );
+    let after = report(&addr).await;
+    assert_eq!(after["counts"]["acks"], 150, "{after:#}");
+    assert_eq!(after["latency_us"], before["latency_us"]);
+    let phase_counts = |r: &serde_json::Value| -> Vec<u64> {
+        r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["count"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(phase_counts(&after), phase_counts(&before));
+    let (_, consumers) = http_get(&addr, "/api/v1/consumers").await.unwrap();
+    assert!(consumers.contains("srv-1"), "{consumers}");
+    // New acks add to them, and what was loaded back is not archived twice.
+    play(&client, &consumer, 20).await;
+    counted(&addr, "ackscope_samples_joined_total", 20).await;
+    assert_eq!(report(&addr).await["counts"]["acks"], 170);
+    signal(&child, "-TERM");
+    child.wait().await.unwrap();
+    let (df, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    assert_eq!(df.height(), 170);
+}

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 pub use config::{ArchiveConfig, RawArchive};
 use files::Table;
-pub use samples::{ArchivedSample, Columns, Names, SampleBatch};
+pub use samples::{ArchivedSample, Columns, Names, Restored, SampleBatch, restored};
 
 /// An archive error.
 #[derive(Debug, thiserror::Error)]
@@ -293,4 +293,15 @@ pub fn read_samples(
     to_ns: i64,
 ) -> (polars::prelude::DataFrame, Vec<PathBuf>) {
     samples::read(dir, from_ns, to_ns)
+}
+
+/// The latest `limit` samples archived in `dir` acked from `from_ns` on, oldest first, with
+/// the paths of segments that could not be read (skipped): what a restart loads back.
+pub fn recent_samples(
+    dir: &Path,
+    from_ns: i64,
+    limit: usize,
+) -> (polars::prelude::DataFrame, Vec<PathBuf>) {
+    let (df, unreadable) = samples::read(dir, from_ns, i64::MAX);
+    (df.tail(Some(limit)), unreadable)
 }

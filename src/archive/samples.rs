@@ -7,7 +7,9 @@ use polars::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::files::{self, Table};
-use crate::model::{ConsumerId, Sample, SampleSource, Sym, TraceId};
+use crate::model::{
+    AckKind, ConsumerId, MAX_LABELS, NO_LABELS, Sample, SampleSource, Sym, TraceId,
+};
 
 /// One sample as archived.
 #[derive(Debug, Clone)]
@@ -190,6 +192,115 @@ impl<'a> Columns<'a> {
     }
 }
 
+/// One archived sample read back: its fields, and the names its ids had.
+#[derive(Debug, Clone)]
+pub struct Restored<'a> {
+    /// The sample, with no consumer id, subject or labels yet: they are named below.
+    pub sample: Sample,
+    pub stream: &'a str,
+    pub consumer: &'a str,
+    pub domain: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    /// The values of the labels asked for, in their order.
+    pub labels: [Option<&'a str>; MAX_LABELS],
+}
+
+/// The rows of `df` (a read of this table) as samples, the labels named `label_names` in
+/// their slots; a row without its instant, names or a known kind is skipped (counted in the
+/// second value).
+pub fn restored<'a>(df: &'a DataFrame, label_names: &[String]) -> (Vec<Restored<'a>>, usize) {
+    let height = df.height();
+    let ints = |name: &str| -> Vec<Option<i64>> {
+        match df.column(name).ok().and_then(|c| c.i64().ok()) {
+            Some(ca) => ca.iter().collect(),
+            None => vec![None; height],
+        }
+    };
+    let texts = |name: &str| -> Vec<Option<&'a str>> {
+        match df.column(name).ok().and_then(|c| c.str().ok()) {
+            Some(ca) => ca.iter().collect(),
+            None => vec![None; height],
+        }
+    };
+    let (acked, delivered, stored) = (ints("acked_ns"), ints("delivered_ns"), ints("stored_ns"));
+    let (ack_latency, e2e_latency) = (ints("ack_latency_ns"), ints("e2e_latency_ns"));
+    let (deliveries, stream_seq, consumer_seq, pending) = (
+        ints("deliveries"),
+        ints("stream_seq"),
+        ints("consumer_seq"),
+        ints("pending"),
+    );
+    let (stream, consumer, domain, subject) = (
+        texts("stream"),
+        texts("consumer"),
+        texts("domain"),
+        texts("subject"),
+    );
+    let (trace_id, kind, source) = (texts("trace_id"), texts("kind"), texts("source"));
+    let labels: Vec<Vec<Option<&str>>> = label_names
+        .iter()
+        .take(MAX_LABELS)
+        .map(|n| texts(&format!("label_{n}")))
+        .collect();
+    let ack_sync: Vec<Option<bool>> = match df.column("ack_sync").ok().and_then(|c| c.bool().ok()) {
+        Some(ca) => ca.iter().collect(),
+        None => vec![None; height],
+    };
+    let unsigned = |v: Option<i64>| v.and_then(|v| u64::try_from(v).ok());
+    let mut out = Vec::with_capacity(height);
+    for i in 0..height {
+        let kind = kind[i].and_then(|k| AckKind::ALL.into_iter().find(|a| a.as_str() == k));
+        let (Some(acked_ns), Some(stream), Some(consumer), Some(kind)) =
+            (acked[i], stream[i], consumer[i], kind)
+        else {
+            continue;
+        };
+        let source = source[i]
+            .and_then(|s| SOURCES.into_iter().find(|x| source_name(*x) == s))
+            .unwrap_or(SampleSource::Observed);
+        let mut slots = [None; MAX_LABELS];
+        for (slot, column) in slots.iter_mut().zip(&labels) {
+            *slot = column[i];
+        }
+        out.push(Restored {
+            sample: Sample {
+                consumer: 0,
+                stream_seq: unsigned(stream_seq[i]).unwrap_or(0),
+                consumer_seq: unsigned(consumer_seq[i]).unwrap_or(0),
+                deliveries: deliveries[i]
+                    .and_then(|d| u32::try_from(d).ok())
+                    .unwrap_or(1),
+                pending: unsigned(pending[i]).unwrap_or(0),
+                stored_ns: stored[i],
+                delivered_ns: delivered[i],
+                acked_ns,
+                kind,
+                ack_latency_ns: unsigned(ack_latency[i]),
+                e2e_latency_ns: unsigned(e2e_latency[i]),
+                trace_id: trace_id[i].and_then(|t| t.parse().ok()),
+                subject: Sym::NONE,
+                labels: NO_LABELS,
+                source,
+                ack_sync: ack_sync[i].unwrap_or(false),
+            },
+            stream,
+            consumer,
+            domain: domain[i],
+            subject: subject[i],
+            labels: slots,
+        });
+    }
+    let skipped = height - out.len();
+    (out, skipped)
+}
+
+const SOURCES: [SampleSource; 4] = [
+    SampleSource::Observed,
+    SampleSource::AckOnly,
+    SampleSource::ServerMetric,
+    SampleSource::Reordered,
+];
+
 /// The type each column of the table has (`label_<name>` columns are strings).
 fn column_type(name: &str) -> Option<DataType> {
     Some(match name {
@@ -293,6 +404,91 @@ fn stack(frames: Vec<DataFrame>) -> DataFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_read_back_are_the_samples_written() {
+        let mut names = Names::default();
+        names
+            .consumers
+            .insert(3, ("GAME".into(), "srv-1".into(), Some("hub".into())));
+        names.symbols.insert(7, "game.srv-1".into());
+        names.symbols.insert(9, "eu-1".into());
+        let mut labels = NO_LABELS;
+        labels[1] = Sym(9);
+        let written = [
+            Sample {
+                consumer: 3,
+                stream_seq: 41,
+                consumer_seq: 40,
+                deliveries: 2,
+                pending: 5,
+                stored_ns: Some(1_000),
+                delivered_ns: Some(2_000),
+                acked_ns: 9_000,
+                kind: AckKind::Nak,
+                ack_latency_ns: Some(7_000),
+                e2e_latency_ns: Some(8_000),
+                trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap()),
+                subject: Sym(7),
+                labels,
+                source: SampleSource::Reordered,
+                ack_sync: true,
+            },
+            Sample {
+                consumer: 3,
+                stream_seq: 42,
+                consumer_seq: 41,
+                deliveries: 1,
+                pending: 0,
+                stored_ns: None,
+                delivered_ns: None,
+                acked_ns: 10_000,
+                kind: AckKind::Progress,
+                ack_latency_ns: None,
+                e2e_latency_ns: None,
+                trace_id: None,
+                subject: Sym::NONE,
+                labels: NO_LABELS,
+                source: SampleSource::AckOnly,
+                ack_sync: false,
+            },
+        ];
+        let label_names = vec!["server".to_string(), "region".to_string()];
+        let mut columns = Columns::new(label_names.len());
+        for s in &written {
+            columns.push(
+                &ArchivedSample {
+                    sample: s.clone(),
+                    phase_ns: Some(3),
+                },
+                &names,
+            );
+        }
+        let df = columns.frame(&label_names).unwrap();
+        // Read back with the labels in another order: each lands in its slot by name.
+        let (rows, skipped) = restored(&df, &["region".to_string(), "server".to_string()]);
+        assert_eq!((rows.len(), skipped), (2, 0));
+        for (row, s) in rows.iter().zip(&written) {
+            assert_eq!(
+                (row.stream, row.consumer, row.domain),
+                ("GAME", "srv-1", Some("hub"))
+            );
+            let mut expected = s.clone();
+            expected.consumer = 0;
+            expected.subject = Sym::NONE;
+            expected.labels = NO_LABELS;
+            assert_eq!(row.sample, expected);
+        }
+        assert_eq!(rows[0].subject, Some("game.srv-1"));
+        assert_eq!(rows[0].labels, [Some("eu-1"), None, None, None]);
+        assert_eq!(rows[1].subject, None);
+        // A row with a kind this version does not know is skipped and counted.
+        let mut df = df;
+        df.with_column(Column::new("kind".into(), ["ack", "later"]))
+            .unwrap();
+        let (rows, skipped) = restored(&df, &label_names);
+        assert_eq!((rows.len(), skipped), (1, 1));
+    }
 
     #[test]
     fn trace_ids_are_written_as_they_print() {

@@ -46,6 +46,22 @@ fn start_archive(
         .map(|(_, name)| name.clone())
         .collect();
     let (archive, tap) = Archive::start(&config.archive, labels)?;
+    // What the windows and the ring held before a restart, loaded back before anything new.
+    let aggregate = &config.aggregate;
+    let span = aggregate
+        .window_ns
+        .saturating_mul(aggregate.retained_windows as u64);
+    let since = crate::model::Seen::now()
+        .wall_ns
+        .saturating_sub(i64::try_from(span).unwrap_or(i64::MAX));
+    let (recent, unreadable) =
+        crate::archive::recent_samples(&archive.dir, since, aggregate.ring_capacity);
+    let restored = lock(collector).restore(&recent);
+    tracing::info!(
+        samples = restored,
+        unreadable_segments = unreadable.len(),
+        "recent history loaded back from the archive"
+    );
     lock(collector).attach_archive(tap);
     tracing::info!(dir = %archive.dir.display(), "keeping history in the archive");
     Ok(Some(archive))
