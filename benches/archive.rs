@@ -149,7 +149,7 @@ fn archive(c: &mut Criterion) {
     );
     group.bench_function("restore 1M samples from the archive", |b| {
         b.iter(|| {
-            let (df, _) = ackscope::archive::recent_samples(dir.path(), T0, SAMPLES);
+            let (df, _) = ackscope::archive::latest_samples(dir.path(), T0, i64::MAX, SAMPLES);
             let mut c = Collector::new(config.clone());
             black_box(c.restore(&df))
         })

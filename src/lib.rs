@@ -20,6 +20,7 @@ pub mod clocks;
 pub mod collect;
 pub mod collector;
 pub mod config;
+pub mod export;
 pub mod http;
 pub mod model;
 pub mod names;

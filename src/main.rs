@@ -34,6 +34,43 @@ enum Command {
     Simulate(SimulateArgs),
     /// Start a local nats-server, the simulator and the service: the one-command default.
     Demo(DemoArgs),
+    /// Write a postmortem bundle of a time range, from a data directory or a running service.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Start of the range: RFC 3339, `now` or `-<duration>` (`-2h`).
+    #[arg(long, allow_hyphen_values = true)]
+    from: String,
+    /// End of the range (default now).
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
+    to: String,
+    /// Only this stream's consumers.
+    #[arg(long)]
+    stream: Option<String>,
+    /// Only this consumer (with --stream).
+    #[arg(long, requires = "stream")]
+    consumer: Option<String>,
+    /// One frame period for every consumer (`16ms`, `60hz`) instead of their own clocks.
+    #[arg(long)]
+    tick: Option<String>,
+    /// `ack` (delivery → ack, default) or `e2e` (stored → ack).
+    #[arg(long)]
+    latency: Option<String>,
+    /// Read the archive in this data directory, without NATS or a running service (default:
+    /// `archive.dir` of --config, else ./ackscope-data).
+    #[arg(long, conflicts_with = "url")]
+    data_dir: Option<PathBuf>,
+    /// Ask a running service instead (`http://host:9464`; ACKSCOPE_READ_TOKEN is sent when set).
+    #[arg(long)]
+    url: Option<String>,
+    /// Where to write: a directory, or a file ending in .tar.gz.
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML config file (its tick, windows, spikes and labels are used offline).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -153,6 +190,7 @@ fn main() -> ExitCode {
                     Command::Serve(args) => serve(args).await,
                     Command::Simulate(args) => simulate(args).await,
                     Command::Demo(args) => demo(args).await,
+                    Command::Export(args) => export(args).await,
                 }
             })
         });
@@ -367,4 +405,161 @@ async fn crashed(server: &mut nats_server::NatsServer) -> std::process::ExitStat
             return status;
         }
     }
+}
+
+async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    use ackscope::export::{self, ExportQuery, Sources};
+    let now = ackscope::model::Seen::now().wall_ns;
+    let instant = |flag: &str, value: &str| {
+        ackscope::http::parse_instant(value, now)
+            .map_err(|reason| anyhow::anyhow!("--{flag} {value:?}: {reason}"))
+    };
+    let (from, to) = (instant("from", &args.from)?, instant("to", &args.to)?);
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let query = ExportQuery {
+        from: ackscope::model::rfc3339(from),
+        to: ackscope::model::rfc3339(to),
+        stream: args.stream.clone(),
+        consumer: args.consumer.clone(),
+        tick: args.tick.clone(),
+        latency: args.latency.clone(),
+        ..ExportQuery::default()
+    };
+    let bar = progress_bar();
+    if let Some(url) = &args.url {
+        bar.set_message(format!("asking {url}"));
+        let path = format!(
+            "{}/api/v1/export?{}",
+            url.trim_end_matches('/'),
+            query.encoded()
+        );
+        let out = args.out.clone();
+        tokio::task::spawn_blocking(move || {
+            if export::is_tar_gz(&out) {
+                let mut file = std::fs::File::create(&out)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                fetch(&path, &mut file)
+            } else {
+                // Streamed to a temporary file, then unpacked: the bundle never sits in memory.
+                let mut file = tempfile::tempfile().context("cannot make a temporary file")?;
+                fetch(&path, &mut file)?;
+                std::io::Seek::rewind(&mut file)?;
+                unpack(file, &out)
+            }
+        })
+        .await??;
+        bar.finish_and_clear();
+        eprintln!("wrote {}", args.out.display());
+        return Ok(());
+    }
+    let config = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    }
+    .validate()?;
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.archive.dir.clone());
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no data directory at {} (give --data-dir, or --url of a running service)",
+        dir.display()
+    );
+    bar.set_message(format!("reading {}", dir.display()));
+    let loaded = {
+        let (config, dir) = (config.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || export::offline_collector(&config, &dir, from, to))
+            .await?
+    };
+    let (collector, during, notes) = loaded;
+    let (stream, consumer) = (args.stream.as_deref(), args.consumer.as_deref());
+    let windows = export::windows(
+        &ackscope::collector::lock(&collector),
+        from,
+        to,
+        stream,
+        consumer,
+    );
+    let sources = Sources {
+        samples: export::narrowed(during, stream, consumer),
+        windows,
+        notes,
+        settings: vec![
+            ("data directory".to_string(), dir.display().to_string()),
+            (
+                "config".to_string(),
+                args.config
+                    .as_ref()
+                    .map_or("defaults".to_string(), |p| p.display().to_string()),
+            ),
+        ],
+    };
+    let app = export::routes(collector);
+    let step = |what: &str| bar.set_message(format!("drawing {what}"));
+    let bundle = export::build(&app, &query, sources, &step).await?;
+    bundle
+        .save(&args.out)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    bar.finish_and_clear();
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// A spinner on stderr when it is a terminal; nothing otherwise.
+fn progress_bar() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
+}
+
+/// GET `url` (plain HTTP) with the read token when set, the body of a 200 written to `out`;
+/// else the error in words.
+fn fetch(url: &str, out: &mut std::fs::File) -> anyhow::Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(url);
+    if let Some(token) = std::env::var_os("ACKSCOPE_READ_TOKEN") {
+        request = request.header(
+            "Authorization",
+            format!("Bearer {}", token.to_string_lossy()),
+        );
+    }
+    let mut response = request
+        .call()
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        anyhow::bail!("{url}: HTTP {status}: {body}");
+    }
+    let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+    std::io::copy(&mut reader, out).with_context(|| format!("reading {url}"))?;
+    out.sync_all()?;
+    Ok(())
+}
+
+/// Unpacks a bundle's tar.gz into `dir`, its files directly in it.
+fn unpack(bundle: impl std::io::Read, dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bundle));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        // Files only, by their names alone: nothing a server sends lands elsewhere.
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        entry.unpack(dir.join(name))?;
+    }
+    Ok(())
 }

@@ -24,7 +24,8 @@ const STAGES: &[&[&str]] = &[
     &["collector"],
     &["api"],
     &["render"],
-    &["http"],
+    // A postmortem bundle is made of the routes' own answers, and served by one.
+    &["http", "export"],
     &["service"],
     &["sim"],
 ];

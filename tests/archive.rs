@@ -256,3 +256,211 @@ async fn a_restart_goes_on_from_the_archived_history_current_2_15() {
     assert!(unreadable.is_empty(), "{unreadable:?}");
     assert_eq!(df.height(), 170);
 }
+
+/// A GET of `addr` `path`: status and raw body.
+fn get_bytes(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(format!("http://{addr}{path}")).call().unwrap();
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
+    (status, body)
+}
+
+/// The files of a bundle's tar.gz, by name.
+fn untar(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut files = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().into_owned();
+        assert!(path.starts_with("postmortem"), "{path:?}");
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut body).unwrap();
+        files.insert(
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            body,
+        );
+    }
+    files
+}
+
+/// Checks a bundle's files: every one the contract names, `acks` samples in its tables, and
+/// pictures that are pictures. Returns its report.
+fn check_bundle(
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    acks: u64,
+) -> serde_json::Value {
+    for name in [
+        "postmortem.md",
+        "report.json",
+        "spikes.json",
+        "phase.svg",
+        "phase.png",
+        "time.svg",
+        "time.png",
+        "samples.parquet",
+        "samples.csv",
+        "windows.csv",
+    ] {
+        assert!(
+            files.contains_key(name),
+            "{name} missing: {:?}",
+            files.keys()
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&files["report.json"]).unwrap();
+    assert_eq!(report["counts"]["acks"], acks, "{report:#}");
+    let spikes: serde_json::Value = serde_json::from_slice(&files["spikes.json"]).unwrap();
+    assert_eq!(spikes, report["spikes"]);
+    for svg in ["phase.svg", "time.svg"] {
+        let text = String::from_utf8(files[svg].clone()).unwrap();
+        roxmltree::Document::parse(&text).unwrap();
+        assert!(text.contains(&format!("{acks} samples")), "{svg}");
+    }
+    for png in ["phase.png", "time.png"] {
+        let bytes = &files[png];
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{png}");
+        // Width and height in the IHDR chunk: the SVG's 960 × 540.
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        assert_eq!((width, height), (960, 540), "{png}");
+    }
+    let parquet = ParquetReader::new(std::io::Cursor::new(files["samples.parquet"].clone()))
+        .finish()
+        .unwrap();
+    assert_eq!(parquet.height() as u64, acks);
+    let csv = String::from_utf8(files["samples.csv"].clone()).unwrap();
+    assert_eq!(csv.lines().count() as u64, acks + 1);
+    assert!(csv.starts_with("acked_ns,"), "{csv}");
+    let windows = String::from_utf8(files["windows.csv"].clone()).unwrap();
+    let header = windows.lines().next().unwrap();
+    assert!(header.starts_with("start,end,stream,consumer,"), "{header}");
+    // Every window's acks add up to the range's.
+    let acks_column = header.split(',').position(|c| c == "acks").unwrap();
+    let consumer_column = header.split(',').position(|c| c == "consumer").unwrap();
+    let summed: u64 = windows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|cells| cells[consumer_column] == "srv-1")
+        .map(|cells| cells[acks_column].parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(summed, acks, "{windows}");
+    let md = String::from_utf8(files["postmortem.md"].clone()).unwrap();
+    assert!(md.starts_with("# Ack latency postmortem"), "{md}");
+    assert!(md.contains("| during |"), "{md}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_legacy_2_9() {
+    let server = NatsServer::start(Generation::Legacy);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("ackscope.toml");
+    let from = ackscope::model::rfc3339(ackscope::model::Seen::now().wall_ns - 1_000_000_000);
+    let (mut child, addr) = serve(&server, &data, &config, "1s").await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    play(&client, &consumer, 120).await;
+    counted(&addr, "ackscope_archive_samples_written_total", 120).await;
+    // Windows close a second after their last ack.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let to = ackscope::model::rfc3339(ackscope::model::Seen::now().wall_ns);
+    let range = format!("from={from}&to={to}&stream=GAME&consumer=srv-1");
+    let (status, body) = get_bytes(&addr, &format!("/api/v1/export?{range}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let live = check_bundle(&untar(&body), 120);
+    // Bad parameters are a 400 in words, an unknown consumer a 404, and the widest range a
+    // bundle (its sides beyond what an instant holds left out).
+    let (status, body) = get_bytes(&addr, "/api/v1/export?from=yesterday");
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, _) = get_bytes(&addr, "/api/v1/export?stream=GAME&consumer=nobody");
+    assert_eq!(status, 404);
+    let (status, body) = get_bytes(
+        &addr,
+        "/api/v1/export?from=1970-01-01T00:00:00Z&to=2262-01-01T00:00:00Z",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let widest = untar(&body);
+    let md = String::from_utf8(widest["postmortem.md"].clone()).unwrap();
+    assert!(
+        md.contains("| before (same length) | not available |"),
+        "{md}"
+    );
+    // The command, asking the running service.
+    let out = dir.path().join("asked");
+    let asked = Command::new(BIN)
+        .args([
+            "export",
+            "--url",
+            &format!("http://{addr}"),
+            "--from",
+            &from,
+            "--to",
+            &to,
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        asked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    assert!(out.join("postmortem.md").is_file());
+    signal(&child, "-TERM");
+    child.wait().await.unwrap();
+    // The data directory alone, the service gone: the same report, as a tar.gz.
+    let out = dir.path().join("offline.tar.gz");
+    let offline = Command::new(BIN)
+        .args([
+            "export",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--stream",
+            "GAME",
+            "--consumer",
+            "srv-1",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    let report = check_bundle(&untar(&std::fs::read(&out).unwrap()), 120);
+    assert_eq!(report["latency_us"], live["latency_us"]);
+    assert_eq!(report["phases"], live["phases"]);
+    // A directory that holds no archive is an error in words, not an empty bundle.
+    let missing = Command::new(BIN)
+        .args(["export", "--from", "-1h", "--out"])
+        .arg(dir.path().join("nothing"))
+        .arg("--data-dir")
+        .arg(dir.path().join("no-such-dir"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no data directory"), "{err}");
+}

@@ -207,6 +207,7 @@ async fn tokens_hosts_and_the_dashboard_policy() {
             vec![host],
             StatusCode::UNAUTHORIZED,
         ),
+        ("/api/v1/export", vec![host], StatusCode::UNAUTHORIZED),
         ("/api/v1/report", vec![host, read], StatusCode::OK),
         ("/api/v1/consumers", vec![host, admin], StatusCode::OK),
         // A name rebound to ackscope's address is refused, token or not.
@@ -878,6 +879,10 @@ async fn a_spike_linked_by_url_shows_its_causes_and_heatmaps_beside_the_baseline
     assert!(
         causes.contains("<b>thread_preemption") && causes.contains("of slow acks vs"),
         "causes in words: {causes}"
+    );
+    assert!(
+        detail.contains("<button id=\"spike-export\" type=\"button\">Export postmortem</button>"),
+        "{detail}"
     );
     // 3 seconds of 50 held-back acks (13 ms into the frame) beside the 20 seconds of 50 at
     // 4 ms before them.

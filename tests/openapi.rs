@@ -40,6 +40,7 @@ async fn every_answer_matches_the_openapi_document_and_none_is_a_5xx() {
         "/api/v1/spikes",
         "/api/v1/heatmap/phase.svg",
         "/api/v1/heatmap/time.svg",
+        "/api/v1/export",
     ] {
         assert!(document["paths"][path]["get"].is_object(), "{path}");
     }

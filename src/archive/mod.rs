@@ -295,13 +295,14 @@ pub fn read_samples(
     samples::read(dir, from_ns, to_ns)
 }
 
-/// The latest `limit` samples archived in `dir` acked from `from_ns` on, oldest first, with
-/// the paths of segments that could not be read (skipped): what a restart loads back.
-pub fn recent_samples(
+/// The latest `limit` samples archived in `dir` acked in `[from_ns, to_ns)`, oldest first,
+/// with the paths of segments that could not be read (skipped); memory follows `limit`, not
+/// the range.
+pub fn latest_samples(
     dir: &Path,
     from_ns: i64,
+    to_ns: i64,
     limit: usize,
 ) -> (polars::prelude::DataFrame, Vec<PathBuf>) {
-    let (df, unreadable) = samples::read(dir, from_ns, i64::MAX);
-    (df.tail(Some(limit)), unreadable)
+    samples::read_latest(dir, from_ns, to_ns, limit)
 }

@@ -329,14 +329,36 @@ fn is_segment(df: &DataFrame) -> bool {
 /// that could not be read (or are not this table's). Segments of other label sets are stacked
 /// by column name, missing columns null.
 pub fn read(dir: &Path, from_ns: i64, to_ns: i64) -> (DataFrame, Vec<PathBuf>) {
+    read_latest(dir, from_ns, to_ns, usize::MAX)
+}
+
+/// The latest `limit` samples archived in `dir` acked in `[from_ns, to_ns)`, oldest first, as
+/// [`read`]: segments are read newest first until they hold `limit` rows, so that memory
+/// follows `limit`, not the range.
+pub fn read_latest(
+    dir: &Path,
+    from_ns: i64,
+    to_ns: i64,
+    limit: usize,
+) -> (DataFrame, Vec<PathBuf>) {
     let mut frames = Vec::new();
     let mut unreadable = Vec::new();
-    for segment in files::segments(dir, Table::Samples) {
-        if segment.last_ns < from_ns || segment.first_ns >= to_ns {
-            continue;
+    let mut segments: Vec<_> = files::segments(dir, Table::Samples)
+        .into_iter()
+        .filter(|s| s.last_ns >= from_ns && s.first_ns < to_ns)
+        .collect();
+    segments.sort_by_key(|s| std::cmp::Reverse(s.last_ns));
+    let mut rows = 0usize;
+    for segment in segments {
+        // Segments hold consecutive flushes, so the newest ones hold the latest rows.
+        if rows >= limit {
+            break;
         }
         match files::read_segment(&segment.path) {
-            Ok(df) if is_segment(&df) => frames.push(df),
+            Ok(df) if is_segment(&df) => {
+                rows = rows.saturating_add(df.height());
+                frames.push(df);
+            }
             Ok(_) => {
                 tracing::warn!(path = %segment.path.display(), "not an archive segment: skipped");
                 unreadable.push(segment.path);
@@ -364,6 +386,11 @@ pub fn read(dir: &Path, from_ns: i64, to_ns: i64) -> (DataFrame, Vec<PathBuf>) {
     let all = all
         .sort(["acked_ns"], SortMultipleOptions::default())
         .unwrap_or(all);
+    let all = if all.height() > limit {
+        all.tail(Some(limit))
+    } else {
+        all
+    };
     (all, unreadable)
 }
 

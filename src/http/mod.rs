@@ -5,6 +5,7 @@
 mod access;
 mod api;
 mod error;
+mod export;
 mod heatmap;
 mod metrics;
 mod openapi;
@@ -19,6 +20,7 @@ use axum::Router;
 use axum::routing::get;
 
 pub use error::ApiError;
+pub use params::parse_instant;
 
 use crate::collector::Collector;
 use crate::config::AccessConfig;
@@ -76,6 +78,10 @@ pub struct AppState {
     pub queries_refused: Arc<std::sync::atomic::AtomicU64>,
     /// `/metrics` takes its snapshots one at a time.
     pub metrics_slot: Arc<tokio::sync::Semaphore>,
+    /// The archive's data directory, when history is kept: exports read samples there.
+    pub archive_dir: Option<Arc<std::path::PathBuf>>,
+    /// One postmortem export at a time: another meanwhile is a 429.
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -90,6 +96,16 @@ impl AppState {
             )),
             queries_refused: Arc::default(),
             metrics_slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            archive_dir: None,
+            exports: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
+
+    /// The same state, exports reading samples from the archive in `dir`.
+    pub fn with_archive(self, dir: std::path::PathBuf) -> Self {
+        Self {
+            archive_dir: Some(Arc::new(dir)),
+            ..self
         }
     }
 
@@ -106,6 +122,22 @@ impl AppState {
 
 /// Every route of the contract.
 pub fn router(state: AppState) -> Router {
+    routes()
+        .route("/api/v1/export", get(export::export))
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access::guard,
+        ))
+        .with_state(state)
+}
+
+/// The routes a postmortem bundle is made of, answering anyone: for building a bundle
+/// in-process, never to be served.
+pub fn bundle_routes(state: AppState) -> Router {
+    routes().with_state(state)
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::dashboard))
         .route("/healthz", get(pages::healthz))
@@ -117,9 +149,4 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/heatmap/phase.svg", get(heatmap::phase))
         .route("/api/v1/heatmap/time.svg", get(heatmap::time))
         .route("/api/v1/openapi.json", get(openapi::openapi))
-        .layer(axum::middleware::from_fn_with_state(
-            state.access.clone(),
-            access::guard,
-        ))
-        .with_state(state)
 }

@@ -135,6 +135,16 @@ pub fn document() -> Value {
         );
     }
     paths.insert(
+        "/api/v1/export".into(),
+        operation(
+            "The postmortem bundle of a range (postmortem.md, report.json, spikes.json, \
+             heatmaps as SVG and PNG, samples.parquet, samples.csv, windows.csv)",
+            &range,
+            text_answer("application/gzip", "the bundle, a tar.gz"),
+            true,
+        ),
+    );
+    paths.insert(
         "/healthz".into(),
         json!({"get": {"summary": "Liveness", "responses": {"200": {"description": "running", "content": {"application/json": {"schema": {"type": "object"}}}}}}}),
     );

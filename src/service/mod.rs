@@ -51,11 +51,12 @@ fn start_archive(
     let span = aggregate
         .window_ns
         .saturating_mul(aggregate.retained_windows as u64);
-    let since = crate::model::Seen::now()
-        .wall_ns
-        .saturating_sub(i64::try_from(span).unwrap_or(i64::MAX));
+    let now = crate::model::Seen::now().wall_ns;
+    let since = now.saturating_sub(i64::try_from(span).unwrap_or(i64::MAX));
+    // Rows stamped in the future (a clock set wrong when they were written) would hold the
+    // windows there: they stay on disk.
     let (recent, unreadable) =
-        crate::archive::recent_samples(&archive.dir, since, aggregate.ring_capacity);
+        crate::archive::latest_samples(&archive.dir, since, now, aggregate.ring_capacity);
     let restored = lock(collector).restore(&recent);
     tracing::info!(
         samples = restored,
@@ -139,8 +140,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let readiness = Arc::new(Readiness::new(events.clone()));
     let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
     let archive = start_archive(&config, &collector)?;
-    let state =
+    let mut state =
         AppState::new(collector.clone(), readiness.clone()).with_access(config.http.clone());
+    if let Some(archive) = &archive {
+        state = state.with_archive(archive.dir.clone());
+    }
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(listener, router(state))

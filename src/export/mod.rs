@@ -1,0 +1,483 @@
+//! Postmortem bundles: a range's report, spikes, heatmaps (SVG and PNG), samples and windows,
+//! and a `postmortem.md` to paste from. The pictures and JSON are the service's own answers:
+//! the bundle asks the HTTP routes for them, in-process, of the running service
+//! (`GET /api/v1/export`) or of a collector loaded from a data directory alone
+//! (`ackscope export --data-dir`).
+
+mod markdown;
+mod png;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use polars::prelude::*;
+use serde::Serialize;
+use tower::ServiceExt;
+
+use crate::aggregate::window::WindowSummary;
+use crate::analyze::report::BASELINE_NS;
+use crate::api::{Report, WindowLine};
+use crate::collector::{Collector, lock};
+use crate::config::Config;
+use crate::http::{AppState, Readiness, bundle_routes};
+use crate::model::rfc3339;
+
+/// Windows an offline export keeps per consumer at most (the service's own bound).
+const MAX_WINDOWS: usize = 100_000;
+
+/// Spikes drawn one by one (each beside its baseline); the rest are in `spikes.json`.
+const SPIKES_DRAWN: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Request(String),
+    #[error("cannot write the bundle: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot write a table: {0}")]
+    Table(#[from] PolarsError),
+}
+
+/// What to export: the query parameters of the service's routes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExportQuery {
+    pub from: String,
+    pub to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tick: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase_bins: Option<String>,
+}
+
+impl ExportQuery {
+    /// As a URL query string.
+    pub fn encoded(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+
+    /// The same query over `[from_ns, to_ns)`, for `stream`/`consumer` unless `*`.
+    fn over(&self, from_ns: i64, to_ns: i64, scope: Option<(&str, &str)>) -> Self {
+        let mut q = self.clone();
+        q.from = rfc3339(from_ns);
+        q.to = rfc3339(to_ns);
+        if let Some((stream, consumer)) = scope {
+            let named = |s: &str| (s != "*").then(|| s.to_string());
+            q.stream = named(stream);
+            q.consumer = named(consumer);
+        }
+        q
+    }
+}
+
+/// A bundle's files, by name, in the order they are written.
+#[derive(Debug, Default)]
+pub struct Bundle {
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Bundle {
+    fn add(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
+        self.files.push((name.into(), bytes));
+    }
+
+    /// The file named `name`.
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    /// The bundle as a tar.gz.
+    pub fn tar_gz(&self) -> std::io::Result<Vec<u8>> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        let mtime = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for (name, bytes) in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(mtime);
+            header.set_cksum();
+            tar.append_data(&mut header, format!("postmortem/{name}"), bytes.as_slice())?;
+        }
+        tar.into_inner()?.finish()
+    }
+
+    /// Writes the bundle to `out`: a tar.gz when its name ends so, else a directory (created).
+    pub fn save(&self, out: &Path) -> std::io::Result<()> {
+        if is_tar_gz(out) {
+            let bytes = self.tar_gz()?;
+            let mut file = std::fs::File::create(out)?;
+            file.write_all(&bytes)?;
+            return file.sync_all();
+        }
+        std::fs::create_dir_all(out)?;
+        for (name, bytes) in &self.files {
+            std::fs::write(out.join(name), bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` names a tar.gz.
+pub fn is_tar_gz(path: &Path) -> bool {
+    let name = path.to_string_lossy();
+    name.ends_with(".tar.gz") || name.ends_with(".tgz")
+}
+
+/// Asks `app` for `path?query`: the body, or the route's error in words.
+async fn get(app: &Router, path: &str, query: &ExportQuery) -> Result<Vec<u8>, Error> {
+    let uri = format!("{path}?{}", query.encoded());
+    let request = Request::get(&uri)
+        .body(Body::empty())
+        .map_err(|e| Error::Request(e.to_string()))?;
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .map_err(|e| Error::Request(e.to_string()))?;
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| Error::Request(e.to_string()))?
+        .to_vec();
+    if status != StatusCode::OK {
+        return Err(Error::Request(format!(
+            "{path}: {status}: {}",
+            String::from_utf8_lossy(&body)
+        )));
+    }
+    Ok(body)
+}
+
+/// What a bundle is made of besides the routes' answers.
+pub struct Sources {
+    /// The range's samples (a read of the archive's `samples` table), already filtered.
+    pub samples: DataFrame,
+    /// The range's closed windows with their names.
+    pub windows: Vec<WindowLine>,
+    /// Said in `postmortem.md` (where the data came from, what may be missing).
+    pub notes: Vec<String>,
+    /// The settings the bundle was made with, in words.
+    pub settings: Vec<(String, String)>,
+}
+
+/// Builds the bundle for `query` from `app`'s routes and `sources`. `progress` is told each
+/// step by name.
+pub async fn build(
+    app: &Router,
+    query: &ExportQuery,
+    sources: Sources,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<Bundle, Error> {
+    let mut bundle = Bundle::default();
+    progress("report");
+    let report_bytes = get(app, "/api/v1/report", query).await?;
+    let report: Report = serde_json::from_slice(&report_bytes)
+        .map_err(|e| Error::Request(format!("the report does not parse: {e}")))?;
+    let (from, to) = (instant(&report.range.from), instant(&report.range.to));
+    // P99 in the same length of time before and after the range.
+    let span = to.saturating_sub(from).max(1);
+    let mut around = Vec::new();
+    for (from, to) in [
+        (from.saturating_sub(span), from),
+        (to, to.saturating_add(span)),
+    ] {
+        // Sides beyond what an instant holds (1970, 2262) are left out.
+        let side = match get(app, "/api/v1/report", &query.over(from, to, None)).await {
+            Ok(side) if from < to => serde_json::from_slice::<Report>(&side).ok(),
+            _ => None,
+        };
+        around.push(side);
+    }
+    bundle.add("report.json", report_bytes);
+    bundle.add(
+        "spikes.json",
+        serde_json::to_vec_pretty(&report.spikes).unwrap_or_default(),
+    );
+    for picture in ["phase", "time"] {
+        progress(picture);
+        let svg = get(app, &format!("/api/v1/heatmap/{picture}.svg"), query).await?;
+        let (svg, png) = blocking(move || {
+            let png = png::from_svg(&svg)?;
+            Ok((svg, png))
+        })
+        .await?;
+        bundle.add(format!("{picture}.svg"), svg);
+        bundle.add(format!("{picture}.png"), png);
+    }
+    // Each spike's phase heatmap beside its baseline's, for the spike's own scope.
+    let mut drawn = Vec::new();
+    for (i, spike) in report.spikes.iter().take(SPIKES_DRAWN).enumerate() {
+        progress("spikes");
+        let (start, end) = (instant(&spike.start), instant(&spike.end));
+        let scope = Some((spike.stream.as_str(), spike.consumer.as_str()));
+        let during = query.over(start, end, scope);
+        let before = query.over(start.saturating_sub(BASELINE_NS), start, scope);
+        let name = format!("spike-{}", i + 1);
+        bundle.add(
+            format!("{name}-phase.svg"),
+            get(app, "/api/v1/heatmap/phase.svg", &during).await?,
+        );
+        bundle.add(
+            format!("{name}-baseline-phase.svg"),
+            get(app, "/api/v1/heatmap/phase.svg", &before).await?,
+        );
+        drawn.push(name);
+    }
+    progress("samples");
+    let (samples, windows) = (sources.samples.height(), sources.windows.len());
+    let mut sources = sources;
+    let tables = blocking(move || {
+        let mut parquet = Vec::new();
+        ParquetWriter::new(&mut parquet)
+            .with_compression(ParquetCompression::Zstd(None))
+            .finish(&mut sources.samples)?;
+        let samples_csv = csv(&mut sources.samples)?;
+        let windows_csv = csv(&mut windows_frame(&sources.windows)?)?;
+        Ok((
+            parquet,
+            samples_csv,
+            windows_csv,
+            sources.notes,
+            sources.settings,
+        ))
+    })
+    .await?;
+    let (parquet, samples_csv, windows_csv, notes, settings) = tables;
+    bundle.add("samples.parquet", parquet);
+    bundle.add("samples.csv", samples_csv);
+    bundle.add("windows.csv", windows_csv);
+    progress("postmortem");
+    let text = markdown::postmortem(&markdown::Inputs {
+        query,
+        report: &report,
+        before: around[0].as_ref(),
+        after: around[1].as_ref(),
+        drawn: &drawn,
+        samples,
+        windows,
+        notes: &notes,
+        settings: &settings,
+    });
+    bundle.add("postmortem.md", text.into_bytes());
+    Ok(bundle)
+}
+
+/// `f` on the blocking pool: encoding and drawing take the CPU for a while.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Request(e.to_string()))?
+}
+
+fn instant(rfc: &str) -> i64 {
+    humantime::parse_rfc3339(rfc)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn csv(df: &mut DataFrame) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    CsvWriter::new(&mut out).include_header(true).finish(df)?;
+    Ok(out)
+}
+
+/// Windows as the archive's `windows` table has them: names, counts, percentiles in µs.
+fn windows_frame(windows: &[WindowLine]) -> PolarsResult<DataFrame> {
+    let text = |f: fn(&WindowLine) -> &str| windows.iter().map(f).collect::<Vec<&str>>();
+    let count = |f: fn(&WindowLine) -> u64| windows.iter().map(f).collect::<Vec<u64>>();
+    let value = |f: fn(&WindowLine) -> f64| windows.iter().map(f).collect::<Vec<f64>>();
+    let columns = vec![
+        Column::new("start".into(), text(|w| &w.start)),
+        Column::new("end".into(), text(|w| &w.end)),
+        Column::new("stream".into(), text(|w| &w.stream)),
+        Column::new("consumer".into(), text(|w| &w.consumer)),
+        Column::new("deliveries".into(), count(|w| w.counts.deliveries)),
+        Column::new("acks".into(), count(|w| w.counts.acks)),
+        Column::new("naks".into(), count(|w| w.counts.naks)),
+        Column::new("terms".into(), count(|w| w.counts.terms)),
+        Column::new("progress".into(), count(|w| w.counts.progress)),
+        Column::new("redeliveries".into(), count(|w| w.counts.redeliveries)),
+        Column::new("max_deliveries".into(), count(|w| w.counts.max_deliveries)),
+        Column::new("unmatched_acks".into(), count(|w| w.counts.unmatched_acks)),
+        Column::new(
+            "expired_deliveries".into(),
+            count(|w| w.counts.expired_deliveries),
+        ),
+        Column::new("samples".into(), count(|w| w.ack_latency_us.count)),
+        Column::new("p50_us".into(), value(|w| w.ack_latency_us.p50)),
+        Column::new("p90_us".into(), value(|w| w.ack_latency_us.p90)),
+        Column::new("p99_us".into(), value(|w| w.ack_latency_us.p99)),
+        Column::new("p999_us".into(), value(|w| w.ack_latency_us.p999)),
+        Column::new("max_us".into(), value(|w| w.ack_latency_us.max)),
+        Column::new("e2e_p99_us".into(), value(|w| w.e2e_latency_us.p99)),
+        Column::new("nats_gap_ms".into(), count(|w| w.nats_gap_ms)),
+    ];
+    DataFrame::new(windows.len(), columns)
+}
+
+/// The windows of `c` that start in `[from, to)`, of `stream`/`consumer` when given (else
+/// every consumer's and the all-consumers ones), oldest first: the closed ones, and the open
+/// one as it stands (its end is where it will close), as the report counts them.
+pub fn windows(
+    c: &Collector,
+    from: i64,
+    to: i64,
+    stream: Option<&str>,
+    consumer: Option<&str>,
+) -> Vec<WindowLine> {
+    let agg = c.aggregator();
+    let wanted = |w: &&WindowSummary| w.start_ns >= from && w.start_ns < to;
+    let open_start = agg.open_window_start().filter(|s| *s >= from && *s < to);
+    let window = c.config().aggregate.window_ns as i64;
+    let mut out: Vec<WindowLine> = Vec::new();
+    if stream.is_none() && consumer.is_none() {
+        out.extend(
+            agg.history(None)
+                .filter(wanted)
+                .map(|w| WindowLine::of(c, w)),
+        );
+        if let Some(start) = open_start {
+            let open = agg.open_all();
+            if !open.is_empty() {
+                out.push(WindowLine::of(
+                    c,
+                    &open.summary(None, start, start + window),
+                ));
+            }
+        }
+    }
+    for (id, s, n) in c.consumers() {
+        if stream.is_some_and(|x| x != s) || consumer.is_some_and(|x| x != n) {
+            continue;
+        }
+        out.extend(
+            agg.history(Some(id))
+                .filter(wanted)
+                .map(|w| WindowLine::of(c, w)),
+        );
+        if let (Some(start), Some(open)) = (open_start, agg.open_window(id))
+            && !open.is_empty()
+        {
+            out.push(WindowLine::of(
+                c,
+                &open.summary(Some(id), start, start + window),
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.start.cmp(&b.start));
+    out
+}
+
+/// `samples` (a read of the archive) narrowed to `stream`/`consumer` when given.
+pub fn narrowed(samples: DataFrame, stream: Option<&str>, consumer: Option<&str>) -> DataFrame {
+    let mut mask: Option<BooleanChunked> = None;
+    for (column, wanted) in [("stream", stream), ("consumer", consumer)] {
+        let Some(wanted) = wanted else { continue };
+        let Ok(values) = samples.column(column).and_then(|c| c.str().cloned()) else {
+            continue;
+        };
+        let m: BooleanChunked = values.iter().map(|v| v == Some(wanted)).collect();
+        mask = Some(match mask {
+            Some(prev) => &prev & &m,
+            None => m,
+        });
+    }
+    match mask {
+        Some(m) => samples.filter(&m).unwrap_or(samples),
+        None => samples,
+    }
+}
+
+/// A collector holding what `dir` archived over `[from, to)` and the same length of time on
+/// either side, with room for all of it: the service as it was then, without NATS.
+pub fn offline_collector(
+    config: &Config,
+    dir: &Path,
+    from: i64,
+    to: i64,
+) -> (Arc<Mutex<Collector>>, DataFrame, Vec<String>) {
+    let span = to.saturating_sub(from).max(1);
+    let most = crate::aggregate::config::MAX_RING_BYTES / crate::aggregate::ring::ROW_BYTES;
+    let (all, unreadable) = crate::archive::latest_samples(
+        dir,
+        from.saturating_sub(span),
+        to.saturating_add(span),
+        most,
+    );
+    let mut notes = Vec::new();
+    if !unreadable.is_empty() {
+        notes.push(format!(
+            "{} archive segment(s) could not be read and were skipped: {}",
+            unreadable.len(),
+            unreadable
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut config = config.clone();
+    let window = config.aggregate.window_ns.max(1) as i64;
+    let windows = usize::try_from(span.saturating_mul(3) / window)
+        .unwrap_or(usize::MAX)
+        .saturating_add(2);
+    if windows > MAX_WINDOWS {
+        notes.push(format!(
+            "the range and its surroundings span {windows} windows; the latest {MAX_WINDOWS} \
+             are kept"
+        ));
+    }
+    config.aggregate.retained_windows = config
+        .aggregate
+        .retained_windows
+        .max(windows.min(MAX_WINDOWS));
+    if all.height() >= most {
+        notes.push(format!(
+            "the range and its surroundings hold more samples than the {most} read: the \
+             heatmaps and report use the latest {most}"
+        ));
+    }
+    config.aggregate.ring_capacity = all.height().clamp(1, most);
+    let collector = Arc::new(Mutex::new(Collector::new(config)));
+    lock(&collector).restore(&all);
+    let during = {
+        let acked = all.column("acked_ns").and_then(|c| c.i64().cloned());
+        match acked {
+            Ok(acked) => {
+                let mask: BooleanChunked = acked
+                    .iter()
+                    .map(|t| t.is_some_and(|t| t >= from && t < to))
+                    .collect();
+                all.filter(&mask).unwrap_or_else(|_| DataFrame::empty())
+            }
+            Err(_) => all,
+        }
+    };
+    (collector, during, notes)
+}
+
+/// The service's routes over `collector`, for building a bundle.
+pub fn routes(collector: Arc<Mutex<Collector>>) -> Router {
+    let readiness = Arc::new(Readiness::new(Arc::default()));
+    bundle_routes(AppState::new(collector, readiness))
+}
