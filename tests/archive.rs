@@ -2,7 +2,7 @@
 //! every sample; `kill -9` loses at most what came after the last flush, and leaves nothing
 //! torn behind; one process per data directory; foreign files skipped and named.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -32,6 +32,37 @@ async fn serve(server: &NatsServer, data: &Path, config: &Path, flush: &str) -> 
         .unwrap();
     poll(&addr, "/readyz", |status, _| status == 200).await;
     (child, addr)
+}
+
+/// A real server with a game stream and its pull consumer `srv-1`, and `ackscope serve` on it
+/// with its history in a temporary data directory, flushed every `flush`.
+struct Setup {
+    server: NatsServer,
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    config: PathBuf,
+    client: async_nats::Client,
+    consumer: async_nats::jetstream::consumer::PullConsumer,
+}
+
+async fn setup(generation: Generation, flush: &str) -> (Setup, Child, String) {
+    let server = NatsServer::start(generation);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("ackscope.toml");
+    let (child, addr) = serve(&server, &data, &config, flush).await;
+    let client = server.client().await;
+    let stream = game_stream(&client).await;
+    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
+    let setup = Setup {
+        server,
+        dir,
+        data,
+        config,
+        client,
+        consumer,
+    };
+    (setup, child, addr)
 }
 
 /// A counter of ackscope's `/metrics`.
@@ -74,15 +105,14 @@ fn strings(df: &DataFrame, column: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_writes_every_sample_legacy_2_9() {
-    let server = NatsServer::start(Generation::Legacy);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("ackscope.toml");
-    let (mut child, addr) = serve(&server, &data, &config, "1h").await;
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
-    play(&client, &consumer, 200).await;
+    let (s, mut child, addr) = setup(Generation::Legacy, "1h").await;
+    let Setup {
+        data,
+        client,
+        consumer,
+        ..
+    } = &s;
+    play(client, consumer, 200).await;
     counted(&addr, "ackscope_samples_joined_total", 200).await;
     // Nothing is written before the hour is up: every sample waits in the collector's batch
     // or with the writer, and is written by the stop.
@@ -96,7 +126,7 @@ async fn sigterm_writes_every_sample_legacy_2_9() {
         .expect("stops on SIGTERM")
         .unwrap();
     assert!(status.success(), "{status}");
-    let (df, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    let (df, unreadable) = ackscope::archive::read_samples(data, i64::MIN, i64::MAX);
     assert!(unreadable.is_empty(), "{unreadable:?}");
     assert_eq!(df.height(), 200, "{df}");
     assert!(strings(&df, "stream").iter().all(|s| s == "GAME"));
@@ -123,15 +153,16 @@ async fn sigterm_writes_every_sample_legacy_2_9() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
-    let server = NatsServer::start(Generation::Current);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("ackscope.toml");
-    let (mut child, addr) = serve(&server, &data, &config, "1s").await;
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
-    play(&client, &consumer, 100).await;
+    let (s, mut child, addr) = setup(Generation::Current, "1s").await;
+    let Setup {
+        server,
+        data,
+        config,
+        client,
+        consumer,
+        ..
+    } = &s;
+    play(client, consumer, 100).await;
     // Written by a flush (at most a second later) ...
     counted(&addr, "ackscope_archive_samples_written_total", 100).await;
     assert!(counter(&addr, "ackscope_archive_segments_written_total").await >= 1);
@@ -139,7 +170,7 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     let second = Command::new(BIN)
         .args(["serve", "--nats", &server.url(), "--listen", &free_addr()])
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .output()
         .await
         .unwrap();
@@ -147,15 +178,15 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another ackscope"), "{err}");
     // ... then 50 more, and no time to write them.
-    play(&client, &consumer, 50).await;
+    play(client, consumer, 50).await;
     signal(&child, "-KILL");
     child.wait().await.unwrap();
-    let (df, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    let (df, unreadable) = ackscope::archive::read_samples(data, i64::MIN, i64::MAX);
     assert!(unreadable.is_empty(), "{unreadable:?}");
     assert!((100..=150).contains(&df.height()), "{}", df.height());
     // Started again on the same directory: what the crash left is read, and it goes on.
-    let (mut child, addr) = serve(&server, &data, &config, "1s").await;
-    play(&client, &consumer, 30).await;
+    let (mut child, addr) = serve(server, data, config, "1s").await;
+    play(client, consumer, 30).await;
     counted(&addr, "ackscope_archive_samples_written_total", 30).await;
     let (_, metrics) = http_get(&addr, "/metrics").await.unwrap();
     assert!(
@@ -164,7 +195,7 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     );
     signal(&child, "-TERM");
     child.wait().await.unwrap();
-    let (after, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    let (after, unreadable) = ackscope::archive::read_samples(data, i64::MIN, i64::MAX);
     assert!(unreadable.is_empty(), "{unreadable:?}");
     assert_eq!(after.height(), df.height() + 30);
     // No temporary file is left anywhere.
@@ -186,18 +217,18 @@ async fn kill_9_loses_at_most_the_last_flush_current_2_15() {
     );
     // A foreign or torn file in the data directory is skipped and named, never fatal.
     let segment =
-        ackscope::archive::files::segments(&data, ackscope::archive::files::Table::Samples)
+        ackscope::archive::files::segments(data, ackscope::archive::files::Table::Samples)
             .pop()
             .unwrap();
     std::fs::write(&segment.path, b"torn").unwrap();
-    let (rest, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    let (rest, unreadable) = ackscope::archive::read_samples(data, i64::MIN, i64::MAX);
     assert_eq!(unreadable, vec![segment.path.clone()]);
     assert!(rest.height() < after.height());
     // So is a Parquet file of another table under a segment's name.
     let mut foreign = DataFrame::new(1, vec![Column::new("acked_ns".into(), ["late"])]).unwrap();
     let file = std::fs::File::create(&segment.path).unwrap();
     ParquetWriter::new(file).finish(&mut foreign).unwrap();
-    let (same, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    let (same, unreadable) = ackscope::archive::read_samples(data, i64::MIN, i64::MAX);
     assert_eq!(unreadable, vec![segment.path]);
     assert_eq!(same.height(), rest.height());
 }
@@ -211,15 +242,16 @@ async fn report(addr: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_goes_on_from_the_archived_history_current_2_15() {
-    let server = NatsServer::start(Generation::Current);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("ackscope.toml");
-    let (mut child, addr) = serve(&server, &data, &config, "1h").await;
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
-    play(&client, &consumer, 150).await;
+    let (s, mut child, addr) = setup(Generation::Current, "1h").await;
+    let Setup {
+        server,
+        data,
+        config,
+        client,
+        consumer,
+        ..
+    } = &s;
+    play(client, consumer, 150).await;
     counted(&addr, "ackscope_samples_joined_total", 150).await;
     let before = report(&addr).await;
     assert_eq!(before["counts"]["acks"], 150, "{before:#}");
@@ -227,7 +259,7 @@ async fn a_restart_goes_on_from_the_archived_history_current_2_15() {
     child.wait().await.unwrap();
     // Started again on the same directory with nothing new: the same acks, latencies and
     // phases, and the consumer known.
-    let (mut child, addr) = serve(&server, &data, &config, "1h").await;
+    let (mut child, addr) = serve(server, data, config, "1h").await;
     assert_eq!(
         counter(&addr, "ackscope_archive_samples_restored_total").await,
         150
@@ -247,12 +279,12 @@ async fn a_restart_goes_on_from_the_archived_history_current_2_15() {
     let (_, consumers) = http_get(&addr, "/api/v1/consumers").await.unwrap();
     assert!(consumers.contains("srv-1"), "{consumers}");
     // New acks add to them, and what was loaded back is not archived twice.
-    play(&client, &consumer, 20).await;
+    play(client, consumer, 20).await;
     counted(&addr, "ackscope_samples_joined_total", 20).await;
     assert_eq!(report(&addr).await["counts"]["acks"], 170);
     signal(&child, "-TERM");
     child.wait().await.unwrap();
-    let (df, unreadable) = ackscope::archive::read_samples(&data, i64::MIN, i64::MAX);
+    let (df, unreadable) = ackscope::archive::read_samples(data, i64::MIN, i64::MAX);
     assert!(unreadable.is_empty(), "{unreadable:?}");
     assert_eq!(df.height(), 170);
 }
@@ -362,16 +394,16 @@ fn check_bundle(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_legacy_2_9() {
-    let server = NatsServer::start(Generation::Legacy);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let config = dir.path().join("ackscope.toml");
     let from = ackscope::model::rfc3339(ackscope::model::Seen::now().wall_ns - 1_000_000_000);
-    let (mut child, addr) = serve(&server, &data, &config, "1s").await;
-    let client = server.client().await;
-    let stream = game_stream(&client).await;
-    let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
-    play(&client, &consumer, 120).await;
+    let (s, mut child, addr) = setup(Generation::Legacy, "1s").await;
+    let Setup {
+        dir,
+        data,
+        client,
+        consumer,
+        ..
+    } = &s;
+    play(client, consumer, 120).await;
     counted(&addr, "ackscope_archive_samples_written_total", 120).await;
     // Windows close a second after their last ack.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -437,7 +469,7 @@ async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_
             "srv-1",
         ])
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .arg("--out")
         .arg(&out)
         .output()

@@ -161,6 +161,16 @@ async fn queries_wait_for_a_slot_then_get_a_429_and_pictures_are_bounded() {
     );
     drop(held);
     assert_eq!(get(&state, "/api/v1/report").await.0, StatusCode::OK);
+    // One postmortem export at a time: another meanwhile is turned away at once; then it
+    // goes (a bundle with its sample tables empty: this state keeps no archive).
+    let export = state.exports.clone().try_acquire_owned().unwrap();
+    let (status, headers) = get_with(&state, "/api/v1/export", &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "1");
+    drop(export);
+    let (status, headers) = get_with(&state, "/api/v1/export", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/gzip");
 
     // 2,000 columns × 1,000 latency rows would be ~400 MB of SVG: refused by name.
     let mut c = Config::default();

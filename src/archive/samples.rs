@@ -518,6 +518,48 @@ mod tests {
     }
 
     #[test]
+    fn the_latest_rows_come_from_the_newest_segments_alone() {
+        const T: i64 = 1_795_910_400_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        // Five segments of ten acks each, a second apart; the last one stamped in the future.
+        for k in 0..5i64 {
+            let acked: Vec<i64> = (0..10).map(|i| T + k * 1_000_000_000 + i).collect();
+            let span = (acked[0], acked[9]);
+            let mut df = DataFrame::new(10, vec![Column::new("acked_ns".into(), acked)]).unwrap();
+            files::write_segment(dir.path(), Table::Samples, &span, &mut df).unwrap();
+        }
+        let now = T + 4_000_000_000;
+        let (df, unreadable) = read_latest(dir.path(), T, now, 15);
+        assert!(unreadable.is_empty());
+        let acked: Vec<i64> = df
+            .column("acked_ns")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .no_null_iter()
+            .collect();
+        // The fifteen latest before `now`, oldest first: half the third second and the fourth.
+        let expected: Vec<i64> = (0..10)
+            .map(|i| T + 2_000_000_000 + i)
+            .skip(5)
+            .chain((0..10).map(|i| T + 3_000_000_000 + i))
+            .collect();
+        assert_eq!(acked, expected);
+        // The oldest segments were not read: one torn there changes nothing.
+        let oldest = files::segments(dir.path(), Table::Samples)
+            .into_iter()
+            .min_by_key(|s| s.first_ns)
+            .unwrap();
+        std::fs::write(&oldest.path, b"torn").unwrap();
+        let (again, unreadable) = read_latest(dir.path(), T, now, 15);
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(again.height(), 15);
+        // Without a limit every readable row of the range is read, the torn segment named.
+        let (all, unreadable) = read(dir.path(), T, now);
+        assert_eq!((all.height(), unreadable), (30, vec![oldest.path]));
+    }
+
+    #[test]
     fn trace_ids_are_written_as_they_print() {
         let id: TraceId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
         assert_eq!(std::str::from_utf8(&hex(&id)).unwrap(), id.to_string());

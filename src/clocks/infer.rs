@@ -92,8 +92,9 @@ const POOLED: usize = 4;
 struct Pass {
     /// Folded under the clock of the pass.
     h: Box<[f64; BINS]>,
-    /// Its first ack.
+    /// Its first and last acks.
     first_ns: i64,
+    last_ns: i64,
     /// The first ack after its longest silence of more than two frames, with that silence.
     after_silence: Option<(i64, i64)>,
 }
@@ -212,6 +213,7 @@ impl Tracker {
         self.unfitted.push_back(Pass {
             h: Box::new(fold(&frame, times)),
             first_ns: times[0],
+            last_ns: times[times.len() - 1],
             after_silence: after_silence(times, period_ns),
         });
         // This pass alone, then pooled with the unfitted ones before it, newest first: a
@@ -280,7 +282,7 @@ impl Tracker {
         let restart =
             !steady && (shift_ns.abs() >= period_ns / 8.0 || rate.abs() * 1e6 > MAX_DRIFT_PPM);
         let (period, from_ns) = if restart {
-            (frame.period, restart_at(&pooled))
+            (frame.period, restart_at(&pooled, period_ns))
         } else {
             // Drift: the offset moved `shift_ns` since it was set; the period is off by that
             // much per elapsed period. Corrected by half against noise, in full when steady.
@@ -406,11 +408,17 @@ fn after_silence(times: &[i64], period_ns: f64) -> Option<(i64, i64)> {
 }
 
 /// Where a restart's new offset begins, in the passes it was seen in: the first ack after
-/// their longest silence of more than two frames, else their first ack.
-fn restart_at(passes: &[Pass]) -> i64 {
+/// their longest silence of more than two frames (within a pass or between two), else their
+/// first ack.
+fn restart_at(passes: &[Pass], period_ns: f64) -> i64 {
+    let between = passes
+        .windows(2)
+        .map(|w| (w[1].first_ns, w[1].first_ns - w[0].last_ns))
+        .filter(|&(_, gap)| gap as f64 > 2.0 * period_ns);
     passes
         .iter()
         .filter_map(|p| p.after_silence)
+        .chain(between)
         .max_by_key(|&(_, gap)| gap)
         .map(|(t, _)| t)
         .or_else(|| passes.first().map(|p| p.first_ns))
