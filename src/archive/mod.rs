@@ -306,3 +306,25 @@ pub fn latest_samples(
 ) -> (polars::prelude::DataFrame, Vec<PathBuf>) {
     samples::read_latest(dir, from_ns, to_ns, limit)
 }
+
+/// `samples` (a read of the `samples` table, oldest first) from the first window boundary
+/// after its first row on: the rows of a window it holds only part of are left out.
+pub fn from_next_window(
+    samples: polars::prelude::DataFrame,
+    window_ns: u64,
+) -> polars::prelude::DataFrame {
+    use polars::prelude::*;
+    let window = i64::try_from(window_ns.max(1)).unwrap_or(i64::MAX);
+    let Ok(acked) = samples.column("acked_ns").and_then(|c| c.i64().cloned()) else {
+        return samples;
+    };
+    let Some(first) = acked.min() else {
+        return samples;
+    };
+    let next = first
+        .div_euclid(window)
+        .saturating_mul(window)
+        .saturating_add(window);
+    let mask: BooleanChunked = acked.iter().map(|t| t.is_some_and(|t| t >= next)).collect();
+    samples.filter(&mask).unwrap_or(samples)
+}

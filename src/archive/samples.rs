@@ -560,6 +560,21 @@ mod tests {
     }
 
     #[test]
+    fn a_window_held_in_part_is_left_out() {
+        let acked: Vec<i64> = vec![1_500, 1_900, 2_000, 2_700, 3_100];
+        let df = DataFrame::new(5, vec![Column::new("acked_ns".into(), acked)]).unwrap();
+        let kept = crate::archive::from_next_window(df, 1_000);
+        let kept: Vec<i64> = kept
+            .column("acked_ns")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .no_null_iter()
+            .collect();
+        assert_eq!(kept, vec![2_000, 2_700, 3_100]);
+    }
+
+    #[test]
     fn trace_ids_are_written_as_they_print() {
         let id: TraceId = "4bf92f3577b34da6a3ce929d0e0e4736".parse().unwrap();
         assert_eq!(std::str::from_utf8(&hex(&id)).unwrap(), id.to_string());

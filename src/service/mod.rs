@@ -55,8 +55,13 @@ fn start_archive(
     let since = now.saturating_sub(i64::try_from(span).unwrap_or(i64::MAX));
     // Rows stamped in the future (a clock set wrong when they were written) would hold the
     // windows there: they stay on disk.
-    let (recent, unreadable) =
+    let (mut recent, unreadable) =
         crate::archive::latest_samples(&archive.dir, since, now, aggregate.ring_capacity);
+    if recent.height() >= aggregate.ring_capacity {
+        // The ring's capacity cut the span: its oldest window would be partial, a dip in the
+        // history that spike baselines read.
+        recent = crate::archive::from_next_window(recent, aggregate.window_ns);
+    }
     let restored = lock(collector).restore(&recent);
     tracing::info!(
         samples = restored,
