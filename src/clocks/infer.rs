@@ -207,11 +207,19 @@ impl Tracker {
         }
         let frame = current.frame;
         let period_ns = frame.period.ns_f64();
+        let h = fold(&frame, times);
+        if !self.same_busy(&h) {
+            // Another shape (a fault gathering the acks into a band): it is neither fitted
+            // nor pooled, and what was pooled before it is let go.
+            self.unfitted.clear();
+            self.misfit(now_ns, config);
+            return None;
+        }
         if self.unfitted.len() == POOLED {
             self.unfitted.pop_front();
         }
         self.unfitted.push_back(Pass {
-            h: Box::new(fold(&frame, times)),
+            h: Box::new(h),
             first_ns: times[0],
             last_ns: times[times.len() - 1],
             after_silence: after_silence(times, period_ns),
@@ -230,12 +238,7 @@ impl Tracker {
             }
         }
         let Some((oldest, shift, fit)) = found else {
-            let since = *self.misfit_since.get_or_insert(now_ns);
-            if now_ns.saturating_sub(since) >= config.relearn_after_ns as i64 {
-                // Learned anew, in the learners' turn (learning is the costly step).
-                self.shape = None;
-                self.unfitted.clear();
-            }
+            self.misfit(now_ns, config);
             return None;
         };
         self.misfit_since = None;
@@ -307,6 +310,24 @@ impl Tracker {
         })
     }
 
+    /// No rotation fits: after `relearn_after` of that, the clock is learned anew, in the
+    /// learners' turn (learning is the costly step).
+    fn misfit(&mut self, now_ns: i64, config: &InferConfig) {
+        let since = *self.misfit_since.get_or_insert(now_ns);
+        if now_ns.saturating_sub(since) >= config.relearn_after_ns as i64 {
+            self.shape = None;
+            self.unfitted.clear();
+        }
+    }
+
+    /// Whether `h` keeps the learned shape's busy stretch: a fault that gathers the acks into
+    /// one band (which a rotation can fit well enough) leaves most of the frame quiet, while
+    /// a rotation of the same shape keeps its busy stretch (late acks only lengthen it).
+    fn same_busy(&self, h: &[f64; BINS]) -> bool {
+        let busy = (BINS - quiet_stretch(h).1) as f64;
+        busy >= 0.5 * (BINS as f64 - self.quiet_bins)
+    }
+
     /// The rotation of the learned shape that fits `h` (acks folded under the current clock)
     /// and its correlation, if one fits and keeps the learned quiet stretch.
     fn fitting(&self, h: &[f64; BINS]) -> Option<(usize, f64)> {
@@ -323,12 +344,7 @@ impl Tracker {
         if fit < FIT {
             (shift, fit) = best(&mut (0..BINS));
         }
-        // A fault that gathers the acks into one band (which a rotation can fit well enough)
-        // leaves most of the frame quiet: the busy stretch of a rotation of the same shape
-        // keeps at least half its length (late acks only lengthen it).
-        let busy = (BINS - quiet_stretch(h).1) as f64;
-        let same_busy = busy >= 0.5 * (BINS as f64 - self.quiet_bins);
-        (fit >= FIT && same_busy).then_some((shift, fit))
+        (fit >= FIT && self.same_busy(h)).then_some((shift, fit))
     }
 
     /// Learns a clock from scratch: the period (the configured one unless the acks clearly
