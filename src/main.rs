@@ -473,16 +473,14 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
             .await?
     };
     let (collector, during, notes) = loaded;
-    let (stream, consumer) = (args.stream.as_deref(), args.consumer.as_deref());
-    let windows = export::windows(
-        &ackscope::collector::lock(&collector),
-        from,
-        to,
-        stream,
-        consumer,
-    );
+    let scope = export::Scope {
+        stream: args.stream.as_deref(),
+        consumer: args.consumer.as_deref(),
+        domain: None,
+    };
+    let windows = export::windows(&ackscope::collector::lock(&collector), from, to, scope);
     let sources = Sources {
-        samples: export::narrowed(during, stream, consumer),
+        samples: export::narrowed(during, scope),
         windows,
         notes,
         settings: vec![

@@ -338,19 +338,13 @@ fn windows_frame(windows: &[WindowLine]) -> PolarsResult<DataFrame> {
 /// The windows of `c` that start in `[from, to)`, of `stream`/`consumer` when given (else
 /// every consumer's and the all-consumers ones), oldest first: the closed ones, and the open
 /// one as it stands (its end is where it will close), as the report counts them.
-pub fn windows(
-    c: &Collector,
-    from: i64,
-    to: i64,
-    stream: Option<&str>,
-    consumer: Option<&str>,
-) -> Vec<WindowLine> {
+pub fn windows(c: &Collector, from: i64, to: i64, scope: Scope) -> Vec<WindowLine> {
     let agg = c.aggregator();
     let wanted = |w: &&WindowSummary| w.start_ns >= from && w.start_ns < to;
     let open_start = agg.open_window_start().filter(|s| *s >= from && *s < to);
     let window = c.config().aggregate.window_ns as i64;
     let mut out: Vec<WindowLine> = Vec::new();
-    if stream.is_none() && consumer.is_none() {
+    if scope.is_all() {
         out.extend(
             agg.history(None)
                 .filter(wanted)
@@ -367,7 +361,11 @@ pub fn windows(
         }
     }
     for (id, s, n) in c.consumers() {
-        if stream.is_some_and(|x| x != s) || consumer.is_some_and(|x| x != n) {
+        let domain = c.names().consumer_domain(id);
+        if scope.stream.is_some_and(|x| x != s)
+            || scope.consumer.is_some_and(|x| x != n)
+            || scope.domain.is_some_and(|x| Some(x) != domain)
+        {
             continue;
         }
         out.extend(
@@ -388,10 +386,29 @@ pub fn windows(
     out
 }
 
-/// `samples` (a read of the archive) narrowed to `stream`/`consumer` when given.
-pub fn narrowed(samples: DataFrame, stream: Option<&str>, consumer: Option<&str>) -> DataFrame {
+/// Which consumers an export is of: every one when nothing is named.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scope<'a> {
+    pub stream: Option<&'a str>,
+    pub consumer: Option<&'a str>,
+    /// The JetStream domain; without it, the names match in every domain.
+    pub domain: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    fn is_all(&self) -> bool {
+        self.stream.is_none() && self.consumer.is_none() && self.domain.is_none()
+    }
+}
+
+/// `samples` (a read of the archive) narrowed to `scope`.
+pub fn narrowed(samples: DataFrame, scope: Scope) -> DataFrame {
     let mut mask: Option<BooleanChunked> = None;
-    for (column, wanted) in [("stream", stream), ("consumer", consumer)] {
+    for (column, wanted) in [
+        ("stream", scope.stream),
+        ("consumer", scope.consumer),
+        ("domain", scope.domain),
+    ] {
         let Some(wanted) = wanted else { continue };
         let Ok(values) = samples.column(column).and_then(|c| c.str().cloned()) else {
             continue;
@@ -480,4 +497,48 @@ pub fn offline_collector(
 pub fn routes(collector: Arc<Mutex<Collector>>) -> Router {
     let readiness = Arc::new(Readiness::new(Arc::default()));
     bundle_routes(AppState::new(collector, readiness))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_narrowed_to_the_scope() {
+        let df = DataFrame::new(
+            4,
+            vec![
+                Column::new("stream".into(), ["GAME", "GAME", "GAME", "CHAT"]),
+                Column::new("consumer".into(), ["srv-1", "srv-1", "srv-2", "srv-1"]),
+                Column::new("domain".into(), [Some("eu"), None, Some("eu"), Some("eu")]),
+                Column::new("acked_ns".into(), [1i64, 2, 3, 4]),
+            ],
+        )
+        .unwrap();
+        let acked = |scope: Scope| -> Vec<i64> {
+            narrowed(df.clone(), scope)
+                .column("acked_ns")
+                .unwrap()
+                .i64()
+                .unwrap()
+                .no_null_iter()
+                .collect()
+        };
+        assert_eq!(acked(Scope::default()), vec![1, 2, 3, 4]);
+        let game = Scope {
+            stream: Some("GAME"),
+            ..Scope::default()
+        };
+        assert_eq!(acked(game), vec![1, 2, 3]);
+        let srv1 = Scope {
+            consumer: Some("srv-1"),
+            ..game
+        };
+        assert_eq!(acked(srv1), vec![1, 2]);
+        let in_eu = Scope {
+            domain: Some("eu"),
+            ..srv1
+        };
+        assert_eq!(acked(in_eu), vec![1]);
+    }
 }

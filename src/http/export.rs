@@ -12,7 +12,7 @@ use super::api::on_blocking_pool;
 use super::params::{Params, RANGE_PARAMS};
 use super::{ApiError, AppState, bundle_routes};
 use crate::collector::lock;
-use crate::export::{self, ExportQuery, Sources};
+use crate::export::{self, ExportQuery, Scope, Sources};
 use crate::model::{Seen, rfc3339};
 
 pub async fn export(
@@ -25,14 +25,23 @@ pub async fn export(
         return Err(ApiError::Busy);
     };
     let (collector, archive_dir) = (state.collector.clone(), state.archive_dir.clone());
-    let (stream, consumer) = (params.stream.clone(), params.consumer.clone());
+    let (stream, consumer, domain) = (
+        params.stream.clone(),
+        params.consumer.clone(),
+        params.domain.clone(),
+    );
     let (from, to, sources) = on_blocking_pool(&state, move || {
+        let scope = Scope {
+            stream: stream.as_deref(),
+            consumer: consumer.as_deref(),
+            domain: domain.as_deref(),
+        };
         let (from, to, windows, flush_ns, limit) = {
             let c = lock(&collector);
             // An unknown stream or consumer is a 404, as for the report.
             params.consumers(&c)?;
             let (from, to) = params.range(&c, now);
-            let windows = export::windows(&c, from, to, stream.as_deref(), consumer.as_deref());
+            let windows = export::windows(&c, from, to, scope);
             let archive = &c.config().archive;
             (
                 from,
@@ -65,7 +74,7 @@ pub async fn export(
                         flush_ns / 1_000_000_000
                     ));
                 }
-                export::narrowed(df, stream.as_deref(), consumer.as_deref())
+                export::narrowed(df, scope)
             }
             None => {
                 notes.push(
