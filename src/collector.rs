@@ -184,13 +184,7 @@ impl Collector {
     /// were loaded. Phases are taken in the clocks known now (inferred ones are learned
     /// anew).
     pub fn restore(&mut self, df: &polars::prelude::DataFrame) -> usize {
-        let label_names: Vec<String> = self
-            .config
-            .headers
-            .labels
-            .iter()
-            .map(|(_, name)| name.clone())
-            .collect();
+        let label_names = self.config.headers.label_names();
         let (rows, skipped) = crate::archive::restored(df, &label_names);
         self.counters.archive_rows_skipped += skipped as u64;
         let mut loaded = 0;
@@ -1130,13 +1124,7 @@ impl Collector {
             deliveries,
             clocks: self.aggregator.clocks().clone(),
             names: self.names.clone(),
-            labels: self
-                .config
-                .headers
-                .labels
-                .iter()
-                .map(|l| l.1.clone())
-                .collect(),
+            labels: self.config.headers.label_names(),
         }
     }
 }

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 pub use config::{ArchiveConfig, RawArchive};
 use files::Table;
-pub use samples::{ArchivedSample, Columns, Names, Restored, SampleBatch, restored};
+pub use samples::{ArchivedSample, Columns, Names, Restored, SampleBatch, acked_in, restored};
 
 /// An archive error.
 #[derive(Debug, thiserror::Error)]
@@ -313,18 +313,18 @@ pub fn from_next_window(
     samples: polars::prelude::DataFrame,
     window_ns: u64,
 ) -> polars::prelude::DataFrame {
-    use polars::prelude::*;
+    use polars::prelude::ChunkAgg;
     let window = i64::try_from(window_ns.max(1)).unwrap_or(i64::MAX);
-    let Ok(acked) = samples.column("acked_ns").and_then(|c| c.i64().cloned()) else {
-        return samples;
-    };
-    let Some(first) = acked.min() else {
+    let first = samples
+        .column("acked_ns")
+        .ok()
+        .and_then(|c| c.i64().ok().and_then(|a| a.min()));
+    let Some(first) = first else {
         return samples;
     };
     let next = first
         .div_euclid(window)
         .saturating_mul(window)
         .saturating_add(window);
-    let mask: BooleanChunked = acked.iter().map(|t| t.is_some_and(|t| t >= next)).collect();
-    samples.filter(&mask).unwrap_or(samples)
+    acked_in(samples, next, i64::MAX)
 }

@@ -369,20 +369,7 @@ pub fn read_latest(
             }
         }
     }
-    let all = stack(frames);
-    let in_range = all
-        .column("acked_ns")
-        .and_then(|c| c.i64().cloned())
-        .map(|acked| {
-            acked
-                .iter()
-                .map(|t| t.is_some_and(|t| t >= from_ns && t < to_ns))
-                .collect::<BooleanChunked>()
-        });
-    let all = match in_range {
-        Ok(mask) => all.filter(&mask).unwrap_or(all),
-        Err(_) => all,
-    };
+    let all = acked_in(stack(frames), from_ns, to_ns);
     let all = all
         .sort(["acked_ns"], SortMultipleOptions::default())
         .unwrap_or(all);
@@ -392,6 +379,19 @@ pub fn read_latest(
         all
     };
     (all, unreadable)
+}
+
+/// The rows of `df` (of this table) acked in `[from_ns, to_ns)`; `df` as it is when it has no
+/// `acked_ns` column.
+pub fn acked_in(df: DataFrame, from_ns: i64, to_ns: i64) -> DataFrame {
+    let Ok(acked) = df.column("acked_ns").and_then(|c| c.i64().cloned()) else {
+        return df;
+    };
+    let mask: BooleanChunked = acked
+        .iter()
+        .map(|t| t.is_some_and(|t| t >= from_ns && t < to_ns))
+        .collect();
+    df.filter(&mask).unwrap_or(df)
 }
 
 /// Segments stacked by column name: a column a segment lacks is null in its rows. Every
@@ -517,6 +517,16 @@ mod tests {
         assert_eq!((rows.len(), skipped), (1, 1));
     }
 
+    /// The `acked_ns` column of `df`.
+    fn acked_of(df: &DataFrame) -> Vec<i64> {
+        df.column("acked_ns")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .no_null_iter()
+            .collect()
+    }
+
     #[test]
     fn the_latest_rows_come_from_the_newest_segments_alone() {
         const T: i64 = 1_795_910_400_000_000_000;
@@ -531,13 +541,7 @@ mod tests {
         let now = T + 4_000_000_000;
         let (df, unreadable) = read_latest(dir.path(), T, now, 15);
         assert!(unreadable.is_empty());
-        let acked: Vec<i64> = df
-            .column("acked_ns")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .no_null_iter()
-            .collect();
+        let acked = acked_of(&df);
         // The fifteen latest before `now`, oldest first: half the third second and the fourth.
         let expected: Vec<i64> = (0..10)
             .map(|i| T + 2_000_000_000 + i)
@@ -564,14 +568,7 @@ mod tests {
         let acked: Vec<i64> = vec![1_500, 1_900, 2_000, 2_700, 3_100];
         let df = DataFrame::new(5, vec![Column::new("acked_ns".into(), acked)]).unwrap();
         let kept = crate::archive::from_next_window(df, 1_000);
-        let kept: Vec<i64> = kept
-            .column("acked_ns")
-            .unwrap()
-            .i64()
-            .unwrap()
-            .no_null_iter()
-            .collect();
-        assert_eq!(kept, vec![2_000, 2_700, 3_100]);
+        assert_eq!(acked_of(&kept), vec![2_000, 2_700, 3_100]);
     }
 
     #[test]

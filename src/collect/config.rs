@@ -168,6 +168,13 @@ pub struct HeadersConfig {
     pub labels: Vec<(String, String)>,
 }
 
+impl HeadersConfig {
+    /// The label names, in configuration order.
+    pub fn label_names(&self) -> Vec<String> {
+        self.labels.iter().map(|(_, name)| name.clone()).collect()
+    }
+}
+
 impl RawHeaders {
     /// Checks every value of `[headers]`; keys are named within the section.
     pub fn validate(self) -> Result<HeadersConfig, Invalid> {

@@ -477,20 +477,7 @@ pub fn offline_collector(
     config.aggregate.ring_capacity = all.height().clamp(1, most);
     let collector = Arc::new(Mutex::new(Collector::new(config)));
     lock(&collector).restore(&all);
-    let during = {
-        let acked = all.column("acked_ns").and_then(|c| c.i64().cloned());
-        match acked {
-            Ok(acked) => {
-                let mask: BooleanChunked = acked
-                    .iter()
-                    .map(|t| t.is_some_and(|t| t >= from && t < to))
-                    .collect();
-                all.filter(&mask).unwrap_or_else(|_| DataFrame::empty())
-            }
-            Err(_) => all,
-        }
-    };
-    (collector, during, notes)
+    (collector, crate::archive::acked_in(all, from, to), notes)
 }
 
 /// The service's routes over `collector`, for building a bundle.

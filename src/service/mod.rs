@@ -39,12 +39,7 @@ fn start_archive(
     if config.archive.enabled != Some(true) {
         return Ok(None);
     }
-    let labels = config
-        .headers
-        .labels
-        .iter()
-        .map(|(_, name)| name.clone())
-        .collect();
+    let labels = config.headers.label_names();
     let (archive, tap) = Archive::start(&config.archive, labels)?;
     // What the windows and the ring held before a restart, loaded back before anything new.
     let aggregate = &config.aggregate;
