@@ -104,7 +104,7 @@ fn hot_path(c: &mut Criterion) {
             };
             collector.on_ack(reply, None, b"+ACK", acked);
             if t.is_multiple_of(100_000_000) {
-                // Expire, release and drain closed windows as the tap loop does every 100 ms.
+                // Expire, release and hand over as the tap loop does every 100 ms.
                 collector.tick(acked);
                 black_box(collector.take_closed());
             }

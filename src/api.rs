@@ -217,6 +217,7 @@ mod tests {
     #[test]
     fn windows_print_with_names_and_counts() {
         let mut c = Collector::new(Config::default());
+        c.keep_closed();
         let r = reply(2, 5);
         c.on_delivery("game.srv-1.state", Some(&r), [], seen(100));
         c.on_ack(&r, None, b"-NAK", seen(108));

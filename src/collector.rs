@@ -18,7 +18,7 @@ use crate::aggregate::{Aggregator, Event};
 use crate::analyze::causes::Deliveries;
 use crate::analyze::report::{self, BASELINE_NS, SpikeInputs, p99s, scope_spikes};
 use crate::analyze::spikes::Spike;
-use crate::archive::{ArchiveStats, ArchiveTap, ArchivedSample, Names as ArchiveNames};
+use crate::archive::{ArchiveStats, ArchiveTap, ArchivedSample, Names as ArchiveNames, WindowRow};
 use crate::clocks::infer::Tracker;
 use crate::clocks::{ClockSource, Segment, announce};
 use crate::collect::acks::{parse_ack_payload, parse_ack_subject};
@@ -122,6 +122,8 @@ pub struct Collector {
     archive_stats: Option<Arc<ArchiveStats>>,
     /// Samples the archive's tap dropped before it was let go.
     archive_dropped: u64,
+    /// Windows and spikes it dropped before it was let go.
+    archive_rows_dropped: u64,
 }
 
 impl Collector {
@@ -143,6 +145,7 @@ impl Collector {
             archive: None,
             archive_stats: None,
             archive_dropped: 0,
+            archive_rows_dropped: 0,
             config,
         }
     }
@@ -151,6 +154,7 @@ impl Collector {
     pub fn attach_archive(&mut self, tap: ArchiveTap) {
         self.archive_stats = Some(tap.stats());
         self.archive = Some(tap);
+        self.aggregator.keep_for_archive();
     }
 
     /// What the archive's writer has done, when there is one.
@@ -174,6 +178,20 @@ impl Collector {
         self.hand_over_to_archive();
         if let Some(tap) = self.archive.take() {
             self.archive_dropped += tap.dropped;
+            self.archive_rows_dropped += tap.dropped_rows;
+        }
+        self.aggregator.stop_keeping_for_archive();
+    }
+
+    /// Whether samples go to an archive.
+    pub fn archive_attached(&self) -> bool {
+        self.archive.is_some()
+    }
+
+    /// Hands ended spikes to the archive (nothing without one).
+    pub fn archive_spikes(&mut self, rows: Vec<crate::archive::SpikeRow>) {
+        if let Some(tap) = &mut self.archive {
+            tap.hand_over_spikes(rows);
         }
     }
 
@@ -234,6 +252,28 @@ impl Collector {
             }
         }
         tap.hand_over(&names);
+        let windows: Vec<WindowRow> = self
+            .aggregator
+            .take_for_archive()
+            .into_iter()
+            .map(|window| {
+                let (stream, consumer, domain) = match window.summary.consumer {
+                    Some(id) => {
+                        let (stream, consumer) = self.names.consumer_names(id);
+                        let domain = self.names.consumer_domain(id).map(str::to_string);
+                        (stream.to_string(), consumer.to_string(), domain)
+                    }
+                    None => ("*".to_string(), "*".to_string(), None),
+                };
+                WindowRow {
+                    window,
+                    stream,
+                    consumer,
+                    domain,
+                }
+            })
+            .collect();
+        tap.hand_over_windows(windows);
     }
 
     pub fn config(&self) -> &Config {
@@ -276,6 +316,9 @@ impl Collector {
         c.clock_segments_dropped = self.aggregator.clocks().segments_dropped;
         c.archive_samples_dropped =
             self.archive_dropped + self.archive.as_ref().map_or(0, |t| t.dropped);
+        c.archive_rows_dropped = self.archive_rows_dropped
+            + self.aggregator.archive_windows_dropped
+            + self.archive.as_ref().map_or(0, |t| t.dropped_rows);
         if let Some(stats) = &self.archive_stats {
             let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
             c.archive_samples_written = get(&stats.samples_written);
@@ -983,7 +1026,12 @@ impl Collector {
         self.aggregator.record(&sample);
     }
 
-    /// Takes the windows closed since the last call.
+    /// Keeps every window closed from now on for [`Self::take_closed`].
+    pub fn keep_closed(&mut self) {
+        self.aggregator.keep_closed();
+    }
+
+    /// Takes the windows closed since the last call (none unless [`Self::keep_closed`]).
     pub fn take_closed(&mut self) -> Vec<WindowSummary> {
         self.aggregator.take_closed().collect()
     }
@@ -1231,6 +1279,7 @@ pub(crate) mod tests {
     #[test]
     fn a_server_timestamp_from_another_time_cannot_move_the_windows() {
         let mut c = Collector::new(Config::default());
+        c.keep_closed();
         let rfc = |ns: i64| crate::model::rfc3339(ns);
         // A plausible stamp is the sample's ack time; 2200 and 1970 are not.
         c.on_metric(&metric(1, &rfc(T0 + 99_000_000)), seen(100));

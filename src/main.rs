@@ -36,6 +36,36 @@ enum Command {
     Demo(DemoArgs),
     /// Write a postmortem bundle of a time range, from a data directory or a running service.
     Export(ExportArgs),
+    /// Run SQL over the archive's tables (`samples`, `windows`, `spikes`); see queries/.
+    Query(QueryArgs),
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// A file of SQL (one statement), e.g. queries/p99_per_consumer_minute.sql.
+    #[arg(required_unless_present = "execute", conflicts_with = "execute")]
+    file: Option<PathBuf>,
+    /// The SQL itself instead of a file.
+    #[arg(short = 'e', long = "execute", value_name = "SQL")]
+    execute: Option<String>,
+    /// Only rows from this instant on: RFC 3339, `now` or `-<duration>` (default: all).
+    #[arg(long, allow_hyphen_values = true)]
+    from: Option<String>,
+    /// Only rows before this instant (default: all).
+    #[arg(long, allow_hyphen_values = true)]
+    to: Option<String>,
+    /// The data directory (default: `archive.dir` of --config, else ./ackscope-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// How the answer is written.
+    #[arg(long, value_enum, default_value = "table")]
+    format: ackscope::archive::query::Format,
+    /// Write the answer here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// TOML config file (for `archive.dir`).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -191,6 +221,9 @@ fn main() -> ExitCode {
                     Command::Simulate(args) => simulate(args).await,
                     Command::Demo(args) => demo(args).await,
                     Command::Export(args) => export(args).await,
+                    Command::Query(args) => {
+                        tokio::task::spawn_blocking(move || query(args)).await?
+                    }
                 }
             })
         });
@@ -505,6 +538,71 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 /// A spinner on stderr when it is a terminal; nothing otherwise.
+fn query(args: QueryArgs) -> anyhow::Result<()> {
+    use ackscope::archive::query::{self, Format};
+    let now = ackscope::model::Seen::now().wall_ns;
+    let instant = |flag: &str, value: Option<&String>, default: i64| match value {
+        None => Ok(default),
+        Some(v) => ackscope::http::parse_instant(v, now)
+            .map_err(|reason| anyhow::anyhow!("--{flag} {v:?}: {reason}")),
+    };
+    let from = instant("from", args.from.as_ref(), i64::MIN)?;
+    let to = instant("to", args.to.as_ref(), i64::MAX)?;
+    anyhow::ensure!(from < to, "--from must be before --to");
+    let sql = match (&args.execute, &args.file) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?,
+        (None, None) => anyhow::bail!("give a SQL file or -e SQL"),
+    };
+    let dir = match args.data_dir {
+        Some(dir) => dir,
+        None => match &args.config {
+            Some(path) => RawConfig::from_file(path)?.validate()?.archive.dir,
+            None => RawConfig::default().validate()?.archive.dir,
+        },
+    };
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no data directory at {} (give --data-dir)",
+        dir.display()
+    );
+    let mut answer = query::run(&dir, &sql, from, to)?;
+    if !answer.skipped.is_empty() {
+        eprintln!(
+            "ackscope: {} unreadable segment(s) skipped: {}",
+            answer.skipped.len(),
+            answer
+                .skipped
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    match &args.out {
+        Some(path) => {
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+            );
+            query::write(&mut answer.frame, args.format, &mut file)?;
+            file.flush()?;
+        }
+        None => {
+            use std::io::IsTerminal;
+            anyhow::ensure!(
+                args.format != Format::Parquet || !std::io::stdout().is_terminal(),
+                "Parquet is not for a terminal: give --out FILE or redirect standard output"
+            );
+            let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+            query::write(&mut answer.frame, args.format, &mut stdout)?;
+            stdout.flush()?;
+        }
+    }
+    Ok(())
+}
+
 fn progress_bar() -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {

@@ -17,7 +17,22 @@ const BIN: &str = env!("CARGO_BIN_EXE_ackscope");
 
 /// `ackscope serve` on `server` with its history in `data`, flushed every `flush`; ready.
 async fn serve(server: &NatsServer, data: &Path, config: &Path, flush: &str) -> (Child, String) {
-    std::fs::write(config, format!("[archive]\nflush_interval = \"{flush}\"\n")).unwrap();
+    serve_with(server, data, config, flush, "").await
+}
+
+/// [`serve`], the config file ending with `more`.
+async fn serve_with(
+    server: &NatsServer,
+    data: &Path,
+    config: &Path,
+    flush: &str,
+    more: &str,
+) -> (Child, String) {
+    std::fs::write(
+        config,
+        format!("[archive]\nflush_interval = \"{flush}\"\n{more}"),
+    )
+    .unwrap();
     let addr = free_addr();
     let child = Command::new(BIN)
         .args(["serve", "--nats", &server.url(), "--listen", &addr])
@@ -36,21 +51,30 @@ async fn serve(server: &NatsServer, data: &Path, config: &Path, flush: &str) -> 
 
 /// A real server with a game stream and its pull consumer `srv-1`, and `ackscope serve` on it
 /// with its history in a temporary data directory, flushed every `flush`.
-struct Setup {
-    server: NatsServer,
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    config: PathBuf,
-    client: async_nats::Client,
-    consumer: async_nats::jetstream::consumer::PullConsumer,
+pub(crate) struct Setup {
+    pub server: NatsServer,
+    pub dir: tempfile::TempDir,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub client: async_nats::Client,
+    pub consumer: async_nats::jetstream::consumer::PullConsumer,
 }
 
 async fn setup(generation: Generation, flush: &str) -> (Setup, Child, String) {
+    setup_with(generation, flush, "").await
+}
+
+/// [`setup`], the config file ending with `more`.
+pub(crate) async fn setup_with(
+    generation: Generation,
+    flush: &str,
+    more: &str,
+) -> (Setup, Child, String) {
     let server = NatsServer::start(generation);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let config = dir.path().join("ackscope.toml");
-    let (child, addr) = serve(&server, &data, &config, flush).await;
+    let (child, addr) = serve_with(&server, &data, &config, flush, more).await;
     let client = server.client().await;
     let stream = game_stream(&client).await;
     let consumer = pull_consumer(&stream, "srv-1", Duration::from_secs(30), 0).await;
@@ -72,7 +96,7 @@ async fn counter(addr: &str, name: &str) -> u64 {
 }
 
 /// Waits until the counter `name` reaches `n`.
-async fn counted(addr: &str, name: &str, n: u64) {
+pub(crate) async fn counted(addr: &str, name: &str, n: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while counter(addr, name).await < n {
         assert!(
@@ -84,7 +108,7 @@ async fn counted(addr: &str, name: &str, n: u64) {
     }
 }
 
-fn signal(child: &Child, signal: &str) {
+pub(crate) fn signal(child: &Child, signal: &str) {
     let pid = child.id().unwrap().to_string();
     let sent = std::process::Command::new("kill")
         .args([signal, &pid])

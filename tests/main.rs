@@ -15,4 +15,5 @@ mod nats_auth;
 mod nats_server;
 mod openapi;
 mod outage;
+mod queries;
 mod sim;

@@ -51,16 +51,21 @@ impl LatencyHistogram {
     }
 
     pub fn record(&mut self, ns: u64) {
+        self.record_n(ns, 1);
+    }
+
+    /// Records `ns` `n` times.
+    fn record_n(&mut self, ns: u64, n: u32) {
         let v = if ns > self.max_ns {
-            self.clamped += 1;
+            self.clamped += u64::from(n);
             self.max_ns
         } else {
             ns
         };
-        if self.hist.record(v).is_err() {
-            self.saturated += 1;
+        if self.hist.record_n(v, n).is_err() {
+            self.saturated += u64::from(n);
         } else {
-            self.sum_ns += v as u128;
+            self.sum_ns += v as u128 * u128::from(n);
         }
     }
 
@@ -124,6 +129,36 @@ impl LatencyHistogram {
         self.saturated += other.saturated;
     }
 
+    /// The counts in HdrHistogram's V2 encoding (which the HdrHistogram libraries of other
+    /// languages read), to be merged again by [`Self::merge_encoded`].
+    pub fn encoded(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if hdrhistogram::serialization::Serializer::serialize(
+            &mut hdrhistogram::serialization::V2Serializer::new(),
+            &self.hist,
+            &mut out,
+        )
+        .is_err()
+        {
+            out.clear();
+        }
+        out
+    }
+
+    /// Adds the counts `bytes` encodes ([`Self::encoded`]) into `self`, values above `max_ns`
+    /// clamped; `false` (and nothing added) when `bytes` is not such an encoding.
+    pub fn merge_encoded(&mut self, bytes: &[u8]) -> bool {
+        let decoded: Result<Histogram<u32>, _> =
+            hdrhistogram::serialization::Deserializer::new().deserialize(&mut &bytes[..]);
+        let Ok(other) = decoded else {
+            return false;
+        };
+        for v in other.iter_recorded() {
+            self.record_n(v.value_iterated_to(), v.count_at_value());
+        }
+        true
+    }
+
     pub fn reset(&mut self) {
         self.hist.reset();
         self.clamped = 0;
@@ -136,6 +171,32 @@ impl LatencyHistogram {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_encoded_histogram_merges_back_to_the_same_quantiles() {
+        let mut h = LatencyHistogram::new(60_000_000_000);
+        for i in 1..=10_000u64 {
+            h.record(i * 7_919 % 50_000_000);
+        }
+        h.record(90_000_000_000);
+        let bytes = h.encoded();
+        assert!(
+            !bytes.is_empty() && bytes.len() < 40_000,
+            "{} bytes",
+            bytes.len()
+        );
+        let mut back = LatencyHistogram::new(60_000_000_000);
+        assert!(back.merge_encoded(&bytes));
+        assert_eq!(back.len(), h.len());
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(back.quantile_ns(q), h.quantile_ns(q), "q {q}");
+        }
+        // Twice is the sum of both; garbage is refused and adds nothing.
+        assert!(back.merge_encoded(&bytes));
+        assert_eq!(back.len(), 2 * h.len());
+        assert!(!back.merge_encoded(b"not a histogram"));
+        assert_eq!(back.len(), 2 * h.len());
+    }
 
     #[test]
     fn quantiles_are_close_to_exact() {

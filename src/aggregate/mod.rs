@@ -28,6 +28,8 @@ use window::{WindowStats, WindowSummary};
 
 /// Most closed summaries waiting for the caller; more are dropped and counted.
 const READY_CAPACITY: usize = 100_000;
+/// Closed windows kept for the archive between two hand-overs (a tenth of a second apart).
+const ARCHIVE_CAPACITY: usize = 10_000;
 
 /// A counted event that is not a sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,9 @@ pub struct Aggregator {
     all: Box<WindowStats>,
     history: Vec<VecDeque<WindowSummary>>,
     all_history: VecDeque<WindowSummary>,
-    ready: VecDeque<WindowSummary>,
+    /// Windows closed since the caller last took them; `None` unless asked for
+    /// ([`Self::keep_closed`]: `collect` prints them, the service does not take them).
+    ready: Option<VecDeque<WindowSummary>>,
     ring: SampleRing,
     /// Events older than the open window.
     pub late_events: u64,
@@ -65,6 +69,32 @@ pub struct Aggregator {
     /// ones took.
     gap_since: Option<i64>,
     gap_ns: u64,
+    /// Windows closed since the archive last took them, with their histograms; `None` while
+    /// no archive takes them.
+    for_archive: Option<VecDeque<ClosedWindow>>,
+    /// Closed windows the archive did not take in time (past [`ARCHIVE_CAPACITY`]).
+    pub archive_windows_dropped: u64,
+}
+
+/// A closed window with its latency histograms encoded ([`histogram::LatencyHistogram::encoded`]), so
+/// that any range of windows merges exactly.
+#[derive(Debug, Clone)]
+pub struct ClosedWindow {
+    pub summary: WindowSummary,
+    pub ack_hdr: Vec<u8>,
+    pub e2e_hdr: Vec<u8>,
+}
+
+impl ClosedWindow {
+    fn of(summary: &WindowSummary, stats: &WindowStats) -> Self {
+        let mut summary = summary.clone();
+        summary.phase_counts = Vec::new();
+        Self {
+            summary,
+            ack_hdr: stats.ack.encoded(),
+            e2e_hdr: stats.e2e.encoded(),
+        }
+    }
 }
 
 impl Aggregator {
@@ -90,12 +120,33 @@ impl Aggregator {
             all,
             history: Vec::new(),
             all_history: VecDeque::new(),
-            ready: VecDeque::new(),
+            ready: None,
             late_events: 0,
             ready_dropped: 0,
             gap_since: None,
             gap_ns: 0,
+            for_archive: None,
+            archive_windows_dropped: 0,
         }
+    }
+
+    /// Keeps every window closed from now on, with its histograms, for [`Self::take_for_archive`].
+    pub fn keep_for_archive(&mut self) {
+        self.for_archive.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Stops keeping closed windows for the archive and lets go of those not taken.
+    pub fn stop_keeping_for_archive(&mut self) {
+        self.for_archive = None;
+    }
+
+    /// The windows closed since the last call, with their histograms (none unless
+    /// [`Self::keep_for_archive`]).
+    pub fn take_for_archive(&mut self) -> Vec<ClosedWindow> {
+        self.for_archive
+            .as_mut()
+            .map(|q| q.drain(..).collect())
+            .unwrap_or_default()
     }
 
     /// Start of the open window, Unix nanoseconds.
@@ -157,9 +208,14 @@ impl Aggregator {
         h.into_iter().flatten()
     }
 
-    /// Takes the windows closed since the last call.
+    /// Keeps every window closed from now on for [`Self::take_closed`].
+    pub fn keep_closed(&mut self) {
+        self.ready.get_or_insert_with(VecDeque::new);
+    }
+
+    /// Takes the windows closed since the last call (none unless [`Self::keep_closed`]).
     pub fn take_closed(&mut self) -> impl Iterator<Item = WindowSummary> + '_ {
-        self.ready.drain(..)
+        self.ready.iter_mut().flat_map(|q| q.drain(..))
     }
 
     fn stats(&mut self, consumer: ConsumerId) -> &mut WindowStats {
@@ -234,6 +290,11 @@ impl Aggregator {
             self.all.merge(stats);
             let mut summary = stats.summary(Some(id as ConsumerId), start, end);
             summary.nats_gap_ms = gap_ms;
+            keep(
+                &mut self.for_archive,
+                &mut self.archive_windows_dropped,
+                || ClosedWindow::of(&summary, stats),
+            );
             stats.reset();
             if self.history.len() <= id {
                 self.history.resize_with(id + 1, VecDeque::new);
@@ -244,6 +305,12 @@ impl Aggregator {
         if !self.all.is_empty() || gap_ms > 0 {
             let mut summary = self.all.summary(None, start, end);
             summary.nats_gap_ms = gap_ms;
+            let all = &self.all;
+            keep(
+                &mut self.for_archive,
+                &mut self.archive_windows_dropped,
+                || ClosedWindow::of(&summary, all),
+            );
             self.all.reset();
             push_bounded(&mut self.all_history, retained, summary.clone());
             push_ready(&mut self.ready, &mut self.ready_dropped, summary);
@@ -301,7 +368,26 @@ fn push_bounded(q: &mut VecDeque<WindowSummary>, cap: usize, mut s: WindowSummar
     q.push_back(s);
 }
 
-fn push_ready(q: &mut VecDeque<WindowSummary>, dropped: &mut u64, s: WindowSummary) {
+/// Pushes `window()` on `q` when there is one, dropping and counting it once `q` is full.
+fn keep(
+    q: &mut Option<VecDeque<ClosedWindow>>,
+    dropped: &mut u64,
+    window: impl FnOnce() -> ClosedWindow,
+) {
+    let Some(q) = q else {
+        return;
+    };
+    if q.len() >= ARCHIVE_CAPACITY {
+        *dropped += 1;
+    } else {
+        q.push_back(window());
+    }
+}
+
+fn push_ready(q: &mut Option<VecDeque<WindowSummary>>, dropped: &mut u64, s: WindowSummary) {
+    let Some(q) = q else {
+        return;
+    };
     if q.len() >= READY_CAPACITY {
         *dropped += 1;
     } else {
@@ -337,10 +423,12 @@ mod tests {
     }
 
     fn aggregator() -> Aggregator {
-        Aggregator::new(
+        let mut a = Aggregator::new(
             AggregateConfig::default(),
             RawTick::default().validate().unwrap(),
-        )
+        );
+        a.keep_closed();
+        a
     }
 
     #[test]
@@ -393,12 +481,50 @@ mod tests {
     }
 
     #[test]
+    fn closed_windows_are_kept_only_for_whoever_takes_them() {
+        let mut a = Aggregator::new(
+            AggregateConfig::default(),
+            RawTick::default().validate().unwrap(),
+        );
+        let t0 = 1_790_000_000_000_000_000i64;
+        for w in 0..5 {
+            a.record(&sample(0, t0 + w * 1_000_000_000, 1 + w as u64));
+        }
+        a.advance(t0 + 5_000_000_000);
+        // Nobody asked (the service): nothing is held and nothing counts as dropped.
+        assert_eq!(a.take_closed().count(), 0);
+        assert_eq!(a.ready_dropped, 0);
+        assert!(a.take_for_archive().is_empty());
+        // The archive asked: each window closed from then on, with its histogram.
+        a.keep_for_archive();
+        a.record(&sample(0, t0 + 5_500_000_000, 7));
+        a.advance(t0 + 6_000_000_000);
+        let kept = a.take_for_archive();
+        assert_eq!(kept.len(), 2, "consumer 0 and all consumers");
+        let mut h = histogram::LatencyHistogram::new(AggregateConfig::default().max_latency_ns);
+        assert!(h.merge_encoded(&kept[0].ack_hdr));
+        // Quantiles exactly; the mean to the histogram's precision (the sum is not encoded).
+        let (got, closed) = (h.quantiles(), kept[0].summary.ack_latency_us);
+        assert_eq!(
+            (got.count, got.p50, got.p99, got.max),
+            (closed.count, closed.p50, closed.p99, closed.max)
+        );
+        assert!((got.mean - closed.mean).abs() <= closed.mean * 1e-3);
+        assert!(a.take_for_archive().is_empty());
+        a.stop_keeping_for_archive();
+        a.record(&sample(0, t0 + 6_500_000_000, 7));
+        a.advance(t0 + 7_000_000_000);
+        assert!(a.take_for_archive().is_empty());
+    }
+
+    #[test]
     fn history_is_bounded() {
         let config = AggregateConfig {
             retained_windows: 3,
             ..AggregateConfig::default()
         };
         let mut a = Aggregator::new(config, RawTick::default().validate().unwrap());
+        a.keep_closed();
         let t0 = 1_790_000_000_000_000_000i64;
         for w in 0..10 {
             a.record(&sample(0, t0 + w * 1_000_000_000, 1));

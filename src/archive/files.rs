@@ -18,15 +18,58 @@ const TEMPORARY: &str = ".tmp";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     Samples,
+    Windows,
+    Spikes,
 }
 
 impl Table {
-    pub const ALL: [Table; 1] = [Table::Samples];
+    pub const ALL: [Table; 3] = [Table::Samples, Table::Windows, Table::Spikes];
 
     pub fn dir_name(self) -> &'static str {
         match self {
             Table::Samples => "samples",
+            Table::Windows => "windows",
+            Table::Spikes => "spikes",
         }
+    }
+
+    /// The column a row's instant is in: segments are named, partitioned and read by it.
+    pub fn time_column(self) -> &'static str {
+        match self {
+            Table::Samples => "acked_ns",
+            Table::Windows | Table::Spikes => "start_ns",
+        }
+    }
+
+    /// The type of each column of the table, `None` for a column it does not have.
+    pub fn column_type(self, name: &str) -> Option<DataType> {
+        match self {
+            Table::Samples => super::samples::column_type(name),
+            Table::Windows => super::windows::column_type(name),
+            Table::Spikes => super::spikes::column_type(name),
+        }
+    }
+
+    /// Whether `schema` is a segment of this table: its instant, and only the table's
+    /// columns, of their types.
+    pub fn accepts(self, schema: &Schema) -> bool {
+        schema.get(self.time_column()).is_some()
+            && schema
+                .iter()
+                .all(|(name, dtype)| self.column_type(name).is_some_and(|t| &t == dtype))
+    }
+
+    /// The table's columns when it has no rows (labels aside).
+    pub fn schema(self) -> Schema {
+        let names: &[&str] = match self {
+            Table::Samples => super::samples::COLUMNS,
+            Table::Windows => super::windows::COLUMNS,
+            Table::Spikes => super::spikes::COLUMNS,
+        };
+        names
+            .iter()
+            .filter_map(|&n| Some((PlSmallStr::from(n), self.column_type(n)?)))
+            .collect()
     }
 }
 

@@ -14,7 +14,10 @@
 
 pub mod config;
 pub mod files;
+pub mod query;
 pub mod samples;
+pub mod spikes;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +30,27 @@ use std::collections::BTreeMap;
 pub use config::{ArchiveConfig, RawArchive};
 use files::Table;
 pub use samples::{ArchivedSample, Columns, Names, Restored, SampleBatch, acked_in, restored};
+pub use spikes::SpikeRow;
+pub use windows::WindowRow;
+
+/// What the writer is handed: samples with the names of their ids, closed windows, or ended
+/// spikes. Each row of any of them counts as one against `archive.queue_samples`.
+#[derive(Debug)]
+enum Batch {
+    Samples(SampleBatch),
+    Windows(Vec<WindowRow>),
+    Spikes(Vec<SpikeRow>),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Samples(b) => b.rows.len(),
+            Batch::Windows(w) => w.len(),
+            Batch::Spikes(s) => s.len(),
+        }
+    }
+}
 
 /// An archive error.
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +94,13 @@ impl ArchiveStats {
 #[derive(Debug)]
 pub struct ArchiveTap {
     batch: Vec<ArchivedSample>,
-    to_writer: mpsc::Sender<SampleBatch>,
+    to_writer: mpsc::Sender<Batch>,
     stats: Arc<ArchiveStats>,
     queue_samples: u64,
     /// Samples dropped because the queue was full.
     pub dropped: u64,
+    /// Windows and spikes dropped because the queue was full.
+    pub dropped_rows: u64,
 }
 
 impl ArchiveTap {
@@ -112,19 +138,44 @@ impl ArchiveTap {
             return;
         }
         let rows = std::mem::replace(&mut self.batch, Vec::with_capacity(1024));
-        self.stats.queued.fetch_add(n, Ordering::Relaxed);
-        if self
-            .to_writer
-            .send(SampleBatch {
-                rows,
-                names: names.clone(),
-            })
-            .is_err()
-        {
-            // The writer is gone (it failed to start its directory): nothing can be kept.
-            self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+        if !self.send(Batch::Samples(SampleBatch {
+            rows,
+            names: names.clone(),
+        })) {
             self.dropped += n;
         }
+    }
+
+    /// Hands closed windows to the writer; drops and counts them when the queue is full.
+    pub fn hand_over_windows(&mut self, rows: Vec<WindowRow>) {
+        self.hand_over_rows(Batch::Windows(rows));
+    }
+
+    /// Hands ended spikes to the writer; drops and counts them when the queue is full.
+    pub fn hand_over_spikes(&mut self, rows: Vec<SpikeRow>) {
+        self.hand_over_rows(Batch::Spikes(rows));
+    }
+
+    fn hand_over_rows(&mut self, batch: Batch) {
+        let n = batch.len() as u64;
+        if n == 0 {
+            return;
+        }
+        if self.stats.queued.load(Ordering::Relaxed) + n > self.queue_samples || !self.send(batch) {
+            self.dropped_rows += n;
+        }
+    }
+
+    /// Sends `batch` to the writer, counted as queued; `false` when the writer is gone (it
+    /// failed to start its directory): nothing can be kept.
+    fn send(&mut self, batch: Batch) -> bool {
+        let n = batch.len() as u64;
+        self.stats.queued.fetch_add(n, Ordering::Relaxed);
+        if self.to_writer.send(batch).is_err() {
+            self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 }
 
@@ -162,6 +213,8 @@ impl Archive {
             stats: stats.clone(),
             pending: Vec::new(),
             pending_samples: 0,
+            pending_windows: Vec::new(),
+            pending_spikes: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("ackscope-archive".into())
@@ -180,6 +233,7 @@ impl Archive {
             stats: stats.clone(),
             queue_samples: config.queue_samples as u64,
             dropped: 0,
+            dropped_rows: 0,
         };
         Ok((Archive { thread, stats, dir }, tap))
     }
@@ -201,10 +255,12 @@ struct Writer {
     /// Batches received since the last write, and their samples.
     pending: Vec<SampleBatch>,
     pending_samples: u64,
+    pending_windows: Vec<WindowRow>,
+    pending_spikes: Vec<SpikeRow>,
 }
 
 impl Writer {
-    fn run(mut self, rx: mpsc::Receiver<SampleBatch>) {
+    fn run(mut self, rx: mpsc::Receiver<Batch>) {
         let flush = Duration::from_nanos(self.config.flush_interval_ns);
         // Half the queue waiting is written at once: with what the collector hands over
         // meanwhile, no more than the queue's limit is ever held.
@@ -214,10 +270,12 @@ impl Writer {
         loop {
             let wait = flush.saturating_sub(flushed_at.elapsed());
             match rx.recv_timeout(wait) {
-                Ok(batch) => {
+                Ok(Batch::Samples(batch)) => {
                     self.pending_samples += batch.rows.len() as u64;
                     self.pending.push(batch);
                 }
+                Ok(Batch::Windows(rows)) => self.pending_windows.extend(rows),
+                Ok(Batch::Spikes(rows)) => self.pending_spikes.extend(rows),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -233,8 +291,64 @@ impl Writer {
         self.keep_within_limits();
     }
 
-    /// Writes the pending samples, one segment per hour they span.
+    /// Writes what is pending, one segment per table and hour.
     fn write(&mut self) {
+        self.write_samples();
+        let windows = std::mem::take(&mut self.pending_windows);
+        self.write_rows(
+            Table::Windows,
+            windows,
+            |r| r.window.summary.start_ns,
+            windows::frame,
+        );
+        let spikes = std::mem::take(&mut self.pending_spikes);
+        self.write_rows(Table::Spikes, spikes, |r| r.start_ns, spikes::frame);
+    }
+
+    /// Writes `rows` of `table`, one segment per hour their instants (`at`) span; a segment
+    /// that cannot be written is counted and logged.
+    fn write_rows<R>(
+        &self,
+        table: Table,
+        rows: Vec<R>,
+        at: impl Fn(&R) -> i64,
+        frame: impl Fn(&[R]) -> polars::prelude::PolarsResult<polars::prelude::DataFrame>,
+    ) {
+        let n = rows.len() as u64;
+        let mut hours: BTreeMap<i64, Vec<R>> = BTreeMap::new();
+        for r in rows {
+            hours
+                .entry(at(&r).div_euclid(files::HOUR_NS))
+                .or_default()
+                .push(r);
+        }
+        for rows in hours.into_values() {
+            let span = (
+                rows.iter().map(&at).min().unwrap_or(0),
+                rows.iter().map(&at).max().unwrap_or(0),
+            );
+            let result = frame(&rows)
+                .map_err(|e| Error::Segment {
+                    path: self.dir.join(table.dir_name()),
+                    message: e.to_string(),
+                })
+                .and_then(|mut df| files::write_segment(&self.dir, table, &span, &mut df));
+            match result {
+                Ok(bytes) => {
+                    ArchiveStats::add(&self.stats.segments_written, 1);
+                    ArchiveStats::add(&self.stats.bytes_written, bytes);
+                }
+                Err(e) => {
+                    ArchiveStats::add(&self.stats.write_errors, 1);
+                    tracing::error!(error = %e, table = table.dir_name(), rows = rows.len(), "archive write failed; rows lost");
+                }
+            }
+        }
+        self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Writes the pending samples, one segment per hour they span.
+    fn write_samples(&mut self) {
         let batches = std::mem::take(&mut self.pending);
         let samples = std::mem::take(&mut self.pending_samples);
         let mut hours: BTreeMap<i64, Columns> = BTreeMap::new();

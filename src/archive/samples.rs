@@ -301,8 +301,30 @@ const SOURCES: [SampleSource; 4] = [
     SampleSource::Reordered,
 ];
 
+/// The table's columns, labels aside (`label_<name>` after `subject`).
+pub const COLUMNS: &[&str] = &[
+    "acked_ns",
+    "delivered_ns",
+    "stored_ns",
+    "stream",
+    "consumer",
+    "domain",
+    "subject",
+    "trace_id",
+    "ack_latency_ns",
+    "e2e_latency_ns",
+    "deliveries",
+    "kind",
+    "source",
+    "ack_sync",
+    "phase_ns",
+    "stream_seq",
+    "consumer_seq",
+    "pending",
+];
+
 /// The type each column of the table has (`label_<name>` columns are strings).
-fn column_type(name: &str) -> Option<DataType> {
+pub fn column_type(name: &str) -> Option<DataType> {
     Some(match name {
         "acked_ns" | "delivered_ns" | "stored_ns" | "ack_latency_ns" | "e2e_latency_ns"
         | "deliveries" | "phase_ns" | "stream_seq" | "consumer_seq" | "pending" => DataType::Int64,
@@ -315,14 +337,9 @@ fn column_type(name: &str) -> Option<DataType> {
     })
 }
 
-/// Whether `df` is a segment of this table: an `acked_ns`, and only the table's columns, of
-/// their types.
+/// Whether `df` is a segment of this table.
 fn is_segment(df: &DataFrame) -> bool {
-    df.column("acked_ns").is_ok()
-        && df
-            .columns()
-            .iter()
-            .all(|c| column_type(c.name()).is_some_and(|t| &t == c.dtype()))
+    Table::Samples.accepts(df.schema())
 }
 
 /// Every sample archived in `dir` acked in `[from_ns, to_ns)`, oldest first, with the segments

@@ -16,7 +16,9 @@ use crate::model::ConsumerId;
 #[derive(Debug, Default)]
 pub struct SpikeCache(Mutex<BTreeMap<SpikeKey, Spike>>);
 
-type SpikeKey = (i64, i64, Option<ConsumerId>, bool);
+/// A spike's start and end (ns), its scope (`None`: all consumers) and whether it is of the
+/// e2e latency.
+pub type SpikeKey = (i64, i64, Option<ConsumerId>, bool);
 
 impl SpikeCache {
     pub const CAPACITY: usize = 1_024;
@@ -62,15 +64,30 @@ pub fn spikes(
     from: i64,
     to: i64,
 ) -> Vec<Spike> {
+    explained(collector, cache, ids, from, to)
+        .into_iter()
+        .map(|(_, spike)| spike)
+        .collect()
+}
+
+/// [`spikes`], each with its key.
+pub fn explained(
+    collector: &Mutex<Collector>,
+    cache: &SpikeCache,
+    ids: Option<&[ConsumerId]>,
+    from: i64,
+    to: i64,
+) -> Vec<(SpikeKey, Spike)> {
     let found = lock(collector).find_spikes(ids, from, to);
     found
         .into_iter()
         .map(|(scope, spike, latency)| {
             let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
-            cache.get_or_insert(key, || {
+            let explained = cache.get_or_insert(key, || {
                 let inputs = lock(collector).spike_inputs(scope, spike, latency);
                 crate::background::run(|| inputs.explain())
-            })
+            });
+            (key, explained)
         })
         .collect()
 }
