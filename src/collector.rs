@@ -124,6 +124,9 @@ pub struct Collector {
     archive_dropped: u64,
     /// Windows and spikes it dropped before it was let go.
     archive_rows_dropped: u64,
+    /// Since when every sample is in memory until the ring overwrites one: the start, or the
+    /// oldest sample restored.
+    held_since_ns: i64,
 }
 
 impl Collector {
@@ -146,6 +149,7 @@ impl Collector {
             archive_stats: None,
             archive_dropped: 0,
             archive_rows_dropped: 0,
+            held_since_ns: crate::model::Seen::now().wall_ns,
             config,
         }
     }
@@ -183,6 +187,16 @@ impl Collector {
         self.aggregator.stop_keeping_for_archive();
     }
 
+    /// Since when memory holds every sample: the oldest one in the ring once it has
+    /// overwritten any, else the start (or the oldest sample restored).
+    pub fn held_since_ns(&self) -> i64 {
+        let ring = self.aggregator.ring();
+        match ring.oldest_acked_ns() {
+            Some(oldest) if ring.overwritten() > 0 => oldest,
+            _ => self.held_since_ns,
+        }
+    }
+
     /// Whether samples go to an archive.
     pub fn archive_attached(&self) -> bool {
         self.archive.is_some()
@@ -208,6 +222,7 @@ impl Collector {
         let mut loaded = 0;
         for row in rows {
             let t = row.sample.acked_ns;
+            self.held_since_ns = self.held_since_ns.min(t);
             let Some(consumer) =
                 self.consumer(&consumer_key(row.stream, row.consumer, row.domain), t)
             else {

@@ -520,3 +520,60 @@ async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("no data directory"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_older_than_memory_is_answered_from_the_archive_as_memory_did_legacy_2_9() {
+    // A ring of 100 samples: the first 80 acks leave memory once 150 more come.
+    let (s, mut child, addr) = setup_with(
+        Generation::Legacy,
+        "1s",
+        "[aggregate]\nring_capacity = 100\n",
+    )
+    .await;
+    let Setup {
+        client, consumer, ..
+    } = &s;
+    let from = ackscope::model::Seen::now().wall_ns - 1_000_000_000;
+    play(client, consumer, 80).await;
+    counted(&addr, "ackscope_archive_samples_written_total", 80).await;
+    // The window of the last ack closes.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let to = ackscope::model::Seen::now().wall_ns;
+    let range = format!(
+        "from={}&to={}",
+        ackscope::model::rfc3339(from),
+        ackscope::model::rfc3339(to)
+    );
+    let get = |path: String| {
+        let addr = addr.clone();
+        async move {
+            let (status, body) = http_get(&addr, &path).await.unwrap();
+            assert_eq!(status, 200, "{path}: {body}");
+            body
+        }
+    };
+    let json = |body: String| -> serde_json::Value { serde_json::from_str(&body).unwrap() };
+    let memory = json(get(format!("/api/v1/report?{range}")).await);
+    assert_eq!(memory["counts"]["acks"], 80, "{memory:#}");
+    let warned = |r: &serde_json::Value| r["warnings"].to_string().contains("from the archive");
+    assert!(!warned(&memory), "{memory:#}");
+    play(client, consumer, 150).await;
+    counted(&addr, "ackscope_samples_joined_total", 230).await;
+    let archived = json(get(format!("/api/v1/report?{range}")).await);
+    assert!(warned(&archived), "{archived:#}");
+    assert_eq!(archived["counts"]["acks"], 80, "{archived:#}");
+    assert_eq!(archived["latency_us"], memory["latency_us"]);
+    assert_eq!(archived["phases"], memory["phases"]);
+    assert_eq!(archived["ordering"], memory["ordering"]);
+    // The heatmaps of that range say where they came from, and hold its 80 samples.
+    for picture in ["phase", "time"] {
+        let svg = get(format!("/api/v1/heatmap/{picture}.svg?{range}")).await;
+        assert!(svg.contains("from the archive"), "{picture}");
+        assert!(svg.contains("80 samples"), "{picture}");
+    }
+    // The live range is still answered from memory.
+    let now = json(get("/api/v1/report?from=-200ms".to_string()).await);
+    assert!(!warned(&now), "{now:#}");
+    signal(&child, "-TERM");
+    child.wait().await.unwrap();
+}

@@ -433,14 +433,23 @@ pub fn offline_collector(
     from: i64,
     to: i64,
 ) -> (Arc<Mutex<Collector>>, DataFrame, Vec<String>) {
-    let span = to.saturating_sub(from).max(1);
     let most = crate::aggregate::config::MAX_RING_BYTES / crate::aggregate::ring::ROW_BYTES;
-    let (all, unreadable) = crate::archive::latest_samples(
-        dir,
-        from.saturating_sub(span),
-        to.saturating_add(span),
-        most,
-    );
+    let span = to.saturating_sub(from).max(1);
+    let read = (from.saturating_sub(span), to.saturating_add(span));
+    collector_of(config, dir, read, (from, to), most)
+}
+
+/// A collector holding what `dir` archived over `read` (the latest `most` samples of it), and
+/// the samples of `range` read.
+pub fn collector_of(
+    config: &Config,
+    dir: &Path,
+    read: (i64, i64),
+    (from, to): (i64, i64),
+    most: usize,
+) -> (Arc<Mutex<Collector>>, DataFrame, Vec<String>) {
+    let most = most.max(1);
+    let (all, unreadable) = crate::archive::latest_samples(dir, read.0, read.1, most);
     let mut notes = Vec::new();
     if !unreadable.is_empty() {
         notes.push(format!(
@@ -455,13 +464,12 @@ pub fn offline_collector(
     }
     let mut config = config.clone();
     let window = config.aggregate.window_ns.max(1) as i64;
-    let windows = usize::try_from(span.saturating_mul(3) / window)
+    let windows = usize::try_from(read.1.saturating_sub(read.0) / window)
         .unwrap_or(usize::MAX)
         .saturating_add(2);
     if windows > MAX_WINDOWS {
         notes.push(format!(
-            "the range and its surroundings span {windows} windows; the latest {MAX_WINDOWS} \
-             are kept"
+            "the range read spans {windows} windows; the latest {MAX_WINDOWS} are kept"
         ));
     }
     config.aggregate.retained_windows = config
@@ -470,13 +478,31 @@ pub fn offline_collector(
         .max(windows.min(MAX_WINDOWS));
     if all.height() >= most {
         notes.push(format!(
-            "the range and its surroundings hold more samples than the {most} read: the \
-             heatmaps and report use the latest {most}"
+            "the range read holds more samples than the {most} read: the heatmaps and report \
+             use the latest {most}, from {}",
+            all.column("acked_ns")
+                .ok()
+                .and_then(|c| c.i64().ok().and_then(|a| a.min()))
+                .map_or_else(|| "-".to_string(), rfc3339)
         ));
     }
     config.aggregate.ring_capacity = all.height().clamp(1, most);
     let collector = Arc::new(Mutex::new(Collector::new(config)));
-    lock(&collector).restore(&all);
+    {
+        let mut c = lock(&collector);
+        c.restore(&all);
+        // Each consumer's frame, learned from its latest minute as the service did (clocks
+        // are not archived): a clock learned first covers the samples before it.
+        let latest = all
+            .column("acked_ns")
+            .ok()
+            .and_then(|t| t.i64().ok().and_then(|a| a.max()));
+        if let Some(latest) = latest {
+            for _ in 0..c.consumers().count().div_ceil(8) + 1 {
+                c.infer_clocks(latest);
+            }
+        }
+    }
     (collector, crate::archive::acked_in(all, from, to), notes)
 }
 

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 
 use super::params::{Params, RANGE_PARAMS, range_warnings};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, history};
 use crate::aggregate::rebin::{self, Latency, quantile};
 use crate::aggregate::window::Counts;
 use crate::analyze;
@@ -116,13 +116,19 @@ pub async fn spikes(
 ) -> Result<Json<Vec<Spike>>, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let (collector, spike_cache) = (state.collector.clone(), state.spike_cache.clone());
+    let shared = state.clone();
     on_blocking_pool(&state, move || {
-        let (ids, (from, to)) = {
-            let c = lock(&collector);
-            (params.consumers(&c)?, params.range(&c, now))
-        };
-        let spikes = super::spikes::spikes(&collector, &spike_cache, ids.as_deref(), from, to);
+        let range = params.range(&lock(&shared.collector), now);
+        let source = history::source(&shared, range);
+        let ids = params.consumers(&lock(&source.collector))?;
+        let (from, to) = range;
+        let spikes = super::spikes::spikes(
+            &source.collector,
+            &source.spike_cache,
+            ids.as_deref(),
+            from,
+            to,
+        );
         Ok(Json(spikes))
     })
     .await
@@ -135,16 +141,27 @@ pub async fn report(
 ) -> Result<Json<Report>, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let (collector, spike_cache) = (state.collector.clone(), state.spike_cache.clone());
+    let shared = state.clone();
     on_blocking_pool(&state, move || {
-        let (mut report, ids, (from, to)) = {
-            let c = lock(&collector);
+        let range = params.range(&lock(&shared.collector), now);
+        let source = history::source(&shared, range);
+        let (mut report, ids) = {
+            let c = lock(&source.collector);
             let ids = params.consumers(&c)?;
-            let range = params.range(&c, now);
-            (build_report(&c, &params, ids.as_deref(), range), ids, range)
+            (build_report(&c, &params, ids.as_deref(), range), ids)
         };
+        report
+            .warnings
+            .splice(0..0, source.warnings.iter().cloned());
         // Spikes last, with the collector let go: explaining them takes it only to copy.
-        report.spikes = super::spikes::spikes(&collector, &spike_cache, ids.as_deref(), from, to);
+        let (from, to) = range;
+        report.spikes = super::spikes::spikes(
+            &source.collector,
+            &source.spike_cache,
+            ids.as_deref(),
+            from,
+            to,
+        );
         Ok(Json(report))
     })
     .await

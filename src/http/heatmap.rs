@@ -50,12 +50,13 @@ async fn heatmap(
 ) -> Result<Response, ApiError> {
     let now = Seen::now().wall_ns;
     let params = Params::parse(&query, &[RANGE_PARAMS, PICTURE_PARAMS], now)?;
-    let collector = state.collector.clone();
+    let shared = state.clone();
     let svg = on_blocking_pool(&state, move || {
+        let (from, to) = params.range(&lock(&shared.collector), now);
+        let source = super::history::source(&shared, (from, to));
         // One pass over the ring under the lock; drawing comes after, with the lock released.
-        let c = lock(&collector);
+        let c = lock(&source.collector);
         let ids = params.consumers(&c)?;
-        let (from, to) = params.range(&c, now);
         let filter = params.filter(ids.as_deref(), from, to);
         let agg = &c.config().aggregate;
         let view = params.phase_view(&c, ids.as_deref(), 160);
@@ -131,7 +132,12 @@ async fn heatmap(
             span_in_words(from, to),
             grid.total()
         );
-        for w in range_warnings(&c, from, to) {
+        for w in source
+            .warnings
+            .iter()
+            .cloned()
+            .chain(range_warnings(&c, from, to))
+        {
             subtitle.push_str(" · ");
             subtitle.push_str(&w);
         }

@@ -7,6 +7,7 @@ mod api;
 mod error;
 mod export;
 mod heatmap;
+pub mod history;
 mod metrics;
 mod openapi;
 mod pages;
@@ -82,6 +83,8 @@ pub struct AppState {
     pub archive_dir: Option<Arc<std::path::PathBuf>>,
     /// One postmortem export at a time: another meanwhile is a 429.
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// The collector loaded from the archive for the last range older than memory.
+    pub history: Arc<history::HistoryCache>,
 }
 
 impl AppState {
@@ -98,6 +101,7 @@ impl AppState {
             metrics_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             archive_dir: None,
             exports: Arc::new(tokio::sync::Semaphore::new(1)),
+            history: Arc::default(),
         }
     }
 
