@@ -571,6 +571,43 @@ async fn a_range_older_than_memory_is_answered_from_the_archive_as_memory_did_le
         assert!(svg.contains("from the archive"), "{picture}");
         assert!(svg.contains("80 samples"), "{picture}");
     }
+    // A range holding more than the history collector takes (100): its heatmaps are drawn
+    // from every archived sample, the same count as memory once took in.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let to_b = ackscope::model::Seen::now().wall_ns;
+    play(client, consumer, 150).await;
+    counted(&addr, "ackscope_archive_samples_written_total", 380).await;
+    let both = format!(
+        "from={}&to={}",
+        ackscope::model::rfc3339(from),
+        ackscope::model::rfc3339(to_b)
+    );
+    for picture in ["phase", "time"] {
+        let svg = get(format!("/api/v1/heatmap/{picture}.svg?{both}")).await;
+        assert!(svg.contains("every archived sample"), "{picture}");
+        assert!(svg.contains("230 samples"), "{picture}");
+        let one = get(format!(
+            "/api/v1/heatmap/{picture}.svg?{both}&stream=GAME&consumer=srv-1&latency=e2e"
+        ))
+        .await;
+        assert!(one.contains("230 samples"), "{picture}");
+    }
+    // A range reaching into what memory holds is answered from memory, which says what it
+    // no longer holds.
+    let straddling = json(
+        get(format!(
+            "/api/v1/report?from={}",
+            ackscope::model::rfc3339(from)
+        ))
+        .await,
+    );
+    assert!(!warned(&straddling), "{straddling:#}");
+    assert!(
+        straddling["warnings"]
+            .to_string()
+            .contains("no longer retained"),
+        "{straddling:#}"
+    );
     // The live range is still answered from memory.
     let now = json(get("/api/v1/report?from=-200ms".to_string()).await);
     assert!(!warned(&now), "{now:#}");

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod files;
+pub mod grid;
 pub mod query;
 pub mod samples;
 pub mod spikes;

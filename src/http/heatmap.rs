@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::api::on_blocking_pool;
 use super::params::{MAX_BINS, PICTURE_PARAMS, Params, RANGE_PARAMS, range_warnings};
 use super::{ApiError, AppState};
-use crate::aggregate::phase_grid::LatencyAxis;
+use crate::aggregate::phase_grid::{LatencyAxis, PhaseGrid};
 use crate::aggregate::rebin;
 use crate::collector::lock;
 use crate::model::Seen;
@@ -19,6 +19,7 @@ use crate::render::heatmap::{
     ColorScale, HeatmapStyle, XAxis, fit_latency_axis, fit_latency_floor, format_latency,
     render_heatmap,
 };
+use crate::tick::PhaseOf;
 
 /// Most cells a heatmap may have (columns × latency rows): about 200 bytes of SVG each.
 const MAX_CELLS: u64 = 250_000;
@@ -61,17 +62,36 @@ async fn heatmap(
         let agg = &c.config().aggregate;
         let view = params.phase_view(&c, ids.as_deref(), 160);
         let clock = view.shown;
+        // Too many samples to load: drawn from the archive's segments themselves.
+        let scan = source.scan.as_ref().map(|dir| {
+            let scan = crate::archive::grid::Scan {
+                from_ns: from,
+                to_ns: to,
+                stream: params.stream.clone(),
+                consumer: params.consumer.clone(),
+                domain: params.domain.clone(),
+                e2e: filter.latency == rebin::Latency::E2e,
+            };
+            (dir, scan)
+        });
+        let mut unreadable = Vec::new();
         // The latency axis fits the data (and the frame budget), as Grafana's heatmap does;
         // `max_latency` pins its top.
         let (mut fastest, mut slowest) = (None::<u64>, None::<u64>);
-        for ns in c
-            .aggregator()
-            .ring()
-            .iter()
-            .filter_map(|r| filter.latency(&r))
-        {
-            fastest = Some(fastest.map_or(ns, |f| f.min(ns)));
-            slowest = Some(slowest.map_or(ns, |s| s.max(ns)));
+        if let Some((dir, scan)) = &scan {
+            let (span, bad) = crate::archive::grid::latency_span(dir, scan);
+            unreadable.extend(bad);
+            (fastest, slowest) = (span.map(|s| s.0), span.map(|s| s.1));
+        } else {
+            for ns in c
+                .aggregator()
+                .ring()
+                .iter()
+                .filter_map(|r| filter.latency(&r))
+            {
+                fastest = Some(fastest.map_or(ns, |f| f.min(ns)));
+                slowest = Some(slowest.map_or(ns, |s| s.max(ns)));
+            }
         }
         let max = params
             .max_latency_ns
@@ -92,24 +112,45 @@ async fn heatmap(
                 ),
             ));
         }
+        let drawn = |how: crate::archive::grid::Columns, ring: &dyn Fn() -> PhaseGrid| match &scan {
+            Some((dir, scan)) => crate::archive::grid::grid(dir, scan, how, &axis),
+            None => (ring(), Vec::new()),
+        };
         let (grid, x, title) = match kind {
-            Kind::Phase => (
-                rebin::phase_grid(c.aggregator().ring(), &filter, &view.phases, axis),
-                XAxis::Phase {
-                    period_ns: clock.period_ns(),
-                },
-                format!(
-                    "{} latency by frame phase — tick {}, bin {}, {}",
-                    filter.latency.as_str(),
-                    format_latency(clock.period_ns() as f64),
-                    format_latency(clock.period_ns() as f64 / clock.phase_bins() as f64),
-                    view.in_words(),
-                ),
-            ),
+            Kind::Phase => {
+                let how = crate::archive::grid::Columns::Phase {
+                    frame: *clock.frame(),
+                    bins: view.phases.bins,
+                    own_tick: params.tick.is_some() || clock.phase_of() == PhaseOf::Delivery,
+                    phase_of: clock.phase_of(),
+                };
+                let (grid, bad) = drawn(how, &|| {
+                    rebin::phase_grid(c.aggregator().ring(), &filter, &view.phases, axis.clone())
+                });
+                unreadable.extend(bad);
+                (
+                    grid,
+                    XAxis::Phase {
+                        period_ns: clock.period_ns(),
+                    },
+                    format!(
+                        "{} latency by frame phase — tick {}, bin {}, {}",
+                        filter.latency.as_str(),
+                        format_latency(clock.period_ns() as f64),
+                        format_latency(clock.period_ns() as f64 / clock.phase_bins() as f64),
+                        view.in_words(),
+                    ),
+                )
+            }
             Kind::Time => {
                 let columns = params.phase_bins.unwrap_or(120).min(MAX_BINS);
+                let how = crate::archive::grid::Columns::Time { columns };
+                let (grid, bad) = drawn(how, &|| {
+                    rebin::time_grid(c.aggregator().ring(), &filter, columns, axis.clone())
+                });
+                unreadable.extend(bad);
                 (
-                    rebin::time_grid(c.aggregator().ring(), &filter, columns, axis),
+                    grid,
                     XAxis::Time {
                         from_ns: from,
                         to_ns: to,
@@ -132,6 +173,14 @@ async fn heatmap(
             span_in_words(from, to),
             grid.total()
         );
+        if !unreadable.is_empty() {
+            unreadable.sort();
+            unreadable.dedup();
+            subtitle.push_str(&format!(
+                " · {} unreadable archive segment(s) skipped",
+                unreadable.len()
+            ));
+        }
         for w in source
             .warnings
             .iter()

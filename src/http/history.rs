@@ -1,11 +1,12 @@
-//! Ranges older than memory, answered from the archive: when a request's `from` is before the
-//! oldest sample the ring holds and the archive has samples from before it, the route runs on a
-//! collector loaded from the archive instead of the live one, with the same code, so the JSON
-//! and the pictures are the same; `warnings` (and a heatmap's subtitle) say so.
+//! Ranges older than memory, answered from the archive: when a request's range ends before
+//! what memory holds and the archive has samples in it, the route runs on a collector loaded
+//! from the archive instead of the live one, with the same code, so the JSON and the pictures
+//! are the same; `warnings` (and a heatmap's subtitle) say so.
 //!
-//! The collector loaded is kept for the next request of the same range (a dashboard refreshing,
-//! the report after its heatmaps) while the archive has nothing newer for it; one at a time,
-//! and never more samples than the live ring holds (`aggregate.ring_capacity`).
+//! The collector loaded is kept for the next request of the same range (the report after its
+//! heatmaps) while the archive has nothing new in it; one at a time, and never more samples than
+//! the live ring holds (`aggregate.ring_capacity`): the heatmaps of a range that holds more are
+//! drawn from every archived sample ([`crate::archive::grid`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,9 @@ pub struct Source {
     pub spike_cache: Arc<SpikeCache>,
     /// Where the answer came from, when not from memory.
     pub warnings: Vec<String>,
+    /// The data directory, when the range holds more samples than the collector loaded:
+    /// heatmaps are then drawn from every sample of the archive ([`crate::archive::grid`]).
+    pub scan: Option<std::path::PathBuf>,
 }
 
 /// The collector loaded for the last range older than memory.
@@ -30,8 +34,8 @@ pub struct HistoryCache(Mutex<Option<Loaded>>);
 
 struct Loaded {
     range: (i64, i64),
-    /// The newest archived instant when it was loaded: newer segments make it stale.
-    newest: i64,
+    /// The newest instant and the number of the segments it read: others make it stale.
+    newest: (i64, usize),
     source: Arc<Source>,
 }
 
@@ -41,42 +45,50 @@ impl Source {
             collector: state.collector.clone(),
             spike_cache: state.spike_cache.clone(),
             warnings: Vec::new(),
+            scan: None,
         }
     }
 }
 
-/// Where `[from, to)` is answered from: the live collector, unless `from` is before the oldest
-/// sample it holds and the archive has samples from before that. Call on the blocking pool.
+/// Where `[from, to)` is answered from: the live collector, unless the range ends before what
+/// memory holds ([`Collector::held_since_ns`], and the windows' history) and the archive has
+/// samples in it. A range that only starts before stays in memory (its warnings say what is no
+/// longer held). Call on the blocking pool: loading takes a while, one load at a time.
 pub fn source(state: &AppState, (from, to): (i64, i64)) -> Arc<Source> {
     let Some(dir) = state.archive_dir.as_deref() else {
         return Arc::new(Source::live(state));
     };
-    let (before_memory, config) = {
+    let (held_since, config) = {
         let c = lock(&state.collector);
-        (c.held_since_ns(), c.config().clone())
+        let windows = c.aggregator().oldest_window_start().unwrap_or(i64::MIN);
+        (c.held_since_ns().max(windows), c.config().clone())
     };
-    if from >= before_memory {
+    if to > held_since {
         return Arc::new(Source::live(state));
     }
-    let segments = files::segments(dir, Table::Samples);
-    let older = segments
-        .iter()
-        .any(|s| s.first_ns < before_memory.min(to) && s.last_ns >= from);
-    if !older {
+    let segments: Vec<_> = files::segments(dir, Table::Samples)
+        .into_iter()
+        .filter(|s| s.first_ns < to && s.last_ns >= from)
+        .collect();
+    if segments.is_empty() {
         return Arc::new(Source::live(state));
     }
+    // What the range reads, so that a segment written since (the same span again after a
+    // restart) loads it anew.
     let newest = segments.iter().map(|s| s.last_ns).max().unwrap_or(i64::MIN);
-    let cache = &state.history;
-    if let Some(loaded) = lock(&cache.0).as_ref()
+    let count = segments.len();
+    // Held while loading: a second request of the range waits for this load, not another.
+    let mut cache = lock(&state.history.0);
+    if let Some(loaded) = cache.as_ref()
         && loaded.range == (from, to)
-        && loaded.newest == newest
+        && loaded.newest == (newest, count)
     {
         return loaded.source.clone();
     }
     let source = Arc::new(load(&config, dir, (from, to), newest));
-    *lock(&cache.0) = Some(Loaded {
+    *cache = Some(Loaded {
         range: (from, to),
-        newest,
+        newest: (newest, count),
         source: source.clone(),
     });
     source
@@ -92,6 +104,7 @@ fn load(config: &crate::config::Config, dir: &Path, (from, to): (i64, i64), newe
     let read = (from.saturating_sub(before), to);
     let (collector, _, notes) =
         crate::export::collector_of(config, dir, read, (from, to), agg.ring_capacity);
+    let cut = lock(&collector).aggregator().ring().len() >= agg.ring_capacity;
     let mut warnings = vec![
         "answered from the archive: the range starts before the oldest sample held in memory"
             .to_string(),
@@ -104,9 +117,17 @@ fn load(config: &crate::config::Config, dir: &Path, (from, to): (i64, i64), newe
         ));
     }
     warnings.extend(notes);
+    if cut {
+        warnings.push(
+            "the heatmaps are drawn from every archived sample of the range; the report and \
+             spikes from the latest ones"
+                .to_string(),
+        );
+    }
     Source {
         collector,
         spike_cache: Arc::default(),
         warnings,
+        scan: cut.then(|| dir.to_owned()),
     }
 }
