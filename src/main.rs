@@ -537,7 +537,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A spinner on stderr when it is a terminal; nothing otherwise.
+/// `ackscope query`: the statement run over the archive, the answer written as asked.
 fn query(args: QueryArgs) -> anyhow::Result<()> {
     use ackscope::archive::query::{self, Format};
     let now = ackscope::model::Seen::now().wall_ns;
@@ -555,19 +555,19 @@ fn query(args: QueryArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", file.display()))?,
         (None, None) => anyhow::bail!("give a SQL file or -e SQL"),
     };
-    let dir = match args.data_dir {
-        Some(dir) => dir,
-        None => match &args.config {
-            Some(path) => RawConfig::from_file(path)?.validate()?.archive.dir,
-            None => RawConfig::default().validate()?.archive.dir,
-        },
-    };
+    let config = match &args.config {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    }
+    .validate()?;
+    let dir = args.data_dir.unwrap_or_else(|| config.archive.dir.clone());
     anyhow::ensure!(
         dir.is_dir(),
         "no data directory at {} (give --data-dir)",
         dir.display()
     );
-    let mut answer = query::run(&dir, &sql, from, to)?;
+    let labels = config.headers.label_names();
+    let mut answer = query::run_with_labels(&dir, &sql, (from, to), &labels)?;
     if !answer.skipped.is_empty() {
         eprintln!(
             "ackscope: {} unreadable segment(s) skipped: {}",
@@ -603,6 +603,7 @@ fn query(args: QueryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A spinner on stderr when it is a terminal; nothing otherwise.
 fn progress_bar() -> indicatif::ProgressBar {
     use std::io::IsTerminal;
     if !std::io::stderr().is_terminal() {

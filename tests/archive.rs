@@ -21,7 +21,7 @@ async fn serve(server: &NatsServer, data: &Path, config: &Path, flush: &str) -> 
 }
 
 /// [`serve`], the config file ending with `more`.
-async fn serve_with(
+pub(crate) async fn serve_with(
     server: &NatsServer,
     data: &Path,
     config: &Path,

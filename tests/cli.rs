@@ -180,3 +180,70 @@ async fn bad_config_names_the_key() {
             .contains("tick.period")
     );
 }
+
+#[tokio::test]
+async fn query_answers_or_says_why_not_in_one_line() {
+    let run = |args: Vec<String>| async move {
+        let out = Command::new(BIN).args(&args).output().await.unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_string_lossy().to_string();
+    let count = "SELECT COUNT(*) AS n FROM samples".to_string();
+    // An empty data directory: the tables are there, empty.
+    let (ok, stdout, stderr) = run(vec![
+        "query".into(),
+        "-e".into(),
+        count.clone(),
+        "--data-dir".into(),
+        data.clone(),
+        "--format".into(),
+        "csv".into(),
+    ])
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, "n\n0\n");
+    // No data directory, a bad statement, a bad range: one line each, in words.
+    let missing = dir.path().join("nowhere").to_string_lossy().to_string();
+    for (args, says) in [
+        (
+            vec!["-e".into(), count.clone(), "--data-dir".into(), missing],
+            "no data directory",
+        ),
+        (
+            vec![
+                "-e".into(),
+                "SELECT nothing FROM samples".into(),
+                "--data-dir".into(),
+                data.clone(),
+            ],
+            "nothing",
+        ),
+        (
+            vec![
+                "-e".into(),
+                count.clone(),
+                "--from".into(),
+                "yesterday".into(),
+                "--data-dir".into(),
+                data.clone(),
+            ],
+            "--from",
+        ),
+        (
+            vec!["queries/none.sql".into(), "--data-dir".into(), data.clone()],
+            "cannot read",
+        ),
+    ] {
+        let mut all = vec!["query".to_string()];
+        all.extend(args);
+        let (ok, _, stderr) = run(all.clone()).await;
+        assert!(!ok, "{all:?}");
+        assert!(stderr.contains(says), "{all:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{all:?}: {stderr}");
+    }
+}

@@ -35,7 +35,8 @@ pub use spikes::SpikeRow;
 pub use windows::WindowRow;
 
 /// What the writer is handed: samples with the names of their ids, closed windows, or ended
-/// spikes. Each row of any of them counts as one against `archive.queue_samples`.
+/// spikes. Samples count against `archive.queue_samples`; windows and spikes against
+/// [`QUEUE_ROWS`] of their own, so that a flood of samples does not crowd them out.
 #[derive(Debug)]
 enum Batch {
     Samples(SampleBatch),
@@ -43,7 +44,18 @@ enum Batch {
     Spikes(Vec<SpikeRow>),
 }
 
+/// Closed windows and ended spikes handed over and not written yet, at most.
+pub const QUEUE_ROWS: u64 = 100_000;
+
 impl Batch {
+    /// The counter of what waits that this batch counts in.
+    fn queued<'a>(&self, stats: &'a ArchiveStats) -> &'a AtomicU64 {
+        match self {
+            Batch::Samples(_) => &stats.queued,
+            Batch::Windows(_) | Batch::Spikes(_) => &stats.queued_rows,
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             Batch::Samples(b) => b.rows.len(),
@@ -83,6 +95,8 @@ pub struct ArchiveStats {
     pub bytes_on_disk: AtomicU64,
     /// Samples handed over and not written yet: at most `archive.queue_samples`.
     pub queued: AtomicU64,
+    /// Windows and spikes handed over and not written yet: at most [`QUEUE_ROWS`].
+    pub queued_rows: AtomicU64,
 }
 
 impl ArchiveStats {
@@ -162,7 +176,7 @@ impl ArchiveTap {
         if n == 0 {
             return;
         }
-        if self.stats.queued.load(Ordering::Relaxed) + n > self.queue_samples || !self.send(batch) {
+        if self.stats.queued_rows.load(Ordering::Relaxed) + n > QUEUE_ROWS || !self.send(batch) {
             self.dropped_rows += n;
         }
     }
@@ -171,9 +185,11 @@ impl ArchiveTap {
     /// failed to start its directory): nothing can be kept.
     fn send(&mut self, batch: Batch) -> bool {
         let n = batch.len() as u64;
-        self.stats.queued.fetch_add(n, Ordering::Relaxed);
+        let stats = self.stats.clone();
+        let queued = batch.queued(&stats);
+        queued.fetch_add(n, Ordering::Relaxed);
         if self.to_writer.send(batch).is_err() {
-            self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+            queued.fetch_sub(n, Ordering::Relaxed);
             return false;
         }
         true
@@ -345,7 +361,7 @@ impl Writer {
                 }
             }
         }
-        self.stats.queued.fetch_sub(n, Ordering::Relaxed);
+        self.stats.queued_rows.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Writes the pending samples, one segment per hour they span.

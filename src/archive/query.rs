@@ -49,6 +49,8 @@ pub struct Answer {
 pub struct Tables {
     dir: PathBuf,
     range: (i64, i64),
+    /// Label names whose `label_<name>` columns the samples table has even with no segment.
+    labels: Vec<String>,
     context: SQLContext,
     /// Whether every segment was read whole before it was registered.
     deep: bool,
@@ -59,9 +61,16 @@ impl Tables {
     /// Registers `samples`, `windows` and `spikes` of `dir` (each empty when the archive has
     /// none yet) for rows in `[from_ns, to_ns)`. Segments are checked by their footers only.
     pub fn open(dir: &Path, from_ns: i64, to_ns: i64) -> Tables {
+        Self::with_labels(dir, from_ns, to_ns, &[])
+    }
+
+    /// [`Self::open`], the samples table having `label_<name>` for each of `labels` (the
+    /// configured ones) even where no segment does.
+    pub fn with_labels(dir: &Path, from_ns: i64, to_ns: i64, labels: &[String]) -> Tables {
         let mut tables = Tables {
             dir: dir.to_owned(),
             range: (from_ns, to_ns),
+            labels: labels.to_vec(),
             context: SQLContext::new(),
             deep: false,
             skipped: Vec::new(),
@@ -75,7 +84,11 @@ impl Tables {
         self.context = SQLContext::new();
         self.skipped.clear();
         for table in Table::ALL {
-            let (frame, bad) = scan(&self.dir, table, from_ns, to_ns, self.deep);
+            let labels: &[String] = match table {
+                Table::Samples => &self.labels,
+                _ => &[],
+            };
+            let (frame, bad) = scan(&self.dir, table, (from_ns, to_ns), labels, self.deep);
             self.skipped.extend(bad);
             let view = match table {
                 Table::Samples => samples_view(frame),
@@ -89,7 +102,14 @@ impl Tables {
     /// again without those that fail to read: a page torn behind a sound footer is skipped,
     /// not fatal.
     pub fn run(&mut self, sql: &str) -> Result<DataFrame, Error> {
-        let first = self.execute(sql);
+        // A statement polars cannot plan is the statement's fault: no segment is read again.
+        let mut plan = self
+            .context
+            .execute(sql)
+            .map_err(|e| Error::Sql(e.to_string()))?;
+        plan.collect_schema()
+            .map_err(|e| Error::Sql(e.to_string()))?;
+        let first = collect(plan).map_err(Error::Sql);
         if first.is_ok() || self.deep {
             return first;
         }
@@ -114,7 +134,17 @@ impl Tables {
 
 /// Runs `sql` over the archive in `dir`, rows in `[from_ns, to_ns)`.
 pub fn run(dir: &Path, sql: &str, from_ns: i64, to_ns: i64) -> Result<Answer, Error> {
-    let mut tables = Tables::open(dir, from_ns, to_ns);
+    run_with_labels(dir, sql, (from_ns, to_ns), &[])
+}
+
+/// [`run`], the samples table having the columns of `labels` even where no segment does.
+pub fn run_with_labels(
+    dir: &Path,
+    sql: &str,
+    (from_ns, to_ns): (i64, i64),
+    labels: &[String],
+) -> Result<Answer, Error> {
+    let mut tables = Tables::with_labels(dir, from_ns, to_ns, labels);
     let frame = tables.run(sql)?;
     Ok(Answer {
         frame,
@@ -147,8 +177,8 @@ fn footer_schema(path: &Path) -> Option<Schema> {
 fn scan(
     dir: &Path,
     table: Table,
-    from_ns: i64,
-    to_ns: i64,
+    (from_ns, to_ns): (i64, i64),
+    labels: &[String],
     deep: bool,
 ) -> (LazyFrame, Vec<PathBuf>) {
     let segments: Vec<Segment> = files::segments(dir, table)
@@ -157,6 +187,9 @@ fn scan(
         .collect();
     // The table's own columns first, so that a view over them never misses one.
     let mut schema = table.schema();
+    for name in labels {
+        schema.with_column(format!("label_{name}").into(), DataType::String);
+    }
     let mut good = Vec::new();
     let mut skipped = Vec::new();
     for s in segments {
@@ -253,7 +286,7 @@ pub fn write(df: &mut DataFrame, format: Format, out: &mut dyn Write) -> Result<
     let err = |e: PolarsError| Error::Write(e.to_string());
     match format {
         Format::Table => {
-            let shown = format_table(df);
+            let shown = format_table(df, TABLE_ROWS);
             out.write_all(shown.as_bytes())
                 .map_err(|e| Error::Write(e.to_string()))
         }
@@ -272,11 +305,15 @@ pub fn write(df: &mut DataFrame, format: Format, out: &mut dyn Write) -> Result<
     }
 }
 
-/// Every row and column of `df`, aligned, for a terminal.
-fn format_table(df: &DataFrame) -> String {
+/// Most rows `--format table` prints: a terminal is for reading, the other formats for all.
+pub const TABLE_ROWS: usize = 10_000;
+
+/// The first `most` rows of `df`, every column, aligned, for a terminal; a last line says how
+/// many more there are.
+fn format_table(df: &DataFrame, most: usize) -> String {
     let names: Vec<String> = df.columns().iter().map(|c| c.name().to_string()).collect();
     let mut cells: Vec<Vec<String>> = vec![names];
-    for i in 0..df.height() {
+    for i in 0..df.height().min(most) {
         cells.push(
             df.columns()
                 .iter()
@@ -307,6 +344,12 @@ fn format_table(df: &DataFrame) -> String {
             .collect();
         text.push_str(line.join("  ").trim_end());
         text.push('\n');
+    }
+    if df.height() > most {
+        text.push_str(&format!(
+            "… {} more rows (--format csv, json or parquet writes them all)\n",
+            df.height() - most
+        ));
     }
     text
 }
@@ -412,6 +455,17 @@ mod tests {
             );
             assert_eq!(answer.unwrap().frame.height(), 0, "{table}");
         }
+        // The configured labels are columns even before any segment has them.
+        let empty = tempfile::tempdir().unwrap();
+        let labels = ["server".to_string()];
+        let answer = run_with_labels(
+            empty.path(),
+            "SELECT server, COUNT(*) AS n FROM samples GROUP BY server",
+            (i64::MIN, i64::MAX),
+            &labels,
+        )
+        .unwrap();
+        assert_eq!(answer.frame.height(), 0);
         // A bad statement is an error in words, not a panic.
         let err = run(
             dir.path(),
@@ -479,6 +533,10 @@ mod tests {
         assert_eq!(
             table,
             "consumer  p99_us  n\nsrv-1     1.5     3\nsrv-22    20.25\n"
+        );
+        assert_eq!(
+            format_table(&df, 1),
+            "consumer  p99_us  n\nsrv-1     1.5     3\n… 1 more rows (--format csv, json or parquet writes them all)\n"
         );
         let csv = String::from_utf8(written(Format::Csv)).unwrap();
         assert_eq!(csv, "consumer,p99_us,n\nsrv-1,1.5,3\nsrv-22,20.25,\n");

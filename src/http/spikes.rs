@@ -81,15 +81,22 @@ pub fn explained(
     let found = lock(collector).find_spikes(ids, from, to);
     found
         .into_iter()
-        .map(|(scope, spike, latency)| {
-            let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
-            let explained = cache.get_or_insert(key, || {
-                let inputs = lock(collector).spike_inputs(scope, spike, latency);
-                crate::background::run(|| inputs.explain())
-            });
-            (key, explained)
-        })
+        .map(|found| explain(collector, cache, found))
         .collect()
+}
+
+/// One spike [`Collector::find_spikes`] found, explained (or taken from `cache`), with its key.
+pub fn explain(
+    collector: &Mutex<Collector>,
+    cache: &SpikeCache,
+    (scope, spike, latency): (Option<ConsumerId>, crate::analyze::spikes::Spike, Latency),
+) -> (SpikeKey, Spike) {
+    let key = (spike.start_ns, spike.end_ns, scope, latency == Latency::E2e);
+    let explained = cache.get_or_insert(key, || {
+        let inputs = lock(collector).spike_inputs(scope, spike, latency);
+        crate::background::run(|| inputs.explain())
+    });
+    (key, explained)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::http::{AppState, Readiness, router};
 use crate::telemetry::ClientEvents;
 use taps::Taps;
 
+mod spikes;
 pub mod taps;
 
 /// Why the service stopped or could not start.
@@ -75,82 +76,6 @@ async fn close_archive(archive: Option<Archive>, collector: &Arc<Mutex<Collector
     };
     lock(collector).detach_archive();
     let _ = tokio::task::spawn_blocking(move || archive.close()).await;
-}
-
-/// How often ended spikes are looked for, explained and archived.
-const ARCHIVE_SPIKES_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Every `ARCHIVE_SPIKES_EVERY`, explains the spikes that have ended since the last pass and
-/// hands them to the archive. A spike has ended once more closed windows follow it than
-/// `spikes.merge_gap` would join to it. Spikes that ended before this started (a restart's
-/// restored history) were archived by the process that saw them. Runs until the collector
-/// lets go of the archive.
-async fn archive_spikes(state: AppState) {
-    let started = crate::model::Seen::now().wall_ns;
-    // (scope, e2e, end): a spike whose first windows left the history is found again with a
-    // later start, and is the same spike.
-    let mut archived: std::collections::BTreeSet<(i64, Option<u32>, bool)> = Default::default();
-    let mut every = tokio::time::interval(ARCHIVE_SPIKES_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        let pass_state = state.clone();
-        let pass = tokio::task::spawn_blocking(move || {
-            let state = pass_state;
-            let (window, merge_gap, open, oldest, attached) = {
-                let c = lock(&state.collector);
-                let cfg = c.config();
-                (
-                    cfg.aggregate.window_ns as i64,
-                    cfg.spikes.merge_gap as i64,
-                    c.aggregator().open_window_start(),
-                    c.aggregator().oldest_window_start(),
-                    c.archive_attached(),
-                )
-            };
-            if !attached {
-                return None;
-            }
-            let (Some(open), Some(oldest)) = (open, oldest) else {
-                return Some(Vec::new());
-            };
-            let ended_before = open.saturating_sub(window.saturating_mul(merge_gap + 1));
-            let found = crate::http::spikes::explained(
-                &state.collector,
-                &state.spike_cache,
-                None,
-                oldest,
-                ended_before,
-            );
-            Some(
-                found
-                    .into_iter()
-                    .filter(|((_, end, _, _), _)| *end > started && *end <= ended_before)
-                    .collect::<Vec<_>>(),
-            )
-        });
-        let Ok(Some(found)) = pass.await else {
-            return;
-        };
-        let mut rows = Vec::new();
-        for ((start_ns, end_ns, scope, e2e), spike) in found {
-            if archived.insert((end_ns, scope, e2e)) {
-                rows.push(crate::archive::SpikeRow {
-                    start_ns,
-                    end_ns,
-                    spike,
-                });
-            }
-        }
-        // Spikes older than the history are never found again.
-        let oldest = lock(&state.collector).aggregator().oldest_window_start();
-        if let Some(oldest) = oldest {
-            archived.retain(|(end, _, _)| *end >= oldest);
-        }
-        if !rows.is_empty() {
-            lock(&state.collector).archive_spikes(rows);
-        }
-    }
 }
 
 /// Connects, subscribes every tap and starts the consumer state poller. With `wait`, NATS
@@ -220,13 +145,16 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let archive = start_archive(&config, &collector)?;
     let mut state =
         AppState::new(collector.clone(), readiness.clone()).with_access(config.http.clone());
+    let mut spike_keys = None;
     if let Some(archive) = &archive {
         state = state.with_archive(archive.dir.clone());
-        tokio::spawn(archive_spikes(state.clone()));
+        let keys = Arc::new(Mutex::new(spikes::Archived::load(&archive.dir, &config)));
+        tokio::spawn(spikes::archive_ended(state.clone(), keys.clone()));
+        spike_keys = Some(keys);
     }
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, router(state))
+        axum::serve(listener, router(state.clone()))
             .with_graceful_shutdown(async {
                 let _ = http_stopped.await;
             })
@@ -265,7 +193,12 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         )
         .await;
     }
-    // Everything collected is on disk before the process ends.
+    // Everything collected is on disk before the process ends, the spikes up to the last
+    // closed window among it.
+    if let Some(keys) = spike_keys {
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || spikes::pass(&state, &keys, true)).await;
+    }
     close_archive(archive, &collector).await;
     let _ = stop_http.send(());
     match server.await {

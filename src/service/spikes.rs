@@ -1,0 +1,183 @@
+//! Ended spikes into the archive: every few seconds the spikes that have ended since are
+//! explained (as the API explains them, sharing its cache) and handed to the archive's
+//! `spikes` table; at a clean stop, those up to the last closed window too.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::aggregate::rebin::Latency;
+use crate::archive::SpikeRow;
+use crate::collector::lock;
+use crate::config::Config;
+use crate::http::AppState;
+
+/// How often ended spikes are looked for.
+const EVERY: Duration = Duration::from_secs(5);
+
+/// A spike's scope and latency by names: (stream, consumer, e2e).
+type Scope = (String, String, bool);
+
+/// The spikes archived, by scope and start and by scope and end: a spike found again is one of
+/// these when either matches (its first windows left the history, or a later window joined
+/// it after it was archived).
+#[derive(Debug, Default)]
+pub struct Archived {
+    starts: BTreeSet<(Scope, i64)>,
+    ends: BTreeSet<(Scope, i64)>,
+}
+
+impl Archived {
+    /// The spikes the archive in `dir` holds from the retained windows' span on (another
+    /// process wrote them before a restart), so that the history restored does not archive
+    /// them again.
+    pub fn load(dir: &Path, config: &Config) -> Archived {
+        let agg = &config.aggregate;
+        let span = i64::try_from(
+            agg.window_ns
+                .saturating_mul(agg.retained_windows as u64 * 2),
+        )
+        .unwrap_or(i64::MAX);
+        let since = crate::model::Seen::now().wall_ns.saturating_sub(span);
+        let mut archived = Archived::default();
+        let sql = "SELECT stream, consumer, latency, start_ns, end_ns FROM spikes";
+        let Ok(answer) = crate::archive::query::run(dir, sql, since, i64::MAX) else {
+            return archived;
+        };
+        let df = answer.frame;
+        let text = |name: &str| -> Vec<String> {
+            df.column(name)
+                .ok()
+                .and_then(|c| c.str().ok().cloned())
+                .map(|c| c.iter().map(|v| v.unwrap_or("").to_string()).collect())
+                .unwrap_or_default()
+        };
+        let int = |name: &str| -> Vec<i64> {
+            df.column(name)
+                .ok()
+                .and_then(|c| c.i64().ok().cloned())
+                .map(|c| c.iter().map(|v| v.unwrap_or(0)).collect())
+                .unwrap_or_default()
+        };
+        let (stream, consumer, latency) = (text("stream"), text("consumer"), text("latency"));
+        let (start, end) = (int("start_ns"), int("end_ns"));
+        for i in 0..stream.len().min(start.len()).min(end.len()) {
+            let scope = (stream[i].clone(), consumer[i].clone(), latency[i] == "e2e");
+            archived.insert(&scope, start[i], end[i]);
+        }
+        archived
+    }
+
+    fn contains(&self, scope: &Scope, start: i64, end: i64) -> bool {
+        self.starts.contains(&(scope.clone(), start)) || self.ends.contains(&(scope.clone(), end))
+    }
+
+    fn insert(&mut self, scope: &Scope, start: i64, end: i64) {
+        self.starts.insert((scope.clone(), start));
+        self.ends.insert((scope.clone(), end));
+    }
+
+    /// Forgets spikes that ended before `t_ns`: the history no longer holds them.
+    fn forget_before(&mut self, t_ns: i64) {
+        self.ends.retain(|(_, end)| *end >= t_ns);
+        self.starts.retain(|(_, start)| *start >= t_ns);
+    }
+}
+
+/// Every [`EVERY`], archives the spikes that have ended; stops once the collector has let go
+/// of the archive. A pass that fails is logged and the next one goes on.
+pub async fn archive_ended(state: AppState, archived: Arc<Mutex<Archived>>) {
+    let mut every = tokio::time::interval(EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let (state, archived) = (state.clone(), archived.clone());
+        match tokio::task::spawn_blocking(move || pass(&state, &archived, false)).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => tracing::error!(error = %e, "archiving ended spikes failed; trying again"),
+        }
+    }
+}
+
+/// Explains and archives the spikes not archived yet that have ended: once more closed
+/// windows follow them than `spikes.merge_gap` would join to them, or, with `all_closed`, by
+/// the last closed window. Only those are explained. `false` once there is no archive.
+pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> bool {
+    let (found, oldest) = {
+        let c = lock(&state.collector);
+        if !c.archive_attached() {
+            return false;
+        }
+        let window = c.config().aggregate.window_ns as i64;
+        let merge_gap = c.config().spikes.merge_gap as i64;
+        let (Some(open), Some(oldest)) = (
+            c.aggregator().open_window_start(),
+            c.aggregator().oldest_window_start(),
+        ) else {
+            return true;
+        };
+        let ended_before = if all_closed {
+            open
+        } else {
+            open.saturating_sub(window.saturating_mul(merge_gap + 1))
+        };
+        let archived = lock(archived);
+        let found: Vec<_> = c
+            .find_spikes(None, oldest, ended_before)
+            .into_iter()
+            .filter(|(_, spike, _)| spike.end_ns <= ended_before)
+            .filter_map(|(id, spike, latency)| {
+                let (stream, consumer) = match id {
+                    Some(id) => {
+                        let (s, n) = c.names().consumer_names(id);
+                        (s.to_string(), n.to_string())
+                    }
+                    None => ("*".to_string(), "*".to_string()),
+                };
+                let scope = (stream, consumer, latency == Latency::E2e);
+                (!archived.contains(&scope, spike.start_ns, spike.end_ns))
+                    .then_some((scope, (id, spike, latency)))
+            })
+            .collect();
+        (found, oldest)
+    };
+    let mut rows = Vec::new();
+    for (scope, found) in found {
+        let ((start_ns, end_ns, _, _), spike) =
+            crate::http::spikes::explain(&state.collector, &state.spike_cache, found);
+        lock(archived).insert(&scope, start_ns, end_ns);
+        rows.push(SpikeRow {
+            start_ns,
+            end_ns,
+            spike,
+        });
+    }
+    lock(archived).forget_before(oldest);
+    if !rows.is_empty() {
+        lock(&state.collector).archive_spikes(rows);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spike_found_again_with_another_start_or_end_is_the_same_spike() {
+        let mut a = Archived::default();
+        let srv = ("GAME".to_string(), "srv-1".to_string(), false);
+        a.insert(&srv, 10, 20);
+        // Its first windows left the history; a window joined it after it was archived.
+        assert!(a.contains(&srv, 12, 20));
+        assert!(a.contains(&srv, 10, 25));
+        // Another spike, another scope, the other latency.
+        assert!(!a.contains(&srv, 30, 40));
+        assert!(!a.contains(&("GAME".into(), "srv-2".into(), false), 10, 20));
+        assert!(!a.contains(&("GAME".into(), "srv-1".into(), true), 10, 20));
+        a.forget_before(21);
+        assert!(!a.contains(&srv, 10, 20));
+    }
+}
