@@ -107,6 +107,18 @@ fn peak_mib() -> f64 {
     kib / 1024.0
 }
 
+/// Resident memory now, MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
 fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -173,6 +185,40 @@ async fn main() {
         rfc3339(t0 + SECONDS * 1_000_000_000)
     );
 
+    // The hour, from the archive.
+    let history = || {
+        router(
+            AppState::new(
+                Arc::new(Mutex::new(Collector::new(config.clone()))),
+                Arc::new(Readiness::new(Arc::default())),
+            )
+            .with_archive(dir.clone()),
+        )
+    };
+    let mut results = Vec::new();
+    for (what, query) in [
+        ("all consumers", String::new()),
+        ("one consumer", "&stream=GAME&consumer=srv-07".to_string()),
+    ] {
+        let (mut cold, mut warm, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let app = history();
+            reset_peak();
+            let before = rss_mib();
+            let path = format!("/api/v1/heatmap/phase.svg?{range}{query}");
+            cold.push(ask(&app, &path).await.0);
+            warm.push(ask(&app, &path).await.0);
+            peaks.push((peak_mib(), peak_mib() - before));
+        }
+        results.push((what, median(cold), median(warm), peaks));
+    }
+    // The report of the hour, in a fresh service too.
+    let app = history();
+    reset_peak();
+    let before = rss_mib();
+    let (report, _) = ask(&app, &format!("/api/v1/report?{range}")).await;
+    let report_peak = (peak_mib(), peak_mib() - before);
+    drop(app);
     // Baseline: 1,000,000 samples in memory (the hour's last 100 s), the same route.
     let (latest, _) = ackscope::archive::latest_samples(&dir, t0, i64::MAX, 1_000_000);
     let mut memory = Collector::new(config.clone());
@@ -198,43 +244,20 @@ async fn main() {
     let base = median(base);
     println!("baseline: phase heatmap of 1,000,000 samples in memory: {base:.3} s");
 
-    // The hour, from the archive.
-    let history = || {
-        router(
-            AppState::new(
-                Arc::new(Mutex::new(Collector::new(config.clone()))),
-                Arc::new(Readiness::new(Arc::default())),
-            )
-            .with_archive(dir.clone()),
-        )
-    };
-    for (what, query) in [
-        ("all consumers", String::new()),
-        ("one consumer", "&stream=GAME&consumer=srv-07".to_string()),
-    ] {
-        let (mut cold, mut warm, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..3 {
-            let app = history();
-            reset_peak();
-            let path = format!("/api/v1/heatmap/phase.svg?{range}{query}");
-            cold.push(ask(&app, &path).await.0);
-            warm.push(ask(&app, &path).await.0);
-            peaks.push(peak_mib());
-        }
-        let (cold, warm) = (median(cold), median(warm));
+    for (what, cold, warm, peaks) in results {
         println!(
             "phase heatmap of the hour ({what}), 36,000,000 samples: cold {cold:.2} s \
              (history collector loaded first), warm {warm:.2} s; ratio warm / baseline \
-             {:.1} for 36× the samples; peak RSS {:.0} MiB",
+             {:.1} for 36× the samples; peak RSS {:.0} MiB, {:.0} MiB above what the \
+             process held before",
             warm / base,
-            peaks.iter().copied().fold(0.0, f64::max)
+            peaks.iter().map(|p: &(f64, f64)| p.0).fold(0.0, f64::max),
+            peaks.iter().map(|p| p.1).fold(0.0, f64::max)
         );
     }
-    let app = history();
-    reset_peak();
-    let (report, _) = ask(&app, &format!("/api/v1/report?{range}")).await;
     println!(
-        "report of the hour (from the latest 1,000,000 samples): {report:.2} s; peak RSS {:.0} MiB",
-        peak_mib()
+        "report of the hour (from the latest 1,000,000 samples): {report:.2} s; peak RSS \
+         {:.0} MiB, {:.0} MiB above what the process held before",
+        report_peak.0, report_peak.1
     );
 }

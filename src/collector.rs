@@ -216,8 +216,23 @@ impl Collector {
     /// were loaded. Phases are taken in the clocks known now (inferred ones are learned
     /// anew).
     pub fn restore(&mut self, df: &polars::prelude::DataFrame) -> usize {
+        /// Rows turned into samples at once: what they take beside the frame stays small.
+        const CHUNK: usize = 65_536;
         let label_names = self.config.headers.label_names();
-        let (rows, skipped) = crate::archive::restored(df, &label_names);
+        let mut loaded = 0;
+        for start in (0..df.height()).step_by(CHUNK) {
+            let chunk = df.slice(start as i64, CHUNK);
+            loaded += self.restore_rows(&chunk, &label_names);
+        }
+        self.aggregator.take_closed().for_each(drop);
+        self.counters.archive_samples_restored += loaded as u64;
+        loaded
+    }
+
+    /// Records the rows of `df` (of the `samples` table) as [`Self::restore`] does; returns how
+    /// many were recorded.
+    fn restore_rows(&mut self, df: &polars::prelude::DataFrame, label_names: &[String]) -> usize {
+        let (rows, skipped) = crate::archive::restored(df, label_names);
         self.counters.archive_rows_skipped += skipped as u64;
         let mut loaded = 0;
         for row in rows {
@@ -242,8 +257,6 @@ impl Collector {
             self.aggregator.record(&sample);
             loaded += 1;
         }
-        self.aggregator.take_closed().for_each(drop);
-        self.counters.archive_samples_restored += loaded as u64;
         loaded
     }
 

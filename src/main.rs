@@ -526,7 +526,7 @@ async fn export(args: ExportArgs) -> anyhow::Result<()> {
             ),
         ],
     };
-    let app = export::routes(collector);
+    let app = export::routes(collector, Some(&dir));
     let step = |what: &str| bar.set_message(format!("drawing {what}"));
     let bundle = export::build(&app, &query, sources, &step).await?;
     bundle

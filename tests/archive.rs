@@ -507,6 +507,32 @@ async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_
     let report = check_bundle(&untar(&std::fs::read(&out).unwrap()), 120);
     assert_eq!(report["latency_us"], live["latency_us"]);
     assert_eq!(report["phases"], live["phases"]);
+    // Holding at most what the service would (a ring of 50 here): the report and the samples
+    // are the latest 50, the heatmaps drawn from all 120 archived, and the bundle says so.
+    let small = dir.path().join("small.toml");
+    std::fs::write(&small, "[aggregate]\nring_capacity = 50\n").unwrap();
+    let out = dir.path().join("small");
+    let cut = Command::new(BIN)
+        .args(["export", "--from", &from, "--to", &to])
+        .arg("--config")
+        .arg(&small)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    let svg = std::fs::read_to_string(out.join("phase.svg")).unwrap();
+    assert!(svg.contains("120 samples"), "{svg}");
+    assert!(svg.contains("drawn from every archived sample"));
+    let md = std::fs::read_to_string(out.join("postmortem.md")).unwrap();
+    assert!(md.contains("the latest 50"), "{md}");
     // A directory that holds no archive is an error in words, not an empty bundle.
     let missing = Command::new(BIN)
         .args(["export", "--from", "-1h", "--out"])
@@ -558,7 +584,7 @@ async fn a_range_older_than_memory_is_answered_from_the_archive_as_memory_did_le
     let warned = |r: &serde_json::Value| r["warnings"].to_string().contains("from the archive");
     assert!(!warned(&memory), "{memory:#}");
     play(client, consumer, 150).await;
-    counted(&addr, "ackscope_samples_joined_total", 230).await;
+    counted(&addr, "ackscope_samples_total", 230).await;
     let archived = json(get(format!("/api/v1/report?{range}")).await);
     assert!(warned(&archived), "{archived:#}");
     assert_eq!(archived["counts"]["acks"], 80, "{archived:#}");

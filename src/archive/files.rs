@@ -204,6 +204,16 @@ fn span_of(path: &Path) -> Option<(i64, i64)> {
     Some((first, last))
 }
 
+/// The rows the segment at `path` holds, from its footer (`None` when it cannot be read).
+pub fn rows(path: &Path) -> Option<usize> {
+    let file = File::open(path).ok()?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ParquetReader::new(file).num_rows().ok()
+    }))
+    .ok()
+    .flatten()
+}
+
 /// Reads a whole segment.
 pub fn read_segment(path: &Path) -> Result<DataFrame, Error> {
     let file = File::open(path).map_err(|e| Error::Segment {

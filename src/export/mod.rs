@@ -426,17 +426,39 @@ pub fn narrowed(samples: DataFrame, scope: Scope) -> DataFrame {
 }
 
 /// A collector holding what `dir` archived over `[from, to)` and the same length of time on
-/// either side, with room for all of it: the service as it was then, without NATS.
+/// either side (or, when that holds more than `aggregate.ring_capacity` samples, over the range
+/// and the spike baselines' worth before it; the latest `ring_capacity` of them): the service
+/// as it was then, without NATS.
 pub fn offline_collector(
     config: &Config,
     dir: &Path,
     from: i64,
     to: i64,
 ) -> (Arc<Mutex<Collector>>, DataFrame, Vec<String>) {
-    let most = crate::aggregate::config::MAX_RING_BYTES / crate::aggregate::ring::ROW_BYTES;
+    // As much as the service holds in memory, and no more: a bundle of an hour at 10,000
+    // acks/s would otherwise take the machine's memory.
+    let most = config.aggregate.ring_capacity;
     let span = to.saturating_sub(from).max(1);
-    let read = (from.saturating_sub(span), to.saturating_add(span));
-    collector_of(config, dir, read, (from, to), most)
+    let around = (from.saturating_sub(span), to.saturating_add(span));
+    // What the segments around it hold, from their footers.
+    let held: usize = crate::archive::files::segments(dir, crate::archive::files::Table::Samples)
+        .iter()
+        .filter(|s| s.first_ns < around.1 && s.last_ns >= around.0)
+        .filter_map(|s| crate::archive::files::rows(&s.path))
+        .sum();
+    if held < most {
+        return collector_of(config, dir, around, (from, to), most);
+    }
+    // Too much around it: the range itself and the spike baselines' worth before it.
+    let before = (config.aggregate.window_ns as i64)
+        .saturating_mul((config.spikes.baseline_windows + config.spikes.warmup_windows) as i64);
+    collector_of(
+        config,
+        dir,
+        (from.saturating_sub(before), to),
+        (from, to),
+        most,
+    )
 }
 
 /// A collector holding what `dir` archived over `read` (the latest `most` samples of it), and
@@ -486,7 +508,8 @@ pub fn collector_of(
                 .map_or_else(|| "-".to_string(), rfc3339)
         ));
     }
-    config.aggregate.ring_capacity = all.height().clamp(1, most);
+    // Room for one more when nothing was cut: a full ring says the collector was cut.
+    config.aggregate.ring_capacity = (all.height() + 1).clamp(1, most);
     let collector = Arc::new(Mutex::new(Collector::new(config)));
     {
         let mut c = lock(&collector);
@@ -506,10 +529,20 @@ pub fn collector_of(
     (collector, crate::archive::acked_in(all, from, to), notes)
 }
 
-/// The service's routes over `collector`, for building a bundle.
-pub fn routes(collector: Arc<Mutex<Collector>>) -> Router {
+/// The service's routes over `collector`, for building a bundle. When the collector was cut
+/// (it holds only the latest samples the archive in `dir` has for the range), heatmaps are
+/// drawn from the archive.
+pub fn routes(collector: Arc<Mutex<Collector>>, dir: Option<&Path>) -> Router {
     let readiness = Arc::new(Readiness::new(Arc::default()));
-    bundle_routes(AppState::new(collector, readiness))
+    let cut = {
+        let c = lock(&collector);
+        c.aggregator().ring().len() >= c.config().aggregate.ring_capacity
+    };
+    let mut state = AppState::new(collector, readiness);
+    if let Some(dir) = dir.filter(|_| cut) {
+        state.heatmaps_from = Some(Arc::new(dir.to_owned()));
+    }
+    bundle_routes(state)
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub async fn export(
                 if df.height() >= limit {
                     notes.push(format!(
                         "samples.parquet and samples.csv hold the latest {limit} samples of the \
-                         range (aggregate.ring_capacity); `ackscope export --data-dir` takes more"
+                         range (aggregate.ring_capacity); `ackscope query` reads all of them"
                     ));
                 }
                 if to > now.saturating_sub(flush_ns as i64) {

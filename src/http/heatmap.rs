@@ -63,7 +63,8 @@ async fn heatmap(
         let view = params.phase_view(&c, ids.as_deref(), 160);
         let clock = view.shown;
         // Too many samples to load: drawn from the archive's segments themselves.
-        let scan = source.scan.as_ref().map(|dir| {
+        let archive = source.scan.as_ref().or(shared.heatmaps_from.as_deref());
+        let scan = archive.map(|dir| {
             let scan = crate::archive::grid::Scan {
                 from_ns: from,
                 to_ns: to,
@@ -173,6 +174,9 @@ async fn heatmap(
             span_in_words(from, to),
             grid.total()
         );
+        if source.scan.is_none() && archive.is_some() {
+            subtitle.push_str(" · drawn from every archived sample of the range");
+        }
         if !unreadable.is_empty() {
             unreadable.sort();
             unreadable.dedup();

@@ -85,6 +85,9 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// The collector loaded from the archive for the last range older than memory.
     pub history: Arc<history::HistoryCache>,
+    /// Set when the collector holds only the latest samples of what the archive in this
+    /// directory has (an offline collector that was cut): heatmaps are drawn from the archive.
+    pub heatmaps_from: Option<Arc<std::path::PathBuf>>,
 }
 
 impl AppState {
@@ -102,6 +105,7 @@ impl AppState {
             archive_dir: None,
             exports: Arc::new(tokio::sync::Semaphore::new(1)),
             history: Arc::default(),
+            heatmaps_from: None,
         }
     }
 
