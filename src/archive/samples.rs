@@ -404,6 +404,67 @@ pub fn read_latest(
     (all, unreadable)
 }
 
+/// The segments holding the latest `limit` samples acked in `[from_ns, to_ns)`, oldest first,
+/// and how many rows they hold (from their footers, range aside); a segment whose footer cannot
+/// be read is taken and skipped when it is read.
+pub fn latest_segments(
+    dir: &Path,
+    from_ns: i64,
+    to_ns: i64,
+    limit: usize,
+) -> (Vec<PathBuf>, usize) {
+    let mut segments: Vec<_> = files::segments(dir, Table::Samples)
+        .into_iter()
+        .filter(|s| s.last_ns >= from_ns && s.first_ns < to_ns)
+        .collect();
+    segments.sort_by_key(|s| std::cmp::Reverse(s.last_ns));
+    let (mut chosen, mut rows) = (Vec::new(), 0usize);
+    for s in segments {
+        if rows >= limit {
+            break;
+        }
+        rows = rows.saturating_add(files::rows(&s.path).unwrap_or(0));
+        chosen.push(s.path);
+    }
+    chosen.reverse();
+    (chosen, rows)
+}
+
+/// Calls `each` with the rows acked in `[from_ns, to_ns)` of each of `paths` in turn (a
+/// segment at a time in memory); returns the segments that could not be read or are not this
+/// table's.
+pub fn for_each_segment(
+    paths: &[PathBuf],
+    from_ns: i64,
+    to_ns: i64,
+    mut each: impl FnMut(DataFrame),
+) -> Vec<PathBuf> {
+    let mut unreadable = Vec::new();
+    for path in paths {
+        match files::read_segment(path) {
+            Ok(df) if is_segment(&df) => {
+                let df = acked_in(df, from_ns, to_ns);
+                let df = if sorted_by_ack(&df) {
+                    df
+                } else {
+                    df.sort(["acked_ns"], SortMultipleOptions::default())
+                        .unwrap_or(df)
+                };
+                each(df);
+            }
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "not an archive segment: skipped");
+                unreadable.push(path.clone());
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable archive segment skipped");
+                unreadable.push(path.clone());
+            }
+        }
+    }
+    unreadable
+}
+
 /// The rows of `df` (of this table) acked in `[from_ns, to_ns)`; `df` as it is when it has no
 /// `acked_ns` column.
 pub fn acked_in(df: DataFrame, from_ns: i64, to_ns: i64) -> DataFrame {
@@ -439,7 +500,7 @@ fn sorted_by_ack(df: &DataFrame) -> bool {
 
 /// Segments stacked by column name: a column a segment lacks is null in its rows. Every
 /// column has its one type ([`is_segment`]), so stacking does not fail.
-fn stack(frames: Vec<DataFrame>) -> DataFrame {
+pub fn stack(frames: Vec<DataFrame>) -> DataFrame {
     let mut names: Vec<(PlSmallStr, DataType)> = Vec::new();
     for df in &frames {
         for c in df.columns() {

@@ -447,43 +447,29 @@ pub fn offline_collector(
         .filter_map(|s| crate::archive::files::rows(&s.path))
         .sum();
     if held < most {
-        return collector_of(config, dir, around, (from, to), most);
+        return collector_of(config, dir, around, (from, to), most, true);
     }
     // Too much around it: the range itself and the spike baselines' worth before it.
     let before = (config.aggregate.window_ns as i64)
         .saturating_mul((config.spikes.baseline_windows + config.spikes.warmup_windows) as i64);
-    collector_of(
-        config,
-        dir,
-        (from.saturating_sub(before), to),
-        (from, to),
-        most,
-    )
+    let read = (from.saturating_sub(before), to);
+    collector_of(config, dir, read, (from, to), most, true)
 }
 
-/// A collector holding what `dir` archived over `read` (the latest `most` samples of it), and
-/// the samples of `range` read.
+/// A collector holding what `dir` archived over `read` (the latest `most` samples of it), and,
+/// with `samples_too`, the samples of `range` it holds as a frame (else an empty one).
 pub fn collector_of(
     config: &Config,
     dir: &Path,
     read: (i64, i64),
     (from, to): (i64, i64),
     most: usize,
+    samples_too: bool,
 ) -> (Arc<Mutex<Collector>>, DataFrame, Vec<String>) {
+    use crate::archive::samples;
     let most = most.max(1);
-    let (all, unreadable) = crate::archive::latest_samples(dir, read.0, read.1, most);
+    let (paths, rows) = samples::latest_segments(dir, read.0, read.1, most);
     let mut notes = Vec::new();
-    if !unreadable.is_empty() {
-        notes.push(format!(
-            "{} archive segment(s) could not be read and were skipped: {}",
-            unreadable.len(),
-            unreadable
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
     let mut config = config.clone();
     let window = config.aggregate.window_ns.max(1) as i64;
     let windows = usize::try_from(read.1.saturating_sub(read.0) / window)
@@ -498,35 +484,64 @@ pub fn collector_of(
         .aggregate
         .retained_windows
         .max(windows.min(MAX_WINDOWS));
-    if all.height() >= most {
+    // Room for one more when the segments hold fewer than `most`: a full ring says the
+    // collector holds only the latest of what it read.
+    config.aggregate.ring_capacity = if rows >= most { most } else { rows + 1 };
+    let collector = Arc::new(Mutex::new(Collector::new(config)));
+    let mut during = Vec::new();
+    let mut latest = None::<i64>;
+    let unreadable = {
+        let mut c = lock(&collector);
+        // A segment at a time: memory follows the ring, not a frame of all of it.
+        samples::for_each_segment(&paths, read.0, read.1, |df| {
+            c.restore(&df);
+            if let Ok(acked) = df.column("acked_ns").and_then(|t| t.i64().cloned()) {
+                latest = latest.max(acked.max());
+            }
+            if samples_too {
+                during.push(crate::archive::acked_in(df, from, to));
+            }
+        })
+    };
+    if !unreadable.is_empty() {
         notes.push(format!(
-            "the range read holds more samples than the {most} read: the heatmaps and report \
-             use the latest {most}, from {}",
-            all.column("acked_ns")
-                .ok()
-                .and_then(|c| c.i64().ok().and_then(|a| a.min()))
-                .map_or_else(|| "-".to_string(), rfc3339)
+            "{} archive segment(s) could not be read and were skipped: {}",
+            unreadable.len(),
+            unreadable
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
-    // Room for one more when nothing was cut: a full ring says the collector was cut.
-    config.aggregate.ring_capacity = (all.height() + 1).clamp(1, most);
-    let collector = Arc::new(Mutex::new(Collector::new(config)));
     {
         let mut c = lock(&collector);
-        c.restore(&all);
+        let ring = c.aggregator().ring();
+        if ring.len() >= c.config().aggregate.ring_capacity {
+            let oldest = ring
+                .oldest_acked_ns()
+                .map_or_else(|| "-".to_string(), rfc3339);
+            notes.push(format!(
+                "the range read holds more samples than the {most} read: the heatmaps and \
+                 report use the latest {most}, from {oldest}"
+            ));
+        }
         // Each consumer's frame, learned from its latest minute as the service did (clocks
         // are not archived): a clock learned first covers the samples before it.
-        let latest = all
-            .column("acked_ns")
-            .ok()
-            .and_then(|t| t.i64().ok().and_then(|a| a.max()));
         if let Some(latest) = latest {
             for _ in 0..c.consumers().count().div_ceil(8) + 1 {
                 c.infer_clocks(latest);
             }
         }
     }
-    (collector, crate::archive::acked_in(all, from, to), notes)
+    // The range's samples the collector holds, for the bundle's sample tables.
+    let oldest = lock(&collector).aggregator().ring().oldest_acked_ns();
+    let during = samples::stack(during);
+    let during = match oldest {
+        Some(oldest) => crate::archive::acked_in(during, oldest, i64::MAX),
+        None => during,
+    };
+    (collector, during, notes)
 }
 
 /// The service's routes over `collector`, for building a bundle. When the collector was cut

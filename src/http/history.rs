@@ -103,7 +103,7 @@ fn load(config: &crate::config::Config, dir: &Path, (from, to): (i64, i64), newe
     );
     let read = (from.saturating_sub(before), to);
     let (collector, _, notes) =
-        crate::export::collector_of(config, dir, read, (from, to), agg.ring_capacity);
+        crate::export::collector_of(config, dir, read, (from, to), agg.ring_capacity, false);
     let cut = lock(&collector).aggregator().ring().len() >= agg.ring_capacity;
     let mut warnings = vec![
         "answered from the archive: the range starts before the oldest sample held in memory"
