@@ -127,7 +127,14 @@ pub struct Collector {
     /// Since when every sample is in memory until the ring overwrites one: the start, or the
     /// oldest sample restored.
     held_since_ns: i64,
+    /// Advisories and consumer info polls for the archive's next hand-over (at most
+    /// [`EVENTS_HELD`] each; more are counted in `archive_rows_dropped`).
+    archive_advisories: Vec<crate::archive::AdvisoryRow>,
+    archive_states: Vec<crate::archive::StateRow>,
 }
+
+/// Advisories, and consumer info polls, held for the archive between two hand-overs.
+const EVENTS_HELD: usize = 10_000;
 
 impl Collector {
     pub fn new(config: Config) -> Self {
@@ -150,6 +157,8 @@ impl Collector {
             archive_dropped: 0,
             archive_rows_dropped: 0,
             held_since_ns: crate::model::Seen::now().wall_ns,
+            archive_advisories: Vec::new(),
+            archive_states: Vec::new(),
             config,
         }
     }
@@ -302,6 +311,10 @@ impl Collector {
             })
             .collect();
         tap.hand_over_windows(windows);
+        tap.hand_over_events(
+            std::mem::take(&mut self.archive_advisories),
+            std::mem::take(&mut self.archive_states),
+        );
     }
 
     pub fn config(&self) -> &Config {
@@ -660,6 +673,24 @@ impl Collector {
         if adv.kind == AdvisoryKind::MaxDeliveries {
             self.count_event(consumer, Event::MaxDeliveries, seen.wall_ns);
         }
+        if self.archive.is_some() {
+            let (stream_seq, deliveries) = crate::collect::advisories::advisory_message(payload);
+            let kind = subject.split('.').nth(4).unwrap_or("").to_ascii_lowercase();
+            let row = crate::archive::AdvisoryRow {
+                at_ns: seen.wall_ns,
+                kind,
+                stream: adv.stream.to_string(),
+                consumer: adv.consumer.to_string(),
+                domain,
+                stream_seq,
+                deliveries,
+            };
+            if self.archive_advisories.len() < EVENTS_HELD {
+                self.archive_advisories.push(row);
+            } else {
+                self.archive_rows_dropped += 1;
+            }
+        }
     }
 
     /// A consumer info poll result; `domain` is the one it was asked in.
@@ -691,7 +722,20 @@ impl Collector {
             state.num_ack_pending,
             state.max_ack_pending,
         ));
-        facts.state = Some(state);
+        facts.state = Some(state.clone());
+        if self.archive.is_some() {
+            let row = crate::archive::StateRow {
+                stream: stream.to_string(),
+                consumer: consumer.to_string(),
+                domain: self.names.consumer_domain(id).map(str::to_string),
+                state,
+            };
+            if self.archive_states.len() < EVENTS_HELD {
+                self.archive_states.push(row);
+            } else {
+                self.archive_rows_dropped += 1;
+            }
+        }
     }
 
     /// Counts a failed consumer info poll; `gone` when the server says the consumer does not

@@ -36,7 +36,7 @@ enum Command {
     Demo(DemoArgs),
     /// Write a postmortem bundle of a time range, from a data directory or a running service.
     Export(ExportArgs),
-    /// Run SQL over the archive's tables (`samples`, `windows`, `spikes`); see queries/.
+    /// Run SQL over the archive (`samples`, `windows`, `spikes`, `advisories`, `consumer_state`); see queries/.
     Query(QueryArgs),
 }
 

@@ -479,6 +479,32 @@ async fn the_shipped_queries_answer_as_the_archived_samples_say_current_2_15() {
         "{moved} acks in other windows than their own, {late} late"
     );
 
+    // The advisories of the NAKs and srv-1's consumer info polls (every 5 s) are tables too.
+    let first = |sql: &str| -> i64 {
+        let frame = ackscope::archive::query::run(&s.data, sql, i64::MIN, i64::MAX)
+            .unwrap()
+            .frame;
+        frame
+            .column("n")
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .extract::<i64>()
+            .unwrap()
+    };
+    let naks = rows.iter().filter(|r| r.kind == "nak").count() as i64;
+    let naked = first(
+        "SELECT COUNT(*) AS n FROM advisories WHERE kind = 'msg_naked' AND consumer = 'srv-1'",
+    );
+    assert!(
+        naked > 0 && naked <= naks,
+        "{naked} NAK advisories for {naks} NAKs"
+    );
+    let polls = first(
+        "SELECT COUNT(*) AS n FROM consumer_state WHERE consumer = 'srv-1' AND ack_wait_ns = 30000000000",
+    );
+    assert!(polls >= 2, "{polls} polls of srv-1");
+
     // A restart serves the consumer and the spike found before it again, and does not
     // archive the spike twice.
     let spike_rows = |data: &Path| {

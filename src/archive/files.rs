@@ -20,16 +20,26 @@ pub enum Table {
     Samples,
     Windows,
     Spikes,
+    Advisories,
+    ConsumerState,
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::Samples, Table::Windows, Table::Spikes];
+    pub const ALL: [Table; 5] = [
+        Table::Samples,
+        Table::Windows,
+        Table::Spikes,
+        Table::Advisories,
+        Table::ConsumerState,
+    ];
 
     pub fn dir_name(self) -> &'static str {
         match self {
             Table::Samples => "samples",
             Table::Windows => "windows",
             Table::Spikes => "spikes",
+            Table::Advisories => "advisories",
+            Table::ConsumerState => "consumer_state",
         }
     }
 
@@ -38,6 +48,8 @@ impl Table {
         match self {
             Table::Samples => "acked_ns",
             Table::Windows | Table::Spikes => "start_ns",
+            Table::Advisories => "at_ns",
+            Table::ConsumerState => "polled_ns",
         }
     }
 
@@ -47,6 +59,8 @@ impl Table {
             Table::Samples => super::samples::column_type(name),
             Table::Windows => super::windows::column_type(name),
             Table::Spikes => super::spikes::column_type(name),
+            Table::Advisories => super::events::advisory_type(name),
+            Table::ConsumerState => super::events::state_type(name),
         }
     }
 
@@ -65,6 +79,8 @@ impl Table {
             Table::Samples => super::samples::COLUMNS,
             Table::Windows => super::windows::COLUMNS,
             Table::Spikes => super::spikes::COLUMNS,
+            Table::Advisories => super::events::ADVISORY_COLUMNS,
+            Table::ConsumerState => super::events::STATE_COLUMNS,
         };
         names
             .iter()

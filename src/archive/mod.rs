@@ -13,6 +13,7 @@
 //! `samples/date=2026-11-29/hour=15/<first acked ns>-<last acked ns>.parquet`.
 
 pub mod config;
+pub mod events;
 pub mod files;
 pub mod grid;
 pub mod query;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 
 pub use config::{ArchiveConfig, RawArchive};
+pub use events::{AdvisoryRow, StateRow};
 use files::Table;
 pub use samples::{ArchivedSample, Columns, Names, Restored, SampleBatch, acked_in, restored};
 pub use spikes::SpikeRow;
@@ -42,6 +44,8 @@ enum Batch {
     Samples(SampleBatch),
     Windows(Vec<WindowRow>),
     Spikes(Vec<SpikeRow>),
+    Advisories(Vec<AdvisoryRow>),
+    States(Vec<StateRow>),
 }
 
 /// Closed windows and ended spikes handed over and not written yet, at most.
@@ -52,7 +56,7 @@ impl Batch {
     fn queued<'a>(&self, stats: &'a ArchiveStats) -> &'a AtomicU64 {
         match self {
             Batch::Samples(_) => &stats.queued,
-            Batch::Windows(_) | Batch::Spikes(_) => &stats.queued_rows,
+            _ => &stats.queued_rows,
         }
     }
 
@@ -61,6 +65,8 @@ impl Batch {
             Batch::Samples(b) => b.rows.len(),
             Batch::Windows(w) => w.len(),
             Batch::Spikes(s) => s.len(),
+            Batch::Advisories(a) => a.len(),
+            Batch::States(s) => s.len(),
         }
     }
 }
@@ -171,6 +177,13 @@ impl ArchiveTap {
         self.hand_over_rows(Batch::Spikes(rows));
     }
 
+    /// Hands advisories and consumer info polls to the writer; drops and counts them when the
+    /// queue is full.
+    pub fn hand_over_events(&mut self, advisories: Vec<AdvisoryRow>, states: Vec<StateRow>) {
+        self.hand_over_rows(Batch::Advisories(advisories));
+        self.hand_over_rows(Batch::States(states));
+    }
+
     fn hand_over_rows(&mut self, batch: Batch) {
         let n = batch.len() as u64;
         if n == 0 {
@@ -232,6 +245,8 @@ impl Archive {
             pending_samples: 0,
             pending_windows: Vec::new(),
             pending_spikes: Vec::new(),
+            pending_advisories: Vec::new(),
+            pending_states: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("ackscope-archive".into())
@@ -274,6 +289,8 @@ struct Writer {
     pending_samples: u64,
     pending_windows: Vec<WindowRow>,
     pending_spikes: Vec<SpikeRow>,
+    pending_advisories: Vec<AdvisoryRow>,
+    pending_states: Vec<StateRow>,
 }
 
 impl Writer {
@@ -293,6 +310,8 @@ impl Writer {
                 }
                 Ok(Batch::Windows(rows)) => self.pending_windows.extend(rows),
                 Ok(Batch::Spikes(rows)) => self.pending_spikes.extend(rows),
+                Ok(Batch::Advisories(rows)) => self.pending_advisories.extend(rows),
+                Ok(Batch::States(rows)) => self.pending_states.extend(rows),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -320,6 +339,20 @@ impl Writer {
         );
         let spikes = std::mem::take(&mut self.pending_spikes);
         self.write_rows(Table::Spikes, spikes, |r| r.start_ns, spikes::frame);
+        let advisories = std::mem::take(&mut self.pending_advisories);
+        self.write_rows(
+            Table::Advisories,
+            advisories,
+            |r| r.at_ns,
+            events::advisory_frame,
+        );
+        let states = std::mem::take(&mut self.pending_states);
+        self.write_rows(
+            Table::ConsumerState,
+            states,
+            |r| r.state.polled_ns,
+            events::state_frame,
+        );
     }
 
     /// Writes `rows` of `table`, one segment per hour their instants (`at`) span; a segment

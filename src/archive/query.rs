@@ -1,5 +1,5 @@
-//! SQL over the archive: the tables `samples`, `windows` and `spikes` of a data directory, as
-//! polars' SQL context sees them, and the answer written as a table, CSV, JSON or Parquet.
+//! SQL over the archive: the tables of a data directory (`samples`, `windows`, `spikes`,
+//! `advisories`, `consumer_state`), as polars' SQL context sees them, and the answer written as a table, CSV, JSON or Parquet.
 //!
 //! Each table is a lazy scan of its readable segments in the range, so a query reads only the
 //! columns it names. A segment that is not the table's (foreign, or torn by a disk fault) is
@@ -58,8 +58,8 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// Registers `samples`, `windows` and `spikes` of `dir` (each empty when the archive has
-    /// none yet) for rows in `[from_ns, to_ns)`. Segments are checked by their footers only.
+    /// Registers every table of `dir` (each empty when the archive has none yet) for rows in
+    /// `[from_ns, to_ns)`. Segments are checked by their footers only.
     pub fn open(dir: &Path, from_ns: i64, to_ns: i64) -> Tables {
         Self::with_labels(dir, from_ns, to_ns, &[])
     }
@@ -92,7 +92,7 @@ impl Tables {
             self.skipped.extend(bad);
             let view = match table {
                 Table::Samples => samples_view(frame),
-                _ => times_view(frame),
+                _ => times_view(frame, table),
             };
             self.context.register(table.dir_name(), view);
         }
@@ -271,14 +271,20 @@ pub fn samples_view(samples: LazyFrame) -> LazyFrame {
     frame.with_columns(added)
 }
 
-/// `start` and `end` timestamps beside the `start_ns` and `end_ns` of a table that has them.
-fn times_view(frame: LazyFrame) -> LazyFrame {
+/// Timestamps beside the instants of `table`: `start` and `end` of windows and spikes, `time`
+/// of advisories and consumer info polls.
+fn times_view(frame: LazyFrame, table: Table) -> LazyFrame {
     let ts = |ns: &str, name: &str| {
         col(ns)
             .cast(DataType::Datetime(TimeUnit::Nanoseconds, None))
             .alias(name)
     };
-    frame.with_columns([ts("start_ns", "start"), ts("end_ns", "end")])
+    match table {
+        Table::Windows | Table::Spikes => {
+            frame.with_columns([ts("start_ns", "start"), ts("end_ns", "end")])
+        }
+        _ => frame.with_columns([ts(table.time_column(), "time")]),
+    }
 }
 
 /// Writes `df` to `out` as `format`.

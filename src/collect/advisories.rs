@@ -57,6 +57,16 @@ pub fn advisory_domain(payload: &[u8]) -> Option<String> {
         .filter(|d| !d.is_empty())
 }
 
+/// The message an advisory is about, when its payload says: (stream sequence, deliveries).
+pub fn advisory_message(payload: &[u8]) -> (Option<u64>, Option<u64>) {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        stream_seq: Option<u64>,
+        deliveries: Option<u64>,
+    }
+    serde_json::from_slice::<Raw>(payload).map_or((None, None), |r| (r.stream_seq, r.deliveries))
+}
+
 /// Advisory counts of one consumer since start.
 #[derive(
     Debug,
