@@ -95,30 +95,28 @@ fn write_hour(dir: &std::path::Path, t0: i64) {
     }
 }
 
-/// Peak resident memory since the last reset, MiB; and a reset.
+/// A memory figure of this process from `/proc/self/status` (`VmHWM:` the peak since the
+/// last reset, `VmRSS:` now), MiB.
+fn status_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
 fn peak_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+    status_mib("VmHWM:")
 }
 
-/// Resident memory now, MiB.
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
+    status_mib("VmRSS:")
 }
 
+/// Resets the peak to what is resident now.
 fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }

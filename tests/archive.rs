@@ -99,11 +99,19 @@ async fn counter(addr: &str, name: &str) -> u64 {
 pub(crate) async fn counted(addr: &str, name: &str, n: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while counter(addr, name).await < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} did not reach {n}: {}",
-            counter(addr, name).await
-        );
+        if std::time::Instant::now() >= deadline {
+            // Every counter that moved, to tell a missed delivery from a slow one.
+            let (_, text) = http_get(addr, "/metrics").await.unwrap();
+            let moved: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("ackscope_") && !l.ends_with(" 0"))
+                .collect();
+            panic!(
+                "{name} did not reach {n}: {}\n{}",
+                counter(addr, name).await,
+                moved.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -416,6 +424,26 @@ fn check_bundle(
     report
 }
 
+/// `ackscope export ARGS --data-dir DATA --out OUT` from the data directory alone; it
+/// succeeds.
+async fn exported(args: Vec<std::ffi::OsString>, data: &Path, out: &Path) {
+    let run = Command::new(BIN)
+        .arg("export")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_legacy_2_9() {
     let from = ackscope::model::rfc3339(ackscope::model::Seen::now().wall_ns - 1_000_000_000);
@@ -480,30 +508,17 @@ async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_
     child.wait().await.unwrap();
     // The data directory alone, the service gone: the same report, as a tar.gz.
     let out = dir.path().join("offline.tar.gz");
-    let offline = Command::new(BIN)
-        .args([
-            "export",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--stream",
-            "GAME",
-            "--consumer",
-            "srv-1",
-        ])
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        offline.status.success(),
-        "{}",
-        String::from_utf8_lossy(&offline.stderr)
-    );
+    let args = [
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--stream",
+        "GAME",
+        "--consumer",
+        "srv-1",
+    ];
+    exported(args.iter().map(Into::into).collect(), data, &out).await;
     let report = check_bundle(&untar(&std::fs::read(&out).unwrap()), 120);
     assert_eq!(report["latency_us"], live["latency_us"]);
     assert_eq!(report["phases"], live["phases"]);
@@ -512,22 +527,10 @@ async fn a_postmortem_bundle_from_the_service_and_from_the_data_directory_alone_
     let small = dir.path().join("small.toml");
     std::fs::write(&small, "[aggregate]\nring_capacity = 50\n").unwrap();
     let out = dir.path().join("small");
-    let cut = Command::new(BIN)
-        .args(["export", "--from", &from, "--to", &to])
-        .arg("--config")
-        .arg(&small)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        cut.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cut.stderr)
-    );
+    let args = ["--from", &from, "--to", &to, "--config"];
+    let mut args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    args.push(small.into());
+    exported(args, data, &out).await;
     let svg = std::fs::read_to_string(out.join("phase.svg")).unwrap();
     assert!(svg.contains("120 samples"), "{svg}");
     assert!(svg.contains("drawn from every archived sample"));
