@@ -79,7 +79,7 @@ counters! {
     archive_segments_written => "Archive segments written.";
     archive_bytes_written => "Bytes of archive segments written.";
     archive_samples_dropped => "Samples not archived because the archive writer's queue was full (archive.queue_samples).";
-    archive_rows_dropped => "Closed windows and ended spikes not archived because the writer was behind (100,000 waiting, or 10,000 windows between two hand-overs).";
+    archive_rows_dropped => "Closed windows, ended spikes, advisories and consumer info polls not archived because the writer was behind (100,000 waiting, or 10,000 of a kind between two hand-overs).";
     archive_write_errors => "Archive segments that could not be written.";
     archive_samples_lost => "Samples of archive segments that could not be written.";
     archive_segments_deleted => "Archive segments deleted by retention (archive.retention, archive.max_size).";

@@ -36,9 +36,10 @@ pub use samples::{ArchivedSample, Columns, Names, Restored, SampleBatch, acked_i
 pub use spikes::SpikeRow;
 pub use windows::WindowRow;
 
-/// What the writer is handed: samples with the names of their ids, closed windows, or ended
-/// spikes. Samples count against `archive.queue_samples`; windows and spikes against
-/// [`QUEUE_ROWS`] of their own, so that a flood of samples does not crowd them out.
+/// What the writer is handed: samples with the names of their ids, closed windows, ended
+/// spikes, advisories or consumer info polls. Samples count against `archive.queue_samples`;
+/// the others against [`QUEUE_ROWS`] of their own, so that a flood of samples does not crowd
+/// them out.
 #[derive(Debug)]
 enum Batch {
     Samples(SampleBatch),
@@ -48,7 +49,7 @@ enum Batch {
     States(Vec<StateRow>),
 }
 
-/// Closed windows and ended spikes handed over and not written yet, at most.
+/// Rows other than samples handed over and not written yet, at most.
 pub const QUEUE_ROWS: u64 = 100_000;
 
 impl Batch {
@@ -101,7 +102,7 @@ pub struct ArchiveStats {
     pub bytes_on_disk: AtomicU64,
     /// Samples handed over and not written yet: at most `archive.queue_samples`.
     pub queued: AtomicU64,
-    /// Windows and spikes handed over and not written yet: at most [`QUEUE_ROWS`].
+    /// Rows other than samples handed over and not written yet: at most [`QUEUE_ROWS`].
     pub queued_rows: AtomicU64,
 }
 
@@ -120,7 +121,7 @@ pub struct ArchiveTap {
     queue_samples: u64,
     /// Samples dropped because the queue was full.
     pub dropped: u64,
-    /// Windows and spikes dropped because the queue was full.
+    /// Rows other than samples dropped because their queue was full.
     pub dropped_rows: u64,
 }
 

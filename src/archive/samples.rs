@@ -405,8 +405,9 @@ pub fn read_latest(
 }
 
 /// The segments holding the latest `limit` samples acked in `[from_ns, to_ns)`, oldest first,
-/// and how many rows they hold (from their footers, range aside); a segment whose footer cannot
-/// be read is taken and skipped when it is read.
+/// and how many rows they hold (from their footers; a segment the range's edge cuts counts the
+/// share of its span inside, so that one mostly after `to` does not stand for the range's
+/// rows); a segment whose footer cannot be read is taken and skipped when it is read.
 pub fn latest_segments(
     dir: &Path,
     from_ns: i64,
@@ -423,7 +424,12 @@ pub fn latest_segments(
         if rows >= limit {
             break;
         }
-        rows = rows.saturating_add(files::rows(&s.path).unwrap_or(0));
+        let held = files::rows(&s.path).unwrap_or(0);
+        let span = (s.last_ns as i128 - s.first_ns as i128 + 1).max(1);
+        let inside =
+            (s.last_ns.min(to_ns.saturating_sub(1)) as i128 - s.first_ns.max(from_ns) as i128 + 1)
+                .clamp(0, span);
+        rows = rows.saturating_add((held as i128 * inside / span) as usize);
         chosen.push(s.path);
     }
     chosen.reverse();
@@ -665,6 +671,29 @@ mod tests {
         // Without a limit every readable row of the range is read, the torn segment named.
         let (all, unreadable) = read(dir.path(), T, now);
         assert_eq!((all.height(), unreadable), (30, vec![oldest.path]));
+    }
+
+    #[test]
+    fn a_segment_mostly_after_the_range_does_not_stand_for_its_rows() {
+        const T: i64 = 1_795_910_400_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        // Three segments of ten acks, 1 ns apart: [T, T+9], [T+10, T+19], [T+20, T+29].
+        for k in 0..3i64 {
+            let acked: Vec<i64> = (0..10).map(|i| T + k * 10 + i).collect();
+            let span = (acked[0], acked[9]);
+            let mut df = DataFrame::new(10, vec![Column::new("acked_ns".into(), acked)]).unwrap();
+            files::write_segment(dir.path(), Table::Samples, &span, &mut df).unwrap();
+        }
+        // Up to T+21: the newest segment holds 1 row of the range, so 15 rows need all three.
+        let (paths, rows) = latest_segments(dir.path(), T, T + 21, 15);
+        assert_eq!((paths.len(), rows), (3, 21));
+        let mut read = 0;
+        let bad = for_each_segment(&paths, T, T + 21, |df| read += df.height());
+        assert!(bad.is_empty());
+        assert_eq!(read, 21);
+        // A range the newest two cover needs only them.
+        let (paths, _) = latest_segments(dir.path(), T + 10, T + 30, 15);
+        assert_eq!(paths.len(), 2);
     }
 
     #[test]

@@ -106,8 +106,7 @@ fn load(config: &crate::config::Config, dir: &Path, (from, to): (i64, i64), newe
         crate::export::collector_of(config, dir, read, (from, to), agg.ring_capacity, false);
     let cut = lock(&collector).aggregator().ring().len() >= agg.ring_capacity;
     let mut warnings = vec![
-        "answered from the archive: the range starts before the oldest sample held in memory"
-            .to_string(),
+        "answered from the archive: the range ends before the samples held in memory".to_string(),
     ];
     if newest < to {
         warnings.push(format!(

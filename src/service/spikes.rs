@@ -105,6 +105,10 @@ pub async fn archive_ended(state: AppState, archived: Arc<Mutex<Archived>>) {
 /// windows follow them than `spikes.merge_gap` would join to them, or, with `all_closed`, by
 /// the last closed window. Only those are explained. `false` once there is no archive.
 pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> bool {
+    // One pass at a time (the periodic one and the one at the stop), taken before any other
+    // lock: a spike is found, explained and handed over by one pass.
+    static ONE: Mutex<()> = Mutex::new(());
+    let _one = lock(&ONE);
     let (found, oldest) = {
         let c = lock(&state.collector);
         if !c.archive_attached() {
