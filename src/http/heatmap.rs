@@ -55,7 +55,9 @@ async fn heatmap(
     let svg = on_blocking_pool(&state, move || {
         let (from, to) = params.range(&lock(&shared.collector), now);
         let source = super::history::source(&shared, (from, to));
-        // One pass over the ring under the lock; drawing comes after, with the lock released.
+        // One pass over the ring under the lock (or, for a range larger than the history
+        // collector, two over the archive's segments, still holding that collector); drawing
+        // comes after, with the lock released.
         let c = lock(&source.collector);
         let ids = params.consumers(&c)?;
         let filter = params.filter(ids.as_deref(), from, to);
