@@ -166,10 +166,7 @@ pub struct WindowTick {
 impl WindowLine {
     /// A closed window of `c`, with its names.
     pub fn of(c: &Collector, w: &WindowSummary) -> Self {
-        let (stream, consumer) = match w.consumer {
-            Some(id) => c.names().consumer_names(id),
-            None => ("*", "*"),
-        };
+        let (stream, consumer, _) = c.names().scope_names(w.consumer);
         let tick = c.aggregator().clock();
         let (period_ns, source) = match w.consumer {
             Some(id) => {

@@ -277,11 +277,11 @@ impl Collector {
         let (consumers, symbols) = tap.ids();
         let mut names = ArchiveNames::default();
         for id in consumers {
-            let (stream, consumer) = self.names.consumer_names(id);
-            let domain = self.names.consumer_domain(id).map(str::to_string);
-            names
-                .consumers
-                .insert(id, (stream.to_string(), consumer.to_string(), domain));
+            let (stream, consumer, domain) = self.names.scope_names(Some(id));
+            names.consumers.insert(
+                id,
+                (stream.into(), consumer.into(), domain.map(str::to_string)),
+            );
         }
         for sym in symbols {
             if let Some(name) = self.names.symbol_name(Sym(sym)) {
@@ -294,19 +294,12 @@ impl Collector {
             .take_for_archive()
             .into_iter()
             .map(|window| {
-                let (stream, consumer, domain) = match window.summary.consumer {
-                    Some(id) => {
-                        let (stream, consumer) = self.names.consumer_names(id);
-                        let domain = self.names.consumer_domain(id).map(str::to_string);
-                        (stream.to_string(), consumer.to_string(), domain)
-                    }
-                    None => ("*".to_string(), "*".to_string(), None),
-                };
+                let (stream, consumer, domain) = self.names.scope_names(window.summary.consumer);
                 WindowRow {
+                    stream: stream.into(),
+                    consumer: consumer.into(),
+                    domain: domain.map(str::to_string),
                     window,
-                    stream,
-                    consumer,
-                    domain,
                 }
             })
             .collect();

@@ -270,6 +270,15 @@ impl Names {
         (s, c)
     }
 
+    /// The (stream, consumer, domain) names of a scope: consumer `id`, or `*`/`*` (no domain)
+    /// for all consumers (`None`).
+    pub fn scope_names(&self, scope: Option<ConsumerId>) -> (&str, &str, Option<&str>) {
+        match scope {
+            Some(id) => self.consumer_full_names(id),
+            None => ("*", "*", None),
+        }
+    }
+
     /// The JetStream domain of consumer `id`, when its acks name one.
     pub fn consumer_domain(&self, id: ConsumerId) -> Option<&str> {
         self.consumer_full_names(id).2

@@ -157,10 +157,7 @@ impl SpikeInputs {
                 latency: self.latency,
             })
         };
-        let (stream, consumer) = match scope {
-            Some(id) => self.names.consumer_names(id),
-            None => ("*", "*"),
-        };
+        let (stream, consumer, _) = self.names.scope_names(scope);
         SpikeReport {
             start: rfc3339(spike.start_ns),
             end: rfc3339(spike.end_ns),

@@ -133,14 +133,8 @@ pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> b
             .into_iter()
             .filter(|(_, spike, _)| spike.end_ns <= ended_before)
             .filter_map(|(id, spike, latency)| {
-                let (stream, consumer) = match id {
-                    Some(id) => {
-                        let (s, n) = c.names().consumer_names(id);
-                        (s.to_string(), n.to_string())
-                    }
-                    None => ("*".to_string(), "*".to_string()),
-                };
-                let scope = (stream, consumer, latency == Latency::E2e);
+                let (stream, consumer, _) = c.names().scope_names(id);
+                let scope = (stream.into(), consumer.into(), latency == Latency::E2e);
                 (!archived.contains(&scope, spike.start_ns, spike.end_ns))
                     .then_some((scope, (id, spike, latency)))
             })
