@@ -378,24 +378,38 @@ impl Writer {
                 rows.iter().map(&at).min().unwrap_or(0),
                 rows.iter().map(&at).max().unwrap_or(0),
             );
-            let result = frame(&rows)
-                .map_err(|e| Error::Segment {
-                    path: self.dir.join(table.dir_name()),
-                    message: e.to_string(),
-                })
-                .and_then(|mut df| files::write_segment(&self.dir, table, &span, &mut df));
-            match result {
-                Ok(bytes) => {
-                    ArchiveStats::add(&self.stats.segments_written, 1);
-                    ArchiveStats::add(&self.stats.bytes_written, bytes);
-                }
-                Err(e) => {
-                    ArchiveStats::add(&self.stats.write_errors, 1);
-                    tracing::error!(error = %e, table = table.dir_name(), rows = rows.len(), "archive write failed; rows lost");
-                }
+            if let Err(e) = self.write_frame(table, &span, frame(&rows)) {
+                tracing::error!(error = %e, table = table.dir_name(), rows = rows.len(), "archive write failed; rows lost");
             }
         }
         self.stats.queued_rows.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Writes `frame` as a segment of `table` spanning `span`, counting the segment and its
+    /// bytes, or the failure.
+    fn write_frame(
+        &self,
+        table: Table,
+        span: &(i64, i64),
+        frame: polars::prelude::PolarsResult<polars::prelude::DataFrame>,
+    ) -> Result<(), Error> {
+        let result = frame
+            .map_err(|e| Error::Segment {
+                path: self.dir.join(table.dir_name()),
+                message: e.to_string(),
+            })
+            .and_then(|mut df| files::write_segment(&self.dir, table, span, &mut df));
+        match result {
+            Ok(bytes) => {
+                ArchiveStats::add(&self.stats.segments_written, 1);
+                ArchiveStats::add(&self.stats.bytes_written, bytes);
+                Ok(())
+            }
+            Err(e) => {
+                ArchiveStats::add(&self.stats.write_errors, 1);
+                Err(e)
+            }
+        }
     }
 
     /// Writes the pending samples, one segment per hour they span.
@@ -413,21 +427,9 @@ impl Writer {
         }
         for columns in hours.into_values() {
             let (n, span) = (columns.len() as u64, columns.span());
-            let result = columns
-                .frame(&self.labels)
-                .map_err(|e| Error::Segment {
-                    path: self.dir.clone(),
-                    message: e.to_string(),
-                })
-                .and_then(|mut df| files::write_segment(&self.dir, Table::Samples, &span, &mut df));
-            match result {
-                Ok(bytes) => {
-                    ArchiveStats::add(&self.stats.samples_written, n);
-                    ArchiveStats::add(&self.stats.segments_written, 1);
-                    ArchiveStats::add(&self.stats.bytes_written, bytes);
-                }
+            match self.write_frame(Table::Samples, &span, columns.frame(&self.labels)) {
+                Ok(()) => ArchiveStats::add(&self.stats.samples_written, n),
                 Err(e) => {
-                    ArchiveStats::add(&self.stats.write_errors, 1);
                     ArchiveStats::add(&self.stats.samples_lost, n);
                     tracing::error!(error = %e, samples = n, "archive write failed; samples lost");
                 }
