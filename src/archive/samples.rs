@@ -371,19 +371,9 @@ pub fn read_latest(
         if rows >= limit {
             break;
         }
-        match files::read_segment(&segment.path) {
-            Ok(df) if is_segment(&df) => {
-                rows = rows.saturating_add(df.height());
-                frames.push(df);
-            }
-            Ok(_) => {
-                tracing::warn!(path = %segment.path.display(), "not an archive segment: skipped");
-                unreadable.push(segment.path);
-            }
-            Err(e) => {
-                tracing::warn!(path = %segment.path.display(), error = %e, "unreadable archive segment skipped");
-                unreadable.push(segment.path);
-            }
+        if let Some(df) = read_one(&segment.path, &mut unreadable) {
+            rows = rows.saturating_add(df.height());
+            frames.push(df);
         }
     }
     // Segments were read newest first; most hold one flush in order. Every copy of what may
@@ -447,28 +437,32 @@ pub fn for_each_segment(
 ) -> Vec<PathBuf> {
     let mut unreadable = Vec::new();
     for path in paths {
-        match files::read_segment(path) {
-            Ok(df) if is_segment(&df) => {
-                let df = acked_in(df, from_ns, to_ns);
-                let df = if sorted_by_ack(&df) {
-                    df
-                } else {
-                    df.sort(["acked_ns"], SortMultipleOptions::default())
-                        .unwrap_or(df)
-                };
-                each(df);
-            }
-            Ok(_) => {
-                tracing::warn!(path = %path.display(), "not an archive segment: skipped");
-                unreadable.push(path.clone());
-            }
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "unreadable archive segment skipped");
-                unreadable.push(path.clone());
-            }
+        if let Some(df) = read_one(path, &mut unreadable) {
+            let df = acked_in(df, from_ns, to_ns);
+            let df = if sorted_by_ack(&df) {
+                df
+            } else {
+                df.sort(["acked_ns"], SortMultipleOptions::default())
+                    .unwrap_or(df)
+            };
+            each(df);
         }
     }
     unreadable
+}
+
+/// The segment at `path` when it is one of this table's; else `None`, warned of and added to
+/// `unreadable`.
+fn read_one(path: &Path, unreadable: &mut Vec<PathBuf>) -> Option<DataFrame> {
+    match files::read_segment(path) {
+        Ok(df) if is_segment(&df) => return Some(df),
+        Ok(_) => tracing::warn!(path = %path.display(), "not an archive segment: skipped"),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "unreadable archive segment skipped")
+        }
+    }
+    unreadable.push(path.to_owned());
+    None
 }
 
 /// The rows of `df` (of this table) acked in `[from_ns, to_ns)`; `df` as it is when it has no
@@ -637,16 +631,21 @@ mod tests {
             .collect()
     }
 
+    /// A segment of ten acks in `dir`, 1 ns apart from `first`.
+    fn ten_acks(dir: &Path, first: i64) {
+        let acked: Vec<i64> = (0..10).map(|i| first + i).collect();
+        let span = (acked[0], acked[9]);
+        let mut df = DataFrame::new(10, vec![Column::new("acked_ns".into(), acked)]).unwrap();
+        files::write_segment(dir, Table::Samples, &span, &mut df).unwrap();
+    }
+
     #[test]
     fn the_latest_rows_come_from_the_newest_segments_alone() {
         const T: i64 = 1_795_910_400_000_000_000;
         let dir = tempfile::tempdir().unwrap();
         // Five segments of ten acks each, a second apart; the last one stamped in the future.
         for k in 0..5i64 {
-            let acked: Vec<i64> = (0..10).map(|i| T + k * 1_000_000_000 + i).collect();
-            let span = (acked[0], acked[9]);
-            let mut df = DataFrame::new(10, vec![Column::new("acked_ns".into(), acked)]).unwrap();
-            files::write_segment(dir.path(), Table::Samples, &span, &mut df).unwrap();
+            ten_acks(dir.path(), T + k * 1_000_000_000);
         }
         let now = T + 4_000_000_000;
         let (df, unreadable) = read_latest(dir.path(), T, now, 15);
@@ -679,10 +678,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Three segments of ten acks, 1 ns apart: [T, T+9], [T+10, T+19], [T+20, T+29].
         for k in 0..3i64 {
-            let acked: Vec<i64> = (0..10).map(|i| T + k * 10 + i).collect();
-            let span = (acked[0], acked[9]);
-            let mut df = DataFrame::new(10, vec![Column::new("acked_ns".into(), acked)]).unwrap();
-            files::write_segment(dir.path(), Table::Samples, &span, &mut df).unwrap();
+            ten_acks(dir.path(), T + k * 10);
         }
         // Up to T+21: the newest segment holds 1 row of the range, so 15 rows need all three.
         let (paths, rows) = latest_segments(dir.path(), T, T + 21, 15);
