@@ -17,61 +17,33 @@ use ackscope::aggregate::Aggregator;
 use ackscope::archive::files::{self, Table};
 use ackscope::archive::{ArchivedSample, Columns, Names};
 use ackscope::collector::Collector;
-use ackscope::model::{AckKind, NO_LABELS, Sample, SampleSource, Sym, TraceId};
+
+#[path = "support/fleet.rs"]
+mod fleet;
+use fleet::Fleet;
 
 const T0: i64 = 1_790_000_000_000_000_000;
 const SAMPLES: usize = 1_000_000;
 const CONSUMERS: u32 = 200;
 
+const FLEET: Fleet = Fleet {
+    consumers: CONSUMERS,
+    width: 3,
+    hosts: 16,
+    host_width: 2,
+};
+
 fn samples() -> (Vec<ArchivedSample>, Names) {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut names = Names::default();
-    for c in 0..CONSUMERS {
-        names
-            .consumers
-            .insert(c, ("GAME".into(), format!("srv-{c:03}"), None));
-        names.symbols.insert(c, format!("game.srv-{c:03}.state"));
-        names
-            .symbols
-            .insert(1_000 + c % 16, format!("host-{:02}", c % 16));
-    }
     let rows = (0..SAMPLES)
         .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let consumer = i as u32 % CONSUMERS;
+            let x = fleet::next(&mut x);
             // 10,000 acks a second, 1–4 ms after their delivery.
             let acked_ns = T0 + i as i64 * 100_000;
-            let latency = 1_000_000 + x % 3_000_000;
-            let mut labels = NO_LABELS;
-            labels[0] = Sym(1_000 + consumer % 16);
-            ArchivedSample {
-                sample: Sample {
-                    consumer,
-                    stream_seq: i as u64 + 1,
-                    consumer_seq: i as u64 / CONSUMERS as u64 + 1,
-                    deliveries: 1,
-                    pending: x % 8,
-                    stored_ns: Some(acked_ns - latency as i64 - 200_000),
-                    delivered_ns: Some(acked_ns - latency as i64),
-                    acked_ns,
-                    kind: AckKind::Ack,
-                    ack_latency_ns: Some(latency),
-                    e2e_latency_ns: Some(latency + 200_000),
-                    trace_id: Some(TraceId(
-                        ((x as u128 * 0x2545_f491_4f6c_dd1d) | 1).to_be_bytes(),
-                    )),
-                    subject: Sym(consumer),
-                    labels,
-                    source: SampleSource::Observed,
-                    ack_sync: false,
-                },
-                phase_ns: Some((acked_ns % 16_000_000) as u64),
-            }
+            FLEET.sample(i, x, acked_ns, 1_000_000 + x % 3_000_000)
         })
         .collect();
-    (rows, names)
+    (rows, FLEET.names())
 }
 
 fn archive(c: &mut Criterion) {

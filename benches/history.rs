@@ -19,11 +19,15 @@ use axum::http::Request;
 use tower::ServiceExt;
 
 use ackscope::archive::files::{self, Table};
-use ackscope::archive::{ArchivedSample, Columns, Names};
+use ackscope::archive::{ArchivedSample, Columns};
 use ackscope::collector::Collector;
 use ackscope::config::Config;
 use ackscope::http::{AppState, Readiness, router};
-use ackscope::model::{AckKind, NO_LABELS, Sample, SampleSource, Sym, TraceId, rfc3339};
+use ackscope::model::rfc3339;
+
+#[path = "support/fleet.rs"]
+mod fleet;
+use fleet::Fleet;
 
 const CONSUMERS: u32 = 50;
 const RATE: i64 = 10_000;
@@ -33,56 +37,28 @@ const SEGMENT_S: i64 = 10;
 /// The hour written into `dir` starting at `t0`: one segment per 10 s.
 fn write_hour(dir: &std::path::Path, t0: i64) {
     let labels = vec!["server".to_string()];
-    let mut names = Names::default();
-    for c in 0..CONSUMERS {
-        names
-            .consumers
-            .insert(c, ("GAME".into(), format!("srv-{c:02}"), None));
-        names.symbols.insert(c, format!("game.srv-{c:02}.state"));
-        names
-            .symbols
-            .insert(1_000 + c % 8, format!("host-{}", c % 8));
-    }
+    let fleet = Fleet {
+        consumers: CONSUMERS,
+        width: 2,
+        hosts: 8,
+        host_width: 0,
+    };
+    let names = fleet.names();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let per = (RATE * SEGMENT_S) as usize;
     for s in 0..SECONDS / SEGMENT_S {
         let rows: Vec<ArchivedSample> = (0..per)
             .map(|k| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = fleet::next(&mut x);
                 let i = s as usize * per + k;
-                let consumer = i as u32 % CONSUMERS;
                 let acked_ns = t0 + i as i64 * (1_000_000_000 / RATE);
                 // 1–4 ms, and a slow band late in the frame.
-                let phase = (acked_ns % 16_000_000) as u64;
-                let latency =
-                    1_000_000 + x % 3_000_000 + if phase > 12_000_000 { 9_000_000 } else { 0 };
-                let mut labels = NO_LABELS;
-                labels[0] = Sym(1_000 + consumer % 8);
-                ArchivedSample {
-                    sample: Sample {
-                        consumer,
-                        stream_seq: i as u64 + 1,
-                        consumer_seq: i as u64 / CONSUMERS as u64 + 1,
-                        deliveries: 1,
-                        pending: x % 8,
-                        stored_ns: Some(acked_ns - latency as i64 - 200_000),
-                        delivered_ns: Some(acked_ns - latency as i64),
-                        acked_ns,
-                        kind: AckKind::Ack,
-                        ack_latency_ns: Some(latency),
-                        e2e_latency_ns: Some(latency + 200_000),
-                        trace_id: Some(TraceId(
-                            ((x as u128 * 0x2545_f491_4f6c_dd1d) | 1).to_be_bytes(),
-                        )),
-                        subject: Sym(consumer),
-                        labels,
-                        source: SampleSource::Observed,
-                        ack_sync: false,
-                    },
-                    phase_ns: Some(phase),
-                }
+                let slow = if acked_ns % 16_000_000 > 12_000_000 {
+                    9_000_000
+                } else {
+                    0
+                };
+                fleet.sample(i, x, acked_ns, 1_000_000 + x % 3_000_000 + slow)
             })
             .collect();
         let mut columns = Columns::new(labels.len());
