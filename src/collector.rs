@@ -136,6 +136,16 @@ pub struct Collector {
 /// Advisories, and consumer info polls, held for the archive between two hand-overs.
 const EVENTS_HELD: usize = 10_000;
 
+/// Holds `row` for the archive's next hand-over, or counts it in `dropped` once
+/// [`EVENTS_HELD`] wait.
+fn hold<T>(held: &mut Vec<T>, row: T, dropped: &mut u64) {
+    if held.len() < EVENTS_HELD {
+        held.push(row);
+    } else {
+        *dropped += 1;
+    }
+}
+
 impl Collector {
     pub fn new(config: Config) -> Self {
         Self {
@@ -678,11 +688,11 @@ impl Collector {
                 stream_seq,
                 deliveries,
             };
-            if self.archive_advisories.len() < EVENTS_HELD {
-                self.archive_advisories.push(row);
-            } else {
-                self.archive_rows_dropped += 1;
-            }
+            hold(
+                &mut self.archive_advisories,
+                row,
+                &mut self.archive_rows_dropped,
+            );
         }
     }
 
@@ -715,19 +725,21 @@ impl Collector {
             state.num_ack_pending,
             state.max_ack_pending,
         ));
-        facts.state = Some(state.clone());
-        if self.archive.is_some() {
+        // A copy for the archive only when there is one.
+        let archived = self.archive.is_some().then(|| state.clone());
+        facts.state = Some(state);
+        if let Some(state) = archived {
             let row = crate::archive::StateRow {
                 stream: stream.to_string(),
                 consumer: consumer.to_string(),
                 domain: self.names.consumer_domain(id).map(str::to_string),
                 state,
             };
-            if self.archive_states.len() < EVENTS_HELD {
-                self.archive_states.push(row);
-            } else {
-                self.archive_rows_dropped += 1;
-            }
+            hold(
+                &mut self.archive_states,
+                row,
+                &mut self.archive_rows_dropped,
+            );
         }
     }
 
