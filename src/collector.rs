@@ -1254,6 +1254,131 @@ impl Collector {
     }
 }
 
+impl Collector {
+    /// Per consumer, the value of label `label` that most of its samples acked in
+    /// `[from_ns, to_ns)` carried (consumers without one are left out).
+    pub fn dominant_label(
+        &self,
+        ids: &[ConsumerId],
+        label: &str,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> HashMap<ConsumerId, String> {
+        let Some(slot) = self
+            .config
+            .headers
+            .label_names()
+            .iter()
+            .position(|l| l == label)
+        else {
+            return HashMap::new();
+        };
+        let mut counts: HashMap<(ConsumerId, Sym), u64> = HashMap::new();
+        for r in self.aggregator.ring().iter() {
+            if r.acked_ns >= from_ns && r.acked_ns < to_ns && ids.contains(&r.consumer) {
+                let value = r.labels[slot];
+                if !value.is_none() {
+                    *counts.entry((r.consumer, value)).or_default() += 1;
+                }
+            }
+        }
+        let mut best: HashMap<ConsumerId, (u64, Sym)> = HashMap::new();
+        for ((id, value), n) in counts {
+            let b = best.entry(id).or_insert((0, value));
+            if n > b.0 {
+                *b = (n, value);
+            }
+        }
+        best.into_iter()
+            .filter_map(|(id, (_, value))| Some((id, self.names.symbol_name(value)?.to_string())))
+            .collect()
+    }
+
+    /// Per consumer and for all of them, what the rate rules count over `[from_ns, to_ns)`:
+    /// deliveries, redeliveries and messages given up from the closed windows, the ordering
+    /// audit from the samples.
+    pub fn rates(&self, from_ns: i64, to_ns: i64) -> Vec<crate::analyze::alerts::Rates> {
+        let over_ns = to_ns - from_ns;
+        let mut per: Vec<(Option<ConsumerId>, crate::analyze::alerts::Rates)> = Vec::new();
+        let scopes = self
+            .consumers()
+            .map(|(id, _, _)| Some(id))
+            .chain(std::iter::once(None));
+        for scope in scopes {
+            let mut r = crate::analyze::alerts::Rates {
+                over_ns,
+                ..Default::default()
+            };
+            let (stream, consumer, _) = self.names.scope_names(scope);
+            (r.stream, r.consumer) = (stream.to_string(), consumer.to_string());
+            for w in self.aggregator.history(scope) {
+                if w.end_ns > from_ns && w.end_ns <= to_ns {
+                    r.deliveries += w.counts.deliveries;
+                    r.redeliveries += w.counts.redeliveries;
+                    r.max_deliveries += w.counts.max_deliveries;
+                }
+            }
+            per.push((scope, r));
+        }
+        let rows: Vec<_> = self
+            .aggregator
+            .ring()
+            .iter()
+            .filter(|r| r.acked_ns >= from_ns && r.acked_ns < to_ns)
+            .collect();
+        let mut by_consumer: HashMap<ConsumerId, Vec<crate::aggregate::ring::RingRow>> =
+            HashMap::new();
+        for r in &rows {
+            by_consumer.entry(r.consumer).or_default().push(*r);
+        }
+        for (scope, rates) in per.iter_mut() {
+            let audit = match scope {
+                Some(id) => match by_consumer.remove(id) {
+                    Some(rows) => crate::analyze::ordering::audit(rows),
+                    None => continue,
+                },
+                None => crate::analyze::ordering::audit(rows.iter().copied()),
+            };
+            rates.ordering_checked = audit.checked;
+            rates.ordering_failed = audit.out_of_order;
+        }
+        per.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Windows closed after `after_ns` (by their end) for every consumer and for all of them:
+    /// (stream, consumer), end, acks within one frame, acks with a latency.
+    pub fn budget_windows(&self, after_ns: i64) -> Vec<((String, String), i64, u64, u64)> {
+        let scopes = self
+            .consumers()
+            .map(|(id, _, _)| Some(id))
+            .chain(std::iter::once(None));
+        let mut out = Vec::new();
+        for scope in scopes {
+            let (stream, consumer, _) = self.names.scope_names(scope);
+            for w in self
+                .aggregator
+                .history(scope)
+                .filter(|w| w.end_ns > after_ns)
+            {
+                out.push((
+                    (stream.to_string(), consumer.to_string()),
+                    w.end_ns,
+                    w.within_budget,
+                    w.ack_latency_us.count,
+                ));
+            }
+        }
+        out
+    }
+
+    /// Consumers with a sample since `since_ns`.
+    pub fn active_consumers(&self, since_ns: i64) -> usize {
+        self.consumers()
+            .filter(|(id, _, _)| self.facts(*id).is_some_and(|f| f.last_seen_ns >= since_ns))
+            .count()
+    }
+}
+
 /// Locks what the service shares (the collector, the spike cache, the simulator's tallies); a
 /// panic elsewhere never loses what was kept.
 pub fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

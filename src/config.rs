@@ -5,7 +5,8 @@
 //! [`Config`] the program runs on, or an [`Error`] that names the key and the bad value. Each
 //! stage's section sits beside that stage and checks itself (`[join]` and `[headers]` in
 //! `collect/config.rs`, `[aggregate]` in `aggregate/config.rs`, `[spikes]` in
-//! `analyze/config.rs`, `[tick]` in `tick.rs`, `[archive]` in `archive/config.rs`); the service's own `[nats]`, `[taps]` and
+//! `analyze/config.rs`, `[alerts]` in `analyze/alerts/config.rs`, `[tick]` in `tick.rs`,
+//! `[archive]` in `archive/config.rs`); the service's own `[nats]`, `[taps]` and
 //! `[http]` are here. This module does no I/O beyond [`RawConfig::from_file`].
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::aggregate::config::{AggregateConfig, RawAggregate};
+use crate::analyze::alerts::{AlertsConfig, RawAlerts};
 use crate::analyze::config::{RawSpikes, SpikeConfig};
 use crate::analyze::report::BASELINE_NS;
 use crate::archive::config::{ArchiveConfig, RawArchive};
@@ -21,6 +23,7 @@ use crate::clocks::config::{ClocksConfig, RawClocks};
 use crate::collect::config::{HeadersConfig, JoinConfig, RawHeaders, RawJoin};
 use crate::names::is_jetstream_name;
 use crate::tick::{FrameClock, RawTick};
+pub use crate::units::Secret;
 use crate::units::{Dur, Invalid};
 
 /// A configuration error. Each variant names the key it is about.
@@ -55,6 +58,7 @@ pub struct RawConfig {
     pub spikes: RawSpikes,
     pub http: RawHttp,
     pub archive: RawArchive,
+    pub alerts: RawAlerts,
 }
 
 /// `[http]`: the API and dashboard of `ackscope serve`.
@@ -273,28 +277,6 @@ impl Default for RawTaps {
     }
 }
 
-/// A secret from the configuration (a password, a token): `***` in Debug output and logs;
-/// [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
 /// A server URL fit for logs and errors: a password or token in it (`nats://user:pass@host`,
 /// `nats://token@host`) is replaced by `***`.
 pub fn redact_url(url: &str) -> String {
@@ -386,6 +368,8 @@ pub struct Config {
     pub http: AccessConfig,
     /// History on disk.
     pub archive: ArchiveConfig,
+    /// Incidents, alert rules and where alerts go.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -449,6 +433,7 @@ impl RawConfig {
             listen,
             http,
             archive: self.archive.validate().map_err(|e| e.within("archive"))?,
+            alerts: self.alerts.validate().map_err(|e| e.within("alerts"))?,
         };
         config.check_together()?;
         Ok(config)

@@ -25,6 +25,7 @@ pub mod http;
 pub mod model;
 pub mod names;
 pub mod nats_server;
+pub mod notify;
 pub mod render;
 pub mod service;
 pub mod sim;

@@ -123,6 +123,8 @@ struct DemoArgs {
     /// Keep the demo's history here (default: a temporary directory, removed when it stops).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    alerts: AlertArgs,
 }
 
 #[derive(Args)]
@@ -136,6 +138,8 @@ struct ServeArgs {
     /// false` turns it off).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    alerts: AlertArgs,
 }
 
 #[derive(Args)]
@@ -145,6 +149,31 @@ struct CollectArgs {
     /// Keep history here too (config `archive.dir`; off unless given or `archive.enabled`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    alerts: AlertArgs,
+}
+
+/// Where alerts go, beside the config file's receivers.
+#[derive(Args)]
+struct AlertArgs {
+    /// Alertmanager to send alerts to (its base URL); repeatable (config `alerts.alertmanager`).
+    #[arg(long = "alertmanager", value_name = "URL")]
+    alertmanager: Vec<String>,
+    /// URL that gets each alert as a JSON POST; repeatable (config `alerts.webhooks`).
+    #[arg(long = "webhook", value_name = "URL")]
+    webhooks: Vec<String>,
+}
+
+impl AlertArgs {
+    fn apply(&self, raw: &mut RawConfig) {
+        raw.alerts
+            .alertmanager
+            .extend(self.alertmanager.iter().cloned());
+        raw.alerts.webhooks.extend(self.webhooks.iter().cloned());
+        if let Some(secret) = std::env::var_os("ACKSCOPE_WEBHOOK_SECRET") {
+            raw.alerts.webhook_secret = Some(Secret::new(secret.to_string_lossy()));
+        }
+    }
 }
 
 /// Options shared by every command that taps NATS; each overrides its config-file key.
@@ -269,6 +298,7 @@ async fn collect(args: CollectArgs) -> anyhow::Result<()> {
             raw.archive.enabled = Some(true);
         }
         raw.archive.enabled.get_or_insert(false);
+        args.alerts.apply(raw);
     })?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // The taps hand each line over without waiting; a thread of its own writes them.
@@ -326,6 +356,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             raw.archive.dir = Some(dir.clone());
         }
         raw.archive.enabled.get_or_insert(true);
+        args.alerts.apply(raw);
     })?;
     service::serve(config, shutdown_signal()).await?;
     Ok(())
@@ -387,6 +418,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // long before the acks resume, at the frame start.
     raw.clocks.acks_resume_at =
         ackscope::units::Dur(std::time::Duration::from_nanos(scenario.logic_ns));
+    args.alerts.apply(&mut raw);
     let config = raw.validate()?;
     let listen = config.listen;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -127,6 +127,8 @@ pub struct ClientEvents {
     client: OnceLock<async_nats::Client>,
     /// When each kind of log line was last written, so that a flood logs once in a while.
     last_logged_ns: [AtomicI64; LOG_KINDS],
+    /// How late the tap loop ran and how long the server's round trip took.
+    pub own: OwnDelays,
 }
 
 /// What [`ClientEvents::should_log`] rate-limits.
@@ -141,6 +143,11 @@ impl ClientEvents {
     /// Hands over the client whose state [`ClientEvents::connected`] reads.
     pub fn set_client(&self, client: async_nats::Client) {
         let _ = self.client.set(client);
+    }
+
+    /// The client, once there is one.
+    pub fn client(&self) -> Option<async_nats::Client> {
+        self.client.get().cloned()
     }
 
     /// Whether the client is connected to a server now.
@@ -165,5 +172,129 @@ impl ClientEvents {
             && last
                 .compare_exchange(before, now_ns, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
+    }
+}
+
+/// ackscope's own delays, per second over the last hour: how late its tap loop ran (its
+/// 100 ms tick, late: the runtime did not schedule it, or it was busy) and the round trip of a
+/// probe message to the NATS server and back. What an incident is checked against before it is
+/// blamed on the game servers.
+#[derive(Debug, Default)]
+pub struct OwnDelays(std::sync::Mutex<std::collections::VecDeque<OwnSecond>>);
+
+/// The worst of one second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnSecond {
+    /// Unix seconds.
+    pub second: i64,
+    pub tap_lag_ns: u64,
+    pub rtt_ns: u64,
+}
+
+/// ackscope's own delays over a stretch of time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnDelaysOver {
+    pub max_tap_lag_ns: u64,
+    pub max_rtt_ns: u64,
+    /// The median round trip of the minute before the stretch (0 when none was measured).
+    pub usual_rtt_ns: u64,
+}
+
+impl OwnDelays {
+    /// Seconds kept.
+    pub const SECONDS: usize = 3_600;
+
+    fn update(&self, t_ns: i64, f: impl FnOnce(&mut OwnSecond)) {
+        let second = t_ns.div_euclid(1_000_000_000);
+        let mut seconds = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match seconds.iter().rposition(|s| s.second <= second) {
+            Some(i) if seconds[i].second == second => f(&mut seconds[i]),
+            // Older than everything kept, or between two seconds: not worth a place.
+            Some(i) if i + 1 != seconds.len() => {}
+            None if !seconds.is_empty() => {}
+            _ => {
+                let mut s = OwnSecond {
+                    second,
+                    ..OwnSecond::default()
+                };
+                f(&mut s);
+                if seconds.len() >= Self::SECONDS {
+                    seconds.pop_front();
+                }
+                seconds.push_back(s);
+            }
+        }
+    }
+
+    /// The tap loop ran `lag_ns` late at `t_ns`.
+    pub fn tap_lag(&self, t_ns: i64, lag_ns: u64) {
+        self.update(t_ns, |s| s.tap_lag_ns = s.tap_lag_ns.max(lag_ns));
+    }
+
+    /// A round trip to the NATS server took `rtt_ns`, ending at `t_ns`.
+    pub fn rtt(&self, t_ns: i64, rtt_ns: u64) {
+        self.update(t_ns, |s| s.rtt_ns = s.rtt_ns.max(rtt_ns));
+    }
+
+    /// The worst of `[from_ns, to_ns)`, and the usual round trip before it.
+    pub fn over(&self, from_ns: i64, to_ns: i64) -> OwnDelaysOver {
+        let (from, to) = (
+            from_ns.div_euclid(1_000_000_000),
+            to_ns.div_euclid(1_000_000_000),
+        );
+        let seconds = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut over = OwnDelaysOver::default();
+        let mut before: Vec<u64> = Vec::new();
+        for s in seconds.iter() {
+            if s.second >= from && s.second <= to {
+                over.max_tap_lag_ns = over.max_tap_lag_ns.max(s.tap_lag_ns);
+                over.max_rtt_ns = over.max_rtt_ns.max(s.rtt_ns);
+            } else if s.second < from && s.second >= from - 60 && s.rtt_ns > 0 {
+                before.push(s.rtt_ns);
+            }
+        }
+        before.sort_unstable();
+        over.usual_rtt_ns = before.get(before.len() / 2).copied().unwrap_or(0);
+        over
+    }
+
+    /// The latest second measured.
+    pub fn latest(&self) -> Option<OwnSecond> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .back()
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod own_delays_tests {
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn the_worst_of_each_second_and_the_usual_round_trip_before() {
+        let d = OwnDelays::default();
+        for t in 0..100 {
+            d.rtt(t * S + 1, 200_000);
+            d.tap_lag(t * S + 2, 1_000_000);
+        }
+        d.tap_lag(90 * S + 500_000_000, 300_000_000);
+        d.rtt(91 * S, 50_000_000);
+        let o = d.over(90 * S, 92 * S);
+        assert_eq!(
+            (o.max_tap_lag_ns, o.max_rtt_ns, o.usual_rtt_ns),
+            (300_000_000, 50_000_000, 200_000)
+        );
+        assert_eq!(d.over(10 * S, 20 * S).max_tap_lag_ns, 1_000_000);
+        // An old instant is not kept; the newest second is.
+        d.tap_lag(5 * S, 999);
+        assert_eq!(d.latest().unwrap().second, 99);
+        for t in 100..(100 + OwnDelays::SECONDS as i64) {
+            d.rtt(t * S, 1);
+        }
+        assert_eq!(d.0.lock().unwrap().len(), OwnDelays::SECONDS);
     }
 }

@@ -238,6 +238,28 @@ pub fn parse_epoch(s: &str) -> Result<i64, String> {
     i64::try_from(d.as_nanos()).map_err(|_| "too large".to_string())
 }
 
+/// A secret from the configuration (a password, a token): `***` in Debug output and logs;
+/// [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@ const STAGES: &[&[&str]] = &[
     &["collector"],
     &["api"],
     &["render"],
+    // Alerts to their receivers.
+    &["notify"],
     // A postmortem bundle is made of the routes' own answers, and served by one.
     &["http", "export"],
     &["service"],

@@ -4,6 +4,7 @@
 mod support;
 
 mod account;
+mod alerts;
 mod architecture;
 mod archive;
 mod cli;

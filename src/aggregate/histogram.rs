@@ -73,6 +73,15 @@ impl LatencyHistogram {
         self.hist.len()
     }
 
+    /// Latencies recorded at or below `ns` (to the histogram's precision: a value in the
+    /// bucket holding `ns` counts).
+    pub fn count_at_or_below(&self, ns: u64) -> u64 {
+        if self.hist.is_empty() {
+            return 0;
+        }
+        self.hist.count_between(0, ns.min(self.max_ns))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hist.is_empty()
     }

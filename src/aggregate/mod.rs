@@ -280,6 +280,8 @@ impl Aggregator {
         });
         let gap_ms = (std::mem::take(&mut self.gap_ns) + open_gap) / 1_000_000;
         self.all.reset();
+        // The all-consumers window's is the sum of each consumer's, each in its own frame.
+        let mut within_budget = 0;
         for (id, slot) in self.consumers.iter_mut().enumerate() {
             let Some(stats) = slot.as_deref_mut() else {
                 continue;
@@ -290,6 +292,9 @@ impl Aggregator {
             self.all.merge(stats);
             let mut summary = stats.summary(Some(id as ConsumerId), start, end);
             summary.nats_gap_ms = gap_ms;
+            let budget = self.clocks.at(id as ConsumerId, start).period.ns();
+            summary.within_budget = stats.ack.count_at_or_below(budget);
+            within_budget += summary.within_budget;
             keep(
                 &mut self.for_archive,
                 &mut self.archive_windows_dropped,
@@ -305,6 +310,7 @@ impl Aggregator {
         if !self.all.is_empty() || gap_ms > 0 {
             let mut summary = self.all.summary(None, start, end);
             summary.nats_gap_ms = gap_ms;
+            summary.within_budget = within_budget;
             let all = &self.all;
             keep(
                 &mut self.for_archive,

@@ -88,6 +88,9 @@ pub struct WindowSummary {
     pub phase_counts: Vec<u32>,
     /// Milliseconds of the window during which NATS was down: its counts miss that time.
     pub nats_gap_ms: u64,
+    /// Ack latencies within one frame of the consumer's clock (the frame budget): the good
+    /// events of the frame-budget SLI, out of `ack_latency_us.count`.
+    pub within_budget: u64,
 }
 
 /// The open window of one consumer.
@@ -189,6 +192,7 @@ impl WindowStats {
             exemplar_trace_ids: self.exemplars(),
             phase_counts: self.phase_counts.clone(),
             nats_gap_ms: 0,
+            within_budget: 0,
         }
     }
 

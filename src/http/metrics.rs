@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
 use crate::collector::lock;
-use crate::render::prometheus::{ConsumerMetrics, MetricsSnapshot, render_metrics};
+use crate::render::prometheus::{AlertMetrics, ConsumerMetrics, MetricsSnapshot, render_metrics};
 
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     // The collector may be held by a query: wait for it on the blocking pool, never on a
@@ -21,6 +21,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let collector = state.collector.clone();
     let (readiness, refused) = (state.readiness.clone(), state.queries_refused.clone());
+    let alerts = alert_metrics(&state);
     let snapshot = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let c = lock(&collector);
@@ -41,6 +42,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
             archive_bytes: c.archive_stats().map_or(0, |a| {
                 a.bytes_on_disk.load(std::sync::atomic::Ordering::Relaxed)
             }),
+            own: {
+                let now = crate::model::Seen::now().wall_ns;
+                readiness.own_delays().over(now - 10_000_000_000, now)
+            },
+            alerts,
             consumers: c
                 .consumers()
                 .map(|(id, stream, consumer)| {
@@ -66,4 +72,25 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         )],
         render_metrics(&snapshot),
     ))
+}
+
+/// The alert book's counts and the receivers' stats.
+fn alert_metrics(state: &AppState) -> AlertMetrics {
+    use std::sync::atomic::Ordering::Relaxed;
+    let a = lock(&state.alerts);
+    let open = a.book.open();
+    let firing = open
+        .iter()
+        .filter(|x| x.state == crate::analyze::alerts::State::Firing)
+        .count();
+    let n = &state.notify_stats;
+    AlertMetrics {
+        firing,
+        pending: open.len() - firing,
+        overflow: a.book.overflow,
+        sent: n.sent.load(Relaxed),
+        retries: n.retries.load(Relaxed),
+        failed: n.failed.load(Relaxed),
+        dropped: n.dropped.load(Relaxed),
+    }
 }

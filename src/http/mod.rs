@@ -3,6 +3,7 @@
 //! outside it; heavy work (re-binning the sample ring, drawing) runs on the blocking pool.
 
 mod access;
+mod alerts;
 mod api;
 mod error;
 mod export;
@@ -23,7 +24,7 @@ use axum::routing::get;
 pub use error::ApiError;
 pub use params::parse_instant;
 
-use crate::collector::Collector;
+use crate::collector::{Collector, lock};
 use crate::config::AccessConfig;
 use crate::telemetry::ClientEvents;
 
@@ -50,6 +51,11 @@ impl Readiness {
     /// Whether the NATS client is connected now (its own state, not a remembered event).
     pub fn nats_connected(&self) -> bool {
         self.events.connected()
+    }
+
+    /// How late the tap loop ran and the server's round trip, per second.
+    pub fn own_delays(&self) -> &crate::telemetry::OwnDelays {
+        &self.events.own
     }
 
     /// `None` when ready, else why not.
@@ -85,6 +91,10 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// The collector loaded from the archive for the last range older than memory.
     pub history: Arc<history::HistoryCache>,
+    /// What the alert receivers did.
+    pub notify_stats: Arc<crate::notify::NotifyStats>,
+    /// Alerts and the frame-budget ledger, as the alert pass keeps them.
+    pub alerts: Arc<Mutex<crate::analyze::alerts::AlertsState>>,
     /// Set when the collector holds only the latest samples of what the archive in this
     /// directory has (an offline collector that was cut): heatmaps are drawn from the archive.
     pub heatmaps_from: Option<Arc<std::path::PathBuf>>,
@@ -92,7 +102,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(collector: Arc<Mutex<Collector>>, readiness: Arc<Readiness>) -> Self {
+        let alerts = crate::analyze::alerts::AlertsState::new(&lock(&collector).config().alerts);
         Self {
+            alerts: Arc::new(Mutex::new(alerts)),
+            notify_stats: Arc::default(),
             collector,
             readiness,
             spike_cache: Arc::default(),
@@ -154,6 +167,8 @@ fn routes() -> Router<AppState> {
         .route("/api/v1/consumers", get(api::consumers))
         .route("/api/v1/report", get(api::report))
         .route("/api/v1/spikes", get(api::spikes))
+        .route("/api/v1/incidents", get(alerts::incidents))
+        .route("/api/v1/alerts", get(alerts::alerts))
         .route("/api/v1/heatmap/phase.svg", get(heatmap::phase))
         .route("/api/v1/heatmap/time.svg", get(heatmap::time))
         .route("/api/v1/openapi.json", get(openapi::openapi))

@@ -8,6 +8,8 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use super::params::{PICTURE_PARAMS, RANGE_PARAMS};
+use crate::analyze::alerts::Alert;
+use crate::analyze::incidents::Incident;
 use crate::api::{ConsumerSummary, ErrorBody, Report, Spike};
 use crate::names::MAX_NAME_BYTES;
 
@@ -121,6 +123,25 @@ pub fn document() -> Value {
             &range,
             json_answer::<Vec<Spike>>(&mut generator, "the spikes"),
             true,
+        ),
+    );
+    paths.insert(
+        "/api/v1/incidents".into(),
+        operation(
+            "Spikes that began together, grouped into incidents (one consumer, a group, a \
+             stream or the fleet), with their causes rolled up",
+            &range,
+            json_answer::<Vec<Incident>>(&mut generator, "the incidents, oldest first"),
+            true,
+        ),
+    );
+    paths.insert(
+        "/api/v1/alerts".into(),
+        operation(
+            "Pending and firing alerts, then the latest resolved ones",
+            &[],
+            json_answer::<Vec<Alert>>(&mut generator, "the alerts"),
+            false,
         ),
     );
     for (kind, what) in [("phase", "frame phase"), ("time", "time")] {

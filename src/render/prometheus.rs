@@ -41,7 +41,23 @@ pub struct MetricsSnapshot {
     /// Samples handed to the archive and not written yet; bytes of its segments on disk.
     pub archive_queued: u64,
     pub archive_bytes: u64,
+    /// ackscope's own delays over the last seconds.
+    pub own: crate::telemetry::OwnDelaysOver,
+    pub alerts: AlertMetrics,
     pub consumers: Vec<ConsumerMetrics>,
+}
+
+/// The alert pass and its receivers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertMetrics {
+    pub firing: usize,
+    pub pending: usize,
+    /// Conditions not tracked because the alert book was full.
+    pub overflow: u64,
+    pub sent: u64,
+    pub retries: u64,
+    pub failed: u64,
+    pub dropped: u64,
 }
 
 /// A metric family of one value per consumer: name, help, and how to read the value.
@@ -119,6 +135,63 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
     ];
     for (name, help, value) in gauges {
         header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let own: [(&str, &str, f64); 4] = [
+        (
+            "ackscope_tap_lag_seconds",
+            "How late ackscope's tap loop ran behind its schedule, the worst of the last 10 s.",
+            s.own.max_tap_lag_ns as f64 / 1e9,
+        ),
+        (
+            "ackscope_nats_rtt_seconds",
+            "Round trip from ackscope to the NATS server, the worst of the last 10 s (0: not measured).",
+            s.own.max_rtt_ns as f64 / 1e9,
+        ),
+        (
+            "ackscope_alerts_firing",
+            "Alerts firing now.",
+            s.alerts.firing as f64,
+        ),
+        (
+            "ackscope_alerts_pending",
+            "Alerts whose condition holds, not yet for their rule's `for`.",
+            s.alerts.pending as f64,
+        ),
+    ];
+    for (name, help, value) in own {
+        header(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let alert_counters: [(&str, &str, u64); 5] = [
+        (
+            "ackscope_alerts_sent_total",
+            "Alerts delivered, one per alert per receiver.",
+            s.alerts.sent,
+        ),
+        (
+            "ackscope_alerts_retries_total",
+            "Alert deliveries that failed and were tried again.",
+            s.alerts.retries,
+        ),
+        (
+            "ackscope_alerts_failed_total",
+            "Alert deliveries given up after every attempt failed.",
+            s.alerts.failed,
+        ),
+        (
+            "ackscope_alerts_dropped_total",
+            "Alerts dropped because a receiver's queue was full.",
+            s.alerts.dropped,
+        ),
+        (
+            "ackscope_alerts_overflow_total",
+            "Alert conditions not tracked because the alert book was full.",
+            s.alerts.overflow,
+        ),
+    ];
+    for (name, help, value) in alert_counters {
+        header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
     }
     let name = "ackscope_http_queries_refused_total";
@@ -297,6 +370,15 @@ mod tests {
             nats_down_ns: 1_500_000_000,
             archive_queued: 0,
             archive_bytes: 0,
+            own: crate::telemetry::OwnDelaysOver {
+                max_tap_lag_ns: 2_000_000,
+                ..Default::default()
+            },
+            alerts: AlertMetrics {
+                firing: 1,
+                sent: 3,
+                ..AlertMetrics::default()
+            },
             consumers: vec![
                 ConsumerMetrics {
                     stream: "GAME".into(),
@@ -328,6 +410,10 @@ mod tests {
         assert!(text.contains("ackscope_ready 1\n"));
         assert!(text.contains("ackscope_server_clock_offset_seconds -0.00025\n"));
         assert!(text.contains("ackscope_nats_disconnected_seconds_total 1.5\n"));
+        assert!(text.contains("ackscope_tap_lag_seconds 0.002\n"));
+        assert!(text.contains("ackscope_nats_rtt_seconds 0\n"));
+        assert!(text.contains("ackscope_alerts_firing 1\n"));
+        assert!(text.contains("ackscope_alerts_sent_total 3\n"));
         let id = "stream=\"GAME\",consumer=\"srv\\\"1\"";
         assert!(text.contains(&format!(
             "ackscope_ack_latency_seconds_bucket{{{id},le=\"0.002\"}} 0\n"

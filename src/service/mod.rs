@@ -9,9 +9,11 @@ use crate::archive::Archive;
 use crate::collector::{Collector, lock};
 use crate::config::Config;
 use crate::http::{AppState, Readiness, router};
+use crate::notify::Notifier;
 use crate::telemetry::ClientEvents;
 use taps::Taps;
 
+pub mod alerts;
 mod spikes;
 pub mod taps;
 
@@ -69,6 +71,21 @@ fn start_archive(
     Ok(Some(archive))
 }
 
+/// Starts the alert pass beside the taps, sending to the receivers configured.
+fn start_alerts(state: &AppState, config: &Config, events: &Arc<ClientEvents>) {
+    let receivers = &config.alerts.receivers;
+    let notifier = Notifier::start(receivers, Some(events.clone()), state.notify_stats.clone());
+    if notifier.receivers() > 0 {
+        tracing::info!(
+            alertmanager = receivers.alertmanager.len(),
+            webhooks = receivers.webhooks.len(),
+            nats = receivers.nats_subject_prefix.as_deref().unwrap_or("off"),
+            "sending alerts"
+        );
+    }
+    tokio::spawn(alerts::run(state.clone(), notifier));
+}
+
 /// Hands the archive the last samples and waits until it has written them.
 async fn close_archive(archive: Option<Archive>, collector: &Arc<Mutex<Collector>>) {
     let Some(archive) = archive else {
@@ -88,6 +105,7 @@ pub async fn start_taps(
 ) -> Result<Taps, taps::Error> {
     let client = taps::connect(&config.nats, events.clone(), wait).await?;
     let subscriptions = Taps::subscribe(&client, config).await?;
+    tokio::spawn(taps::probe_round_trip(client.clone(), events.clone()));
     tracing::info!(urls = %config.nats.display_urls(), "taps subscribed");
     if config.taps.consumer_state {
         tokio::spawn(taps::poll_consumer_state(
@@ -110,8 +128,15 @@ pub async fn collect(
     c.keep_closed();
     let collector = Arc::new(Mutex::new(c));
     let archive = start_archive(&config, &collector)?;
+    // Alerts as `serve` sends them, with no API to read them.
+    let readiness = Arc::new(Readiness::new(events.clone()));
+    let state = AppState::new(collector.clone(), readiness.clone());
+    start_alerts(&state, &config, &events);
     let subscriptions = match start_taps(&config, &collector, &events, false).await {
-        Ok(s) => s,
+        Ok(s) => {
+            readiness.set_subscribed();
+            s
+        }
         Err(e) => {
             close_archive(archive, &collector).await;
             return Err(e.into());
@@ -152,6 +177,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         tokio::spawn(spikes::archive_ended(state.clone(), keys.clone()));
         spike_keys = Some(keys);
     }
+    start_alerts(&state, &config, &events);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(listener, router(state.clone()))

@@ -351,7 +351,12 @@ pub async fn run(
         let read = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            _ = tick.tick() => None,
+            due = tick.tick() => {
+                // How late the loop came to its tick: the runtime did not run it, or it was busy.
+                let late = tokio::time::Instant::now().saturating_duration_since(due);
+                events.own.tap_lag(Seen::now().wall_ns, late.as_nanos() as u64);
+                None
+            }
             Some(m) = taps.deliveries.next() => Some((Tap::Delivery, m)),
             Some(m) = taps.acks.next() => Some((Tap::Ack, m)),
             Some(m) = taps.metrics.next() => Some((Tap::Metric, m)),
@@ -443,6 +448,54 @@ async fn off_worker<T: Send + Default + 'static>(
             T::default()
         }
     }
+}
+
+/// How often the round trip to the NATS server is measured, and how long a probe may take
+/// before it counts as lost (a stalled server answers late, and that is measured).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_GIVE_UP: Duration = Duration::from_secs(30);
+
+/// Measures the round trip to the NATS server every second: a message published to a subject
+/// only this process subscribes to, and back. What an incident's latency is checked against
+/// before the game servers are blamed. A probe that does not come back (no permission to
+/// publish there, a server that is gone) is not measured; after ten in a row the probe stops.
+pub async fn probe_round_trip(client: Client, events: Arc<ClientEvents>) {
+    let subject = format!("ackscope.rtt.{:016x}", rand::random::<u64>());
+    let Ok(mut replies) = client.subscribe(subject.clone()).await else {
+        tracing::warn!(
+            "cannot subscribe the round-trip probe; incidents are not checked against the server's round trip"
+        );
+        return;
+    };
+    let mut every = tokio::time::interval(PROBE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lost = 0;
+    while lost < 10 {
+        every.tick().await;
+        let sent = tokio::time::Instant::now();
+        if client
+            .publish(subject.clone(), bytes::Bytes::new())
+            .await
+            .is_err()
+        {
+            lost += 1;
+            continue;
+        }
+        match tokio::time::timeout(PROBE_GIVE_UP, replies.next()).await {
+            Ok(Some(_)) => {
+                lost = 0;
+                events
+                    .own
+                    .rtt(Seen::now().wall_ns, sent.elapsed().as_nanos() as u64);
+            }
+            Ok(None) => return,
+            Err(_) => lost += 1,
+        }
+    }
+    tracing::warn!(
+        subject,
+        "the round-trip probe got no answer ten times in a row; it stops"
+    );
 }
 
 /// Polls consumer info for every consumer seen (and the configured ones) every `interval`;

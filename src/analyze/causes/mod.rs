@@ -36,6 +36,13 @@ pub enum Cause {
     FlowControl,
     LoadBurst,
     HotSpot,
+    /// ackscope itself ran late (its tap loop was not scheduled, or read what the socket held
+    /// late), dropped messages or lost its taps: the latency shown is partly its own. Found
+    /// for incidents, from ackscope's own lag, and named by its health alerts.
+    CollectorLag,
+    /// The round trip to the NATS server rose with the latency: the server or the network
+    /// held the messages, not the game servers. Found for incidents.
+    NatsRtt,
     /// No detector reached 0.5.
     Unknown,
 }
@@ -50,6 +57,8 @@ impl Cause {
             Cause::FlowControl => "flow_control",
             Cause::LoadBurst => "load_burst",
             Cause::HotSpot => "hot_spot",
+            Cause::CollectorLag => "collector_lag",
+            Cause::NatsRtt => "nats_rtt",
             Cause::Unknown => "unknown",
         }
     }

@@ -1,0 +1,93 @@
+//! `/api/v1/incidents` (spikes grouped into incidents, for any range) and `/api/v1/alerts`
+//! (open alerts and recently resolved ones, as the alert pass left them).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Query, State};
+
+use super::api::on_blocking_pool;
+use super::params::{Params, RANGE_PARAMS};
+use super::{ApiError, AppState, history};
+use crate::analyze::alerts::Alert;
+use crate::analyze::incidents::{self, Incident, Member, ScopeKind};
+use crate::collector::lock;
+use crate::model::{ConsumerId, Seen};
+
+/// `GET /api/v1/incidents`: the spikes overlapping the range, explained and grouped into
+/// incidents, oldest first. With `stream` (and `consumer`), the incidents touching them.
+pub async fn incidents(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<Incident>>, ApiError> {
+    let now = Seen::now().wall_ns;
+    let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
+    let shared = state.clone();
+    on_blocking_pool(&state, move || {
+        let range = params.range(&lock(&shared.collector), now);
+        let source = history::source(&shared, range);
+        let ids = params.consumers(&lock(&source.collector))?;
+        let (from, to) = range;
+        // Every consumer's spikes: an incident is what happened across them.
+        let explained =
+            super::spikes::explained(&source.collector, &source.spike_cache, None, from, to);
+        let (config, groups, active, names) = {
+            let c = lock(&source.collector);
+            let config = c.config().alerts.incidents.clone();
+            let scoped: Vec<ConsumerId> = explained
+                .iter()
+                .filter_map(|((_, _, id, _), _)| *id)
+                .collect();
+            let groups = match &config.group_by {
+                Some(label) => c.dominant_label(&scoped, label, from, to),
+                None => HashMap::new(),
+            };
+            let names: Vec<String> = ids
+                .iter()
+                .flatten()
+                .map(|&id| {
+                    let (s, n) = c.names().consumer_names(id);
+                    format!("{s}/{n}")
+                })
+                .collect();
+            (config, groups, c.active_consumers(from), names)
+        };
+        let members = explained
+            .into_iter()
+            .map(|((start_ns, end_ns, id, _), s)| Member {
+                group: id.and_then(|id| groups.get(&id).cloned()),
+                stream: s.stream,
+                consumer: s.consumer,
+                start_ns,
+                end_ns,
+                latency: s.latency,
+                peak_p99_ns: (s.p99_us * 1e3) as u64,
+                baseline_p99_ns: (s.baseline_p99_us * 1e3) as u64,
+                causes: s.causes,
+            })
+            .collect();
+        let mut found = incidents::group(members, active, &config);
+        let window_ns = lock(&source.collector).config().aggregate.window_ns as i64;
+        for i in found.iter_mut().filter(|i| i.kind == ScopeKind::Fleet) {
+            let own = shared
+                .readiness
+                .own_delays()
+                .over(i.start_ns - window_ns, i.end_ns);
+            incidents::blame_own_delays(i, own);
+        }
+        if ids.is_some() {
+            found.retain(|i| i.consumers.iter().any(|c| names.contains(c)));
+        }
+        Ok(Json(found))
+    })
+    .await
+}
+
+/// `GET /api/v1/alerts`: pending and firing alerts (firing first), then the latest resolved
+/// ones, newest first.
+pub async fn alerts(State(state): State<AppState>) -> Json<Vec<Alert>> {
+    let a = lock(&state.alerts);
+    let mut out = a.book.open();
+    out.extend(a.book.resolved().cloned());
+    Json(out)
+}

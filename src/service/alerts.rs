@@ -1,0 +1,312 @@
+//! The alert pass: every `alerts.evaluate_every`, what the rules look at is copied out of the
+//! collector (spikes of the last minutes, closed windows, rates, ackscope's own health), the
+//! spikes are grouped into incidents, the rules are evaluated, and what fires or resolves goes
+//! to the receivers. A spike is explained (its causes ranked) only when an alert about it is
+//! about to be sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::aggregate::rebin::Latency;
+use crate::analyze::alerts::{
+    AlertsConfig, HealthProblem, IncidentInput, Inputs, RuleKind, findings,
+};
+use crate::analyze::incidents::{self, Incident, Member, ScopeKind};
+use crate::analyze::spikes::Spike;
+use crate::collector::lock;
+use crate::http::AppState;
+use crate::model::{ConsumerId, Seen};
+use crate::notify::Notifier;
+use crate::telemetry::Counters;
+
+/// How far back spikes are looked for: an incident that began earlier and still goes on is
+/// found by its later windows.
+const LOOKBACK_NS: i64 = 120_000_000_000;
+
+/// A found spike with what explaining it needs.
+type Found = (Option<ConsumerId>, Spike, Latency);
+
+/// Runs the pass every `alerts.evaluate_every` until the process ends.
+pub async fn run(state: AppState, notifier: Notifier) {
+    let every =
+        Duration::from_nanos(lock(&state.collector).config().alerts.evaluate_every_ns as u64);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let notifier = Arc::new(notifier);
+    loop {
+        tick.tick().await;
+        let (state, notifier) = (state.clone(), notifier.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || pass(&state, &notifier)).await {
+            tracing::error!(error = %e, "the alert pass failed; trying again");
+        }
+    }
+}
+
+/// Members of the incidents of the spikes `found`, explained when `explain` says so.
+fn members(
+    state: &AppState,
+    found: &[Found],
+    groups: &HashMap<ConsumerId, String>,
+    explain: &dyn Fn(&Found) -> bool,
+) -> Vec<Member> {
+    found
+        .iter()
+        .map(|f| {
+            let (scope, spike, latency) = *f;
+            let (stream, consumer) = {
+                let c = lock(&state.collector);
+                let (s, c, _) = c.names().scope_names(scope);
+                (s.to_string(), c.to_string())
+            };
+            let causes = if explain(f) {
+                crate::http::spikes::explain(&state.collector, &state.spike_cache, *f)
+                    .1
+                    .causes
+            } else {
+                Vec::new()
+            };
+            Member {
+                stream,
+                consumer,
+                group: scope.and_then(|id| groups.get(&id).cloned()),
+                start_ns: spike.start_ns,
+                end_ns: spike.end_ns,
+                latency,
+                peak_p99_ns: spike.peak_p99_ns,
+                baseline_p99_ns: spike.baseline_p99_ns,
+                causes,
+            }
+        })
+        .collect()
+}
+
+/// One evaluation: gathers, groups, evaluates, sends.
+pub fn pass(state: &AppState, notifier: &Notifier) {
+    let now_ns = Seen::now().wall_ns;
+    let alerts = &state.alerts;
+    // Under the collector: what the rules read.
+    let (
+        config,
+        found,
+        groups,
+        active,
+        budgets,
+        rates,
+        windows,
+        counters,
+        open,
+        window_ns,
+        merge_gap,
+    ) = {
+        let c = lock(&state.collector);
+        let config = c.config().alerts.clone();
+        let Some(open) = c.aggregator().open_window_start() else {
+            return;
+        };
+        let window_ns = c.config().aggregate.window_ns as i64;
+        let from = open.saturating_sub(LOOKBACK_NS);
+        let found = c.find_spikes(None, from, open);
+        let ids: Vec<ConsumerId> = found.iter().filter_map(|(id, _, _)| *id).collect();
+        let groups = match &config.incidents.group_by {
+            Some(label) if ids.len() > 1 => c.dominant_label(&ids, label, from, open),
+            _ => HashMap::new(),
+        };
+        let active = c.active_consumers(from);
+        let budgets: HashMap<String, u64> = c
+            .consumers()
+            .map(|(id, s, n)| {
+                (
+                    format!("{s}/{n}"),
+                    c.aggregator().clocks().current(id).frame.period.ns(),
+                )
+            })
+            .collect();
+        let mut overs: Vec<i64> = config
+            .rules
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.kind,
+                    RuleKind::RedeliveryRate
+                        | RuleKind::OrderingFailureRate
+                        | RuleKind::MaxDeliveries
+                )
+            })
+            .map(|r| r.over_ns)
+            .collect();
+        overs.sort_unstable();
+        overs.dedup();
+        let rates: Vec<_> = overs
+            .iter()
+            .flat_map(|over| c.rates(open - over, open))
+            .collect();
+        let counted = lock(alerts).counted_until_ns();
+        let windows = c.budget_windows(counted);
+        (
+            config,
+            found,
+            groups,
+            active,
+            budgets,
+            rates,
+            windows,
+            c.counters(),
+            open,
+            window_ns,
+            c.config().spikes.merge_gap as i64,
+        )
+    };
+    let dashboard_url = config.dashboard_url.clone().unwrap_or_else(|| {
+        let listen = lock(&state.collector).config().listen;
+        format!("http://{listen}")
+    });
+    let health = health(state, &config, now_ns, counters);
+    {
+        lock(alerts).count_windows(&windows, now_ns);
+    }
+    // Incidents, first unexplained; those whose P99 alert is about to be sent are explained.
+    let ongoing =
+        |i: &Incident| i.end_ns.saturating_add(window_ns.saturating_mul(merge_gap)) >= open;
+    let build = |members: Vec<Member>| -> Vec<IncidentInput> {
+        incidents::group(members, active, &config.incidents)
+            .into_iter()
+            .map(|mut incident| {
+                if incident.kind == ScopeKind::Fleet {
+                    let own = state
+                        .readiness
+                        .own_delays()
+                        .over(incident.start_ns - window_ns, incident.end_ns);
+                    incidents::blame_own_delays(&mut incident, own);
+                }
+                let budget_ns = incident
+                    .consumers
+                    .iter()
+                    .filter_map(|c| budgets.get(c).copied())
+                    .min()
+                    .unwrap_or_else(|| lock(&state.collector).config().tick.period().ns());
+                IncidentInput {
+                    ongoing: ongoing(&incident),
+                    incident,
+                    budget_ns,
+                }
+            })
+            .collect()
+    };
+    let mut inputs = Inputs {
+        now_ns,
+        incidents: build(members(state, &found, &groups, &|_| false)),
+        rates,
+        health,
+        dashboard_url,
+    };
+    let to_explain: Vec<(i64, i64)> = {
+        let a = lock(alerts);
+        let rules: Vec<_> = config
+            .rules
+            .iter()
+            .filter(|r| r.kind == RuleKind::P99Regression)
+            .collect();
+        let mut spans = Vec::new();
+        for rule in rules {
+            for f in findings(
+                std::slice::from_ref(rule),
+                &inputs,
+                &a.ledger,
+                config.objective,
+            ) {
+                if a.book.would_send(&f.key(), rule, now_ns, config.resend_ns)
+                    && let Some(i) = inputs
+                        .incidents
+                        .iter()
+                        .find(|i| i.incident.id == f.annotations["incident"])
+                {
+                    spans.push((i.incident.start_ns, i.incident.end_ns));
+                }
+            }
+        }
+        spans
+    };
+    if !to_explain.is_empty() {
+        let explain = |(_, s, _): &Found| {
+            to_explain
+                .iter()
+                .any(|&(a, b)| s.start_ns >= a && s.end_ns <= b)
+        };
+        inputs.incidents = build(members(state, &found, &groups, &explain));
+    }
+    let notices = {
+        let mut a = lock(alerts);
+        let found = findings(&config.rules, &inputs, &a.ledger, config.objective);
+        let notices = a
+            .book
+            .evaluate(&config.rules, found, now_ns, config.resend_ns);
+        a.incidents = inputs.incidents.into_iter().map(|i| i.incident).collect();
+        notices
+    };
+    for n in &notices {
+        tracing::info!(
+            alert = %n.alert.alertname,
+            state = ?n.alert.state,
+            stream = n.alert.labels.get("stream").map_or("*", String::as_str),
+            consumer = n.alert.labels.get("consumer").map_or("*", String::as_str),
+            cause = n.alert.labels.get("cause").map_or("", String::as_str),
+            "alert"
+        );
+    }
+    notifier.send(notices);
+}
+
+/// What is wrong with ackscope itself now: taps down, messages dropped or the archive falling
+/// behind since the oldest pass within the health rule's window.
+fn health(
+    state: &AppState,
+    config: &AlertsConfig,
+    now_ns: i64,
+    now: Counters,
+) -> Vec<HealthProblem> {
+    let over = config
+        .rules
+        .iter()
+        .filter(|r| r.kind == RuleKind::Health)
+        .map(|r| r.over_ns)
+        .max()
+        .unwrap_or(60_000_000_000);
+    let mut problems = Vec::new();
+    if let Some(reason) = state.readiness.not_ready_reason() {
+        problems.push(HealthProblem {
+            problem: "taps_down",
+            summary: format!("not tapping NATS: {reason}"),
+            value: 1.0,
+        });
+    }
+    let then = lock(&state.alerts).counters_since(now_ns, now, over);
+    let dropped = |c: &Counters| {
+        c.tap_backlog_overflow + c.slow_consumer_events + c.join_overflow + c.consumer_overflow
+    };
+    let lost = dropped(&now) - dropped(&then).min(dropped(&now));
+    if lost > 0 {
+        problems.push(HealthProblem {
+            problem: "messages_dropped",
+            summary: format!(
+                "{lost} messages dropped in the last {} (tap backlog full, slow consumer, join or consumer table full)",
+                humantime::format_duration(Duration::from_nanos(over as u64))
+            ),
+            value: lost as f64,
+        });
+    }
+    let behind =
+        |c: &Counters| c.archive_samples_dropped + c.archive_rows_dropped + c.archive_write_errors;
+    let archive = behind(&now) - behind(&then).min(behind(&now));
+    if archive > 0 {
+        problems.push(HealthProblem {
+            problem: "archive_behind",
+            summary: format!(
+                "the archive dropped or failed to write {archive} samples, rows or segments in the last {}",
+                humantime::format_duration(Duration::from_nanos(over as u64))
+            ),
+            value: archive as f64,
+        });
+    }
+    problems
+}
