@@ -158,17 +158,42 @@ pub fn group(mut members: Vec<Member>, active: usize, cfg: &IncidentConfig) -> V
         .collect()
 }
 
+/// A consumer hit less than a quarter as hard as the worst (its P99 rise against theirs) is
+/// listed in an incident but does not widen its scope: a small coincident excursion beside a
+/// real fault is not a fleet-wide event.
+const PRINCIPAL_SHARE: f64 = 0.25;
+
+/// Fewest consumers a fleet-wide incident touches (hit hard enough to count).
+const FLEET_MIN: usize = 3;
+
+/// The distinct consumers among `members`, by name.
+fn distinct<'a>(members: impl Iterator<Item = &'a Member>) -> Vec<&'a Member> {
+    let mut out: Vec<&Member> = members.filter(|m| !m.is_all()).collect();
+    out.sort_by(|a, b| (&a.stream, &a.consumer).cmp(&(&b.stream, &b.consumer)));
+    out.dedup_by(|a, b| a.stream == b.stream && a.consumer == b.consumer);
+    out
+}
+
 fn incident(members: Vec<Member>, active: usize, cfg: &IncidentConfig) -> Incident {
-    let mut touched: Vec<&Member> = members.iter().filter(|m| !m.is_all()).collect();
-    touched.sort_by(|a, b| (&a.stream, &a.consumer).cmp(&(&b.stream, &b.consumer)));
-    touched.dedup_by(|a, b| a.stream == b.stream && a.consumer == b.consumer);
+    let touched = distinct(members.iter());
+    let rise = |m: &Member| m.peak_p99_ns.saturating_sub(m.baseline_p99_ns) as f64;
+    let worst = members
+        .iter()
+        .filter(|m| !m.is_all())
+        .map(rise)
+        .fold(0.0, f64::max);
+    let principal = distinct(
+        members
+            .iter()
+            .filter(|m| rise(m) >= PRINCIPAL_SHARE * worst),
+    );
     let any = |s: &str| s.to_string();
     let fleet = Scope {
         stream: any("*"),
         consumer: any("*"),
         label: None,
     };
-    let (kind, scope) = match touched.as_slice() {
+    let (kind, scope) = match principal.as_slice() {
         [] => (ScopeKind::Fleet, fleet),
         [one] => (
             ScopeKind::Consumer,
@@ -178,7 +203,9 @@ fn incident(members: Vec<Member>, active: usize, cfg: &IncidentConfig) -> Incide
                 label: None,
             },
         ),
-        many if many.len() as f64 >= cfg.fleet_share * active.max(1) as f64 => {
+        many if many.len() >= FLEET_MIN
+            && many.len() as f64 >= cfg.fleet_share * active.max(1) as f64 =>
+        {
             (ScopeKind::Fleet, fleet)
         }
         many => {
@@ -473,6 +500,21 @@ mod tests {
         );
         assert_eq!(s[0].kind, ScopeKind::Stream);
         assert_eq!(s[0].scope.stream, "GAME");
+        // A small excursion beside a real fault (a rise of 3 ms against 60 ms) is listed but
+        // keeps the scope; two of four consumers are not the fleet.
+        let mut small = member("b", "srv-4", 11, None);
+        small.peak_p99_ns = 11 * MS;
+        let mut big = member("a", "srv-2", 10, Some((Cause::GcPause, 1.0)));
+        big.peak_p99_ns = 68 * MS;
+        let minor = group(vec![big.clone(), small], 4, &cfg);
+        assert_eq!(minor.len(), 1);
+        assert_eq!(
+            (minor[0].kind, minor[0].scope.consumer.as_str()),
+            (ScopeKind::Consumer, "a")
+        );
+        assert_eq!(minor[0].consumers, ["GAME/a", "GAME/b"]);
+        let two = group(vec![big, member("c", "srv-3", 11, None)], 4, &cfg);
+        assert_eq!(two[0].kind, ScopeKind::Stream);
         // Spikes further apart than join_within are two incidents.
         let apart = group(
             vec![
