@@ -433,7 +433,7 @@ async fn bad_rules_are_a_start_up_error_naming_the_key() {
         ),
         (
             "[[alerts.rules]]\nname = \"AckP99Regression\"\nfor = \"soon\"\n",
-            "for",
+            "alerts.rules[0].for",
         ),
         ("[alerts]\nobjective = 1.5\n", "alerts.objective"),
         (
