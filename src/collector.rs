@@ -221,6 +221,18 @@ impl Collector {
         self.archive.is_some()
     }
 
+    /// Hands alerts that fired or resolved, and ended incidents, to the archive (nothing
+    /// without one).
+    pub fn archive_alerts(
+        &mut self,
+        alerts: Vec<crate::archive::AlertRow>,
+        incidents: Vec<crate::analyze::incidents::Incident>,
+    ) {
+        if let Some(tap) = &mut self.archive {
+            tap.hand_over_alerts(alerts, incidents);
+        }
+    }
+
     /// Hands ended spikes to the archive (nothing without one).
     pub fn archive_spikes(&mut self, rows: Vec<crate::archive::SpikeRow>) {
         if let Some(tap) = &mut self.archive {

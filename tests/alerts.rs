@@ -233,10 +233,15 @@ async fn faults_page_once_with_their_cause_and_resolve() {
     client.flush().await.unwrap();
 
     let addr = free_addr();
+    let data = tempfile::tempdir().unwrap();
     let mut raw = RawConfig::from_toml(&format!(
         r#"
 [http]
 listen = "{addr}"
+[archive]
+enabled = true
+dir = "{dir}"
+flush_interval = "1s"
 [alerts]
 alertmanager = ["http://{am}"]
 webhooks = ["http://{hook_addr}/hook"]
@@ -247,7 +252,8 @@ resend = "5s"
 name = "{P99}"
 keep_firing_for = "3s"
 "#,
-        am = am.addr
+        am = am.addr,
+        dir = data.path().display()
     ))
     .unwrap();
     raw.nats.urls = vec![server.url()];
@@ -402,6 +408,17 @@ keep_firing_for = "3s"
     assert!(states.get("firing").is_some_and(|n| *n >= 1), "{states:?}");
     assert_eq!(states.get("resolved"), Some(&1), "{states:?}");
 
+    // A 60 ms pause a second puts several percent of srv-2's acks over the frame: its
+    // frame-budget error budget burns far over 14.4x, and the burn alert names the cause too.
+    let burn: Vec<Value> = posted
+        .iter()
+        .map(|(_, body, _)| serde_json::from_slice::<Value>(body).unwrap())
+        .filter(|a| a["alertname"] == "FrameBudgetBurnFast" && label(a, "consumer") == "srv-2")
+        .collect();
+    assert!(!burn.is_empty(), "no fast burn alert for srv-2");
+    assert_eq!(label(&burn[0], "cause"), "gc_pause", "{:#}", burn[0]);
+    assert!(burn[0]["value"].as_f64().unwrap() > 14.4);
+
     // NATS: the same alerts on ackscope.alerts.<rule>.<stream>.<consumer>.
     let on_nats = on_nats.lock().unwrap().clone();
     let subjects: HashSet<&str> = on_nats
@@ -415,6 +432,47 @@ keep_firing_for = "3s"
             "ackscope.alerts.AckP99Regression.GAME.srv-2",
             "ackscope.alerts.AckP99Regression._all._all"
         ])
+    );
+    // The history in the archive: srv-2's alert fired and resolved; its incident, with its
+    // cause. (The machine-wide one may end after the run.)
+    let rows = |sql: &str| {
+        let answer = ackscope::archive::query::run(data.path(), sql, 0, i64::MAX).unwrap();
+        ackscope::archive::query::json_rows(&answer.frame)
+    };
+    let history = rows(
+        "SELECT alertname, state, cause, trace_ids FROM alerts WHERE consumer = 'srv-2' AND alertname = 'AckP99Regression' ORDER BY at_ns",
+    );
+    let states: Vec<(&str, &str, &str)> = history
+        .iter()
+        .map(|r| {
+            (
+                r["alertname"].as_str().unwrap(),
+                r["state"].as_str().unwrap(),
+                r["cause"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [(P99, "firing", "gc_pause"), (P99, "resolved", "gc_pause")],
+        "{history:#?}"
+    );
+    let incidents = rows(
+        "SELECT kind, consumer, consumers, top_cause, exemplar_trace_ids FROM incidents WHERE consumer = 'srv-2'",
+    );
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(
+        (
+            incidents[0]["kind"].as_str(),
+            incidents[0]["top_cause"].as_str()
+        ),
+        (Some("consumer"), Some("gc_pause"))
+    );
+    assert!(
+        incidents[0]["consumers"]
+            .as_str()
+            .unwrap()
+            .contains("GAME/srv-2")
     );
     assert!(
         on_nats

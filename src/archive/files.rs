@@ -22,15 +22,19 @@ pub enum Table {
     Spikes,
     Advisories,
     ConsumerState,
+    Alerts,
+    Incidents,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 7] = [
         Table::Samples,
         Table::Windows,
         Table::Spikes,
         Table::Advisories,
         Table::ConsumerState,
+        Table::Alerts,
+        Table::Incidents,
     ];
 
     pub fn dir_name(self) -> &'static str {
@@ -40,6 +44,8 @@ impl Table {
             Table::Spikes => "spikes",
             Table::Advisories => "advisories",
             Table::ConsumerState => "consumer_state",
+            Table::Alerts => "alerts",
+            Table::Incidents => "incidents",
         }
     }
 
@@ -47,8 +53,8 @@ impl Table {
     pub fn time_column(self) -> &'static str {
         match self {
             Table::Samples => "acked_ns",
-            Table::Windows | Table::Spikes => "start_ns",
-            Table::Advisories => "at_ns",
+            Table::Windows | Table::Spikes | Table::Incidents => "start_ns",
+            Table::Advisories | Table::Alerts => "at_ns",
             Table::ConsumerState => "polled_ns",
         }
     }
@@ -61,6 +67,8 @@ impl Table {
             Table::Spikes => super::spikes::column_type(name),
             Table::Advisories => super::events::advisory_type(name),
             Table::ConsumerState => super::events::state_type(name),
+            Table::Alerts => super::alerts::alert_type(name),
+            Table::Incidents => super::alerts::incident_type(name),
         }
     }
 
@@ -81,6 +89,8 @@ impl Table {
             Table::Spikes => super::spikes::COLUMNS,
             Table::Advisories => super::events::ADVISORY_COLUMNS,
             Table::ConsumerState => super::events::STATE_COLUMNS,
+            Table::Alerts => super::alerts::ALERT_COLUMNS,
+            Table::Incidents => super::alerts::INCIDENT_COLUMNS,
         };
         names
             .iter()

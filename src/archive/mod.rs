@@ -12,6 +12,7 @@
 //! The layout is Hive-style partitions by hour, which polars, DuckDB or Spark read as they are:
 //! `samples/date=2026-11-29/hour=15/<first acked ns>-<last acked ns>.parquet`.
 
+pub mod alerts;
 pub mod config;
 pub mod events;
 pub mod files;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+pub use alerts::AlertRow;
 pub use config::{ArchiveConfig, RawArchive};
 pub use events::{AdvisoryRow, StateRow};
 use files::Table;
@@ -47,6 +49,8 @@ enum Batch {
     Spikes(Vec<SpikeRow>),
     Advisories(Vec<AdvisoryRow>),
     States(Vec<StateRow>),
+    Alerts(Vec<AlertRow>),
+    Incidents(Vec<crate::analyze::incidents::Incident>),
 }
 
 /// Rows other than samples handed over and not written yet, at most.
@@ -68,6 +72,8 @@ impl Batch {
             Batch::Spikes(s) => s.len(),
             Batch::Advisories(a) => a.len(),
             Batch::States(s) => s.len(),
+            Batch::Alerts(a) => a.len(),
+            Batch::Incidents(i) => i.len(),
         }
     }
 }
@@ -178,6 +184,17 @@ impl ArchiveTap {
         self.hand_over_rows(Batch::Spikes(rows));
     }
 
+    /// Hands alerts that fired or resolved, and ended incidents, to the writer; drops and
+    /// counts them when the queue is full.
+    pub fn hand_over_alerts(
+        &mut self,
+        alerts: Vec<AlertRow>,
+        incidents: Vec<crate::analyze::incidents::Incident>,
+    ) {
+        self.hand_over_rows(Batch::Alerts(alerts));
+        self.hand_over_rows(Batch::Incidents(incidents));
+    }
+
     /// Hands advisories and consumer info polls to the writer; drops and counts them when the
     /// queue is full.
     pub fn hand_over_events(&mut self, advisories: Vec<AdvisoryRow>, states: Vec<StateRow>) {
@@ -248,6 +265,8 @@ impl Archive {
             pending_spikes: Vec::new(),
             pending_advisories: Vec::new(),
             pending_states: Vec::new(),
+            pending_alerts: Vec::new(),
+            pending_incidents: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("ackscope-archive".into())
@@ -292,6 +311,8 @@ struct Writer {
     pending_spikes: Vec<SpikeRow>,
     pending_advisories: Vec<AdvisoryRow>,
     pending_states: Vec<StateRow>,
+    pending_alerts: Vec<AlertRow>,
+    pending_incidents: Vec<crate::analyze::incidents::Incident>,
 }
 
 impl Writer {
@@ -313,6 +334,8 @@ impl Writer {
                 Ok(Batch::Spikes(rows)) => self.pending_spikes.extend(rows),
                 Ok(Batch::Advisories(rows)) => self.pending_advisories.extend(rows),
                 Ok(Batch::States(rows)) => self.pending_states.extend(rows),
+                Ok(Batch::Alerts(rows)) => self.pending_alerts.extend(rows),
+                Ok(Batch::Incidents(rows)) => self.pending_incidents.extend(rows),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
@@ -353,6 +376,15 @@ impl Writer {
             states,
             |r| r.state.polled_ns,
             events::state_frame,
+        );
+        let alerts = std::mem::take(&mut self.pending_alerts);
+        self.write_rows(Table::Alerts, alerts, |r| r.at_ns, alerts::alert_frame);
+        let incidents = std::mem::take(&mut self.pending_incidents);
+        self.write_rows(
+            Table::Incidents,
+            incidents,
+            |i| i.start_ns,
+            alerts::incident_frame,
         );
     }
 

@@ -280,7 +280,7 @@ fn times_view(frame: LazyFrame, table: Table) -> LazyFrame {
             .alias(name)
     };
     match table {
-        Table::Windows | Table::Spikes => {
+        Table::Windows | Table::Spikes | Table::Incidents => {
             frame.with_columns([ts("start_ns", "start"), ts("end_ns", "end")])
         }
         _ => frame.with_columns([ts(table.time_column(), "time")]),

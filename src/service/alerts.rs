@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use crate::aggregate::rebin::Latency;
 use crate::analyze::alerts::{
-    AlertsConfig, HealthProblem, IncidentInput, Inputs, RuleKind, findings,
+    AlertsConfig, HealthProblem, IncidentInput, Inputs, RuleKind, State, findings, incident_of,
 };
 use crate::analyze::incidents::{self, Incident, Member, ScopeKind};
 use crate::analyze::spikes::Spike;
+use crate::archive::AlertRow;
 use crate::collector::lock;
 use crate::http::AppState;
 use crate::model::{ConsumerId, Seen};
@@ -200,14 +201,32 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
         health,
         dashboard_url,
     };
+    // Incidents that ended since the last pass go to the archive, explained.
+    let archive = lock(&state.collector).archive_attached();
+    let ended: Vec<String> = if archive {
+        let a = lock(alerts);
+        inputs
+            .incidents
+            .iter()
+            .filter(|i| !i.ongoing && !a.archived(&i.incident.id))
+            .map(|i| i.incident.id.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let to_explain: Vec<(i64, i64)> = {
         let a = lock(alerts);
         let rules: Vec<_> = config
             .rules
             .iter()
-            .filter(|r| r.kind == RuleKind::P99Regression)
+            .filter(|r| matches!(r.kind, RuleKind::P99Regression | RuleKind::SloBurn))
             .collect();
-        let mut spans = Vec::new();
+        let mut spans: Vec<(i64, i64)> = inputs
+            .incidents
+            .iter()
+            .filter(|i| ended.contains(&i.incident.id))
+            .map(|i| (i.incident.start_ns, i.incident.end_ns))
+            .collect();
         for rule in rules {
             for f in findings(
                 std::slice::from_ref(rule),
@@ -216,10 +235,7 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
                 config.objective,
             ) {
                 if a.book.would_send(&f.key(), rule, now_ns, config.resend_ns)
-                    && let Some(i) = inputs
-                        .incidents
-                        .iter()
-                        .find(|i| i.incident.id == f.annotations["incident"])
+                    && let Some(i) = incident_of(&f, &inputs.incidents)
                 {
                     spans.push((i.incident.start_ns, i.incident.end_ns));
                 }
@@ -235,15 +251,36 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
         };
         inputs.incidents = build(members(state, &found, &groups, &explain));
     }
-    let notices = {
+    let (notices, ended) = {
         let mut a = lock(alerts);
         let found = findings(&config.rules, &inputs, &a.ledger, config.objective);
         let notices = a
             .book
             .evaluate(&config.rules, found, now_ns, config.resend_ns);
+        let ended: Vec<Incident> = inputs
+            .incidents
+            .iter()
+            .filter(|i| ended.contains(&i.incident.id))
+            .map(|i| i.incident.clone())
+            .collect();
+        for i in &ended {
+            a.mark_archived(&i.id);
+        }
         a.incidents = inputs.incidents.into_iter().map(|i| i.incident).collect();
-        notices
+        (notices, ended)
     };
+    if archive {
+        // What changed state: first firing and resolved (not the resends).
+        let changed: Vec<AlertRow> = notices
+            .iter()
+            .filter(|n| n.alert.state == State::Resolved || n.starts_at_ns == now_ns)
+            .map(|n| AlertRow {
+                at_ns: now_ns,
+                alert: n.alert.clone(),
+            })
+            .collect();
+        lock(&state.collector).archive_alerts(changed, ended);
+    }
     for n in &notices {
         tracing::info!(
             alert = %n.alert.alertname,

@@ -36,6 +36,8 @@ pub struct AlertsState {
     counters: VecDeque<(i64, Counters)>,
     /// The incidents of the last pass.
     pub incidents: Vec<Incident>,
+    /// Ids of the incidents handed to the archive, the latest [`AlertsState::ARCHIVED`].
+    archived: VecDeque<String>,
 }
 
 impl AlertsState {
@@ -47,7 +49,25 @@ impl AlertsState {
             counted_until_ns: i64::MIN,
             counters: VecDeque::new(),
             incidents: Vec::new(),
+            archived: VecDeque::new(),
         }
+    }
+
+    /// Ended incidents remembered as archived: far more than end within the look-back of
+    /// one pass.
+    pub const ARCHIVED: usize = 10_000;
+
+    /// Whether the incident `id` went to the archive.
+    pub fn archived(&self, id: &str) -> bool {
+        self.archived.iter().any(|a| a == id)
+    }
+
+    /// Remembers that the incident `id` went to the archive.
+    pub fn mark_archived(&mut self, id: &str) {
+        if self.archived.len() >= Self::ARCHIVED {
+            self.archived.pop_front();
+        }
+        self.archived.push_back(id.to_string());
     }
 
     /// The end of the last window counted in the frame-budget ledger.
@@ -499,19 +519,31 @@ pub fn findings(
     out
 }
 
-/// The top cause of the latest incident touching a scope, else `unknown`.
-fn latest_cause(incidents: &[IncidentInput], stream: &str, consumer: &str) -> Cause {
+/// The latest incident touching a scope (any for all consumers).
+fn latest_touching<'a>(
+    incidents: &'a [IncidentInput],
+    stream: &str,
+    consumer: &str,
+) -> Option<&'a IncidentInput> {
+    let name = format!("{stream}/{consumer}");
     incidents
         .iter()
         .rev()
-        .find(|i| {
-            consumer == "*" && stream == "*"
-                || i.incident
-                    .consumers
-                    .iter()
-                    .any(|c| *c == format!("{stream}/{consumer}"))
-        })
-        .map_or(Cause::Unknown, |i| i.incident.top_cause)
+        .find(|i| consumer == "*" && stream == "*" || i.incident.consumers.contains(&name))
+}
+
+/// The top cause of the latest incident touching a scope, else `unknown`.
+fn latest_cause(incidents: &[IncidentInput], stream: &str, consumer: &str) -> Cause {
+    latest_touching(incidents, stream, consumer).map_or(Cause::Unknown, |i| i.incident.top_cause)
+}
+
+/// The incident a finding's cause comes from: a P99 regression's own, or for a burn rate the
+/// latest incident touching its scope.
+pub fn incident_of<'a>(f: &Finding, incidents: &'a [IncidentInput]) -> Option<&'a IncidentInput> {
+    match f.annotations.get("incident") {
+        Some(id) => incidents.iter().find(|i| i.incident.id == *id),
+        None => latest_touching(incidents, &f.stream, &f.consumer),
+    }
 }
 
 fn p99_finding(rule: &Rule, i: &IncidentInput, base: &str) -> Option<Finding> {
