@@ -917,6 +917,98 @@ async fn a_spike_linked_by_url_shows_its_causes_and_heatmaps_beside_the_baseline
     );
 }
 
+/// An alert's link opens the dashboard on its incident: firing alerts at the top, the incident
+/// selected with its members listed, each member's spike one click away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firing_alerts_come_first_and_an_alert_link_opens_its_incident() {
+    use ackscope::analyze::alerts::{Finding, Severity, config::default_rules};
+    let state = preempted_state();
+    let (status, incidents) = get_json(&state, "/api/v1/incidents").await;
+    assert_eq!(status, StatusCode::OK, "{incidents}");
+    let incidents = incidents.as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let incident = &incidents[0];
+    assert_eq!(incident["kind"], "consumer");
+    assert_eq!(incident["top_cause"], "thread_preemption", "{incident:#}");
+    let id = incident["id"].as_str().unwrap().to_string();
+    let members = incident["members"].as_array().unwrap().len();
+    assert!(
+        members >= 2,
+        "srv-1's spike and all consumers': {incident:#}"
+    );
+    {
+        let mut a = ackscope::collector::lock(&state.alerts);
+        let finding = Finding {
+            rule: "AckP99Regression".into(),
+            stream: "GAME".into(),
+            consumer: "srv-1".into(),
+            extra: Default::default(),
+            severity: Severity::Warning,
+            cause: ackscope::analyze::causes::Cause::ThreadPreemption,
+            value: 11_000.0,
+            annotations: [
+                (
+                    "summary".to_string(),
+                    "ack P99 11.0 ms on GAME/srv-1".to_string(),
+                ),
+                ("incident".to_string(), id.clone()),
+            ]
+            .into(),
+        };
+        let now = Seen::now().wall_ns;
+        let rules = default_rules();
+        a.book.evaluate(
+            &rules,
+            vec![finding.clone()],
+            now - 10_000_000_000,
+            60_000_000_000,
+        );
+        let sent = a.book.evaluate(&rules, vec![finding], now, 60_000_000_000);
+        assert_eq!(sent.len(), 1, "fires after its 5 s");
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let encoded: String = id
+        .bytes()
+        .map(|b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let url = format!("http://{addr}/?stream=GAME&consumer=srv-1&incident={encoded}");
+    let dom = tokio::task::spawn_blocking(move || browser(&url, "--dump-dom"))
+        .await
+        .unwrap();
+    std::fs::write(artifacts().join("dashboard-incident.html"), &dom).unwrap();
+    let alerts = &dom[dom.find("id=\"alerts\"").expect("alerts table")..];
+    let first_row = &alerts[..alerts.find("</tr>").unwrap()];
+    assert!(
+        first_row.contains("class=\"alert firing\"")
+            && first_row.contains("<td>AckP99Regression</td>")
+            && first_row.contains("<td>GAME/srv-1</td>")
+            && first_row.contains("<td>thread_preemption</td>"),
+        "{first_row}"
+    );
+    assert!(
+        dom.find("id=\"alerts\"").unwrap() < dom.find("id=\"consumers\"").unwrap(),
+        "alerts above the consumers"
+    );
+    let table = &dom[dom.find("id=\"incidents\"").expect("incidents table")..];
+    let table = &table[..table.find("</tbody>").unwrap()];
+    assert!(
+        table.contains("class=\"incident selected\""),
+        "the linked incident is open: {table}"
+    );
+    assert!(
+        table.contains("<td>thread_preemption 1.00</td>")
+            || table.contains("<td>thread_preemption 0."),
+        "{table}"
+    );
+    assert_eq!(table.matches("class=\"member").count(), members, "{table}");
+    assert!(table.contains("show the spike"), "{table}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spike_nothing_explains_says_so_in_words() {
     let state = slowed_state();
@@ -944,7 +1036,8 @@ async fn a_spike_nothing_explains_says_so_in_words() {
         "in words, with no confidence: {causes}"
     );
     assert!(!causes.contains("unknown 1.00") && !causes.contains("unknown 0.00"));
-    let table = &dom[dom.find("id=\"spikes\"").unwrap()..];
+    // Its incident says so too.
+    let table = &dom[dom.find("id=\"incidents\"").unwrap()..];
     assert!(table.contains("no cause found"), "{table}");
 }
 
