@@ -198,6 +198,8 @@ pub struct OwnDelaysOver {
     pub max_rtt_ns: u64,
     /// The median round trip of the minute before the stretch (0 when none was measured).
     pub usual_rtt_ns: u64,
+    /// The median tap lag of the minute before the stretch.
+    pub usual_tap_lag_ns: u64,
 }
 
 impl OwnDelays {
@@ -207,6 +209,10 @@ impl OwnDelays {
     fn update(&self, t_ns: i64, f: impl FnOnce(&mut OwnSecond)) {
         let second = t_ns.div_euclid(1_000_000_000);
         let mut seconds = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // The wall clock stepped back: what was kept is in another time line.
+        if seconds.back().is_some_and(|last| second < last.second - 60) {
+            seconds.clear();
+        }
         match seconds.iter().rposition(|s| s.second <= second) {
             Some(i) if seconds[i].second == second => f(&mut seconds[i]),
             // Older than everything kept, or between two seconds: not worth a place.
@@ -245,16 +251,24 @@ impl OwnDelays {
         let seconds = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut over = OwnDelaysOver::default();
         let mut before: Vec<u64> = Vec::new();
+        let mut lag_before: Vec<u64> = Vec::new();
         for s in seconds.iter() {
             if s.second >= from && s.second <= to {
                 over.max_tap_lag_ns = over.max_tap_lag_ns.max(s.tap_lag_ns);
                 over.max_rtt_ns = over.max_rtt_ns.max(s.rtt_ns);
-            } else if s.second < from && s.second >= from - 60 && s.rtt_ns > 0 {
-                before.push(s.rtt_ns);
+            } else if s.second < from && s.second >= from - 60 {
+                lag_before.push(s.tap_lag_ns);
+                if s.rtt_ns > 0 {
+                    before.push(s.rtt_ns);
+                }
             }
         }
-        before.sort_unstable();
-        over.usual_rtt_ns = before.get(before.len() / 2).copied().unwrap_or(0);
+        let median = |v: &mut Vec<u64>| {
+            v.sort_unstable();
+            v.get(v.len() / 2).copied().unwrap_or(0)
+        };
+        over.usual_rtt_ns = median(&mut before);
+        over.usual_tap_lag_ns = median(&mut lag_before);
         over
     }
 

@@ -68,7 +68,8 @@ pub enum ScopeKind {
     Consumer,
     /// Several consumers sharing a label value.
     Group,
-    /// Several consumers of one stream.
+    /// Several consumers, too few for the fleet and sharing no group label: of one stream, or
+    /// of several (`*`).
     Stream,
     Fleet,
 }
@@ -228,7 +229,8 @@ fn incident(members: Vec<Member>, active: usize, cfg: &IncidentConfig) -> Incide
                         label: Some((label.clone(), value.clone())),
                     },
                 ),
-                _ if same_stream => (
+                // Several consumers, one stream or several (`*`), too few for the fleet.
+                _ => (
                     ScopeKind::Stream,
                     Scope {
                         stream,
@@ -236,7 +238,6 @@ fn incident(members: Vec<Member>, active: usize, cfg: &IncidentConfig) -> Incide
                         label: None,
                     },
                 ),
-                _ => (ScopeKind::Fleet, fleet),
             }
         }
     };
@@ -353,17 +354,20 @@ pub fn blame_own_delays(incident: &mut Incident, own: OwnDelaysOver) {
         .saturating_sub((incident.baseline_p99_us * 1e3) as u64)
         .max(1);
     let rtt_rise = own.max_rtt_ns.saturating_sub(own.usual_rtt_ns);
-    let (cause, delay, summary) = if own.max_tap_lag_ns * 2 >= rise {
+    // A steady lag was in the baseline too: only what it rose by can explain the rise.
+    let lag_rise = own.max_tap_lag_ns.saturating_sub(own.usual_tap_lag_ns);
+    let (cause, delay, summary) = if lag_rise.saturating_mul(2) >= rise {
         (
             Cause::CollectorLag,
-            own.max_tap_lag_ns,
+            lag_rise,
             format!(
-                "ackscope's tap loop ran up to {:.1} ms late during the incident, against a P99 rise of {:.1} ms: the latency is ackscope's own",
+                "ackscope's tap loop ran up to {:.1} ms late during the incident ({:.1} ms the minute before), against a P99 rise of {:.1} ms: the latency is ackscope's own",
                 own.max_tap_lag_ns as f64 / 1e6,
+                own.usual_tap_lag_ns as f64 / 1e6,
                 rise as f64 / 1e6
             ),
         )
-    } else if rtt_rise * 2 >= rise {
+    } else if rtt_rise.saturating_mul(2) >= rise {
         (
             Cause::NatsRtt,
             rtt_rise,
@@ -386,6 +390,7 @@ pub fn blame_own_delays(incident: &mut Incident, own: OwnDelaysOver) {
             summary,
             evidence: serde_json::json!({
                 "tap_lag_max_us": own.max_tap_lag_ns as f64 / 1e3,
+                "tap_lag_usual_us": own.usual_tap_lag_ns as f64 / 1e3,
                 "nats_rtt_max_us": own.max_rtt_ns as f64 / 1e3,
                 "nats_rtt_usual_us": own.usual_rtt_ns as f64 / 1e3,
                 "p99_rise_us": rise as f64 / 1e3,
@@ -515,6 +520,18 @@ mod tests {
         assert_eq!(minor[0].consumers, ["GAME/a", "GAME/b"]);
         let two = group(vec![big, member("c", "srv-3", 11, None)], 4, &cfg);
         assert_eq!(two[0].kind, ScopeKind::Stream);
+        // Two consumers of two streams, of fifty: several streams, not the fleet.
+        let mut other = member("d", "srv-9", 11, None);
+        other.stream = "CHAT".into();
+        let mixed = group(vec![member("a", "srv-2", 10, None), other], 50, &cfg);
+        assert_eq!(mixed[0].kind, ScopeKind::Stream);
+        assert_eq!(
+            (
+                mixed[0].scope.stream.as_str(),
+                mixed[0].scope.consumer.as_str()
+            ),
+            ("*", "*")
+        );
         // Spikes further apart than join_within are two incidents.
         let apart = group(
             vec![
@@ -550,10 +567,23 @@ mod tests {
                 max_tap_lag_ns: 20 * MS,
                 max_rtt_ns: MS,
                 usual_rtt_ns: MS,
+                ..OwnDelaysOver::default()
             },
         );
         assert_eq!(i.top_cause, Cause::CollectorLag);
         assert_eq!(i.causes[1].cause, Cause::GcPause);
+        // Not when the loop ran that late the minute before too: a steady lag is in the
+        // baseline.
+        let mut i = fleet();
+        blame_own_delays(
+            &mut i,
+            OwnDelaysOver {
+                max_tap_lag_ns: 20 * MS,
+                usual_tap_lag_ns: 15 * MS,
+                ..OwnDelaysOver::default()
+            },
+        );
+        assert_eq!(i.top_cause, Cause::GcPause);
         // The round trip rising by 30 ms does.
         let mut i = fleet();
         blame_own_delays(
@@ -562,6 +592,7 @@ mod tests {
                 max_tap_lag_ns: MS,
                 max_rtt_ns: 31 * MS,
                 usual_rtt_ns: MS,
+                ..OwnDelaysOver::default()
             },
         );
         assert_eq!(i.top_cause, Cause::NatsRtt);
@@ -573,6 +604,7 @@ mod tests {
                 max_tap_lag_ns: 3 * MS,
                 max_rtt_ns: 3 * MS,
                 usual_rtt_ns: MS,
+                ..OwnDelaysOver::default()
             },
         );
         assert_eq!(i.top_cause, Cause::GcPause);

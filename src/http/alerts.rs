@@ -85,9 +85,15 @@ pub async fn incidents(
 
 /// `GET /api/v1/alerts`: pending and firing alerts (firing first), then the latest resolved
 /// ones, newest first.
-pub async fn alerts(State(state): State<AppState>) -> Json<Vec<Alert>> {
-    let a = lock(&state.alerts);
-    let mut out = a.book.open();
-    out.extend(a.book.resolved().cloned());
-    Json(out)
+pub async fn alerts(State(state): State<AppState>) -> Result<Json<Vec<Alert>>, ApiError> {
+    // The alert pass may hold the alerts for a while: waited for off the workers.
+    let listed = tokio::task::spawn_blocking(move || {
+        let a = lock(&state.alerts);
+        let mut out = a.book.open();
+        out.extend(a.book.resolved().cloned());
+        out
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(listed))
 }

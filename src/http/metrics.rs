@@ -21,9 +21,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let collector = state.collector.clone();
     let (readiness, refused) = (state.readiness.clone(), state.queries_refused.clone());
-    let alerts = alert_metrics(&state);
+    let shared = state.clone();
     let snapshot = tokio::task::spawn_blocking(move || {
         let _slot = slot;
+        // The alert pass may hold the alerts for a while: waited for here, off the workers.
+        let alerts = alert_metrics(&shared);
         let c = lock(&collector);
         MetricsSnapshot {
             counters: c.counters(),
@@ -78,16 +80,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 fn alert_metrics(state: &AppState) -> AlertMetrics {
     use std::sync::atomic::Ordering::Relaxed;
     let a = lock(&state.alerts);
-    let open = a.book.open();
-    let firing = open
-        .iter()
-        .filter(|x| x.state == crate::analyze::alerts::State::Firing)
-        .count();
+    let (firing, pending) = a.book.counts();
     let n = &state.notify_stats;
     AlertMetrics {
         firing,
-        pending: open.len() - firing,
-        overflow: a.book.overflow,
+        pending,
+        overflow: a.book.overflow + a.ledger.overflow,
         sent: n.sent.load(Relaxed),
         retries: n.retries.load(Relaxed),
         failed: n.failed.load(Relaxed),

@@ -34,7 +34,9 @@ pub struct NotifyStats {
 /// Attempts per alert (the first and the retries) and the first backoff, doubled each time.
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// How long one HTTP attempt may take.
+/// Alerts being published on NATS at once, at most.
+const NATS_IN_FLIGHT: usize = 256;
+/// How long one HTTP attempt (or one NATS publish) may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The header a signed webhook body carries: `sha256=<hex HMAC-SHA256 of the body>`.
@@ -45,6 +47,8 @@ pub const SIGNATURE_HEADER: &str = "X-Ackscope-Signature";
 pub struct Notifier {
     queues: Vec<SyncSender<Arc<Vec<Notice>>>>,
     nats: Option<(Arc<ClientEvents>, String)>,
+    /// NATS publishes in flight at most: while NATS is away they wait, and more are dropped.
+    nats_slots: Arc<tokio::sync::Semaphore>,
     pub stats: Arc<NotifyStats>,
 }
 
@@ -173,16 +177,29 @@ impl Target {
     }
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &[u8], signed: Option<&str>) -> Result<(), String> {
+fn post(agent: &ureq::Agent, url: &str, body: &[u8], signed: Option<&str>) -> Result<(), Failure> {
     let mut request = agent.post(url).header("Content-Type", "application/json");
     if let Some(signature) = signed {
         request = request.header(SIGNATURE_HEADER, signature);
     }
     match request.send(body) {
         Ok(response) if response.status().is_success() => Ok(()),
-        Ok(response) => Err(format!("HTTP {}", response.status().as_u16())),
-        Err(e) => Err(e.to_string()),
+        Ok(response) => Err(Failure {
+            text: format!("HTTP {}", response.status().as_u16()),
+            // The receiver refused the body itself: sending it again changes nothing.
+            again: response.status().is_server_error() || response.status().as_u16() == 429,
+        }),
+        Err(e) => Err(Failure {
+            text: e.to_string(),
+            again: true,
+        }),
     }
+}
+
+/// A failed POST: why, and whether another attempt may succeed.
+struct Failure {
+    text: String,
+    again: bool,
 }
 
 /// One receiver's thread: sends what its queue holds, each with retries, until the queue
@@ -202,15 +219,19 @@ fn run(target: Target, queue: Receiver<Arc<Vec<Notice>>>, stats: Arc<NotifyStats
                         stats.sent.fetch_add(alerts as u64, Ordering::Relaxed);
                         break;
                     }
-                    Err(error) if attempt < ATTEMPTS => {
+                    Err(Failure {
+                        text: error,
+                        again: true,
+                    }) if attempt < ATTEMPTS => {
                         stats.retries.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(receiver = target.name(), %error, attempt, "sending alerts failed; trying again");
                         std::thread::sleep(backoff);
                         backoff *= 2;
                     }
-                    Err(error) => {
+                    Err(Failure { text: error, .. }) => {
                         stats.failed.fetch_add(alerts as u64, Ordering::Relaxed);
-                        tracing::error!(receiver = target.name(), %error, alerts, "alerts not delivered after {ATTEMPTS} attempts");
+                        tracing::error!(receiver = target.name(), %error, alerts, attempt, "alerts not delivered");
+                        break;
                     }
                 }
             }
@@ -254,6 +275,7 @@ impl Notifier {
         Self {
             queues,
             nats,
+            nats_slots: Arc::new(tokio::sync::Semaphore::new(NATS_IN_FLIGHT)),
             stats,
         }
     }
@@ -288,13 +310,20 @@ impl Notifier {
             for n in notices.iter() {
                 let subject = subject(prefix, &n.alert);
                 let body = serde_json::to_vec(&AlertMessage::of(n)).expect("alerts serialize");
-                // The client queues the publish; a full client buffer is an error, counted.
+                // The client's publish waits while NATS is away: a bounded number wait, each
+                // for TIMEOUT at most; beyond them alerts are dropped, counted.
+                let Ok(slot) = self.nats_slots.clone().try_acquire_owned() else {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 let client = client.clone();
                 let stats = self.stats.clone();
                 tokio::spawn(async move {
-                    match client.publish(subject, body.into()).await {
-                        Ok(()) => stats.sent.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
+                    let _slot = slot;
+                    match tokio::time::timeout(TIMEOUT, client.publish(subject, body.into())).await
+                    {
+                        Ok(Ok(())) => stats.sent.fetch_add(1, Ordering::Relaxed),
+                        _ => stats.failed.fetch_add(1, Ordering::Relaxed),
                     };
                 });
             }

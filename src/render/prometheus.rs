@@ -186,7 +186,7 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
         ),
         (
             "ackscope_alerts_overflow_total",
-            "Alert conditions not tracked because the alert book was full.",
+            "Alert conditions, and consumers of the frame-budget ledger, not tracked because the alert book or the ledger was full.",
             s.alerts.overflow,
         ),
     ];

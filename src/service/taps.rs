@@ -455,10 +455,12 @@ async fn off_worker<T: Send + Default + 'static>(
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 const PROBE_GIVE_UP: Duration = Duration::from_secs(30);
 
-/// Measures the round trip to the NATS server every second: a message published to a subject
-/// only this process subscribes to, and back. What an incident's latency is checked against
-/// before the game servers are blamed. A probe that does not come back (no permission to
-/// publish there, a server that is gone) is not measured; after ten in a row the probe stops.
+/// Measures the round trip to the NATS server every second: a numbered message published to a
+/// subject only this process subscribes to, and back (a late answer to an earlier probe is
+/// skipped, not taken for this one's). What an incident's latency is checked against before
+/// the game servers are blamed. A probe that does not come back (no permission to publish
+/// there, a server that is gone) is not measured; after ten in a row the probe waits a minute
+/// between tries, and goes back to every second once one comes back.
 pub async fn probe_round_trip(client: Client, events: Arc<ClientEvents>) {
     let subject = format!("ackscope.rtt.{:016x}", rand::random::<u64>());
     let Ok(mut replies) = client.subscribe(subject.clone()).await else {
@@ -467,35 +469,57 @@ pub async fn probe_round_trip(client: Client, events: Arc<ClientEvents>) {
         );
         return;
     };
-    let mut every = tokio::time::interval(PROBE_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut lost = 0;
-    while lost < 10 {
-        every.tick().await;
+    let mut lost = 0u32;
+    for seq in 0u64.. {
+        tokio::time::sleep(if lost >= 10 {
+            PROBE_EVERY * 60
+        } else {
+            PROBE_EVERY
+        })
+        .await;
         let sent = tokio::time::Instant::now();
-        if client
-            .publish(subject.clone(), bytes::Bytes::new())
-            .await
-            .is_err()
-        {
-            lost += 1;
+        let payload = bytes::Bytes::from(seq.to_string());
+        let published = tokio::time::timeout(
+            PROBE_GIVE_UP,
+            client.publish(subject.clone(), payload.clone()),
+        )
+        .await;
+        if !matches!(published, Ok(Ok(()))) {
+            lost = lost.saturating_add(1);
             continue;
         }
-        match tokio::time::timeout(PROBE_GIVE_UP, replies.next()).await {
-            Ok(Some(_)) => {
+        let answer = tokio::time::timeout(PROBE_GIVE_UP, async {
+            loop {
+                match replies.next().await {
+                    Some(m) if m.payload == payload => return true,
+                    Some(_) => continue, // an earlier probe's, late
+                    None => return false,
+                }
+            }
+        })
+        .await;
+        match answer {
+            Ok(true) => {
+                if lost >= 10 {
+                    tracing::info!(subject, "the round-trip probe is answered again");
+                }
                 lost = 0;
                 events
                     .own
                     .rtt(Seen::now().wall_ns, sent.elapsed().as_nanos() as u64);
             }
-            Ok(None) => return,
-            Err(_) => lost += 1,
+            Ok(false) => return,
+            Err(_) => {
+                lost = lost.saturating_add(1);
+                if lost == 10 {
+                    tracing::warn!(
+                        subject,
+                        "the round-trip probe got no answer ten times in a row; trying once a minute"
+                    );
+                }
+            }
         }
     }
-    tracing::warn!(
-        subject,
-        "the round-trip probe got no answer ten times in a row; it stops"
-    );
 }
 
 /// Polls consumer info for every consumer seen (and the configured ones) every `interval`;

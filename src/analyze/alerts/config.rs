@@ -95,7 +95,8 @@ pub struct RawAlerts {
     pub evaluate_every: Dur,
     /// How often a firing alert is sent again (Alertmanager resolves an alert that is not).
     pub resend: Dur,
-    /// Alerts waiting for a slow receiver, per receiver; more are dropped and counted.
+    /// Batches of alerts (one per evaluation) waiting for a slow receiver, per receiver; more
+    /// are dropped and counted.
     pub queue: usize,
     /// The frame-budget objective: the share of acks within one frame.
     pub objective: f64,
@@ -190,6 +191,10 @@ impl Default for AlertsConfig {
 }
 
 const SECOND: i64 = 1_000_000_000;
+/// The longest window a rule may read (the frame-budget ledger keeps that much per consumer).
+const MAX_WINDOW_NS: i64 = 7 * 24 * 3_600 * SECOND;
+/// The longest `for` and `keep_firing_for`.
+const MAX_HOLD_NS: i64 = 24 * 3_600 * SECOND;
 
 /// The rules with no configuration: the Google SRE workbook's two burn-rate pairs for the
 /// frame-budget SLO, a P99 regression sustained for a few windows, rates, and health.
@@ -357,9 +362,36 @@ impl RawAlerts {
                 "must be in (0, 1]",
             ));
         }
+        let label = self.incidents.group_by.trim();
+        if !label.is_empty()
+            && (!valid_name(label)
+                || [
+                    "alertname",
+                    "severity",
+                    "stream",
+                    "consumer",
+                    "cause",
+                    "problem",
+                ]
+                .contains(&label))
+        {
+            return Err(Invalid::new(
+                "incidents.group_by",
+                label,
+                "must be a label name (letters, digits and _, not first a digit) other than alertname, severity, stream, consumer, cause and problem",
+            ));
+        }
         let mut rules = default_rules();
+        let mut named = std::collections::HashSet::new();
         for (i, raw) in self.rules.iter().enumerate() {
             let key = |k: &str| format!("rules[{i}].{k}");
+            if !named.insert(raw.name.as_str()) {
+                return Err(Invalid::new(
+                    &key("name"),
+                    raw.name.clone(),
+                    "is given twice",
+                ));
+            }
             if !valid_name(&raw.name) {
                 return Err(Invalid::new(
                     &key("name"),
@@ -445,6 +477,23 @@ impl RawAlerts {
                     ));
                 }
             }
+            for (name, ns, most) in [
+                ("over", rule.over_ns, MAX_WINDOW_NS),
+                ("short", rule.short_ns, MAX_WINDOW_NS),
+                ("for", rule.for_ns, MAX_HOLD_NS),
+                ("keep_firing_for", rule.keep_firing_for_ns, MAX_HOLD_NS),
+            ] {
+                if ns > most {
+                    return Err(Invalid::new(
+                        &key(name),
+                        format!("{ns}ns"),
+                        &format!(
+                            "must be at most {}",
+                            humantime::format_duration(Duration::from_nanos(most as u64))
+                        ),
+                    ));
+                }
+            }
             if rule.kind != RuleKind::P99Regression && rule.over_ns < SECOND {
                 return Err(Invalid::new(
                     &key("over"),
@@ -504,7 +553,8 @@ impl AlertsConfig {
         let burns = self.rules.iter().filter(|r| r.kind == RuleKind::SloBurn);
         let longest = burns.clone().map(|r| r.over_ns).max().unwrap_or(0);
         let shortest = burns.map(|r| r.short_ns).min().unwrap_or(0);
-        (longest, (shortest / 5).max(SECOND))
+        // A fifth of the shortest window, and at most 4,096 buckets per consumer.
+        (longest, (shortest / 5).max(longest / 4_096).max(SECOND))
     }
 }
 

@@ -89,10 +89,12 @@ impl AlertsState {
     /// `over_ns`: what changed since is what the health rule looks at.
     pub fn counters_since(&mut self, now_ns: i64, now: Counters, over_ns: i64) -> Counters {
         self.counters.push_back((now_ns, now));
-        while self
-            .counters
-            .front()
-            .is_some_and(|(t, _)| *t < now_ns - over_ns)
+        // Bounded: the health rule's window is shortened to 10,000 passes (14 h at 5 s).
+        while self.counters.len() > 10_000
+            || self
+                .counters
+                .front()
+                .is_some_and(|(t, _)| *t < now_ns.saturating_sub(over_ns))
         {
             self.counters.pop_front();
         }
@@ -317,7 +319,28 @@ impl AlertBook {
             }
             self.recent.push_back(t.alert);
         }
+        // Firing alerts kept firing while their condition is gone are sent again too, or
+        // receivers would let them lapse (their `endsAt`) before they resolve here.
+        for (key, t) in self.open.iter_mut() {
+            if !held.contains(key)
+                && t.fired_at_ns.is_some()
+                && now_ns - t.last_sent_ns >= resend_ns
+            {
+                t.last_sent_ns = now_ns;
+                notices.push(firing(t, now_ns, resend_ns));
+            }
+        }
         notices
+    }
+
+    /// How many alerts are firing and how many pending.
+    pub fn counts(&self) -> (usize, usize) {
+        let firing = self
+            .open
+            .values()
+            .filter(|t| t.fired_at_ns.is_some())
+            .count();
+        (firing, self.open.len() - firing)
     }
 
     /// Pending and firing alerts, firing first, then by name.
@@ -432,6 +455,7 @@ pub fn findings(
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     for rule in rules {
+        let first = out.len();
         match rule.kind {
             RuleKind::P99Regression => {
                 for i in inputs.incidents.iter().filter(|i| i.ongoing) {
@@ -455,6 +479,10 @@ pub fn findings(
                     }
                     let (stream, consumer) = scope;
                     let cause = latest_cause(&inputs.incidents, stream, consumer);
+                    // Acks measured late by ackscope, or held by the server: not the game's.
+                    if matches!(cause, Cause::CollectorLag | Cause::NatsRtt) {
+                        continue;
+                    }
                     let mut annotations = BTreeMap::new();
                     annotations.insert(
                         "summary".into(),
@@ -515,6 +543,30 @@ pub fn findings(
                 }
             }
         }
+        // One alert per event for burns and rates: several consumers with all consumers
+        // together are the all-consumers alert alone (a fleet-wide event pages once); one
+        // consumer is its own alert alone (all consumers burn only because of it).
+        if matches!(
+            rule.kind,
+            RuleKind::SloBurn
+                | RuleKind::RedeliveryRate
+                | RuleKind::OrderingFailureRate
+                | RuleKind::MaxDeliveries
+        ) {
+            let all = |f: &Finding| f.stream == "*" && f.consumer == "*";
+            let consumers = out[first..].iter().filter(|f| !all(f)).count();
+            if out[first..].iter().any(all) && consumers > 0 {
+                let keep_all = consumers >= 2;
+                let mut i = first;
+                while i < out.len() {
+                    if all(&out[i]) == keep_all {
+                        i += 1;
+                    } else {
+                        out.remove(i);
+                    }
+                }
+            }
+        }
     }
     out
 }
@@ -570,6 +622,7 @@ fn p99_finding(rule: &Rule, i: &IncidentInput, base: &str) -> Option<Finding> {
             if inc.consumers.len() == 1 { "" } else { "s" },
             match (&inc.scope.label, inc.kind) {
                 (Some((l, v)), _) => format!("{l}={v}"),
+                (None, ScopeKind::Stream) if stream == "*" => "several streams".to_string(),
                 (None, ScopeKind::Stream) => format!("stream {stream}"),
                 _ => "fleet-wide".to_string(),
             }
@@ -828,6 +881,60 @@ mod tests {
             ("R", State::Resolved)
         );
         assert!(book.open().is_empty());
+    }
+
+    #[test]
+    fn a_kept_alert_is_resent_so_that_receivers_do_not_let_it_lapse() {
+        // Kept firing for 5 minutes after its condition goes, resent every minute meanwhile.
+        let rules = [rule(0, 300)];
+        let mut book = AlertBook::default();
+        let resend = 60 * S;
+        assert_eq!(
+            book.evaluate(&rules, vec![finding(Cause::Redelivery)], 0, resend)
+                .len(),
+            1
+        );
+        let mut sent = Vec::new();
+        for t in (5..=290).step_by(5) {
+            sent.extend(book.evaluate(&rules, vec![], t * S, resend));
+        }
+        let at: Vec<i64> = sent.iter().map(|n| n.ends_at_ns - 4 * resend).collect();
+        assert_eq!(at, [60 * S, 120 * S, 180 * S, 240 * S]);
+        assert!(sent.iter().all(|n| n.alert.state == State::Firing));
+        let resolved = book.evaluate(&rules, vec![], 300 * S, resend);
+        assert_eq!(resolved[0].alert.state, State::Resolved);
+        assert_eq!(book.counts(), (0, 0));
+    }
+
+    #[test]
+    fn several_consumers_over_a_rate_page_once_for_all_and_one_pages_alone() {
+        let rates = |consumer: &str| Rates {
+            stream: if consumer == "*" { "*" } else { "GAME" }.into(),
+            consumer: consumer.into(),
+            over_ns: 60 * S,
+            deliveries: 1_000,
+            redeliveries: 200,
+            ..Rates::default()
+        };
+        let scopes = |consumers: &[&str]| -> Vec<String> {
+            let inputs = Inputs {
+                rates: consumers.iter().map(|c| rates(c)).collect(),
+                ..Inputs::default()
+            };
+            findings(
+                &[rule(0, 0)],
+                &inputs,
+                &BudgetLedger::new(S, 60 * S, 10),
+                0.999,
+            )
+            .into_iter()
+            .map(|f| f.consumer)
+            .collect()
+        };
+        assert_eq!(scopes(&["srv-1", "srv-2", "*"]), ["*"]);
+        assert_eq!(scopes(&["srv-1", "*"]), ["srv-1"]);
+        assert_eq!(scopes(&["srv-1", "srv-2"]), ["srv-1", "srv-2"]);
+        assert_eq!(scopes(&["*"]), ["*"]);
     }
 
     #[test]

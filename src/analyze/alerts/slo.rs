@@ -77,7 +77,7 @@ impl BudgetLedger {
 
     /// Forgets buckets that no window reaches back to from `now_ns`, and scopes left empty.
     pub fn prune(&mut self, now_ns: i64) {
-        let oldest = now_ns.saturating_sub(self.keep_ns + self.bucket_ns);
+        let oldest = now_ns.saturating_sub(self.keep_ns.saturating_add(self.bucket_ns));
         self.scopes.retain(|_, buckets| {
             while buckets.front().is_some_and(|b| b.start_ns < oldest) {
                 buckets.pop_front();
