@@ -303,9 +303,14 @@ mod own_delays_tests {
             (300_000_000, 50_000_000, 200_000)
         );
         assert_eq!(d.over(10 * S, 20 * S).max_tap_lag_ns, 1_000_000);
-        // An old instant is not kept; the newest second is.
-        d.tap_lag(5 * S, 999);
+        // A late report of a second kept updates it; the newest second stays the newest.
+        d.tap_lag(50 * S, 2_000_000);
+        assert_eq!(d.over(50 * S, 50 * S).max_tap_lag_ns, 2_000_000);
         assert_eq!(d.latest().unwrap().second, 99);
+        // The wall clock stepped back over a minute: what was kept is let go.
+        d.tap_lag(5 * S, 999);
+        assert_eq!(d.latest().unwrap().second, 5);
+        assert_eq!(d.0.lock().unwrap().len(), 1);
         for t in 100..(100 + OwnDelays::SECONDS as i64) {
             d.rtt(t * S, 1);
         }

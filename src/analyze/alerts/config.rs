@@ -487,7 +487,7 @@ impl RawAlerts {
                     return Err(Invalid::new(
                         &key(name),
                         format!("{ns}ns"),
-                        &format!(
+                        format!(
                             "must be at most {}",
                             humantime::format_duration(Duration::from_nanos(most as u64))
                         ),
@@ -628,7 +628,9 @@ mod tests {
             (many.severity, many.over_ns),
             (Some(Severity::Critical), 60 * SECOND)
         );
-        assert_eq!(c.ledger_span(), (21_600 * SECOND, 2 * SECOND));
+        // A fifth of 10 s would be 2 s buckets; 4,096 at most over the 6 h window makes them
+        // 5.27 s.
+        assert_eq!(c.ledger_span(), (21_600 * SECOND, 21_600 * SECOND / 4_096));
     }
 
     #[test]
