@@ -145,7 +145,14 @@ async fn sigterm_writes_every_sample_legacy_2_9() {
         ..
     } = &s;
     play(client, consumer, 200).await;
-    counted(&addr, "ackscope_samples_joined_total", 200).await;
+    // Every sample; the server may now and then hand ackscope an ack before its delivery
+    // (the sample is kept, without an ack latency).
+    counted(&addr, "ackscope_samples_total", 200).await;
+    let reordered = counter(&addr, "ackscope_samples_reordered_total").await;
+    assert!(
+        reordered <= 2,
+        "{reordered} acks came before their delivery"
+    );
     // Nothing is written before the hour is up: every sample waits in the collector's batch
     // or with the writer, and is written by the stop.
     assert_eq!(
@@ -171,7 +178,7 @@ async fn sigterm_writes_every_sample_legacy_2_9() {
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=200).collect::<Vec<i64>>());
     let latencies = column("ack_latency_ns");
-    assert_eq!(latencies.null_count(), 0);
+    assert_eq!(latencies.null_count() as u64, reordered);
     assert!(latencies.no_null_iter().all(|l| l > 0 && l < 5_000_000_000));
     let phases = column("phase_ns");
     assert!(phases.no_null_iter().all(|p| (0..16_000_000).contains(&p)));
