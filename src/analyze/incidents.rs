@@ -92,7 +92,7 @@ pub struct RolledCause {
     pub cause: Cause,
     /// The highest confidence any member gave it.
     pub confidence: f64,
-    /// Members that gave it 0.5 or more.
+    /// Members that gave it 0.5 or more as a root (not as another cause's consequence).
     pub members: usize,
     /// The evidence in words, of the member most confident in it.
     pub summary: String,
@@ -297,11 +297,14 @@ fn incident(members: Vec<Member>, active: usize, cfg: &IncidentConfig) -> Incide
     }
 }
 
-/// Every cause the members found, ranked by how many members are confident in it, then by the
-/// highest confidence. The all-consumers member counts only when no consumer was explained.
+/// Every cause the members found, ranked by how many members are confident in it as a root
+/// (not as another cause's consequence), then by the highest confidence; causes found only as
+/// consequences come after every root. The all-consumers member counts only when no consumer was explained.
 fn roll_up(members: &[Member]) -> Vec<RolledCause> {
     let explained_one = members.iter().any(|m| !m.is_all() && !m.causes.is_empty());
     let mut by_cause: BTreeMap<&'static str, RolledCause> = BTreeMap::new();
+    // Causes some member found as a root, not only as another's consequence.
+    let mut roots = std::collections::BTreeSet::new();
     for m in members.iter().filter(|m| !(m.is_all() && explained_one)) {
         for f in &m.causes {
             let entry = by_cause
@@ -314,8 +317,12 @@ fn roll_up(members: &[Member]) -> Vec<RolledCause> {
                     evidence: Value::Null,
                     exemplar_trace_ids: Vec::new(),
                 });
-            if f.confidence >= 0.5 {
+            // A consequence (flow control from lost acks, say) counts for its root, not itself.
+            if f.confidence >= 0.5 && f.caused_by.is_none() {
                 entry.members += 1;
+            }
+            if f.caused_by.is_none() {
+                roots.insert(f.cause.as_str());
             }
             if f.confidence > entry.confidence || entry.summary.is_empty() {
                 entry.confidence = entry.confidence.max(f.confidence);
@@ -334,8 +341,9 @@ fn roll_up(members: &[Member]) -> Vec<RolledCause> {
     let mut causes: Vec<RolledCause> = by_cause.into_values().collect();
     causes.sort_by(|a, b| {
         let unknown = |c: &RolledCause| c.cause == Cause::Unknown;
-        (unknown(a), std::cmp::Reverse(a.members))
-            .cmp(&(unknown(b), std::cmp::Reverse(b.members)))
+        let consequence = |c: &RolledCause| !roots.contains(c.cause.as_str());
+        (unknown(a), consequence(a), std::cmp::Reverse(a.members))
+            .cmp(&(unknown(b), consequence(b), std::cmp::Reverse(b.members)))
             .then(b.confidence.total_cmp(&a.confidence))
     });
     causes
@@ -637,5 +645,33 @@ mod tests {
         assert_eq!((i.causes[0].members, i.causes[0].confidence), (2, 0.7));
         assert_eq!(i.causes[0].summary, "load_burst on c");
         assert_eq!(i.causes[1].cause, Cause::HotSpot);
+    }
+
+    #[test]
+    fn a_consequence_ranks_after_its_root() {
+        // Lost acks filled max_ack_pending: one member says flow control, a consequence of the
+        // redelivery it also found; another found flow control alone more confidently than
+        // redelivery. The root comes first.
+        let mut ack = member("a", "srv-2", 10, Some((Cause::Redelivery, 0.6)));
+        let mut consequence = ack.causes[0].clone();
+        consequence.cause = Cause::FlowControl;
+        consequence.confidence = 0.9;
+        consequence.caused_by = Some(Cause::Redelivery);
+        ack.causes.push(consequence);
+        let mut e2e = member("a", "srv-2", 10, Some((Cause::FlowControl, 0.95)));
+        e2e.latency = Latency::E2e;
+        e2e.causes[0].caused_by = Some(Cause::Redelivery);
+        e2e.causes.push(CauseFinding {
+            cause: Cause::Redelivery,
+            confidence: 0.55,
+            ..e2e.causes[0].clone()
+        });
+        e2e.causes[1].caused_by = None;
+        let i = &group(vec![ack, e2e], 8, &IncidentConfig::default())[0];
+        assert_eq!(i.top_cause, Cause::Redelivery);
+        assert_eq!(
+            (i.causes[0].members, i.causes[1].cause, i.causes[1].members),
+            (2, Cause::FlowControl, 0)
+        );
     }
 }
