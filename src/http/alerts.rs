@@ -6,13 +6,12 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Query, State};
 
-use super::api::on_blocking_pool;
-use super::params::{Params, RANGE_PARAMS};
-use super::{ApiError, AppState, history};
+use super::api::{Ranged, over_range};
+use super::{ApiError, AppState};
 use crate::analyze::alerts::Alert;
 use crate::analyze::incidents::{self, Incident, Member, ScopeKind};
 use crate::collector::lock;
-use crate::model::{ConsumerId, Seen};
+use crate::model::ConsumerId;
 
 /// `GET /api/v1/incidents`: the spikes overlapping the range, explained and grouped into
 /// incidents, oldest first. With `stream` (and `consumer`), the incidents touching them.
@@ -20,13 +19,7 @@ pub async fn incidents(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<Incident>>, ApiError> {
-    let now = Seen::now().wall_ns;
-    let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let shared = state.clone();
-    on_blocking_pool(&state, move || {
-        let range = params.range(&lock(&shared.collector), now);
-        let source = history::source(&shared, range);
-        let ids = params.consumers(&lock(&source.collector))?;
+    over_range(&state, &query, |shared, Ranged { source, range, ids }| {
         let (from, to) = range;
         // Every consumer's spikes: an incident is what happened across them.
         let explained =

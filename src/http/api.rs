@@ -109,23 +109,43 @@ fn consumer_list(c: &Collector, now: i64) -> Vec<ConsumerSummary> {
         .collect()
 }
 
+/// What a route over a range works on: the collector holding the range (memory, or what the
+/// archive loaded), the range, and the consumers asked for (`None`: all).
+pub struct Ranged {
+    pub source: std::sync::Arc<history::Source>,
+    pub range: (i64, i64),
+    pub ids: Option<Vec<ConsumerId>>,
+}
+
+/// Parses the range parameters and runs `answer` on the blocking pool over the range.
+pub async fn over_range<T: Send + 'static>(
+    state: &AppState,
+    query: &HashMap<String, String>,
+    answer: impl FnOnce(&AppState, Ranged) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let now = Seen::now().wall_ns;
+    let params = Params::parse(query, &[RANGE_PARAMS], now)?;
+    let shared = state.clone();
+    on_blocking_pool(state, move || {
+        let range = params.range(&lock(&shared.collector), now);
+        let source = history::source(&shared, range);
+        let ids = params.consumers(&lock(&source.collector))?;
+        answer(&shared, Ranged { source, range, ids })
+    })
+    .await
+}
+
 /// `GET /api/v1/spikes`: the report's `spikes` alone.
 pub async fn spikes(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<Spike>>, ApiError> {
-    let now = Seen::now().wall_ns;
-    let params = Params::parse(&query, &[RANGE_PARAMS], now)?;
-    let shared = state.clone();
-    on_blocking_pool(&state, move || {
-        let range = params.range(&lock(&shared.collector), now);
-        let source = history::source(&shared, range);
-        let ids = params.consumers(&lock(&source.collector))?;
-        let (from, to) = range;
+    over_range(&state, &query, |_, r| {
+        let (from, to) = r.range;
         let spikes = super::spikes::spikes(
-            &source.collector,
-            &source.spike_cache,
-            ids.as_deref(),
+            &r.source.collector,
+            &r.source.spike_cache,
+            r.ids.as_deref(),
             from,
             to,
         );

@@ -82,12 +82,89 @@ fn members(
         .collect()
 }
 
+/// What the rules read, copied out under the collector's lock.
+struct Gathered {
+    config: AlertsConfig,
+    /// The spikes of the look-back, by scope and latency.
+    found: Vec<Found>,
+    /// Each consumer's value of the `group_by` label.
+    groups: HashMap<ConsumerId, String>,
+    /// Consumers with samples over the look-back.
+    active: usize,
+    /// Each consumer's frame budget (one frame of its clock), by `stream/consumer`.
+    budgets: HashMap<String, u64>,
+    rates: Vec<crate::analyze::alerts::Rates>,
+    /// Closed windows not counted in the frame-budget ledger yet.
+    windows: Vec<(crate::analyze::alerts::slo::ScopeNames, i64, u64, u64)>,
+    counters: Counters,
+    /// The start of the open window: the pass looks at what came before it.
+    open: i64,
+    window_ns: i64,
+    merge_gap: i64,
+}
+
+/// Copies what the rules read out of the collector; `None` before the first window.
+fn gather(state: &AppState) -> Option<Gathered> {
+    let c = lock(&state.collector);
+    let config = c.config().alerts.clone();
+    let open = c.aggregator().open_window_start()?;
+    let window_ns = c.config().aggregate.window_ns as i64;
+    let from = open.saturating_sub(LOOKBACK_NS);
+    let found = c.find_spikes(None, from, open);
+    let ids: Vec<ConsumerId> = found.iter().filter_map(|(id, _, _)| *id).collect();
+    let groups = match &config.incidents.group_by {
+        Some(label) if ids.len() > 1 => c.dominant_label(&ids, label, from, open),
+        _ => HashMap::new(),
+    };
+    let active = c.active_consumers(from);
+    let budgets: HashMap<String, u64> = c
+        .consumers()
+        .map(|(id, s, n)| {
+            (
+                format!("{s}/{n}"),
+                c.aggregator().clocks().current(id).frame.period.ns(),
+            )
+        })
+        .collect();
+    let mut overs: Vec<i64> = config
+        .rules
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                RuleKind::RedeliveryRate | RuleKind::OrderingFailureRate | RuleKind::MaxDeliveries
+            )
+        })
+        .map(|r| r.over_ns)
+        .collect();
+    overs.sort_unstable();
+    overs.dedup();
+    let rates: Vec<_> = overs
+        .iter()
+        .flat_map(|over| c.rates(open - over, open))
+        .collect();
+    let counted = lock(&state.alerts).counted_until_ns();
+    let windows = c.budget_windows(counted);
+    Some(Gathered {
+        config,
+        found,
+        groups,
+        active,
+        budgets,
+        rates,
+        windows,
+        counters: c.counters(),
+        open,
+        window_ns,
+        merge_gap: c.config().spikes.merge_gap as i64,
+    })
+}
+
 /// One evaluation: gathers, groups, evaluates, sends.
 pub fn pass(state: &AppState, notifier: &Notifier) {
     let now_ns = Seen::now().wall_ns;
     let alerts = &state.alerts;
-    // Under the collector: what the rules read.
-    let (
+    let Some(Gathered {
         config,
         found,
         groups,
@@ -99,64 +176,9 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
         open,
         window_ns,
         merge_gap,
-    ) = {
-        let c = lock(&state.collector);
-        let config = c.config().alerts.clone();
-        let Some(open) = c.aggregator().open_window_start() else {
-            return;
-        };
-        let window_ns = c.config().aggregate.window_ns as i64;
-        let from = open.saturating_sub(LOOKBACK_NS);
-        let found = c.find_spikes(None, from, open);
-        let ids: Vec<ConsumerId> = found.iter().filter_map(|(id, _, _)| *id).collect();
-        let groups = match &config.incidents.group_by {
-            Some(label) if ids.len() > 1 => c.dominant_label(&ids, label, from, open),
-            _ => HashMap::new(),
-        };
-        let active = c.active_consumers(from);
-        let budgets: HashMap<String, u64> = c
-            .consumers()
-            .map(|(id, s, n)| {
-                (
-                    format!("{s}/{n}"),
-                    c.aggregator().clocks().current(id).frame.period.ns(),
-                )
-            })
-            .collect();
-        let mut overs: Vec<i64> = config
-            .rules
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.kind,
-                    RuleKind::RedeliveryRate
-                        | RuleKind::OrderingFailureRate
-                        | RuleKind::MaxDeliveries
-                )
-            })
-            .map(|r| r.over_ns)
-            .collect();
-        overs.sort_unstable();
-        overs.dedup();
-        let rates: Vec<_> = overs
-            .iter()
-            .flat_map(|over| c.rates(open - over, open))
-            .collect();
-        let counted = lock(alerts).counted_until_ns();
-        let windows = c.budget_windows(counted);
-        (
-            config,
-            found,
-            groups,
-            active,
-            budgets,
-            rates,
-            windows,
-            c.counters(),
-            open,
-            window_ns,
-            c.config().spikes.merge_gap as i64,
-        )
+    }) = gather(state)
+    else {
+        return;
     };
     let dashboard_url = config.dashboard_url.clone().unwrap_or_else(|| {
         let listen = lock(&state.collector).config().listen;
