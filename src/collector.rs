@@ -967,6 +967,7 @@ impl Collector {
             return;
         };
         // Which of `taking` each consumer id is, in a table kept between passes.
+        let late_ns = self.ring_late_ns();
         let index = &mut self.infer_index;
         index.resize(slots, u32::MAX);
         for (k, &(id, _)) in taking.iter().enumerate() {
@@ -974,8 +975,6 @@ impl Collector {
         }
         let phase_of = self.config.tick.phase_of();
         let mut times: Vec<Vec<i64>> = vec![Vec::new(); taking.len()];
-        // Ack-only samples wait up to `join.metric_wait` before they are recorded.
-        let late_ns = self.config.join.metric_wait_ns as i64 + 1_000_000_000;
         for (c, acked, delivered) in self.aggregator.ring().recent(earliest, late_ns) {
             let Some(&k) = index.get(c as usize).filter(|&&k| k != u32::MAX) else {
                 continue;
@@ -1267,6 +1266,25 @@ impl Collector {
 }
 
 impl Collector {
+    /// How long after its ack a sample may still reach the ring: ack-only samples wait up to
+    /// `join.metric_wait` before they are recorded.
+    fn ring_late_ns(&self) -> i64 {
+        self.config.join.metric_wait_ns as i64 + 1_000_000_000
+    }
+
+    /// The ring's rows acked in `[from_ns, to_ns)`, newest first, without walking what came
+    /// before (see [`crate::aggregate::ring::Ring::recent`]).
+    fn ring_between(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> impl Iterator<Item = crate::aggregate::ring::RingRow> + '_ {
+        self.aggregator
+            .ring()
+            .rows_since(from_ns, self.ring_late_ns())
+            .filter(move |r| r.acked_ns < to_ns)
+    }
+
     /// Per consumer, the value of label `label` that most of its samples acked in
     /// `[from_ns, to_ns)` carried (consumers without one are left out).
     pub fn dominant_label(
@@ -1286,8 +1304,8 @@ impl Collector {
             return HashMap::new();
         };
         let mut counts: HashMap<(ConsumerId, Sym), u64> = HashMap::new();
-        for r in self.aggregator.ring().iter() {
-            if r.acked_ns >= from_ns && r.acked_ns < to_ns && ids.contains(&r.consumer) {
+        for r in self.ring_between(from_ns, to_ns) {
+            if ids.contains(&r.consumer) {
                 let value = r.labels[slot];
                 if !value.is_none() {
                     *counts.entry((r.consumer, value)).or_default() += 1;
@@ -1332,12 +1350,7 @@ impl Collector {
             }
             per.push((scope, r));
         }
-        let rows: Vec<_> = self
-            .aggregator
-            .ring()
-            .iter()
-            .filter(|r| r.acked_ns >= from_ns && r.acked_ns < to_ns)
-            .collect();
+        let rows: Vec<_> = self.ring_between(from_ns, to_ns).collect();
         let mut by_consumer: HashMap<ConsumerId, Vec<crate::aggregate::ring::RingRow>> =
             HashMap::new();
         for r in &rows {

@@ -217,19 +217,30 @@ impl SampleRing {
         since_ns: i64,
         late_ns: i64,
     ) -> impl Iterator<Item = (ConsumerId, i64, Option<i64>)> + '_ {
+        self.newest_since(since_ns, late_ns).map(move |i| {
+            let delivered = self.delivered_ns[i];
+            (
+                self.consumer[i],
+                self.acked_ns[i],
+                (delivered != NONE_I64).then_some(delivered),
+            )
+        })
+    }
+
+    /// The rows acked at `since_ns` or later, newest first, by the walk of [`Ring::recent`].
+    pub fn rows_since(&self, since_ns: i64, late_ns: i64) -> impl Iterator<Item = RingRow> + '_ {
+        self.newest_since(since_ns, late_ns)
+            .map(move |i| self.row(i))
+    }
+
+    /// Slots of the rows acked at `since_ns` or later, newest first, stopping at the first row
+    /// acked `late_ns` before it.
+    fn newest_since(&self, since_ns: i64, late_ns: i64) -> impl Iterator<Item = usize> + '_ {
         let stop = since_ns.saturating_sub(late_ns);
         (0..self.len)
             .map(move |k| (self.head + self.capacity - 1 - k) % self.capacity)
             .take_while(move |&i| self.acked_ns[i] >= stop)
             .filter(move |&i| self.acked_ns[i] >= since_ns)
-            .map(move |i| {
-                let delivered = self.delivered_ns[i];
-                (
-                    self.consumer[i],
-                    self.acked_ns[i],
-                    (delivered != NONE_I64).then_some(delivered),
-                )
-            })
     }
 
     /// The ack time of the oldest row.
