@@ -349,6 +349,21 @@ fn roll_up(members: &[Member]) -> Vec<RolledCause> {
     causes
 }
 
+/// [`group`], each fleet-wide incident then checked against ackscope's own delays over it
+/// (`own(start_ns, end_ns)`, see [`blame_own_delays`]).
+pub fn group_checked(
+    members: Vec<Member>,
+    active: usize,
+    cfg: &IncidentConfig,
+    own: impl Fn(i64, i64) -> OwnDelaysOver,
+) -> Vec<Incident> {
+    let mut found = group(members, active, cfg);
+    for i in found.iter_mut().filter(|i| i.kind == ScopeKind::Fleet) {
+        blame_own_delays(i, own(i.start_ns, i.end_ns));
+    }
+    found
+}
+
 /// Puts ackscope's own delays first among a fleet-wide incident's causes when they explain
 /// its latency: the tap loop ran late by half the rise of P99 or more (`collector_lag`), or
 /// the round trip to the NATS server rose by that much (`nats_rtt`). Every consumer slowing

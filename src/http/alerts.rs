@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use super::api::{Ranged, over_range};
 use super::{ApiError, AppState};
 use crate::analyze::alerts::Alert;
-use crate::analyze::incidents::{self, Incident, Member, ScopeKind};
+use crate::analyze::incidents::{self, Incident, Member};
 use crate::collector::lock;
 use crate::model::ConsumerId;
 
@@ -59,15 +59,12 @@ pub async fn incidents(
                 causes: s.causes,
             })
             .collect();
-        let mut found = incidents::group(members, active, &config);
+        // ackscope's own delays from the window before each incident on.
         let window_ns = lock(&source.collector).config().aggregate.window_ns as i64;
-        for i in found.iter_mut().filter(|i| i.kind == ScopeKind::Fleet) {
-            let own = shared
-                .readiness
-                .own_delays()
-                .over(i.start_ns - window_ns, i.end_ns);
-            incidents::blame_own_delays(i, own);
-        }
+        let own = shared.readiness.own_delays();
+        let mut found = incidents::group_checked(members, active, &config, |from, to| {
+            own.over(from - window_ns, to)
+        });
         if ids.is_some() {
             found.retain(|i| i.consumers.iter().any(|c| names.contains(c)));
         }

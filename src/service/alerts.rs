@@ -12,7 +12,7 @@ use crate::aggregate::rebin::Latency;
 use crate::analyze::alerts::{
     AlertsConfig, HealthProblem, IncidentInput, Inputs, RuleKind, State, findings, incident_of,
 };
-use crate::analyze::incidents::{self, Incident, Member, ScopeKind};
+use crate::analyze::incidents::{self, Incident, Member};
 use crate::analyze::spikes::Spike;
 use crate::archive::AlertRow;
 use crate::collector::lock;
@@ -44,33 +44,31 @@ pub async fn run(state: AppState, notifier: Notifier) {
     }
 }
 
-/// Members of the incidents of the spikes `found`, explained when `explain` says so.
-fn members(
-    state: &AppState,
-    found: &[Found],
-    groups: &HashMap<ConsumerId, String>,
-    explain: &dyn Fn(&Found) -> bool,
-) -> Vec<Member> {
-    found
+/// A spike found, with its scope's names and group value.
+struct Spotted {
+    found: Found,
+    stream: String,
+    consumer: String,
+    group: Option<String>,
+}
+
+/// Members of the incidents of the spikes `spotted`, explained when `explain` says so.
+fn members(state: &AppState, spotted: &[Spotted], explain: &dyn Fn(&Found) -> bool) -> Vec<Member> {
+    spotted
         .iter()
-        .map(|f| {
-            let (scope, spike, latency) = *f;
-            let (stream, consumer) = {
-                let c = lock(&state.collector);
-                let (s, c, _) = c.names().scope_names(scope);
-                (s.to_string(), c.to_string())
-            };
-            let causes = if explain(f) {
-                crate::http::spikes::explain(&state.collector, &state.spike_cache, *f)
+        .map(|s| {
+            let (_, spike, latency) = s.found;
+            let causes = if explain(&s.found) {
+                crate::http::spikes::explain(&state.collector, &state.spike_cache, s.found)
                     .1
                     .causes
             } else {
                 Vec::new()
             };
             Member {
-                stream,
-                consumer,
-                group: scope.and_then(|id| groups.get(&id).cloned()),
+                stream: s.stream.clone(),
+                consumer: s.consumer.clone(),
+                group: s.group.clone(),
                 start_ns: spike.start_ns,
                 end_ns: spike.end_ns,
                 latency,
@@ -86,13 +84,17 @@ fn members(
 struct Gathered {
     config: AlertsConfig,
     /// The spikes of the look-back, by scope and latency.
-    found: Vec<Found>,
-    /// Each consumer's value of the `group_by` label.
-    groups: HashMap<ConsumerId, String>,
+    spotted: Vec<Spotted>,
     /// Consumers with samples over the look-back.
     active: usize,
     /// Each consumer's frame budget (one frame of its clock), by `stream/consumer`.
     budgets: HashMap<String, u64>,
+    /// The configured tick: the budget of a scope with no consumer known.
+    tick_ns: u64,
+    /// Where links in annotations point.
+    dashboard_url: String,
+    /// Whether ended incidents and alerts go to an archive.
+    archive: bool,
     rates: Vec<crate::analyze::alerts::Rates>,
     /// Closed windows not counted in the frame-budget ledger yet.
     windows: Vec<(crate::analyze::alerts::slo::ScopeNames, i64, u64, u64)>,
@@ -116,6 +118,18 @@ fn gather(state: &AppState) -> Option<Gathered> {
         Some(label) if ids.len() > 1 => c.dominant_label(&ids, label, from, open),
         _ => HashMap::new(),
     };
+    let spotted = found
+        .into_iter()
+        .map(|found| {
+            let (stream, consumer, _) = c.names().scope_names(found.0);
+            Spotted {
+                stream: stream.to_string(),
+                consumer: consumer.to_string(),
+                group: found.0.and_then(|id| groups.get(&id).cloned()),
+                found,
+            }
+        })
+        .collect();
     let active = c.active_consumers(from);
     let budgets: HashMap<String, u64> = c
         .consumers()
@@ -145,12 +159,18 @@ fn gather(state: &AppState) -> Option<Gathered> {
         .collect();
     let counted = lock(&state.alerts).counted_until_ns();
     let windows = c.budget_windows(counted);
+    let dashboard_url = config
+        .dashboard_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", c.config().listen));
     Some(Gathered {
         config,
-        found,
-        groups,
+        spotted,
         active,
         budgets,
+        tick_ns: c.config().tick.period().ns(),
+        dashboard_url,
+        archive: c.archive_attached(),
         rates,
         windows,
         counters: c.counters(),
@@ -166,10 +186,12 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
     let alerts = &state.alerts;
     let Some(Gathered {
         config,
-        found,
-        groups,
+        spotted,
         active,
         budgets,
+        tick_ns,
+        dashboard_url,
+        archive,
         rates,
         windows,
         counters,
@@ -180,10 +202,6 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
     else {
         return;
     };
-    let dashboard_url = config.dashboard_url.clone().unwrap_or_else(|| {
-        let listen = lock(&state.collector).config().listen;
-        format!("http://{listen}")
-    });
     let health = health(state, &config, now_ns, counters);
     {
         lock(alerts).count_windows(&windows, now_ns);
@@ -192,39 +210,35 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
     let ongoing =
         |i: &Incident| i.end_ns.saturating_add(window_ns.saturating_mul(merge_gap)) >= open;
     let build = |members: Vec<Member>| -> Vec<IncidentInput> {
-        incidents::group(members, active, &config.incidents)
-            .into_iter()
-            .map(|mut incident| {
-                if incident.kind == ScopeKind::Fleet {
-                    let own = state
-                        .readiness
-                        .own_delays()
-                        .over(incident.start_ns - window_ns, incident.end_ns);
-                    incidents::blame_own_delays(&mut incident, own);
-                }
-                let budget_ns = incident
-                    .consumers
-                    .iter()
-                    .filter_map(|c| budgets.get(c).copied())
-                    .min()
-                    .unwrap_or_else(|| lock(&state.collector).config().tick.period().ns());
-                IncidentInput {
-                    ongoing: ongoing(&incident),
-                    incident,
-                    budget_ns,
-                }
-            })
-            .collect()
+        // ackscope's own delays from the window before each incident on.
+        let own = state.readiness.own_delays();
+        incidents::group_checked(members, active, &config.incidents, |from, to| {
+            own.over(from - window_ns, to)
+        })
+        .into_iter()
+        .map(|incident| {
+            let budget_ns = incident
+                .consumers
+                .iter()
+                .filter_map(|c| budgets.get(c).copied())
+                .min()
+                .unwrap_or(tick_ns);
+            IncidentInput {
+                ongoing: ongoing(&incident),
+                incident,
+                budget_ns,
+            }
+        })
+        .collect()
     };
     let mut inputs = Inputs {
         now_ns,
-        incidents: build(members(state, &found, &groups, &|_| false)),
+        incidents: build(members(state, &spotted, &|_| false)),
         rates,
         health,
         dashboard_url,
     };
     // Incidents that ended since the last pass go to the archive, explained.
-    let archive = lock(&state.collector).archive_attached();
     let ended: Vec<String> = if archive {
         let a = lock(alerts);
         inputs
@@ -271,7 +285,7 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
                 .iter()
                 .any(|&(a, b)| s.start_ns >= a && s.end_ns <= b)
         };
-        inputs.incidents = build(members(state, &found, &groups, &explain));
+        inputs.incidents = build(members(state, &spotted, &explain));
     }
     let (notices, ended) = {
         let mut a = lock(alerts);
@@ -288,7 +302,6 @@ pub fn pass(state: &AppState, notifier: &Notifier) {
         for i in &ended {
             a.mark_archived(&i.id);
         }
-        a.incidents = inputs.incidents.into_iter().map(|i| i.incident).collect();
         (notices, ended)
     };
     if archive {

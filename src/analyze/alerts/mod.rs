@@ -34,8 +34,6 @@ pub struct AlertsState {
     counted_until_ns: i64,
     /// Counters at earlier passes, oldest first, for what changed over a rule's window.
     counters: VecDeque<(i64, Counters)>,
-    /// The incidents of the last pass.
-    pub incidents: Vec<Incident>,
     /// Ids of the incidents handed to the archive, the latest [`AlertsState::ARCHIVED`].
     archived: VecDeque<String>,
 }
@@ -48,7 +46,6 @@ impl AlertsState {
             ledger: BudgetLedger::new(bucket, longest, 10_000),
             counted_until_ns: i64::MIN,
             counters: VecDeque::new(),
-            incidents: Vec::new(),
             archived: VecDeque::new(),
         }
     }
