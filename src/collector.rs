@@ -87,6 +87,8 @@ pub struct ConsumerFacts {
     /// Its ack subjects say its domain (the newer form, `_` for none): events never move it
     /// to another.
     pub domain_known: bool,
+    /// Per configured label: the value its latest sample carried (`Sym::NONE` before one).
+    pub labels: crate::model::Labels,
 }
 
 /// The collector core.
@@ -1096,8 +1098,15 @@ impl Collector {
             .count() as u64;
         if let Some(facts) = self.facts.get_mut(sample.consumer as usize) {
             facts.totals.count_kind(sample.kind);
+            for (kept, seen) in facts.labels.iter_mut().zip(sample.labels) {
+                if !seen.is_none() {
+                    *kept = seen;
+                }
+            }
             if let Some(ns) = sample.ack_latency_ns {
-                facts.ack_buckets.record(ns);
+                facts
+                    .ack_buckets
+                    .record_traced(ns, sample.trace_id, sample.acked_ns);
             }
         }
         if let Some(tap) = &mut self.archive {

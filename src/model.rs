@@ -20,6 +20,12 @@ pub const FORGOTTEN_CONSUMER: ConsumerId = ConsumerId::MAX;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sym(pub u32);
 
+impl Default for Sym {
+    fn default() -> Self {
+        Sym::NONE
+    }
+}
+
 impl Sym {
     pub const NONE: Sym = Sym(u32::MAX);
 

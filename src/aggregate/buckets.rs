@@ -1,6 +1,9 @@
 //! Cumulative latency buckets per consumer, with the classic boundaries Prometheus histograms
 //! use: chosen for game latencies, 250 µs to 10 s. They only grow (counters), so a scraper can
-//! take rates of them.
+//! take rates of them. Each bucket keeps the latest traced latency that fell in it as its
+//! exemplar, so that a dashboard can jump from a slow bucket to that message's trace.
+
+use crate::model::TraceId;
 
 /// Upper bounds of the buckets, in seconds; a last `+Inf` bucket follows.
 pub const BOUNDS_S: [f64; 16] = [
@@ -28,19 +31,48 @@ const BOUNDS_NS: [u64; 16] = [
     10_000_000_000,
 ];
 
+/// A latency that fell in a bucket, with the trace of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exemplar {
+    pub trace_id: TraceId,
+    pub latency_ns: u64,
+    /// When it was acked, Unix nanoseconds.
+    pub at_ns: i64,
+}
+
 /// Counts of latencies at or below each bound, plus the total and the sum.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct LatencyBuckets {
     /// Per bucket (not cumulative); the last is `+Inf`.
     counts: [u64; BOUNDS_S.len() + 1],
     sum_ns: u128,
+    /// Per bucket: the latest traced latency in it.
+    exemplars: [Option<Exemplar>; BOUNDS_S.len() + 1],
 }
 
 impl LatencyBuckets {
     pub fn record(&mut self, ns: u64) {
+        self.record_traced(ns, None, 0);
+    }
+
+    /// Records `ns`; with a trace id it becomes its bucket's exemplar.
+    pub fn record_traced(&mut self, ns: u64, trace_id: Option<TraceId>, at_ns: i64) {
         let i = BOUNDS_NS.partition_point(|&b| b < ns);
         self.counts[i] += 1;
         self.sum_ns += ns as u128;
+        if let Some(trace_id) = trace_id {
+            self.exemplars[i] = Some(Exemplar {
+                trace_id,
+                latency_ns: ns,
+                at_ns,
+            });
+        }
+    }
+
+    /// Per bucket, in the order of [`Self::cumulative`]: its exemplar, if a traced latency
+    /// fell in it.
+    pub fn exemplars(&self) -> &[Option<Exemplar>] {
+        &self.exemplars
     }
 
     pub fn count(&self) -> u64 {
@@ -85,5 +117,30 @@ mod tests {
         assert_eq!(c[16], (f64::INFINITY, 3));
         assert_eq!(b.count(), 3);
         assert!((b.sum_seconds() - 20.01625).abs() < 1e-9);
+        assert!(b.exemplars().iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn each_bucket_keeps_its_latest_traced_latency() {
+        let mut b = LatencyBuckets::default();
+        let t = |n: u8| Some(TraceId([n; 16]));
+        b.record_traced(3_000_000, t(1), 10);
+        b.record_traced(3_500_000, t(2), 20); // same bucket (le 4 ms): replaces the first
+        b.record_traced(20_000_000, None, 30); // counted, no exemplar
+        b.record_traced(12_000_000, t(3), 40);
+        let e = b.exemplars();
+        assert_eq!(e.len(), b.cumulative().count());
+        assert_eq!(
+            e[4],
+            Some(Exemplar {
+                trace_id: TraceId([2; 16]),
+                latency_ns: 3_500_000,
+                at_ns: 20
+            })
+        );
+        assert_eq!(e[6].map(|x| x.trace_id), Some(TraceId([3; 16])));
+        assert_eq!(e[7], None);
+        assert_eq!(e.iter().flatten().count(), 2);
+        assert_eq!(b.count(), 4);
     }
 }

@@ -6,9 +6,21 @@ use axum::response::IntoResponse;
 
 use super::{ApiError, AppState};
 use crate::collector::lock;
-use crate::render::prometheus::{AlertMetrics, ConsumerMetrics, MetricsSnapshot, render_metrics};
+use crate::render::prometheus::{
+    AlertMetrics, ConsumerMetrics, Exposition, MetricsSnapshot, render_metrics,
+};
 
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+/// Prometheus text, or OpenMetrics (with exemplars) when the scraper asks for it.
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let format = Exposition::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
     // The collector may be held by a query: wait for it on the blocking pool, never on a
     // worker the taps need.
     // One snapshot at a time: a flood of scrapes queues here instead of contending with the
@@ -27,6 +39,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         // The alert pass may hold the alerts for a while: waited for here, off the workers.
         let alerts = alert_metrics(&shared);
         let c = lock(&collector);
+        let label_names = c.config().headers.label_names();
         MetricsSnapshot {
             counters: c.counters(),
             ready: readiness.not_ready_reason().is_none(),
@@ -60,6 +73,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
                         totals: facts.totals,
                         ack_buckets: facts.ack_buckets,
                         state: facts.state,
+                        labels: label_names
+                            .iter()
+                            .zip(facts.labels)
+                            .map(|(name, value)| {
+                                let value = c.names().symbol_name(value).unwrap_or_default();
+                                (name.clone(), value.to_string())
+                            })
+                            .collect(),
                     }
                 })
                 .collect(),
@@ -68,11 +89,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        render_metrics(&snapshot),
+        [(header::CONTENT_TYPE, format.content_type())],
+        render_metrics(&snapshot, format),
     ))
 }
 
@@ -83,6 +101,18 @@ fn alert_metrics(state: &AppState) -> AlertMetrics {
     let (firing, pending) = a.book.counts();
     let n = &state.notify_stats;
     AlertMetrics {
+        open: a
+            .book
+            .open()
+            .into_iter()
+            .map(|alert| {
+                let state = match alert.state {
+                    crate::analyze::alerts::State::Firing => "firing",
+                    _ => "pending",
+                };
+                (alert.labels, state)
+            })
+            .collect(),
         firing,
         pending,
         overflow: a.book.overflow + a.ledger.overflow,

@@ -1,11 +1,13 @@
 //! The Prometheus text exposition of `/metrics`: ackscope's own health and, per stream and
 //! consumer, ack latency histograms, counters by ack kind, redeliveries and consumer state.
+//! Also as OpenMetrics text, whose latency buckets carry exemplars (the `trace_id` of the
+//! latest traced ack in each bucket).
 //!
 //! Pure: a [`MetricsSnapshot`] in, text out.
 
 use std::fmt::Write;
 
-use crate::aggregate::buckets::LatencyBuckets;
+use crate::aggregate::buckets::{Exemplar, LatencyBuckets};
 use crate::aggregate::window::Counts;
 use crate::collect::consumer_state::ConsumerState;
 use crate::telemetry::Counters;
@@ -20,6 +22,8 @@ pub struct ConsumerMetrics {
     pub totals: Counts,
     pub ack_buckets: LatencyBuckets,
     pub state: Option<ConsumerState>,
+    /// The configured labels (`server`, …) with the value of its latest sample.
+    pub labels: Vec<(String, String)>,
 }
 
 /// Everything `/metrics` shows, copied out of the collector.
@@ -48,8 +52,10 @@ pub struct MetricsSnapshot {
 }
 
 /// The alert pass and its receivers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertMetrics {
+    /// Each pending or firing alert: its labels and state.
+    pub open: Vec<(std::collections::BTreeMap<String, String>, &'static str)>,
     pub firing: usize,
     pub pending: usize,
     /// Conditions not tracked because the alert book was full.
@@ -71,9 +77,76 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// Which text format `/metrics` answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// The Prometheus text format 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0: counters' families named without `_total`, exemplars on the latency
+    /// buckets, `# EOF` at the end.
+    OpenMetrics,
+}
+
+impl Exposition {
+    /// From a request's `Accept` header: OpenMetrics when it is named there.
+    pub fn from_accept(accept: &str) -> Self {
+        if accept.contains("application/openmetrics-text") {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The text being written, and in which format.
+struct Out {
+    text: String,
+    format: Exposition,
+}
+
+impl Write for Out {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
+fn header(out: &mut Out, name: &str, kind: &str, help: &str) {
+    // OpenMetrics names a counter's family without the `_total` its samples end in.
+    let family = match out.format {
+        Exposition::OpenMetrics if kind == "counter" => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    let _ = writeln!(out, "# HELP {family} {help}");
+    let _ = writeln!(out, "# TYPE {family} {kind}");
+}
+
+/// ` # {trace_id="…"} value timestamp`: an OpenMetrics exemplar (seconds, Unix seconds).
+fn exemplar(e: &Exemplar) -> String {
+    format!(
+        " # {{trace_id=\"{}\"}} {} {:.3}",
+        e.trace_id,
+        e.latency_ns as f64 / 1e9,
+        e.at_ns as f64 / 1e9
+    )
+}
+
+/// A label name Prometheus accepts and this exposition does not use itself.
+fn is_free_label_name(name: &str) -> bool {
+    const OWN: [&str; 6] = ["stream", "consumer", "domain", "le", "kind", "state"];
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+        && !OWN.contains(&name)
 }
 
 fn format_bound(bound: f64) -> String {
@@ -85,8 +158,11 @@ fn format_bound(bound: f64) -> String {
 }
 
 /// Renders the exposition text.
-pub fn render_metrics(s: &MetricsSnapshot) -> String {
-    let mut out = String::new();
+pub fn render_metrics(s: &MetricsSnapshot, format: Exposition) -> String {
+    let mut out = Out {
+        text: String::new(),
+        format,
+    };
     for (name, help, value) in s.counters.iter() {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
@@ -245,15 +321,57 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
         "Delivery seen to ack seen (or the server's ack_time), per consumer.",
     );
     for (c, id) in s.consumers.iter().zip(&ids) {
-        for (bound, count) in c.ack_buckets.cumulative() {
+        let exemplars = c.ack_buckets.exemplars();
+        for ((bound, count), e) in c.ack_buckets.cumulative().zip(exemplars) {
+            let e = match (format, e) {
+                (Exposition::OpenMetrics, Some(e)) => exemplar(e),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "{name}_bucket{{{id},le=\"{}\"}} {count}",
+                "{name}_bucket{{{id},le=\"{}\"}} {count}{e}",
                 format_bound(bound)
             );
         }
         let _ = writeln!(out, "{name}_sum{{{id}}} {}", c.ack_buckets.sum_seconds());
         let _ = writeln!(out, "{name}_count{{{id}}} {}", c.ack_buckets.count());
+    }
+
+    // Info series: a consumer's configured labels, to join onto the others
+    // (`* on (stream, consumer) group_left (server)`) and to list in dashboard variables.
+    let name = "ackscope_consumer_info";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "1 per consumer, labelled with the configured labels of its latest sample (server, ...).",
+    );
+    for (c, id) in s.consumers.iter().zip(&ids) {
+        let extra: String = c
+            .labels
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && is_free_label_name(k))
+            .map(|(k, v)| format!(",{k}=\"{}\"", label(v)))
+            .collect();
+        let _ = writeln!(out, "{name}{{{id}{extra}}} 1");
+    }
+    let name = "ackscope_alert_active";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "1 per pending or firing alert of ackscope's own rules, with its labels and state.",
+    );
+    for (labels, state) in &s.alerts.open {
+        let mut text: String = labels
+            .iter()
+            .filter(|(k, _)| {
+                is_free_label_name(k) || k.as_str() == "stream" || k.as_str() == "consumer"
+            })
+            .map(|(k, v)| format!("{k}=\"{}\",", label(v)))
+            .collect();
+        text.push_str(&format!("state=\"{state}\""));
+        let _ = writeln!(out, "{name}{{{text}}} 1");
     }
 
     let name = "ackscope_consumer_acks_total";
@@ -342,7 +460,10 @@ pub fn render_metrics(s: &MetricsSnapshot) -> String {
             }
         }
     }
-    out
+    if format == Exposition::OpenMetrics {
+        out.text.push_str("# EOF\n");
+    }
+    out.text
 }
 
 #[cfg(test)]
@@ -375,6 +496,19 @@ mod tests {
                 ..Default::default()
             },
             alerts: AlertMetrics {
+                open: vec![(
+                    [
+                        ("alertname", "AckP99Regression"),
+                        ("cause", "gc_pause"),
+                        ("consumer", "*"),
+                        ("severity", "critical"),
+                        ("stream", "GAME"),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                    "firing",
+                )],
                 firing: 1,
                 sent: 3,
                 ..AlertMetrics::default()
@@ -391,6 +525,7 @@ mod tests {
                     },
                     ack_buckets: buckets,
                     state: None,
+                    labels: vec![("server".into(), "srv-1".into())],
                 },
                 ConsumerMetrics {
                     stream: "GAME".into(),
@@ -402,10 +537,11 @@ mod tests {
                     },
                     ack_buckets: buckets,
                     state: None,
+                    labels: vec![("server".into(), "srv-1".into())],
                 },
             ],
         };
-        let text = render_metrics(&snapshot);
+        let text = render_metrics(&snapshot, Exposition::Prometheus);
         assert!(text.contains("ackscope_samples_total 2\n"));
         assert!(text.contains("ackscope_ready 1\n"));
         assert!(text.contains("ackscope_server_clock_offset_seconds -0.00025\n"));
@@ -436,6 +572,76 @@ mod tests {
         assert!(
             !text.contains("ackscope_consumer_ack_pending{"),
             "no state, no gauge sample"
+        );
+        assert!(text.contains(&format!(
+            "ackscope_consumer_info{{{id},server=\"srv-1\"}} 1\n"
+        )));
+        assert!(text.contains(
+            "ackscope_alert_active{alertname=\"AckP99Regression\",cause=\"gc_pause\",consumer=\"*\",severity=\"critical\",stream=\"GAME\",state=\"firing\"} 1\n"
+        ));
+        assert!(
+            !text.contains(" # {"),
+            "no exemplars in the Prometheus format"
+        );
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_and_carries_exemplars() {
+        let mut buckets = LatencyBuckets::default();
+        let trace = crate::model::TraceId([0xab; 16]);
+        buckets.record_traced(20_000_000, Some(trace), 1_700_000_000_250_000_000);
+        buckets.record(3_000_000);
+        let snapshot = MetricsSnapshot {
+            counters: Counters::default(),
+            ready: true,
+            nats_connected: true,
+            queries_refused: 0,
+            join_pending: 0,
+            join_capacity: 10,
+            ring_samples: 0,
+            ring_capacity: 100,
+            server_clock_offset_ns: None,
+            nats_down_ns: 0,
+            archive_queued: 0,
+            archive_bytes: 0,
+            own: crate::telemetry::OwnDelaysOver::default(),
+            alerts: AlertMetrics::default(),
+            consumers: vec![ConsumerMetrics {
+                stream: "GAME".into(),
+                consumer: "srv-1".into(),
+                domain: None,
+                totals: Counts::default(),
+                ack_buckets: buckets,
+                state: None,
+                labels: Vec::new(),
+            }],
+        };
+        let text = render_metrics(&snapshot, Exposition::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"));
+        assert!(text.contains("# TYPE ackscope_samples counter\n"));
+        assert!(text.contains("\nackscope_samples_total 0\n"));
+        assert!(text.contains("# TYPE ackscope_consumer_acks counter\n"));
+        assert!(text.contains("# TYPE ackscope_ack_latency_seconds histogram\n"));
+        let id = "stream=\"GAME\",consumer=\"srv-1\"";
+        let hex = "ab".repeat(16);
+        // 20 ms falls in the bucket le=0.033, and only that line carries it.
+        assert!(text.contains(&format!(
+            "ackscope_ack_latency_seconds_bucket{{{id},le=\"0.033\"}} 2 # {{trace_id=\"{hex}\"}} 0.02 1700000000.250\n"
+        )));
+        assert_eq!(text.matches(" # {").count(), 1);
+        assert!(text.contains(&format!(
+            "ackscope_ack_latency_seconds_bucket{{{id},le=\"0.004\"}} 1\n"
+        )));
+        assert_eq!(
+            Exposition::from_accept(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            ),
+            Exposition::OpenMetrics
+        );
+        assert_eq!(
+            Exposition::from_accept("text/plain"),
+            Exposition::Prometheus
         );
     }
 }
