@@ -18,3 +18,4 @@ mod openapi;
 mod outage;
 mod queries;
 mod sim;
+mod stack;
