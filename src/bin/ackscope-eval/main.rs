@@ -3,7 +3,7 @@
 //! simulator, `ackscope serve` as its own process) and prints its figures with the baseline
 //! measured in the same run.
 //!
-//! - `scorecard`: detection and attribution against the simulator's ground truth;
+//! - `scorecard`: detection, attribution and paging against the simulator's ground truth;
 //! - `throughput`: the collector against a bare subscriber on loopback;
 //! - `soak`, `core-soak`: memory over time, beside a real workload or fed directly;
 //! - `accuracy`: ackscope's latency against a consumer's own clock.
@@ -13,6 +13,7 @@
 //! (`cargo build --release --bins` builds both).
 
 mod loopback;
+mod pages;
 mod scorecard;
 
 use std::path::PathBuf;

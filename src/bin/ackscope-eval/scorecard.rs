@@ -20,6 +20,11 @@
 //! A fault counts as detected when a spike of its consumer is on within 2 windows of the moment
 //! it can first be seen (its onset, or for lost acks, its onset plus `ack_wait`: the server
 //! redelivers no sooner).
+//!
+//! It also scores the alerts `serve` fires (see `pages`): per fault kind, whether the fault's
+//! consumer was paged (`AckP99Regression`), how soon after the fault could be seen, and with
+//! which cause; pages per machine-wide event (a fault on three servers or more); and P99 pages
+//! with no fault behind them, over the same healthy consumer-time as the false spikes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,6 +35,8 @@ use ackscope::api::{Cause, Spike};
 use ackscope::nats_server::{self, NatsServer};
 use ackscope::sim::{self, scenario::RawScenario};
 use ackscope::units::parse_duration;
+
+use crate::pages::{Alertmanager, Fired, Page, PageScore};
 
 /// `scorecard`.
 #[derive(Debug, clap::Args)]
@@ -138,7 +145,8 @@ struct Serve {
 impl Serve {
     /// `spikes`: `key=value` pairs for the `[spikes]` config section, comma-separated.
     /// `tick`: the fleet's frame period, as an SRE would configure it.
-    fn start(nats_url: &str, spikes: &str, tick: &str) -> Serve {
+    /// `alertmanager`: where it sends its alerts, when one runs.
+    fn start(nats_url: &str, spikes: &str, tick: &str, alertmanager: Option<&str>) -> Serve {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ackscope.toml");
         let spikes: String = spikes
@@ -161,6 +169,12 @@ impl Serve {
             ])
             .arg("--config")
             .arg(&config)
+            .args(
+                alertmanager
+                    .map(|url| ["--alertmanager", url])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .stdout(std::process::Stdio::null())
@@ -202,16 +216,26 @@ impl Drop for Serve {
     }
 }
 
+/// One run's truth, the spikes found and the alerts fired.
+type Run = (sim::truth::Truth, Vec<Spike>, Vec<Page>);
+
 /// Runs a scenario against a fresh nats-server with `ackscope serve` beside it, as it would
-/// run in production (its own process); returns the truth and every spike it found.
+/// run in production (its own process), and a real Alertmanager when one is installed;
+/// returns the truth, every spike it found and every alert it fired.
 fn run(
     runtime: &tokio::runtime::Runtime,
     binary: &std::path::Path,
     scenario: RawScenario,
     spikes: &str,
-) -> (sim::truth::Truth, Vec<Spike>) {
+) -> Run {
     let server = NatsServer::start(binary, "").expect("nats-server");
-    let serve = Serve::start(&server.url(), spikes, &scenario.fleet.tick);
+    let mut am = Alertmanager::start();
+    let serve = Serve::start(
+        &server.url(),
+        spikes,
+        &scenario.fleet.tick,
+        am.as_ref().map(|am| am.url.as_str()),
+    );
     let s = scenario.validate().unwrap();
     let url = server.url();
     let sim = runtime.spawn(async move {
@@ -234,19 +258,37 @@ fn run(
             }
         }
     };
+    // Alerts are read as often (ackscope lists the latest 200 resolved ones); Alertmanager
+    // every 500 ms, to time each page's arrival.
+    let mut fired = Fired::default();
+    let read_alerts = |fired: &mut Fired| {
+        let (status, body) = serve.get("/api/v1/alerts").expect("alerts");
+        assert_eq!(status, 200, "{body}");
+        fired.record(&body);
+    };
     let mut last = std::time::Instant::now();
-    while !sim.is_finished() {
-        std::thread::sleep(Duration::from_millis(200));
+    let mut tail: Option<std::time::Instant> = None;
+    // After the simulator stops: the last window closes, the last consumer state poll lands,
+    // and an alert of the last fault has the time it takes to fire and arrive.
+    while tail.is_none_or(|t| t.elapsed() < Duration::from_secs(20)) {
+        std::thread::sleep(Duration::from_millis(500));
+        if let Some(am) = am.as_mut() {
+            am.poll();
+        }
         if last.elapsed() >= Duration::from_secs(30) {
             read(&mut spikes);
+            read_alerts(&mut fired);
             last = std::time::Instant::now();
+        }
+        if tail.is_none() && sim.is_finished() {
+            tail = Some(std::time::Instant::now());
         }
     }
     let truth = runtime.block_on(sim).unwrap();
-    // The last window closes and the last consumer state poll lands.
-    std::thread::sleep(Duration::from_millis(2_500));
     read(&mut spikes);
-    (truth, spikes.into_values().collect())
+    read_alerts(&mut fired);
+    let pages = fired.pages(am.as_ref());
+    (truth, spikes.into_values().collect(), pages)
 }
 
 fn instant(t: &str) -> i64 {
@@ -570,9 +612,9 @@ pub fn main(args: &ScorecardArgs) {
     let results: Vec<_> = runs
         .into_iter()
         .map(|raw| {
-            let (truth, found) = run(&runtime, &binary, raw, spikes);
-            print_fleet(&truth);
-            (truth, found)
+            let run = run(&runtime, &binary, raw, spikes);
+            print_fleet(&run.0);
+            run
         })
         .collect();
     let runs = if file.is_empty() {
@@ -584,6 +626,11 @@ pub fn main(args: &ScorecardArgs) {
     } + &format!("; [spikes] {spikes}");
     let (scores, unexplained_total) = tally(&results, 0, true);
     print_table(&scores, &unexplained_total);
+    let mut pages = PageScore::default();
+    for (truth, _, fired) in &results {
+        pages.add(truth, fired);
+    }
+    pages.print(unexplained_total.healthy_ns as f64 / 3.6e12);
     println!("{runs}");
     // The same runs as if a spike needed one window more (`spikes.min_windows`): spikes that
     // short left out.
@@ -594,13 +641,13 @@ pub fn main(args: &ScorecardArgs) {
 
 /// Scores every run, leaving out spikes of fewer than `min_windows` windows.
 fn tally(
-    results: &[(sim::truth::Truth, Vec<Spike>)],
+    results: &[Run],
     min_windows: usize,
     verbose: bool,
 ) -> (BTreeMap<String, Score>, Unexplained) {
     let mut scores: BTreeMap<String, Score> = BTreeMap::new();
     let mut total = Unexplained::default();
-    for (truth, found) in results {
+    for (truth, found, _) in results {
         let found: Vec<Spike> = found
             .iter()
             .filter(|sp| sp.windows >= min_windows)
