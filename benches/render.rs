@@ -46,6 +46,7 @@ fn ring() -> SampleRing {
             ack_latency_ns: Some(latency),
             e2e_latency_ns: Some(latency),
             trace_id: None,
+            parent_span: None,
             subject: Sym::NONE,
             labels: NO_LABELS,
             source: SampleSource::Observed,

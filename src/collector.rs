@@ -122,6 +122,8 @@ pub struct Collector {
     /// has done (kept after the tap is let go).
     archive: Option<ArchiveTap>,
     archive_stats: Option<Arc<ArchiveStats>>,
+    /// Where samples go to be exported over OTLP, when export is on.
+    otlp: Option<crate::otlp::OtlpTap>,
     /// Samples the archive's tap dropped before it was let go.
     archive_dropped: u64,
     /// Windows and spikes it dropped before it was let go.
@@ -166,6 +168,7 @@ impl Collector {
             inferred_at_ns: i64::MIN,
             archive: None,
             archive_stats: None,
+            otlp: None,
             archive_dropped: 0,
             archive_rows_dropped: 0,
             held_since_ns: crate::model::Seen::now().wall_ns,
@@ -180,6 +183,21 @@ impl Collector {
         self.archive_stats = Some(tap.stats());
         self.archive = Some(tap);
         self.aggregator.keep_for_archive();
+    }
+
+    /// Hands every sample recorded from now on to the OTLP export.
+    pub fn attach_otlp(&mut self, tap: crate::otlp::OtlpTap) {
+        self.otlp = Some(tap);
+    }
+
+    /// Lets go of the OTLP export's tap (its thread then records what it holds and stops).
+    pub fn detach_otlp(&mut self) -> Option<crate::otlp::OtlpTap> {
+        self.otlp.take()
+    }
+
+    /// What the OTLP export did, when it is on.
+    pub fn otlp_stats(&self) -> Option<Arc<crate::otlp::OtlpStats>> {
+        self.otlp.as_ref().map(|t| t.stats())
     }
 
     /// What the archive's writer has done, when there is one.
@@ -569,6 +587,7 @@ impl Collector {
         }
         let meta = DeliveryMeta {
             trace_id: trace.trace_id,
+            parent_span: trace.parent_span,
             subject: self.symbol(subject, seen.wall_ns),
             labels,
         };
@@ -1107,6 +1126,23 @@ impl Collector {
                 facts
                     .ack_buckets
                     .record_traced(ns, sample.trace_id, sample.acked_ns);
+            }
+            if let Some(otlp) = &mut self.otlp {
+                let clock = self
+                    .aggregator
+                    .clocks()
+                    .at(sample.consumer, sample.acked_ns);
+                let frame = crate::otlp::FrameOf {
+                    phase_ns: clock.phase_ns(sample.acked_ns),
+                    period_ns: clock.period.ns(),
+                };
+                otlp.push(
+                    &sample,
+                    facts.labels,
+                    frame,
+                    &self.names,
+                    &self.config.headers,
+                );
             }
         }
         if let Some(tap) = &mut self.archive {

@@ -59,6 +59,7 @@ pub struct RawConfig {
     pub http: RawHttp,
     pub archive: RawArchive,
     pub alerts: RawAlerts,
+    pub otlp: crate::otlp::RawOtlp,
 }
 
 /// `[http]`: the API and dashboard of `ackscope serve`.
@@ -370,6 +371,8 @@ pub struct Config {
     pub archive: ArchiveConfig,
     /// Incidents, alert rules and where alerts go.
     pub alerts: AlertsConfig,
+    /// OpenTelemetry export (off until an endpoint is known).
+    pub otlp: crate::otlp::OtlpConfig,
 }
 
 impl Default for Config {
@@ -434,6 +437,7 @@ impl RawConfig {
             http,
             archive: self.archive.validate().map_err(|e| e.within("archive"))?,
             alerts: self.alerts.validate().map_err(|e| e.within("alerts"))?,
+            otlp: self.otlp.validate().map_err(|e| e.within("otlp"))?,
         };
         config.check_together()?;
         Ok(config)

@@ -26,6 +26,7 @@ pub mod model;
 pub mod names;
 pub mod nats_server;
 pub mod notify;
+pub mod otlp;
 pub mod render;
 pub mod service;
 pub mod sim;

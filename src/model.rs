@@ -40,6 +40,14 @@ pub type Labels = [Sym; MAX_LABELS];
 /// Labels with every slot empty.
 pub const NO_LABELS: Labels = [Sym::NONE; MAX_LABELS];
 
+/// The sender's span a `traceparent` names: a span for the message's ack is its child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ParentSpan {
+    pub span_id: [u8; 8],
+    /// The trace-flags' sampled bit: the sender records this trace.
+    pub sampled: bool,
+}
+
 /// A W3C trace id: 16 bytes, never all zero.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceId(pub [u8; 16]);
@@ -217,6 +225,8 @@ pub struct Sample {
     /// Stored → ack seen.
     pub e2e_latency_ns: Option<u64>,
     pub trace_id: Option<TraceId>,
+    /// The sender's span, when the trace id came from a `traceparent`.
+    pub parent_span: Option<ParentSpan>,
     pub subject: Sym,
     pub labels: Labels,
     pub source: SampleSource,

@@ -15,6 +15,7 @@ mod load;
 mod nats_auth;
 mod nats_server;
 mod openapi;
+mod otlp;
 mod outage;
 mod queries;
 mod sim;

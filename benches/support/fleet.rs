@@ -61,6 +61,7 @@ impl Fleet {
                 trace_id: Some(TraceId(
                     ((x as u128 * 0x2545_f491_4f6c_dd1d) | 1).to_be_bytes(),
                 )),
+                parent_span: None,
                 subject: Sym(consumer),
                 labels,
                 source: SampleSource::Observed,

@@ -421,6 +421,7 @@ mod tests {
             ack_latency_ns: Some(ack_ms * 1_000_000),
             e2e_latency_ns: Some(50_000_000),
             trace_id: None,
+            parent_span: None,
             subject: Sym::NONE,
             labels: NO_LABELS,
             source: SampleSource::Observed,

@@ -242,6 +242,7 @@ mod tests {
                 ack_latency_ns: Some(ack_ns),
                 e2e_latency_ns: Some(ack_ns + MS),
                 trace_id: None,
+                parent_span: None,
                 subject: Sym::NONE,
                 labels: NO_LABELS,
                 source: SampleSource::Observed,

@@ -290,6 +290,7 @@ mod tests {
             ack_latency_ns: Some(seq * 1000),
             e2e_latency_ns: None,
             trace_id: (seq % 2 == 1).then_some(TraceId([seq as u8; 16])),
+            parent_span: None,
             subject: Sym(7),
             labels: NO_LABELS,
             source: SampleSource::ServerMetric,

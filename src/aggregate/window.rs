@@ -225,6 +225,7 @@ mod tests {
             ack_latency_ns: Some(ack_ms * 1_000_000),
             e2e_latency_ns: None,
             trace_id: (trace > 0).then_some(TraceId([trace; 16])),
+            parent_span: None,
             subject: Sym::NONE,
             labels: NO_LABELS,
             source: SampleSource::Observed,

@@ -34,6 +34,7 @@ use crate::names::id_mask;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryMeta {
     pub trace_id: Option<TraceId>,
+    pub parent_span: Option<crate::model::ParentSpan>,
     pub subject: Sym,
     pub labels: Labels,
 }
@@ -189,6 +190,7 @@ impl Joiner {
         {
             sample.delivered_ns = Some(seen.wall_ns);
             sample.trace_id = meta.trace_id;
+            sample.parent_span = meta.parent_span;
             sample.subject = meta.subject;
             sample.labels = meta.labels;
             sample.source = SampleSource::Reordered;
@@ -308,6 +310,7 @@ impl Joiner {
             ack_latency_ns: None,
             e2e_latency_ns: Some(e2e.max(0) as u64),
             trace_id: None,
+            parent_span: None,
             subject: Sym::NONE,
             labels: crate::model::NO_LABELS,
             source: SampleSource::AckOnly,
@@ -319,6 +322,7 @@ impl Joiner {
             sample.delivered_ns = Some(d.seen.wall_ns);
             sample.ack_latency_ns = Some(seen.mono_ns.saturating_sub(d.seen.mono_ns));
             sample.trace_id = d.meta.trace_id;
+            sample.parent_span = d.meta.parent_span;
             sample.subject = d.meta.subject;
             sample.labels = d.meta.labels;
             sample.source = SampleSource::Observed;
@@ -370,6 +374,7 @@ impl Joiner {
             ack_latency_ns: Some(m.ack_time_ns),
             e2e_latency_ns: None,
             trace_id: None,
+            parent_span: None,
             subject: Sym::NONE,
             labels: crate::model::NO_LABELS,
             source: SampleSource::ServerMetric,
@@ -383,6 +388,7 @@ impl Joiner {
             sample.delivered_ns = Some(d.seen.wall_ns);
             sample.e2e_latency_ns = Some(m.timestamp_ns.saturating_sub(d.stored_ns).max(0) as u64);
             sample.trace_id = d.meta.trace_id;
+            sample.parent_span = d.meta.parent_span;
             sample.subject = d.meta.subject;
             sample.labels = d.meta.labels;
         }
@@ -486,6 +492,7 @@ mod tests {
     fn meta(trace: u8) -> DeliveryMeta {
         DeliveryMeta {
             trace_id: Some(TraceId([trace; 16])),
+            parent_span: None,
             subject: Sym(3),
             labels: NO_LABELS,
         }

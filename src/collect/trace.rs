@@ -4,12 +4,14 @@
 //! Pure functions; an invalid value is reported to the caller (who counts it) and the next
 //! configured header is tried.
 
-use crate::model::TraceId;
+use crate::model::{ParentSpan, TraceId};
 
 /// What the trace headers of one message gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TraceLookup {
     pub trace_id: Option<TraceId>,
+    /// The sender's span, when the id came from a `traceparent`.
+    pub parent_span: Option<ParentSpan>,
     /// Headers that were present but held an invalid value.
     pub invalid: u32,
 }
@@ -26,13 +28,14 @@ where
                 continue;
             }
             let parsed = if name == "traceparent" {
-                parse_traceparent(value)
+                parse_traceparent_span(value).map(|(id, span)| (id, Some(span)))
             } else {
-                parse_trace_id(value)
+                parse_trace_id(value).map(|id| (id, None))
             };
             match parsed {
-                Some(id) => {
+                Some((id, span)) => {
                     lookup.trace_id = Some(id);
+                    lookup.parent_span = span;
                     return lookup;
                 }
                 None => lookup.invalid += 1,
@@ -47,6 +50,11 @@ where
 /// Version `00` must be exactly `00-<32 hex>-<16 hex>-<2 hex>`; later versions may append
 /// `-…` fields; version `ff` is invalid. Hex is lower-case; all-zero ids are invalid.
 pub fn parse_traceparent(value: &str) -> Option<TraceId> {
+    parse_traceparent_span(value).map(|(id, _)| id)
+}
+
+/// [`parse_traceparent`] with the parent span id and its sampled flag.
+pub fn parse_traceparent_span(value: &str) -> Option<(TraceId, ParentSpan)> {
     let v = value.trim().as_bytes();
     if v.len() < 55 {
         return None;
@@ -68,7 +76,12 @@ pub fn parse_traceparent(value: &str) -> Option<TraceId> {
     if !is_lower_hex(parent) || !is_lower_hex(flags) || parent.iter().all(|&b| b == b'0') {
         return None;
     }
-    decode(trace, true)
+    let mut span_id = [0u8; 8];
+    for (i, pair) in parent.chunks_exact(2).enumerate() {
+        span_id[i] = (HEX[pair[0] as usize] << 4) | HEX[pair[1] as usize];
+    }
+    let sampled = HEX[flags[1] as usize] & 1 == 1;
+    Some((decode(trace, true)?, ParentSpan { span_id, sampled }))
 }
 
 /// Parses a plain trace id header: 32 hex digits (or 16, a 64-bit id, left-padded), any case,
@@ -127,6 +140,24 @@ mod tests {
     use proptest::prelude::*;
 
     const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn traceparent_names_its_span_and_sampling() {
+        let (_, span) = parse_traceparent_span(TP).unwrap();
+        assert_eq!(
+            span.span_id,
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
+        assert!(span.sampled);
+        let unsampled = TP.replace("-01", "-00");
+        assert!(!parse_traceparent_span(&unsampled).unwrap().1.sampled);
+        let names = vec!["traceparent".to_string(), "x-trace-id".to_string()];
+        let found = find_trace_id(&names, [("traceparent", TP)]);
+        assert_eq!(found.parent_span, Some(span));
+        let plain = find_trace_id(&names, [("X-Trace-ID", "4bf92f3577b34da6a3ce929d0e0e4736")]);
+        assert!(plain.trace_id.is_some());
+        assert_eq!(plain.parent_span, None);
+    }
 
     #[test]
     fn valid_traceparent() {

@@ -62,6 +62,17 @@ pub async fn metrics(
                 readiness.own_delays().over(now - 10_000_000_000, now)
             },
             alerts,
+            otlp: c.otlp_stats().map(|o| {
+                use std::sync::atomic::Ordering::Relaxed;
+                [
+                    o.queue_dropped.load(Relaxed),
+                    o.spans.load(Relaxed),
+                    o.spans_dropped.load(Relaxed),
+                    o.spans_without_parent.load(Relaxed),
+                    o.requests.load(Relaxed),
+                    o.failed_requests.load(Relaxed),
+                ]
+            }),
             consumers: c
                 .consumers()
                 .map(|(id, stream, consumer)| {

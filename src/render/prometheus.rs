@@ -48,6 +48,10 @@ pub struct MetricsSnapshot {
     /// ackscope's own delays over the last seconds.
     pub own: crate::telemetry::OwnDelaysOver,
     pub alerts: AlertMetrics,
+    /// The OTLP export's counts, when it is on: samples dropped at its queue, spans sent,
+    /// spans over the rate limit, slow acks without a sampled `traceparent`, HTTP requests,
+    /// failed requests.
+    pub otlp: Option<[u64; 6]>,
     pub consumers: Vec<ConsumerMetrics>,
 }
 
@@ -269,6 +273,38 @@ pub fn render_metrics(s: &MetricsSnapshot, format: Exposition) -> String {
     for (name, help, value) in alert_counters {
         header(&mut out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
+    }
+    if let Some(otlp) = s.otlp {
+        let names: [(&str, &str); 6] = [
+            (
+                "ackscope_otlp_queue_dropped_total",
+                "Samples not handed to the OTLP export because its queue was full (otlp.queue).",
+            ),
+            (
+                "ackscope_otlp_spans_total",
+                "Slow-ack spans exported over OTLP.",
+            ),
+            (
+                "ackscope_otlp_spans_dropped_total",
+                "Slow acks over otlp.spans_per_second in their second, with no span.",
+            ),
+            (
+                "ackscope_otlp_spans_without_parent_total",
+                "Slow acks with no span: no traceparent, or a trace its sender does not sample.",
+            ),
+            (
+                "ackscope_otlp_requests_total",
+                "HTTP requests to the OTLP receiver, retries included.",
+            ),
+            (
+                "ackscope_otlp_requests_failed_total",
+                "HTTP requests to the OTLP receiver that failed (no answer, or not 2xx).",
+            ),
+        ];
+        for ((name, help), value) in names.into_iter().zip(otlp) {
+            header(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
     let name = "ackscope_http_queries_refused_total";
     header(
@@ -495,6 +531,7 @@ mod tests {
                 max_tap_lag_ns: 2_000_000,
                 ..Default::default()
             },
+            otlp: None,
             alerts: AlertMetrics {
                 open: vec![(
                     [
@@ -606,6 +643,7 @@ mod tests {
             archive_queued: 0,
             archive_bytes: 0,
             own: crate::telemetry::OwnDelaysOver::default(),
+            otlp: None,
             alerts: AlertMetrics::default(),
             consumers: vec![ConsumerMetrics {
                 stream: "GAME".into(),

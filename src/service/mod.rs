@@ -31,6 +31,31 @@ pub enum Error {
     Http(String),
     #[error(transparent)]
     Archive(#[from] crate::archive::Error),
+    #[error(transparent)]
+    Otlp(#[from] crate::otlp::Error),
+}
+
+/// Starts OTLP export when an endpoint is configured (or in `OTEL_EXPORTER_OTLP_*`), and has
+/// `collector` hand it every sample.
+fn start_otlp(
+    config: &Config,
+    collector: &Arc<Mutex<Collector>>,
+) -> Result<Option<crate::otlp::Otlp>, Error> {
+    let Some((otlp, tap)) = crate::otlp::Otlp::start(&config.otlp)? else {
+        return Ok(None);
+    };
+    lock(collector).attach_otlp(tap);
+    otlp.observe(collector.clone());
+    Ok(Some(otlp))
+}
+
+/// Lets the OTLP export record what it was handed and send the rest.
+async fn close_otlp(otlp: Option<crate::otlp::Otlp>, collector: &Arc<Mutex<Collector>>) {
+    let Some(otlp) = otlp else {
+        return;
+    };
+    let tap = lock(collector).detach_otlp();
+    let _ = tokio::task::spawn_blocking(move || otlp.shutdown(tap)).await;
 }
 
 /// Starts the archive when `config.archive.enabled` says so, and has `collector` hand it
@@ -128,6 +153,7 @@ pub async fn collect(
     c.keep_closed();
     let collector = Arc::new(Mutex::new(c));
     let archive = start_archive(&config, &collector)?;
+    let otlp = start_otlp(&config, &collector)?;
     // Alerts as `serve` sends them, with no API to read them.
     let readiness = Arc::new(Readiness::new(events.clone()));
     let state = AppState::new(collector.clone(), readiness.clone());
@@ -138,6 +164,7 @@ pub async fn collect(
             s
         }
         Err(e) => {
+            close_otlp(otlp, &collector).await;
             close_archive(archive, &collector).await;
             return Err(e.into());
         }
@@ -150,6 +177,7 @@ pub async fn collect(
         shutdown,
     )
     .await;
+    close_otlp(otlp, &collector).await;
     close_archive(archive, &collector).await;
     Ok(())
 }
@@ -168,6 +196,13 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let readiness = Arc::new(Readiness::new(events.clone()));
     let collector = Arc::new(Mutex::new(Collector::new(config.clone())));
     let archive = start_archive(&config, &collector)?;
+    let otlp = match start_otlp(&config, &collector) {
+        Ok(o) => o,
+        Err(e) => {
+            close_archive(archive, &collector).await;
+            return Err(e);
+        }
+    };
     let mut state =
         AppState::new(collector.clone(), readiness.clone()).with_access(config.http.clone());
     let mut spike_keys = None;
@@ -204,6 +239,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let started = match started.transpose() {
         Ok(s) => s,
         Err(e) => {
+            close_otlp(otlp, &collector).await;
             close_archive(archive, &collector).await;
             return Err(e.into());
         }
@@ -225,6 +261,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         let state = state.clone();
         let _ = tokio::task::spawn_blocking(move || spikes::pass(&state, &keys, true)).await;
     }
+    close_otlp(otlp, &collector).await;
     close_archive(archive, &collector).await;
     let _ = stop_http.send(());
     match server.await {

@@ -1,0 +1,673 @@
+//! OpenTelemetry export over OTLP/HTTP: metrics (ack and e2e latency as base-2 exponential
+//! histograms, acks by kind, redeliveries, consumer state, ackscope's own health) and a span
+//! for each slow ack, a child of the message's own trace (its `traceparent`), so the slow ack
+//! shows inside the game's distributed trace.
+//!
+//! The collector hands each sample to an [`OtlpTap`]: a bounded queue to the exporter's own
+//! thread (full: the sample is counted and dropped, the taps never wait). That thread records
+//! the metrics and keeps each second's slowest acks, up to `spans_per_second`, as spans. The
+//! SDK's periodic reader and batch span processor export from their own threads through
+//! [`http::UreqClient`], which counts requests and failures; the exporter retries with
+//! backoff up to its timeout.
+
+pub mod config;
+mod http;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId as OtelTraceId,
+    TraceState, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::{
+    Aggregation, Instrument, InstrumentKind, PeriodicReader, SdkMeterProvider, Stream,
+};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+
+pub use config::{OtlpConfig, RawOtlp};
+
+use crate::collect::config::HeadersConfig;
+use crate::collector::{Collector, lock};
+use crate::model::{AckKind, Labels, ParentSpan, Sample, TraceId};
+use crate::names::Names;
+
+/// What the export did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct OtlpStats {
+    /// Samples not handed to the exporter's thread: its queue was full.
+    pub queue_dropped: AtomicU64,
+    pub spans: AtomicU64,
+    /// Slow acks beyond `spans_per_second` in their second.
+    pub spans_dropped: AtomicU64,
+    /// Slow acks with no span: no `traceparent`, or the sender does not sample the trace.
+    pub spans_without_parent: AtomicU64,
+    /// HTTP requests to the receiver (retries included), and those that failed.
+    pub requests: AtomicU64,
+    pub failed_requests: AtomicU64,
+}
+
+/// Why OTLP export cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("otlp: {0}")]
+    Exporter(String),
+    #[error("{var}={value}: ackscope exports OTLP over HTTP with protobuf (http/protobuf) only")]
+    Protocol { var: &'static str, value: String },
+}
+
+/// The attributes of one consumer's points: stream, consumer, configured labels; and the
+/// same with each ack kind.
+#[derive(Debug)]
+struct ConsumerAttrs {
+    base: Vec<KeyValue>,
+    by_kind: [Vec<KeyValue>; 4],
+    stream: String,
+    consumer: String,
+}
+
+fn kind_index(kind: AckKind) -> usize {
+    AckKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// An ack slower than its threshold, with the sender's span to hang it under.
+#[derive(Debug)]
+struct SlowAck {
+    attrs: Arc<ConsumerAttrs>,
+    trace_id: TraceId,
+    parent: ParentSpan,
+    start_ns: i64,
+    acked_ns: i64,
+    latency_ns: u64,
+    subject: String,
+    kind: AckKind,
+    deliveries: u32,
+    stream_seq: u64,
+    phase_ns: u64,
+    period_ns: u64,
+}
+
+/// Slow acks order by latency: the heap keeps each second's slowest.
+struct BySlowness(Box<SlowAck>);
+
+impl PartialEq for BySlowness {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.latency_ns == other.0.latency_ns
+    }
+}
+impl Eq for BySlowness {}
+impl PartialOrd for BySlowness {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for BySlowness {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.latency_ns.cmp(&other.0.latency_ns)
+    }
+}
+
+/// One sample as the exporter's thread records it.
+#[derive(Debug)]
+struct Event {
+    attrs: Arc<ConsumerAttrs>,
+    kind: AckKind,
+    ack_s: Option<f64>,
+    e2e_s: Option<f64>,
+    redelivered: bool,
+    slow: Option<Box<SlowAck>>,
+}
+
+/// The collector's side: hands samples to the exporter's thread without waiting.
+#[derive(Debug)]
+pub struct OtlpTap {
+    tx: SyncSender<Event>,
+    stats: Arc<OtlpStats>,
+    /// Per consumer id: the labels its attributes were built with, and the attributes.
+    attrs: Vec<Option<(Labels, Arc<ConsumerAttrs>)>>,
+    slow_ack_ns: Option<u64>,
+    traces: bool,
+}
+
+/// How the collector sees a sample's frame when handing it over.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameOf {
+    pub phase_ns: u64,
+    pub period_ns: u64,
+}
+
+impl OtlpTap {
+    pub fn stats(&self) -> Arc<OtlpStats> {
+        self.stats.clone()
+    }
+
+    /// Hands `sample` over: its consumer's latest `labels`, and its frame.
+    pub fn push(
+        &mut self,
+        sample: &Sample,
+        labels: Labels,
+        frame: FrameOf,
+        names: &Names,
+        headers: &HeadersConfig,
+    ) {
+        let id = sample.consumer as usize;
+        if self.attrs.len() <= id {
+            self.attrs.resize(id + 1, None);
+        }
+        let attrs = match &self.attrs[id] {
+            Some((built, a)) if *built == labels => a.clone(),
+            _ => {
+                let a = Arc::new(consumer_attrs(sample, labels, names, headers));
+                self.attrs[id] = Some((labels, a.clone()));
+                a
+            }
+        };
+        let threshold = self.slow_ack_ns.unwrap_or(frame.period_ns);
+        let slow = match (sample.ack_latency_ns, self.traces) {
+            (Some(latency_ns), true) if latency_ns > threshold => {
+                match (sample.trace_id, sample.parent_span) {
+                    (Some(trace_id), Some(parent)) if parent.sampled => {
+                        Some(Box::new(SlowAck {
+                            attrs: attrs.clone(),
+                            trace_id,
+                            parent,
+                            // Its length is the measured latency (monotonic), ending at the
+                            // ack's wall-clock time.
+                            start_ns: sample.acked_ns - latency_ns as i64,
+                            acked_ns: sample.acked_ns,
+                            latency_ns,
+                            subject: names.symbol_name(sample.subject).unwrap_or("").to_string(),
+                            kind: sample.kind,
+                            deliveries: sample.deliveries,
+                            stream_seq: sample.stream_seq,
+                            phase_ns: frame.phase_ns,
+                            period_ns: frame.period_ns,
+                        }))
+                    }
+                    _ => {
+                        self.stats.spans_without_parent.fetch_add(1, Relaxed);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let event = Event {
+            attrs,
+            kind: sample.kind,
+            ack_s: sample.ack_latency_ns.map(|ns| ns as f64 / 1e9),
+            e2e_s: sample.e2e_latency_ns.map(|ns| ns as f64 / 1e9),
+            redelivered: sample.deliveries > 1,
+            slow,
+        };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(event)
+        {
+            self.stats.queue_dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+fn consumer_attrs(
+    sample: &Sample,
+    labels: Labels,
+    names: &Names,
+    headers: &HeadersConfig,
+) -> ConsumerAttrs {
+    let (stream, consumer) = names.consumer_names(sample.consumer);
+    let mut base = vec![
+        KeyValue::new("messaging.system", "nats"),
+        KeyValue::new("stream", stream.to_string()),
+        KeyValue::new("consumer", consumer.to_string()),
+    ];
+    for (name, value) in headers.label_names().into_iter().zip(labels) {
+        if let Some(v) = names.symbol_name(value) {
+            base.push(KeyValue::new(name, v.to_string()));
+        }
+    }
+    let by_kind = AckKind::ALL.map(|k| {
+        let mut v = base.clone();
+        v.push(KeyValue::new("kind", k.as_str()));
+        v
+    });
+    ConsumerAttrs {
+        base,
+        by_kind,
+        stream: stream.to_string(),
+        consumer: consumer.to_string(),
+    }
+}
+
+/// The export running: its providers and the thread that records into them.
+pub struct Otlp {
+    meters: Option<SdkMeterProvider>,
+    tracer: Option<SdkTracerProvider>,
+    worker: Option<std::thread::JoinHandle<()>>,
+    stats: Arc<OtlpStats>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Whether export is on: an endpoint in the config or the environment, and the SDK not
+/// disabled (`OTEL_SDK_DISABLED=true`).
+pub fn enabled(config: &OtlpConfig) -> bool {
+    if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return false;
+    }
+    config.endpoint.is_some()
+        || [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ]
+        .iter()
+        .any(|v| env(v).is_some())
+}
+
+/// The `service.instance.id`: configured, else host name and process id.
+fn instance_id(config: &OtlpConfig) -> String {
+    config.instance_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "ackscope".to_string());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+impl Otlp {
+    /// Starts export when [`enabled`]; the tap goes to the collector.
+    pub fn start(config: &OtlpConfig) -> Result<Option<(Otlp, OtlpTap)>, Error> {
+        if !enabled(config) {
+            return Ok(None);
+        }
+        for var in [
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ] {
+            if let Some(value) = env(var).filter(|v| v != "http/protobuf") {
+                return Err(Error::Protocol { var, value });
+            }
+        }
+        let stats = Arc::new(OtlpStats::default());
+        // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES apply on top (the SDK's detectors).
+        let resource = Resource::builder()
+            .with_service_name("ackscope")
+            .with_attribute(KeyValue::new("service.instance.id", instance_id(config)))
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        let timeout = Duration::from_nanos(config.timeout_ns);
+        let client = http::UreqClient::new(timeout, stats.clone());
+        let endpoint = |path: &str| {
+            config
+                .endpoint
+                .as_ref()
+                .map(|e| format!("{}/{path}", e.trim_end_matches('/')))
+        };
+
+        let meters = if config.metrics {
+            let mut builder = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_http_client(client.clone())
+                .with_timeout(timeout);
+            if let Some(url) = endpoint("v1/metrics") {
+                builder = builder.with_endpoint(url);
+            }
+            let exporter = builder
+                .build()
+                .map_err(|e| Error::Exporter(e.to_string()))?;
+            let reader = PeriodicReader::builder(exporter)
+                .with_interval(Duration::from_nanos(config.export_interval_ns))
+                .build();
+            Some(
+                SdkMeterProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_reader(reader)
+                    .with_view(exponential_histograms)
+                    .build(),
+            )
+        } else {
+            None
+        };
+        let tracer = if config.traces {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(client)
+                .with_timeout(timeout);
+            if let Some(url) = endpoint("v1/traces") {
+                builder = builder.with_endpoint(url);
+            }
+            let exporter = builder
+                .build()
+                .map_err(|e| Error::Exporter(e.to_string()))?;
+            // A second of spans at the limit fits the queue four times over.
+            let queue = (config.spans_per_second as usize * 4).clamp(64, 65_536);
+            let processor = BatchSpanProcessor::builder(exporter)
+                .with_batch_config(
+                    BatchConfigBuilder::default()
+                        .with_max_queue_size(queue)
+                        .with_scheduled_delay(Duration::from_secs(1))
+                        .build(),
+                )
+                .build();
+            Some(
+                SdkTracerProvider::builder()
+                    .with_resource(resource)
+                    // The rate limit is the sampling; a sender that does not sample the trace
+                    // gets no span (counted before the limit).
+                    .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+                    .with_span_processor(processor)
+                    .build(),
+            )
+        } else {
+            None
+        };
+
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.queue);
+        let recorder = Recorder::new(
+            meters.as_ref().map(|m| m.meter("ackscope")),
+            tracer.as_ref().map(|t| t.tracer("ackscope")),
+            config.spans_per_second as usize,
+            stats.clone(),
+        );
+        let worker = std::thread::Builder::new()
+            .name("ackscope-otlp".into())
+            .spawn(move || recorder.run(rx))
+            .map_err(|e| Error::Exporter(e.to_string()))?;
+        let tap = OtlpTap {
+            tx,
+            stats: stats.clone(),
+            attrs: Vec::new(),
+            slow_ack_ns: config.slow_ack_ns,
+            traces: config.traces,
+        };
+        tracing::info!(
+            endpoint = config
+                .endpoint
+                .as_deref()
+                .unwrap_or("from OTEL_EXPORTER_OTLP_*"),
+            metrics = config.metrics,
+            traces = config.traces,
+            "exporting OTLP"
+        );
+        Ok(Some((
+            Otlp {
+                meters,
+                tracer,
+                worker: Some(worker),
+                stats,
+            },
+            tap,
+        )))
+    }
+
+    pub fn stats(&self) -> Arc<OtlpStats> {
+        self.stats.clone()
+    }
+
+    /// Gauges read from the collector at each export: consumer state and ackscope's own
+    /// health.
+    pub fn observe(&self, collector: Arc<Mutex<Collector>>) {
+        let Some(meters) = &self.meters else {
+            return;
+        };
+        let meter = meters.meter("ackscope");
+        type Read = fn(&crate::collect::consumer_state::ConsumerState) -> i64;
+        let state: [(&'static str, &'static str, Read); 4] = [
+            ("ackscope.consumer.ack_pending", "num_ack_pending", |s| {
+                s.num_ack_pending as i64
+            }),
+            (
+                "ackscope.consumer.max_ack_pending",
+                "max_ack_pending (-1: unlimited)",
+                |s| s.max_ack_pending,
+            ),
+            (
+                "ackscope.consumer.num_pending",
+                "messages not yet delivered",
+                |s| s.num_pending as i64,
+            ),
+            (
+                "ackscope.consumer.num_redelivered",
+                "num_redelivered",
+                |s| s.num_redelivered as i64,
+            ),
+        ];
+        for (name, description, read) in state {
+            let collector = collector.clone();
+            meter
+                .i64_observable_gauge(name)
+                .with_description(description)
+                .with_callback(move |o| {
+                    let c = lock(&collector);
+                    for (id, stream, consumer) in c.consumers() {
+                        if let Some(s) = c.facts(id).and_then(|f| f.state.as_ref()) {
+                            let attrs = [
+                                KeyValue::new("messaging.system", "nats"),
+                                KeyValue::new("stream", stream.to_string()),
+                                KeyValue::new("consumer", consumer.to_string()),
+                            ];
+                            o.observe(read(s), &attrs);
+                        }
+                    }
+                })
+                .build();
+        }
+        let own = collector.clone();
+        meter
+            .u64_observable_counter("ackscope.samples")
+            .with_description("Joined delivery → ack samples")
+            .with_callback(move |o| o.observe(lock(&own).counters().samples, &[]))
+            .build();
+        let own = collector.clone();
+        meter
+            .u64_observable_gauge("ackscope.join.pending")
+            .with_description("Deliveries waiting for their ack")
+            .with_callback(move |o| o.observe(lock(&own).joiner().pending_len() as u64, &[]))
+            .build();
+        let stats = self.stats.clone();
+        meter
+            .u64_observable_counter("ackscope.otlp.dropped")
+            .with_description("Samples and slow-ack spans the OTLP export dropped")
+            .with_callback(move |o| {
+                o.observe(
+                    stats.queue_dropped.load(Relaxed),
+                    &[KeyValue::new("what", "samples")],
+                );
+                o.observe(
+                    stats.spans_dropped.load(Relaxed),
+                    &[KeyValue::new("what", "spans")],
+                );
+            })
+            .build();
+    }
+
+    /// Lets the recorder finish what it holds, then exports what is left and stops. Blocks:
+    /// call it off the async workers.
+    pub fn shutdown(mut self, tap: Option<OtlpTap>) {
+        drop(tap);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+        if let Some(t) = self.tracer.take() {
+            let _ = t.force_flush();
+            let _ = t.shutdown();
+        }
+        if let Some(m) = self.meters.take() {
+            let _ = m.force_flush();
+            let _ = m.shutdown();
+        }
+    }
+}
+
+/// Histograms aggregate as base-2 exponential histograms: fine buckets from microseconds to
+/// seconds with no boundaries to choose.
+fn exponential_histograms(i: &Instrument) -> Option<Stream> {
+    if i.kind() != InstrumentKind::Histogram {
+        return None;
+    }
+    Stream::builder()
+        .with_aggregation(Aggregation::Base2ExponentialHistogram {
+            max_size: 160,
+            max_scale: 20,
+            record_min_max: true,
+        })
+        .build()
+        .ok()
+}
+
+/// The exporter's thread: records each sample, turns each second's slowest acks into spans.
+struct Recorder {
+    instruments: Option<Instruments>,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    limit: usize,
+    stats: Arc<OtlpStats>,
+    slow: BinaryHeap<Reverse<BySlowness>>,
+}
+
+struct Instruments {
+    ack: Histogram<f64>,
+    e2e: Histogram<f64>,
+    acks: Counter<u64>,
+    redeliveries: Counter<u64>,
+}
+
+impl Recorder {
+    fn new(
+        meter: Option<Meter>,
+        tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+        limit: usize,
+        stats: Arc<OtlpStats>,
+    ) -> Self {
+        let instruments = meter.map(|m| Instruments {
+            ack: m
+                .f64_histogram("ackscope.ack.latency")
+                .with_unit("s")
+                .with_description("Delivery seen to ack seen (or the server's ack_time)")
+                .build(),
+            e2e: m
+                .f64_histogram("ackscope.e2e.latency")
+                .with_unit("s")
+                .with_description("Stored in the stream to ack seen")
+                .build(),
+            acks: m
+                .u64_counter("ackscope.acks")
+                .with_description("Acks by kind (ack, nak, term, progress)")
+                .build(),
+            redeliveries: m
+                .u64_counter("ackscope.redeliveries")
+                .with_description("Acked deliveries with a delivery count above 1")
+                .build(),
+        });
+        Self {
+            instruments,
+            tracer,
+            limit,
+            stats,
+            slow: BinaryHeap::new(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Event>) {
+        let mut second = Instant::now() + Duration::from_secs(1);
+        loop {
+            match rx.recv_timeout(second.saturating_duration_since(Instant::now())) {
+                Ok(event) => self.record(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.emit();
+                    return;
+                }
+            }
+            if Instant::now() >= second {
+                self.emit();
+                second = Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+
+    fn record(&mut self, e: Event) {
+        if let Some(i) = &self.instruments {
+            if let Some(s) = e.ack_s {
+                i.ack.record(s, &e.attrs.base);
+            }
+            if let Some(s) = e.e2e_s {
+                i.e2e.record(s, &e.attrs.base);
+            }
+            i.acks.add(1, &e.attrs.by_kind[kind_index(e.kind)]);
+            if e.redelivered {
+                i.redeliveries.add(1, &e.attrs.base);
+            }
+        }
+        if let Some(slow) = e.slow {
+            self.slow.push(Reverse(BySlowness(slow)));
+            if self.slow.len() > self.limit {
+                // The fastest of the second's slow acks gives way.
+                self.slow.pop();
+                self.stats.spans_dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    /// This second's slowest acks as spans, slowest first.
+    fn emit(&mut self) {
+        let Some(tracer) = &self.tracer else {
+            self.slow.clear();
+            return;
+        };
+        let mut slow: Vec<Box<SlowAck>> = self.slow.drain().map(|Reverse(s)| s.0).collect();
+        slow.sort_by_key(|s| Reverse(s.latency_ns));
+        for s in slow {
+            let parent = SpanContext::new(
+                OtelTraceId::from_bytes(s.trace_id.0),
+                SpanId::from_bytes(s.parent.span_id),
+                TraceFlags::SAMPLED,
+                true,
+                TraceState::default(),
+            );
+            let cx = Context::new().with_remote_span_context(parent);
+            let at = |ns: i64| UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
+            let attributes = vec![
+                KeyValue::new("messaging.system", "nats"),
+                KeyValue::new("messaging.operation.type", "process"),
+                KeyValue::new("messaging.operation.name", s.kind.as_str()),
+                KeyValue::new("messaging.destination.name", s.subject.clone()),
+                KeyValue::new("messaging.consumer.group.name", s.attrs.consumer.clone()),
+                KeyValue::new("messaging.nats.stream", s.attrs.stream.clone()),
+                KeyValue::new("messaging.nats.delivery_count", i64::from(s.deliveries)),
+                KeyValue::new("messaging.nats.stream_sequence", s.stream_seq as i64),
+                KeyValue::new("ackscope.ack.latency_us", s.latency_ns as f64 / 1e3),
+                KeyValue::new("ackscope.frame.phase_us", s.phase_ns as f64 / 1e3),
+                KeyValue::new("ackscope.frame.period_us", s.period_ns as f64 / 1e3),
+            ];
+            let mut span = tracer
+                .span_builder(format!("ack {}", s.attrs.stream))
+                .with_kind(SpanKind::Consumer)
+                .with_start_time(at(s.start_ns))
+                .with_attributes(attributes)
+                .start_with_context(tracer, &cx);
+            span.end_with_timestamp(at(s.acked_ns));
+            self.stats.spans.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl std::fmt::Debug for Otlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Otlp")
+            .field("metrics", &self.meters.is_some())
+            .field("traces", &self.tracer.is_some())
+            .finish()
+    }
+}
