@@ -1078,6 +1078,10 @@ impl Collector {
                 *f = ConsumerFacts::default();
             }
         }
+        if let Some(otlp) = &mut self.otlp {
+            // Ids and label symbols are given out again: attributes built from them go.
+            otlp.forget();
+        }
         let rows = self
             .aggregator
             .forget(&forgotten.consumers, &forgotten.symbols);

@@ -688,6 +688,20 @@ mod tests {
     }
 
     #[test]
+    fn a_label_named_like_ackscopes_own_is_refused() {
+        for name in ["stream", "consumer", "kind", "state", "le", "__x", "1st"] {
+            let text = format!("[[headers.labels]]\nheader = \"x-a\"\nlabel = \"{name}\"\n");
+            let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err();
+            assert!(
+                err.to_string().contains("headers.labels.label"),
+                "{name}: {err}"
+            );
+        }
+        let ok = "[[headers.labels]]\nheader = \"x-region\"\nlabel = \"region\"\n";
+        assert!(RawConfig::from_toml(ok).unwrap().validate().is_ok());
+    }
+
+    #[test]
     fn default_config_is_valid() {
         let c = Config::default();
         assert_eq!(c.tick.period_ns(), 16_000_000);

@@ -207,6 +207,27 @@ impl RawHeaders {
                     "use letters, digits and `_`",
                 ));
             }
+            // Exported beside these in /metrics and OTLP; a leading digit or `__` is not a
+            // Prometheus label name.
+            const TAKEN: [&str; 7] = [
+                "stream",
+                "consumer",
+                "domain",
+                "le",
+                "kind",
+                "state",
+                "alertname",
+            ];
+            if TAKEN.contains(&l.label.as_str())
+                || l.label.starts_with("__")
+                || l.label.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(Invalid::new(
+                    "labels.label",
+                    l.label,
+                    "taken by ackscope's own series, or not a Prometheus label name",
+                ));
+            }
             if labels.iter().any(|(_, name)| *name == l.label) {
                 return Err(Invalid::new(
                     "labels.label",

@@ -10,8 +10,8 @@ use crate::units::{Dur, Invalid};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawOtlp {
-    /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`); `/v1/metrics` and
-    /// `/v1/traces` are appended.
+    /// Base URL of an OTLP/HTTP receiver (`http://collector:4318`, plain HTTP); `/v1/metrics`
+    /// and `/v1/traces` are appended.
     pub endpoint: Option<String>,
     /// Export metrics (latency histograms, ack counts, consumer state), default on.
     pub metrics: bool,
@@ -23,11 +23,11 @@ pub struct RawOtlp {
     pub timeout: Dur,
     /// An ack slower than this gets a span. Default: one frame of its consumer's clock.
     pub slow_ack: Option<Dur>,
-    /// Slow-ack spans per second at most, the slowest of each second first, default 100; the
-    /// rest are counted (`ackscope_otlp_spans_dropped_total`).
+    /// Slow-ack spans per second at most (up to 16,384), the slowest of each second first,
+    /// default 100; the rest are counted (`ackscope_otlp_spans_dropped_total`).
     pub spans_per_second: u32,
-    /// Samples waiting for the exporter's thread, default 65,536: beyond it the collector
-    /// drops what it would hand over (counted) rather than wait.
+    /// Samples waiting for the exporter's thread, default 65,536 (at most 1,000,000): beyond it
+    /// the collector drops what it would hand over (counted) rather than wait.
     pub queue: usize,
     /// `service.instance.id` of the resource, default the host name and process id.
     pub instance_id: Option<String>,
@@ -75,12 +75,12 @@ impl RawOtlp {
     /// Checks every value of `[otlp]`; keys are named within the section.
     pub fn validate(self) -> Result<OtlpConfig, Invalid> {
         if let Some(e) = &self.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
+            && !e.starts_with("http://")
         {
             return Err(Invalid::new(
                 "endpoint",
                 e.clone(),
-                "an http:// or https:// URL of an OTLP/HTTP receiver",
+                "an http:// URL of an OTLP/HTTP receiver (no TLS: put a collector beside ackscope)",
             ));
         }
         let interval = self.export_interval.ns();
@@ -102,18 +102,19 @@ impl RawOtlp {
         if self.slow_ack.is_some_and(|d| d.ns() == 0) {
             return Err(Invalid::new("slow_ack", "0", "must be above zero"));
         }
-        if self.spans_per_second > 100_000 {
+        // The span processor's queue holds four seconds at the limit, at most 65,536 spans.
+        if self.spans_per_second > 16_384 {
             return Err(Invalid::new(
                 "spans_per_second",
                 self.spans_per_second.to_string(),
-                "at most 100000",
+                "at most 16384",
             ));
         }
-        if !(1..=10_000_000).contains(&self.queue) {
+        if !(1..=1_000_000).contains(&self.queue) {
             return Err(Invalid::new(
                 "queue",
                 self.queue.to_string(),
-                "between 1 and 10000000",
+                "between 1 and 1000000",
             ));
         }
         if self
@@ -163,10 +164,11 @@ mod tests {
     fn bad_values_name_their_key() {
         for (toml, key) in [
             ("endpoint = \"collector:4318\"", "endpoint"),
+            ("endpoint = \"https://collector:4318\"", "endpoint"),
             ("export_interval = \"10ms\"", "export_interval"),
             ("timeout = \"2m\"", "timeout"),
             ("slow_ack = \"0s\"", "slow_ack"),
-            ("spans_per_second = 1000000", "spans_per_second"),
+            ("spans_per_second = 20000", "spans_per_second"),
             ("queue = 0", "queue"),
             ("instance_id = \"\"", "instance_id"),
         ] {

@@ -64,6 +64,8 @@ pub enum Error {
     Exporter(String),
     #[error("{var}={value}: ackscope exports OTLP over HTTP with protobuf (http/protobuf) only")]
     Protocol { var: &'static str, value: String },
+    #[error("{var}={value}: OTLP export speaks plain http:// only (put a collector beside it)")]
+    Https { var: &'static str, value: String },
 }
 
 /// The attributes of one consumer's points: stream, consumer, configured labels; and the
@@ -151,6 +153,12 @@ impl OtlpTap {
         self.stats.clone()
     }
 
+    /// Drops every consumer's attributes: the collector forgot consumers or label values, and
+    /// their ids and symbols will name others.
+    pub fn forget(&mut self) {
+        self.attrs.clear();
+    }
+
     /// Hands `sample` over: its consumer's latest `labels`, and its frame.
     pub fn push(
         &mut self,
@@ -223,12 +231,15 @@ fn consumer_attrs(
     names: &Names,
     headers: &HeadersConfig,
 ) -> ConsumerAttrs {
-    let (stream, consumer) = names.consumer_names(sample.consumer);
+    let (stream, consumer, domain) = names.scope_names(Some(sample.consumer));
     let mut base = vec![
         KeyValue::new("messaging.system", "nats"),
         KeyValue::new("stream", stream.to_string()),
         KeyValue::new("consumer", consumer.to_string()),
     ];
+    if let Some(d) = domain {
+        base.push(KeyValue::new("domain", d.to_string()));
+    }
     for (name, value) in headers.label_names().into_iter().zip(labels) {
         if let Some(v) = names.symbol_name(value) {
             base.push(KeyValue::new(name, v.to_string()));
@@ -286,10 +297,25 @@ fn instance_id(config: &OtlpConfig) -> String {
 }
 
 impl Otlp {
-    /// Starts export when [`enabled`]; the tap goes to the collector.
-    pub fn start(config: &OtlpConfig) -> Result<Option<(Otlp, OtlpTap)>, Error> {
+    /// Starts export when [`enabled`]; the tap goes to the collector. `max_consumers`
+    /// bounds the attribute sets each instrument holds.
+    pub fn start(
+        config: &OtlpConfig,
+        max_consumers: usize,
+    ) -> Result<Option<(Otlp, OtlpTap)>, Error> {
         if !enabled(config) {
             return Ok(None);
+        }
+        // Each consumer by ack kind, and room for label values that change.
+        let cardinality = max_consumers.saturating_mul(8).clamp(2_000, 1 << 22);
+        for var in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ] {
+            if let Some(value) = env(var).filter(|v| v.starts_with("https://")) {
+                return Err(Error::Https { var, value });
+            }
         }
         for var in [
             "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -301,12 +327,19 @@ impl Otlp {
             }
         }
         let stats = Arc::new(OtlpStats::default());
-        // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES apply on top (the SDK's detectors).
-        let resource = Resource::builder()
-            .with_service_name("ackscope")
-            .with_attribute(KeyValue::new("service.instance.id", instance_id(config)))
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build();
+        // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (the SDK's detectors) win over these
+        // defaults.
+        let from_env = env("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
+        let mut resource = Resource::builder()
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+        if env("OTEL_SERVICE_NAME").is_none() && !from_env.contains("service.name=") {
+            resource = resource.with_service_name("ackscope");
+        }
+        if !from_env.contains("service.instance.id=") {
+            resource =
+                resource.with_attribute(KeyValue::new("service.instance.id", instance_id(config)));
+        }
+        let resource = resource.build();
         let timeout = Duration::from_nanos(config.timeout_ns);
         let client = http::UreqClient::new(timeout, stats.clone());
         let endpoint = |path: &str| {
@@ -316,7 +349,12 @@ impl Otlp {
                 .map(|e| format!("{}/{path}", e.trim_end_matches('/')))
         };
 
-        let meters = if config.metrics {
+        let signal = |var: &str| {
+            config.endpoint.is_some()
+                || env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+                || env(var).is_some()
+        };
+        let meters = if config.metrics && signal("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
             let mut builder = opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .with_http_client(client.clone())
@@ -334,13 +372,13 @@ impl Otlp {
                 SdkMeterProvider::builder()
                     .with_resource(resource.clone())
                     .with_reader(reader)
-                    .with_view(exponential_histograms)
+                    .with_view(move |i: &Instrument| view(i, cardinality))
                     .build(),
             )
         } else {
             None
         };
-        let tracer = if config.traces {
+        let tracer = if config.traces && signal("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_http_client(client)
@@ -390,7 +428,7 @@ impl Otlp {
             stats: stats.clone(),
             attrs: Vec::new(),
             slow_ack_ns: config.slow_ack_ns,
-            traces: config.traces,
+            traces: tracer.is_some(),
         };
         tracing::info!(
             endpoint = config
@@ -500,31 +538,31 @@ impl Otlp {
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();
         }
+        // Shutting down exports what is left, once.
         if let Some(t) = self.tracer.take() {
-            let _ = t.force_flush();
             let _ = t.shutdown();
         }
         if let Some(m) = self.meters.take() {
-            let _ = m.force_flush();
             let _ = m.shutdown();
         }
     }
 }
 
-/// Histograms aggregate as base-2 exponential histograms: fine buckets from microseconds to
+/// Every instrument may hold `cardinality` attribute sets (each consumer's, by ack kind);
+/// histograms aggregate as base-2 exponential histograms: fine buckets from microseconds to
 /// seconds with no boundaries to choose.
-fn exponential_histograms(i: &Instrument) -> Option<Stream> {
-    if i.kind() != InstrumentKind::Histogram {
-        return None;
-    }
-    Stream::builder()
-        .with_aggregation(Aggregation::Base2ExponentialHistogram {
+fn view(i: &Instrument, cardinality: usize) -> Option<Stream> {
+    let stream = Stream::builder().with_cardinality_limit(cardinality);
+    let stream = if i.kind() == InstrumentKind::Histogram {
+        stream.with_aggregation(Aggregation::Base2ExponentialHistogram {
             max_size: 160,
             max_scale: 20,
             record_min_max: true,
         })
-        .build()
-        .ok()
+    } else {
+        stream
+    };
+    stream.build().ok()
 }
 
 /// The exporter's thread: records each sample, turns each second's slowest acks into spans.

@@ -35,10 +35,31 @@ pub async fn run(state: AppState, notifier: Notifier) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let notifier = Arc::new(notifier);
+    // Each pass is timed by its tick, as Prometheus times its rule evaluations: passes are
+    // exactly `every` apart, so a condition held from one pass to the one `for` later fires
+    // then, not a pass later because the second pass started a millisecond early. The wall
+    // clock is read again when it has moved more than a second away (a step).
+    let mut anchor: Option<(tokio::time::Instant, i64)> = None;
     loop {
-        tick.tick().await;
+        let at = tick.tick().await;
+        let wall = Seen::now().wall_ns;
+        let now_ns = match anchor {
+            Some((i, w)) => {
+                let scheduled = w.saturating_add(at.duration_since(i).as_nanos() as i64);
+                if (scheduled - wall).abs() > 1_000_000_000 {
+                    anchor = Some((at, wall));
+                    wall
+                } else {
+                    scheduled
+                }
+            }
+            None => {
+                anchor = Some((at, wall));
+                wall
+            }
+        };
         let (state, notifier) = (state.clone(), notifier.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || pass(&state, &notifier)).await {
+        if let Err(e) = tokio::task::spawn_blocking(move || pass(&state, &notifier, now_ns)).await {
             tracing::error!(error = %e, "the alert pass failed; trying again");
         }
     }
@@ -180,9 +201,8 @@ fn gather(state: &AppState) -> Option<Gathered> {
     })
 }
 
-/// One evaluation: gathers, groups, evaluates, sends.
-pub fn pass(state: &AppState, notifier: &Notifier) {
-    let now_ns = Seen::now().wall_ns;
+/// One evaluation at `now_ns`: gathers, groups, evaluates, sends.
+pub fn pass(state: &AppState, notifier: &Notifier, now_ns: i64) {
     let alerts = &state.alerts;
     let Some(Gathered {
         config,

@@ -41,7 +41,8 @@ fn start_otlp(
     config: &Config,
     collector: &Arc<Mutex<Collector>>,
 ) -> Result<Option<crate::otlp::Otlp>, Error> {
-    let Some((otlp, tap)) = crate::otlp::Otlp::start(&config.otlp)? else {
+    let Some((otlp, tap)) = crate::otlp::Otlp::start(&config.otlp, config.join.max_consumers)?
+    else {
         return Ok(None);
     };
     lock(collector).attach_otlp(tap);
@@ -153,7 +154,13 @@ pub async fn collect(
     c.keep_closed();
     let collector = Arc::new(Mutex::new(c));
     let archive = start_archive(&config, &collector)?;
-    let otlp = start_otlp(&config, &collector)?;
+    let otlp = match start_otlp(&config, &collector) {
+        Ok(o) => o,
+        Err(e) => {
+            close_archive(archive, &collector).await;
+            return Err(e);
+        }
+    };
     // Alerts as `serve` sends them, with no API to read them.
     let readiness = Arc::new(Readiness::new(events.clone()));
     let state = AppState::new(collector.clone(), readiness.clone());
@@ -164,8 +171,8 @@ pub async fn collect(
             s
         }
         Err(e) => {
-            close_otlp(otlp, &collector).await;
             close_archive(archive, &collector).await;
+            close_otlp(otlp, &collector).await;
             return Err(e.into());
         }
     };
@@ -177,8 +184,8 @@ pub async fn collect(
         shutdown,
     )
     .await;
-    close_otlp(otlp, &collector).await;
     close_archive(archive, &collector).await;
+    close_otlp(otlp, &collector).await;
     Ok(())
 }
 
@@ -239,8 +246,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let started = match started.transpose() {
         Ok(s) => s,
         Err(e) => {
-            close_otlp(otlp, &collector).await;
             close_archive(archive, &collector).await;
+            close_otlp(otlp, &collector).await;
             return Err(e.into());
         }
     };
@@ -261,8 +268,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         let state = state.clone();
         let _ = tokio::task::spawn_blocking(move || spikes::pass(&state, &keys, true)).await;
     }
-    close_otlp(otlp, &collector).await;
     close_archive(archive, &collector).await;
+    close_otlp(otlp, &collector).await;
     let _ = stop_http.send(());
     match server.await {
         Ok(Ok(())) => Ok(()),
