@@ -4,14 +4,13 @@
 //! metrics until the simulator's first 3 s are over: export failures are counted and
 //! retried, and the taps go on meanwhile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use futures::StreamExt;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
@@ -137,22 +136,7 @@ async fn metrics_match_ackscope_and_slow_acks_sit_in_their_traces() {
     let client = server.client().await;
 
     // What the simulator sends: trace id → the sender's span id, off the wire.
-    let sent: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let mut game = client.subscribe("game.>").await.unwrap();
-    let collected = sent.clone();
-    tokio::spawn(async move {
-        while let Some(m) = game.next().await {
-            let tp = m.headers.as_ref().and_then(|h| h.get("traceparent"));
-            if let Some(tp) = tp.map(|v| v.as_str().to_string()) {
-                let parts: Vec<&str> = tp.split('-').collect();
-                collected
-                    .lock()
-                    .unwrap()
-                    .insert(parts[1].to_string(), parts[2].to_string());
-            }
-        }
-    });
-    client.flush().await.unwrap();
+    let sent = crate::support::traceparents(&client, "game.>").await;
 
     let receiver: Shared = Arc::new(Mutex::new(Receiver {
         // Until the simulator starts, then 3 s more (the fault begins at 5 s: no slow ack's

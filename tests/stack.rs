@@ -6,11 +6,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ackscope::sim::{self, scenario::RawScenario};
-use futures::StreamExt;
 use serde_json::Value;
 
 use crate::support::{Generation, NatsServer, free_addr, http_get, poll};
@@ -367,18 +365,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let _loading = crate::support::CPU.lock().await;
     let server = NatsServer::start(Generation::Current);
     let client = server.client().await;
-    let sent: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let mut game = client.subscribe("game.>").await.unwrap();
-    let collected = sent.clone();
-    tokio::spawn(async move {
-        while let Some(m) = game.next().await {
-            let traceparent = m.headers.as_ref().and_then(|h| h.get("traceparent"));
-            if let Some(trace) = traceparent.and_then(|tp| tp.as_str().split('-').nth(1)) {
-                collected.lock().unwrap().insert(trace.to_string());
-            }
-        }
-    });
-    client.flush().await.unwrap();
+    let sent = crate::support::traceparents(&client, "game.>").await;
 
     let (addr, _stop_serve) = crate::support::serve(&server);
     poll(&addr, "/readyz", |status, _| status == 200).await;
@@ -495,7 +482,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let sent = sent.lock().unwrap();
     for t in &traces {
         assert!(
-            sent.contains(t),
+            sent.contains_key(t),
             "exemplar {t} is no trace id the simulator sent"
         );
     }

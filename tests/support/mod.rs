@@ -219,6 +219,33 @@ impl ServedGame {
     }
 }
 
+/// Every `traceparent` sent on `subject` from now on, read off the wire: trace id → the
+/// sender's span id (both hex).
+pub async fn traceparents(
+    client: &async_nats::Client,
+    subject: &str,
+) -> Arc<Mutex<std::collections::HashMap<String, String>>> {
+    let sent: Arc<Mutex<std::collections::HashMap<String, String>>> = Arc::default();
+    let mut messages = client.subscribe(subject.to_string()).await.unwrap();
+    let collected = sent.clone();
+    tokio::spawn(async move {
+        while let Some(m) = messages.next().await {
+            let tp = m.headers.as_ref().and_then(|h| h.get("traceparent"));
+            let parts: Vec<String> = tp.map_or(Vec::new(), |v| {
+                v.as_str().split('-').map(str::to_string).collect()
+            });
+            if let [_, trace, span, ..] = parts.as_slice() {
+                collected
+                    .lock()
+                    .unwrap()
+                    .insert(trace.clone(), span.clone());
+            }
+        }
+    });
+    client.flush().await.unwrap();
+    sent
+}
+
 /// The value of an unlabelled sample `name` in Prometheus text.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
