@@ -4,7 +4,7 @@
 //! acks cannot be faked: every message here is a real JetStream delivery of a real stream and
 //! a real ack, driven by pull consumers that ack as fast as they can.
 //!
-//! `ackscope-eval throughput [--messages N] [--consumers C] [--rounds R]`
+//! `ackscope-eval throughput [--messages N] [--consumers C] [--rounds R] [--archive] [--otlp]`
 //!   N stored messages are delivered to C pull consumers and acked. Two receivers watch the
 //!   same traffic in turn: a bare async-nats subscriber on the same subjects that only counts,
 //!   and the full collector (taps, join, aggregation). Reports both rates, their ratio, and
@@ -77,6 +77,11 @@ pub struct ThroughputArgs {
     /// and compares it with the collector alone.
     #[arg(long)]
     archive: bool,
+    /// Each round also runs the collector with OTLP export on (metrics every second and
+    /// slow-ack spans, to a receiver in this process that decodes nothing), and compares it
+    /// with the collector alone.
+    #[arg(long)]
+    otlp: bool,
 }
 
 /// `soak`.
@@ -255,6 +260,8 @@ enum Receiver {
         task: tokio::task::JoinHandle<()>,
         /// The archive it hands samples to, and its directory, when it archives.
         archive: Option<(ackscope::archive::Archive, tempfile::TempDir)>,
+        /// The OTLP export, when it exports.
+        otlp: Option<ackscope::otlp::Otlp>,
     },
 }
 
@@ -282,7 +289,8 @@ impl Receiver {
         Receiver::Bare { count, slow, task }
     }
 
-    async fn collector(url: &str, archive: bool) -> Self {
+    /// `otlp`: the base URL of an OTLP receiver to export to.
+    async fn collector(url: &str, archive: bool, otlp: Option<&str>) -> Self {
         let mut raw = RawConfig::default();
         raw.nats.urls = vec![url.to_string()];
         raw.nats.subscription_capacity = SUB_CAPACITY;
@@ -303,6 +311,20 @@ impl Receiver {
             lock(&collector).attach_archive(tap);
             (archive, dir)
         });
+        let otlp = otlp.map(|endpoint| {
+            let mut raw = ackscope::otlp::RawOtlp {
+                endpoint: Some(endpoint.to_string()),
+                ..Default::default()
+            };
+            raw.export_interval = "1s".parse().unwrap();
+            let settings = raw.validate().unwrap();
+            let (otlp, tap) = ackscope::otlp::Otlp::start(&settings, config.join.max_consumers)
+                .expect("OTLP export starts")
+                .expect("an endpoint is set");
+            lock(&collector).attach_otlp(tap);
+            otlp.observe(collector.clone());
+            otlp
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(taps::run(
             subs,
@@ -319,6 +341,7 @@ impl Receiver {
             stop,
             task,
             archive,
+            otlp,
         }
     }
 
@@ -344,9 +367,25 @@ impl Receiver {
                 stop,
                 task,
                 archive,
+                otlp,
             } => {
                 let _ = stop.send(());
                 task.await.unwrap();
+                if let Some(otlp) = otlp {
+                    let tap = lock(&collector).detach_otlp();
+                    let stats = otlp.stats();
+                    tokio::task::spawn_blocking(move || otlp.shutdown(tap))
+                        .await
+                        .unwrap();
+                    println!(
+                        "            otlp: {} requests ({} failed), {} spans, {} over the limit, {} samples dropped at its queue",
+                        stats.requests.load(Ordering::Relaxed),
+                        stats.failed_requests.load(Ordering::Relaxed),
+                        stats.spans.load(Ordering::Relaxed),
+                        stats.spans_dropped.load(Ordering::Relaxed),
+                        stats.queue_dropped.load(Ordering::Relaxed),
+                    );
+                }
                 if let Some((archive, _dir)) = archive {
                     lock(&collector).detach_archive();
                     let stats = archive.stats.clone();
@@ -389,7 +428,21 @@ pub async fn throughput(args: &ThroughputArgs) {
         consumers,
         rounds,
         archive,
+        otlp,
     } = args;
+    // An OTLP receiver that answers 200 and decodes nothing: the export's cost is ackscope's.
+    let receiver_url = if otlp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ok = || async { axum::http::StatusCode::OK };
+        let app = axum::Router::new()
+            .route("/v1/metrics", axum::routing::post(ok))
+            .route("/v1/traces", axum::routing::post(ok));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Some(format!("http://{addr}"))
+    } else {
+        None
+    };
     let binary = server_binary();
     let server = NatsServer::start(&binary, "").expect("nats-server");
     let url = server.url();
@@ -425,17 +478,21 @@ pub async fn throughput(args: &ThroughputArgs) {
     );
     let expected = 2 * messages;
     let (mut bare_runs, mut full_runs, mut archiving_runs) = (Vec::new(), Vec::new(), Vec::new());
-    let names: &[&str] = if archive {
-        &["bare", "collector", "archiving"]
-    } else {
-        &["bare", "collector"]
-    };
+    let mut exporting_runs = Vec::new();
+    let mut names: Vec<&str> = vec!["bare", "collector"];
+    if archive {
+        names.push("archiving");
+    }
+    if otlp {
+        names.push("exporting");
+    }
     for round in 1..=rounds {
-        for &name in names {
+        for &name in &names {
             let receiver = match name {
                 "bare" => Receiver::bare(&url).await,
-                "collector" => Receiver::collector(&url, false).await,
-                _ => Receiver::collector(&url, true).await,
+                "collector" => Receiver::collector(&url, false, None).await,
+                "archiving" => Receiver::collector(&url, true, None).await,
+                _ => Receiver::collector(&url, false, receiver_url.as_deref()).await,
             };
             let mut drivers = Vec::new();
             for k in 0..consumers {
@@ -459,7 +516,8 @@ pub async fn throughput(args: &ThroughputArgs) {
             match name {
                 "bare" => bare_runs.push(run),
                 "collector" => full_runs.push(run),
-                _ => archiving_runs.push(run),
+                "archiving" => archiving_runs.push(run),
+                _ => exporting_runs.push(run),
             }
         }
     }
@@ -489,6 +547,19 @@ pub async fn throughput(args: &ThroughputArgs) {
         println!(
             "median: collector with the archive {a:.0} msg/s, archive on / off {:.2} (per round: {})",
             a / f,
+            ratios.join(", ")
+        );
+    }
+    if otlp {
+        let e = median(&exporting_runs);
+        let ratios: Vec<String> = full_runs
+            .iter()
+            .zip(&exporting_runs)
+            .map(|(f, e)| format!("{:.2}", e.rate() / f.rate()))
+            .collect();
+        println!(
+            "median: collector exporting OTLP {e:.0} msg/s, OTLP on / off {:.2} (per round: {})",
+            e / f,
             ratios.join(", ")
         );
     }
@@ -811,7 +882,7 @@ pub async fn accuracy(args: &AccuracyArgs) {
         };
         let server = NatsServer::start(&binary, flags).expect("nats-server");
         let url = server.url();
-        let receiver = Receiver::collector(&url, false).await;
+        let receiver = Receiver::collector(&url, false, None).await;
         let client = async_nats::connect(&url).await.unwrap();
         // A bare subscriber beside the taps: when each ack reaches a client that does nothing
         // else, keyed by stream sequence.
