@@ -195,6 +195,21 @@ impl Collector {
         self.otlp.take()
     }
 
+    /// What the OTLP export's gauges read.
+    pub fn otlp_observed(&self) -> crate::otlp::Observed {
+        crate::otlp::Observed {
+            consumers: self
+                .consumers()
+                .filter_map(|(id, stream, consumer)| {
+                    let state = self.facts(id)?.state.clone()?;
+                    Some((stream.to_string(), consumer.to_string(), state))
+                })
+                .collect(),
+            samples: self.counters.samples,
+            join_pending: self.joiner.pending_len() as u64,
+        }
+    }
+
     /// What the OTLP export did, when it is on.
     pub fn otlp_stats(&self) -> Option<Arc<crate::otlp::OtlpStats>> {
         self.otlp.as_ref().map(|t| t.stats())

@@ -20,6 +20,8 @@ const STAGES: &[&[&str]] = &[
     &["aggregate"],
     &["analyze"],
     &["archive"],
+    // OpenTelemetry export: fed by the collector, configured with the rest.
+    &["otlp"],
     &["config"],
     &["collector"],
     &["api"],

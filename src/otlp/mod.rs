@@ -38,9 +38,21 @@ use opentelemetry_sdk::trace::{
 pub use config::{OtlpConfig, RawOtlp};
 
 use crate::collect::config::HeadersConfig;
-use crate::collector::{Collector, lock};
+use crate::collect::consumer_state::ConsumerState;
 use crate::model::{AckKind, Labels, ParentSpan, Sample, TraceId};
 use crate::names::Names;
+
+/// What the gauges read at each export, copied out of the collector.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Each consumer whose state is known: stream, consumer, its consumer info.
+    pub consumers: Vec<(String, String, ConsumerState)>,
+    pub samples: u64,
+    pub join_pending: u64,
+}
+
+/// A read of the collector's numbers, and when it was taken.
+type ReadAt = (Instant, Arc<Observed>);
 
 /// What the export did, for `/metrics`.
 #[derive(Debug, Default)]
@@ -454,14 +466,31 @@ impl Otlp {
         self.stats.clone()
     }
 
-    /// Gauges read from the collector at each export: consumer state and ackscope's own
-    /// health.
-    pub fn observe(&self, collector: Arc<Mutex<Collector>>) {
+    /// Gauges read at each export: consumer state and ackscope's own health, from `read`
+    /// (the collector's numbers, copied out under its lock), called at most once a second.
+    pub fn observe(&self, read: impl Fn() -> Observed + Send + Sync + 'static) {
         let Some(meters) = &self.meters else {
             return;
         };
         let meter = meters.meter("ackscope");
-        type Read = fn(&crate::collect::consumer_state::ConsumerState) -> i64;
+        // One read serves every gauge of an export.
+        let cache: Arc<Mutex<Option<ReadAt>>> = Arc::default();
+        let read = Arc::new(read);
+        let current = move || {
+            let mut c = cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*c {
+                Some((at, o)) if at.elapsed() < Duration::from_secs(1) => o.clone(),
+                _ => {
+                    let o = Arc::new(read());
+                    *c = Some((Instant::now(), o.clone()));
+                    o
+                }
+            }
+        };
+        let current = Arc::new(current);
+        type Read = fn(&ConsumerState) -> i64;
         let state: [(&'static str, &'static str, Read); 4] = [
             ("ackscope.consumer.ack_pending", "num_ack_pending", |s| {
                 s.num_ack_pending as i64
@@ -482,37 +511,34 @@ impl Otlp {
                 |s| s.num_redelivered as i64,
             ),
         ];
-        for (name, description, read) in state {
-            let collector = collector.clone();
+        for (name, description, value) in state {
+            let current = current.clone();
             meter
                 .i64_observable_gauge(name)
                 .with_description(description)
                 .with_callback(move |o| {
-                    let c = lock(&collector);
-                    for (id, stream, consumer) in c.consumers() {
-                        if let Some(s) = c.facts(id).and_then(|f| f.state.as_ref()) {
-                            let attrs = [
-                                KeyValue::new("messaging.system", "nats"),
-                                KeyValue::new("stream", stream.to_string()),
-                                KeyValue::new("consumer", consumer.to_string()),
-                            ];
-                            o.observe(read(s), &attrs);
-                        }
+                    for (stream, consumer, s) in &current().consumers {
+                        let attrs = [
+                            KeyValue::new("messaging.system", "nats"),
+                            KeyValue::new("stream", stream.clone()),
+                            KeyValue::new("consumer", consumer.clone()),
+                        ];
+                        o.observe(value(s), &attrs);
                     }
                 })
                 .build();
         }
-        let own = collector.clone();
+        let own = current.clone();
         meter
             .u64_observable_counter("ackscope.samples")
             .with_description("Joined delivery → ack samples")
-            .with_callback(move |o| o.observe(lock(&own).counters().samples, &[]))
+            .with_callback(move |o| o.observe(own().samples, &[]))
             .build();
-        let own = collector.clone();
+        let own = current.clone();
         meter
             .u64_observable_gauge("ackscope.join.pending")
             .with_description("Deliveries waiting for their ack")
-            .with_callback(move |o| o.observe(lock(&own).joiner().pending_len() as u64, &[]))
+            .with_callback(move |o| o.observe(own().join_pending, &[]))
             .build();
         let stats = self.stats.clone();
         meter

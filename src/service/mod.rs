@@ -46,7 +46,8 @@ fn start_otlp(
         return Ok(None);
     };
     lock(collector).attach_otlp(tap);
-    otlp.observe(collector.clone());
+    let c = collector.clone();
+    otlp.observe(move || lock(&c).otlp_observed());
     Ok(Some(otlp))
 }
 

@@ -322,7 +322,8 @@ impl Receiver {
                 .expect("OTLP export starts")
                 .expect("an endpoint is set");
             lock(&collector).attach_otlp(tap);
-            otlp.observe(collector.clone());
+            let c = collector.clone();
+            otlp.observe(move || lock(&c).otlp_observed());
             otlp
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
