@@ -1134,6 +1134,17 @@ impl Collector {
             .iter()
             .filter(|l| l.is_some_and(|v| v > max))
             .count() as u64;
+        // The sample's frame under its consumer's clock, once, for the taps that keep it.
+        let frame = (self.otlp.is_some() || self.archive.is_some()).then(|| {
+            let clock = self
+                .aggregator
+                .clocks()
+                .at(sample.consumer, sample.acked_ns);
+            crate::otlp::FrameOf {
+                phase_ns: clock.phase_ns(sample.acked_ns),
+                period_ns: clock.period.ns(),
+            }
+        });
         if let Some(facts) = self.facts.get_mut(sample.consumer as usize) {
             facts.totals.count_kind(sample.kind);
             for (kept, seen) in facts.labels.iter_mut().zip(sample.labels) {
@@ -1146,15 +1157,7 @@ impl Collector {
                     .ack_buckets
                     .record_traced(ns, sample.trace_id, sample.acked_ns);
             }
-            if let Some(otlp) = &mut self.otlp {
-                let clock = self
-                    .aggregator
-                    .clocks()
-                    .at(sample.consumer, sample.acked_ns);
-                let frame = crate::otlp::FrameOf {
-                    phase_ns: clock.phase_ns(sample.acked_ns),
-                    period_ns: clock.period.ns(),
-                };
+            if let (Some(otlp), Some(frame)) = (&mut self.otlp, frame) {
                 otlp.push(
                     &sample,
                     facts.labels,
@@ -1165,14 +1168,9 @@ impl Collector {
             }
         }
         if let Some(tap) = &mut self.archive {
-            let clock = self
-                .aggregator
-                .clocks()
-                .at(sample.consumer, sample.acked_ns);
-            let phase_ns = Some(clock.phase_ns(sample.acked_ns));
             tap.push(ArchivedSample {
                 sample: sample.clone(),
-                phase_ns,
+                phase_ns: frame.map(|f| f.phase_ns),
             });
         }
         self.aggregator.record(&sample);

@@ -276,11 +276,8 @@ impl Prometheus {
 
     /// `GET path?query`: the `data` of a successful answer.
     async fn api(&self, path: &str, params: &[(&str, &str)]) -> Value {
-        let query: Vec<String> = params
-            .iter()
-            .map(|(k, v)| format!("{k}={}", encoded(v)))
-            .collect();
-        let (status, body) = http_get(&self.addr, &format!("{path}?{}", query.join("&")))
+        let query = serde_urlencoded::to_string(params).unwrap();
+        let (status, body) = http_get(&self.addr, &format!("{path}?{query}"))
             .await
             .unwrap();
         assert_eq!(status, 200, "{path} {params:?}: {body}");
@@ -295,18 +292,6 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Percent-encodes a query parameter's value.
-fn encoded(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Grafana's variables as the test evaluates them: every stream, server and consumer.
