@@ -268,8 +268,16 @@ impl Collector {
         }
     }
 
-    /// Hands ended spikes to the archive (nothing without one).
-    pub fn archive_spikes(&mut self, rows: Vec<crate::archive::SpikeRow>) {
+    /// Whether ended spikes go anywhere: to an archive, or to OTLP export as spans.
+    pub fn wants_ended_spikes(&self) -> bool {
+        self.archive.is_some() || self.otlp.as_ref().is_some_and(|t| t.traces())
+    }
+
+    /// Hands ended spikes to OTLP export (a span each) and to the archive, to those attached.
+    pub fn hand_over_spikes(&mut self, rows: Vec<crate::archive::SpikeRow>) {
+        if let Some(otlp) = &mut self.otlp {
+            otlp.spikes(&rows);
+        }
         if let Some(tap) = &mut self.archive {
             tap.hand_over_spikes(rows);
         }

@@ -2,7 +2,8 @@
 //! `ExportMetricsServiceRequest` and `ExportTraceServiceRequest` with opentelemetry-proto)
 //! while the simulator runs a game fleet with one server pausing. The receiver refuses
 //! metrics until the simulator's first 3 s are over: export failures are counted and
-//! retried, and the taps go on meanwhile.
+//! retried, and the taps go on meanwhile. The pause is a P99 spike, whose span links to the
+//! slow-ack spans of its exemplars.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -71,7 +72,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// srv-2 pauses 60 ms every second from 5 s to 20 s: its acks are slower than a frame.
+/// srv-2 pauses 60 ms every second from 7 s to 20 s: its acks are slower than a frame, and its
+/// P99 spikes against the 7 s before.
 const SCENARIO: &str = r#"
 name = "otlp"
 seed = 3
@@ -88,8 +90,8 @@ max_ack_pending = 200
 
 [[faults]]
 kind = "gc_pause"
-start = "5s"
-duration = "15s"
+start = "7s"
+duration = "13s"
 servers = [2]
 pause = "60ms"
 every = "1s"
@@ -139,7 +141,7 @@ async fn metrics_match_ackscope_and_slow_acks_sit_in_their_traces() {
     let sent = crate::support::traceparents(&client, "game.>").await;
 
     let receiver: Shared = Arc::new(Mutex::new(Receiver {
-        // Until the simulator starts, then 3 s more (the fault begins at 5 s: no slow ack's
+        // Until the simulator starts, then 3 s more (the fault begins at 7 s: no slow ack's
         // span is refused, so every span sent must arrive).
         refuse_until: Instant::now() + Duration::from_secs(3_600),
         refused: 0,
@@ -225,7 +227,8 @@ spans_per_second = 5
             let r = receiver.lock().unwrap();
             (exported_counts(&r.metrics), span_count(&r.traces))
         };
-        let spans_sent = metric(&text, "ackscope_otlp_spans_total").unwrap_or(-1.0);
+        let spans_sent = metric(&text, "ackscope_otlp_spans_total").unwrap_or(-1.0)
+            + metric(&text, "ackscope_otlp_spike_spans_total").unwrap_or(0.0);
         let now = (own.clone(), exported.clone(), spans_received, spans_sent);
         let settled = own == exported && spans_received as f64 == spans_sent;
         if (settled && last.as_ref() == Some(&now)) || Instant::now() > deadline {
@@ -246,6 +249,7 @@ spans_per_second = 5
     );
     let dropped = metric(&text, "ackscope_otlp_spans_dropped_total").unwrap();
     let spans_sent = metric(&text, "ackscope_otlp_spans_total").unwrap();
+    let spike_spans_sent = metric(&text, "ackscope_otlp_spike_spans_total").unwrap();
 
     // What arrived, taken out of the receiver (nothing more is awaited on).
     let r = {
@@ -287,18 +291,28 @@ spans_per_second = 5
     assert!(kinds.contains(&"ack"), "{kinds:?}");
 
     // Every slow-ack span is a child of its message's own span, in its trace.
-    let spans: Vec<_> = r
+    let all: Vec<_> = r
         .traces
         .iter()
         .flat_map(|t| &t.resource_spans)
         .flat_map(|r| &r.scope_spans)
         .flat_map(|s| &s.spans)
         .collect();
+    let spans: Vec<_> = all
+        .iter()
+        .filter(|s| s.kind == SpanKind::Consumer as i32)
+        .copied()
+        .collect();
     assert!(spans.len() >= 10, "{} slow-ack spans", spans.len());
     assert_eq!(
         spans.len() as f64,
         spans_sent,
-        "every span sent arrived once"
+        "every slow-ack span sent arrived once"
+    );
+    assert_eq!(
+        (all.len() - spans.len()) as f64,
+        spike_spans_sent,
+        "every spike span sent arrived once"
     );
     let sent = sent.lock().unwrap().clone();
     let mut per_consumer: BTreeMap<&str, usize> = BTreeMap::new();
@@ -347,6 +361,98 @@ spans_per_second = 5
         r.refused
     );
 
+    // The spike: it ended before the stop, and the stop hands over those not handed yet.
     let _ = stop_serve.send(());
     service.await.unwrap().unwrap();
+    let later = receiver.lock().unwrap();
+    let all: Vec<_> = r
+        .traces
+        .iter()
+        .chain(&later.traces)
+        .flat_map(|t| &t.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .collect();
+    // Slow-ack spans by trace id: what a spike span may link to.
+    let slow_acks: BTreeMap<String, Vec<String>> = all
+        .iter()
+        .filter(|s| s.kind == SpanKind::Consumer as i32)
+        .fold(BTreeMap::new(), |mut m, s| {
+            m.entry(hex(&s.trace_id)).or_default().push(hex(&s.span_id));
+            m
+        });
+    let spikes: Vec<_> = all
+        .iter()
+        .filter(|s| s.kind == SpanKind::Internal as i32)
+        .collect();
+    let srv2 = spikes
+        .iter()
+        .find(|s| s.name == "p99 spike GAME/srv-2")
+        .unwrap_or_else(|| {
+            let names: Vec<_> = spikes.iter().map(|s| &s.name).collect();
+            panic!("no spike span for srv-2 among {names:?}")
+        });
+    assert!(srv2.parent_span_id.is_empty(), "a spike span is a root");
+    let number = |key| match attr(&srv2.attributes, key) {
+        Some(any_value::Value::DoubleValue(v)) => *v,
+        other => panic!("{key}: {other:?}"),
+    };
+    let (p99, baseline) = (
+        number("ackscope.p99_us"),
+        number("ackscope.baseline_p99_us"),
+    );
+    assert!(
+        p99 > 16_000.0 && p99 > baseline * 1.5,
+        "the spike's P99 {p99} µs against its baseline {baseline} µs"
+    );
+    let wall = srv2.end_time_unix_nano - srv2.start_time_unix_nano;
+    assert!(
+        (3e9..=20e9).contains(&(wall as f64)),
+        "the spike span covers its windows: {wall} ns"
+    );
+    let exemplars: Vec<String> = match attr(&srv2.attributes, "ackscope.exemplar_trace_ids") {
+        Some(any_value::Value::ArrayValue(a)) => a
+            .values
+            .iter()
+            .filter_map(|v| match v.value.as_ref()? {
+                any_value::Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("exemplar trace ids: {other:?}"),
+    };
+    assert!(!exemplars.is_empty());
+    assert_eq!(
+        srv2.events.len(),
+        match attr(&srv2.attributes, "ackscope.causes") {
+            Some(any_value::Value::ArrayValue(a)) => a.values.len(),
+            other => panic!("causes: {other:?}"),
+        },
+        "an event per cause"
+    );
+    // Each link is a slow-ack span this export sent, in the trace of one of the exemplars.
+    assert!(
+        !srv2.links.is_empty(),
+        "the spike links to its exemplars' spans"
+    );
+    for link in &srv2.links {
+        let trace = hex(&link.trace_id);
+        assert!(exemplars.contains(&trace), "{trace} is an exemplar");
+        assert!(
+            sent.contains_key(&trace),
+            "{trace} is a trace the simulator sent"
+        );
+        assert!(
+            slow_acks
+                .get(&trace)
+                .is_some_and(|ids| ids.contains(&hex(&link.span_id))),
+            "the link names a slow-ack span of {trace}"
+        );
+    }
+    println!(
+        "spike spans {:?}; srv-2's: P99 {p99} µs against {baseline} µs, {} exemplars, {} links",
+        spikes.iter().map(|s| &s.name).collect::<Vec<_>>(),
+        exemplars.len(),
+        srv2.links.len()
+    );
 }

@@ -67,6 +67,7 @@ pub async fn metrics(
                 [
                     o.queue_dropped.load(Relaxed),
                     o.spans.load(Relaxed),
+                    o.spike_spans.load(Relaxed),
                     o.spans_dropped.load(Relaxed),
                     o.spans_without_parent.load(Relaxed),
                     o.requests.load(Relaxed),

@@ -1,7 +1,8 @@
 //! OpenTelemetry export over OTLP/HTTP: metrics (ack and e2e latency as base-2 exponential
 //! histograms, acks by kind, redeliveries, consumer state, ackscope's own health) and a span
 //! for each slow ack, a child of the message's own trace (its `traceparent`), so the slow ack
-//! shows inside the game's distributed trace.
+//! shows inside the game's distributed trace; and a span for each ended P99 spike, with its
+//! causes and links to the slow-ack spans of its exemplar traces.
 //!
 //! The collector hands each sample to an [`OtlpTap`]: a bounded queue to the exporter's own
 //! thread (full: the sample is counted and dropped, the taps never wait). That thread records
@@ -14,7 +15,7 @@ pub mod config;
 mod http;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId as OtelTraceId,
-    TraceState, Tracer as _, TracerProvider as _,
+    Link, Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags,
+    TraceId as OtelTraceId, TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
@@ -37,6 +38,7 @@ use opentelemetry_sdk::trace::{
 
 pub use config::{OtlpConfig, RawOtlp};
 
+use crate::archive::SpikeRow;
 use crate::collect::config::HeadersConfig;
 use crate::collect::consumer_state::ConsumerState;
 use crate::model::{AckKind, Labels, ParentSpan, Sample, TraceId};
@@ -57,11 +59,14 @@ type ReadAt = (Instant, Arc<Observed>);
 /// What the export did, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct OtlpStats {
-    /// Samples not handed to the exporter's thread: its queue was full.
+    /// Samples and ended spikes not handed to the exporter's thread: its queue was full.
     pub queue_dropped: AtomicU64,
+    /// Slow-ack spans.
     pub spans: AtomicU64,
-    /// Slow acks beyond `spans_per_second` in their second.
+    /// Slow acks and spikes beyond `spans_per_second` in their second: no span.
     pub spans_dropped: AtomicU64,
+    /// Spike spans.
+    pub spike_spans: AtomicU64,
     /// Slow acks with no span: no `traceparent`, or the sender does not sample the trace.
     pub spans_without_parent: AtomicU64,
     /// HTTP requests to the receiver (retries included), and those that failed.
@@ -142,10 +147,25 @@ struct Event {
     slow: Option<Box<SlowAck>>,
 }
 
+/// An ended spike, as its span tells it.
+#[derive(Debug)]
+struct SpikeSpan {
+    start_ns: i64,
+    end_ns: i64,
+    report: crate::analyze::report::SpikeReport,
+}
+
+/// What the collector hands the exporter's thread.
+#[derive(Debug)]
+enum Item {
+    Sample(Event),
+    Spike(Box<SpikeSpan>),
+}
+
 /// The collector's side: hands samples to the exporter's thread without waiting.
 #[derive(Debug)]
 pub struct OtlpTap {
-    tx: SyncSender<Event>,
+    tx: SyncSender<Item>,
     stats: Arc<OtlpStats>,
     /// Per consumer id: the labels its attributes were built with, and the attributes.
     attrs: Vec<Option<(Labels, Arc<ConsumerAttrs>)>>,
@@ -163,6 +183,28 @@ pub struct FrameOf {
 impl OtlpTap {
     pub fn stats(&self) -> Arc<OtlpStats> {
         self.stats.clone()
+    }
+
+    /// Whether spans are exported (and so spikes are wanted).
+    pub fn traces(&self) -> bool {
+        self.traces
+    }
+
+    /// Hands ended spikes over, a span each (nothing when spans are not exported).
+    pub fn spikes(&mut self, rows: &[SpikeRow]) {
+        if !self.traces {
+            return;
+        }
+        for r in rows {
+            let spike = SpikeSpan {
+                start_ns: r.start_ns,
+                end_ns: r.end_ns,
+                report: r.spike.clone(),
+            };
+            if self.tx.try_send(Item::Spike(Box::new(spike))).is_err() {
+                self.stats.queue_dropped.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// Drops every consumer's attributes: the collector forgot consumers or label values, and
@@ -230,7 +272,8 @@ impl OtlpTap {
             redelivered: sample.deliveries > 1,
             slow,
         };
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(event)
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.tx.try_send(Item::Sample(event))
         {
             self.stats.queue_dropped.fetch_add(1, Relaxed);
         }
@@ -591,13 +634,45 @@ fn view(i: &Instrument, cardinality: usize) -> Option<Stream> {
     stream.build().ok()
 }
 
-/// The exporter's thread: records each sample, turns each second's slowest acks into spans.
+/// The slow-ack spans a spike span can link to: the latest [`SpanMemory::CAPACITY`], by trace.
+#[derive(Debug, Default)]
+struct SpanMemory {
+    by_trace: HashMap<[u8; 16], [u8; 8]>,
+    order: VecDeque<[u8; 16]>,
+}
+
+impl SpanMemory {
+    /// At the default 100 spans a second, the last 11 minutes: longer than a spike takes to
+    /// end and be explained.
+    const CAPACITY: usize = 65_536;
+
+    fn remember(&mut self, trace: [u8; 16], span: [u8; 8]) {
+        if self.by_trace.insert(trace, span).is_none() {
+            self.order.push_back(trace);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.by_trace.remove(&old);
+            }
+        }
+    }
+
+    fn span_of(&self, trace: &TraceId) -> Option<SpanId> {
+        self.by_trace.get(&trace.0).map(|s| SpanId::from_bytes(*s))
+    }
+}
+
+/// The exporter's thread: records each sample, turns each second's ended spikes and slowest
+/// acks into spans.
 struct Recorder {
     instruments: Option<Instruments>,
     tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     limit: usize,
     stats: Arc<OtlpStats>,
     slow: BinaryHeap<Reverse<BySlowness>>,
+    /// Ended spikes waiting for this second's emit, at most `limit`.
+    spikes: Vec<SpikeSpan>,
+    emitted: SpanMemory,
 }
 
 struct Instruments {
@@ -605,6 +680,11 @@ struct Instruments {
     e2e: Histogram<f64>,
     acks: Counter<u64>,
     redeliveries: Counter<u64>,
+}
+
+/// `ns` since the epoch as a time (before it: the epoch).
+fn at(ns: i64) -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64)
 }
 
 impl Recorder {
@@ -640,14 +720,23 @@ impl Recorder {
             limit,
             stats,
             slow: BinaryHeap::new(),
+            spikes: Vec::new(),
+            emitted: SpanMemory::default(),
         }
     }
 
-    fn run(mut self, rx: Receiver<Event>) {
+    fn run(mut self, rx: Receiver<Item>) {
         let mut second = Instant::now() + Duration::from_secs(1);
         loop {
             match rx.recv_timeout(second.saturating_duration_since(Instant::now())) {
-                Ok(event) => self.record(event),
+                Ok(Item::Sample(event)) => self.record(event),
+                Ok(Item::Spike(spike)) => {
+                    if self.spikes.len() < self.limit {
+                        self.spikes.push(*spike);
+                    } else {
+                        self.stats.spans_dropped.fetch_add(1, Relaxed);
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     self.emit();
@@ -684,46 +773,137 @@ impl Recorder {
         }
     }
 
-    /// This second's slowest acks as spans, slowest first.
+    /// This second's spans: ended spikes first, then the slowest acks, slowest first, up to
+    /// the limit together.
     fn emit(&mut self) {
-        let Some(tracer) = &self.tracer else {
+        let Some(tracer) = self.tracer.clone() else {
             self.slow.clear();
+            self.spikes.clear();
             return;
         };
+        let mut room = self.limit;
+        for spike in std::mem::take(&mut self.spikes) {
+            self.spike_span(&tracer, &spike);
+            room -= 1;
+        }
         let mut slow: Vec<Box<SlowAck>> = self.slow.drain().map(|Reverse(s)| s.0).collect();
         slow.sort_by_key(|s| Reverse(s.latency_ns));
+        let over = slow.len().saturating_sub(room);
+        slow.truncate(room);
+        self.stats.spans_dropped.fetch_add(over as u64, Relaxed);
         for s in slow {
-            let parent = SpanContext::new(
-                OtelTraceId::from_bytes(s.trace_id.0),
-                SpanId::from_bytes(s.parent.span_id),
-                TraceFlags::SAMPLED,
-                true,
-                TraceState::default(),
-            );
-            let cx = Context::new().with_remote_span_context(parent);
-            let at = |ns: i64| UNIX_EPOCH + Duration::from_nanos(ns.max(0) as u64);
-            let attributes = vec![
-                KeyValue::new("messaging.system", "nats"),
-                KeyValue::new("messaging.operation.type", "process"),
-                KeyValue::new("messaging.operation.name", s.kind.as_str()),
-                KeyValue::new("messaging.destination.name", s.subject.clone()),
-                KeyValue::new("messaging.consumer.group.name", s.attrs.consumer.clone()),
-                KeyValue::new("messaging.nats.stream", s.attrs.stream.clone()),
-                KeyValue::new("messaging.nats.delivery_count", i64::from(s.deliveries)),
-                KeyValue::new("messaging.nats.stream_sequence", s.stream_seq as i64),
-                KeyValue::new("ackscope.ack.latency_us", s.latency_ns as f64 / 1e3),
-                KeyValue::new("ackscope.frame.phase_us", s.phase_ns as f64 / 1e3),
-                KeyValue::new("ackscope.frame.period_us", s.period_ns as f64 / 1e3),
-            ];
-            let mut span = tracer
-                .span_builder(format!("ack {}", s.attrs.stream))
-                .with_kind(SpanKind::Consumer)
-                .with_start_time(at(s.start_ns))
-                .with_attributes(attributes)
-                .start_with_context(tracer, &cx);
-            span.end_with_timestamp(at(s.acked_ns));
-            self.stats.spans.fetch_add(1, Relaxed);
+            self.slow_ack_span(&tracer, &s);
         }
+    }
+
+    /// A consumer-kind span from delivery to ack, a child of the message's own span.
+    fn slow_ack_span(&mut self, tracer: &opentelemetry_sdk::trace::SdkTracer, s: &SlowAck) {
+        let parent = SpanContext::new(
+            OtelTraceId::from_bytes(s.trace_id.0),
+            SpanId::from_bytes(s.parent.span_id),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let cx = Context::new().with_remote_span_context(parent);
+        let attributes = vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.operation.name", s.kind.as_str()),
+            KeyValue::new("messaging.destination.name", s.subject.clone()),
+            KeyValue::new("messaging.consumer.group.name", s.attrs.consumer.clone()),
+            KeyValue::new("messaging.nats.stream", s.attrs.stream.clone()),
+            KeyValue::new("messaging.nats.delivery_count", i64::from(s.deliveries)),
+            KeyValue::new("messaging.nats.stream_sequence", s.stream_seq as i64),
+            KeyValue::new("ackscope.ack.latency_us", s.latency_ns as f64 / 1e3),
+            KeyValue::new("ackscope.frame.phase_us", s.phase_ns as f64 / 1e3),
+            KeyValue::new("ackscope.frame.period_us", s.period_ns as f64 / 1e3),
+        ];
+        let mut span = tracer
+            .span_builder(format!("ack {}", s.attrs.stream))
+            .with_kind(SpanKind::Consumer)
+            .with_start_time(at(s.start_ns))
+            .with_attributes(attributes)
+            .start_with_context(tracer, &cx);
+        let id = span.span_context().span_id().to_bytes();
+        span.end_with_timestamp(at(s.acked_ns));
+        self.emitted.remember(s.trace_id.0, id);
+        self.stats.spans.fetch_add(1, Relaxed);
+    }
+
+    /// An internal span over the spike's windows, the root of its own trace: its P99 against
+    /// the baseline, its ranked causes (an event each, with the evidence in words), every
+    /// exemplar trace id, and a link to each exemplar's slow-ack span this export made.
+    fn spike_span(&mut self, tracer: &opentelemetry_sdk::trace::SdkTracer, spike: &SpikeSpan) {
+        let r = &spike.report;
+        let mut links: Vec<Link> = Vec::new();
+        let mut exemplars: Vec<TraceId> = Vec::new();
+        for c in &r.causes {
+            for t in &c.exemplar_trace_ids {
+                if exemplars.contains(t) {
+                    continue;
+                }
+                exemplars.push(*t);
+                if let Some(span_id) = self.emitted.span_of(t) {
+                    let linked = SpanContext::new(
+                        OtelTraceId::from_bytes(t.0),
+                        span_id,
+                        TraceFlags::SAMPLED,
+                        true,
+                        TraceState::default(),
+                    );
+                    let why = vec![KeyValue::new("ackscope.cause", c.cause.as_str())];
+                    links.push(Link::new(linked, why, 0));
+                }
+            }
+        }
+        let strings = |v: Vec<String>| {
+            opentelemetry::Value::Array(opentelemetry::Array::String(
+                v.into_iter().map(Into::into).collect(),
+            ))
+        };
+        let top = r.causes.first();
+        let attributes = vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.nats.stream", r.stream.clone()),
+            KeyValue::new("messaging.consumer.group.name", r.consumer.clone()),
+            KeyValue::new("ackscope.latency", r.latency.as_str()),
+            KeyValue::new("ackscope.p99_us", r.p99_us),
+            KeyValue::new("ackscope.baseline_p99_us", r.baseline_p99_us),
+            KeyValue::new("ackscope.windows", r.windows as i64),
+            KeyValue::new(
+                "ackscope.cause",
+                top.map_or("unknown", |c| c.cause.as_str()),
+            ),
+            KeyValue::new("ackscope.confidence", top.map_or(0.0, |c| c.confidence)),
+            KeyValue::new(
+                "ackscope.causes",
+                strings(r.causes.iter().map(|c| c.cause.as_str().into()).collect()),
+            ),
+            KeyValue::new(
+                "ackscope.exemplar_trace_ids",
+                strings(exemplars.iter().map(ToString::to_string).collect()),
+            ),
+        ];
+        let mut span = tracer
+            .span_builder(format!("p99 spike {}/{}", r.stream, r.consumer))
+            .with_kind(SpanKind::Internal)
+            .with_start_time(at(spike.start_ns))
+            .with_attributes(attributes)
+            .with_links(links)
+            .start_with_context(tracer, &Context::new());
+        for c in &r.causes {
+            let mut attrs = vec![
+                KeyValue::new("ackscope.confidence", c.confidence),
+                KeyValue::new("ackscope.summary", c.summary.clone()),
+            ];
+            if let Some(by) = c.caused_by {
+                attrs.push(KeyValue::new("ackscope.caused_by", by.as_str()));
+            }
+            span.add_event_with_timestamp(c.cause.as_str(), at(spike.end_ns), attrs);
+        }
+        span.end_with_timestamp(at(spike.end_ns));
+        self.stats.spike_spans.fetch_add(1, Relaxed);
     }
 }
 
@@ -733,5 +913,39 @@ impl std::fmt::Debug for Otlp {
             .field("metrics", &self.meters.is_some())
             .field("traces", &self.tracer.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_memory_keeps_the_latest_spans_by_trace() {
+        let mut m = SpanMemory::default();
+        let trace = |i: usize| {
+            let mut t = [0u8; 16];
+            t[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            t
+        };
+        for i in 0..SpanMemory::CAPACITY + 10 {
+            m.remember(trace(i), (i as u64 + 1).to_le_bytes());
+        }
+        assert_eq!(m.by_trace.len(), SpanMemory::CAPACITY);
+        assert_eq!(m.order.len(), SpanMemory::CAPACITY);
+        // The first ten went; the eleventh and the latest are there.
+        assert_eq!(m.span_of(&TraceId(trace(9))), None);
+        assert_eq!(
+            m.span_of(&TraceId(trace(10))),
+            Some(SpanId::from_bytes(11u64.to_le_bytes()))
+        );
+        let last = SpanMemory::CAPACITY + 9;
+        // A trace seen again keeps its place and takes the newer span.
+        m.remember(trace(last), [9; 8]);
+        assert_eq!(m.order.len(), SpanMemory::CAPACITY);
+        assert_eq!(
+            m.span_of(&TraceId(trace(last))),
+            Some(SpanId::from_bytes([9; 8]))
+        );
     }
 }

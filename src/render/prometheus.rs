@@ -51,7 +51,7 @@ pub struct MetricsSnapshot {
     /// The OTLP export's counts, when it is on: samples dropped at its queue, spans sent,
     /// spans over the rate limit, slow acks without a sampled `traceparent`, HTTP requests,
     /// failed requests.
-    pub otlp: Option<[u64; 6]>,
+    pub otlp: Option<[u64; 7]>,
     pub consumers: Vec<ConsumerMetrics>,
 }
 
@@ -275,18 +275,24 @@ pub fn render_metrics(s: &MetricsSnapshot, format: Exposition) -> String {
         let _ = writeln!(out, "{name} {value}");
     }
     if let Some(otlp) = s.otlp {
-        let names: [(&str, &str); 6] = [
+        let names: [(&str, &str); 7] = [
             (
                 "ackscope_otlp_queue_dropped_total",
-                "Samples not handed to the OTLP export because its queue was full (otlp.queue).",
+                "Samples and ended spikes not handed to the OTLP export because its queue was \
+                 full (otlp.queue).",
             ),
             (
                 "ackscope_otlp_spans_total",
                 "Slow-ack spans exported over OTLP.",
             ),
             (
+                "ackscope_otlp_spike_spans_total",
+                "Spans of ended P99 spikes exported over OTLP.",
+            ),
+            (
                 "ackscope_otlp_spans_dropped_total",
-                "Slow acks over otlp.spans_per_second in their second, with no span.",
+                "Slow acks and ended spikes over otlp.spans_per_second in their second, with no \
+                 span.",
             ),
             (
                 "ackscope_otlp_spans_without_parent_total",

@@ -213,11 +213,17 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     };
     let mut state =
         AppState::new(collector.clone(), readiness.clone()).with_access(config.http.clone());
-    let mut spike_keys = None;
     if let Some(archive) = &archive {
         state = state.with_archive(archive.dir.clone());
-        let keys = Arc::new(Mutex::new(spikes::Archived::load(&archive.dir, &config)));
-        tokio::spawn(spikes::archive_ended(state.clone(), keys.clone()));
+    }
+    let mut spike_keys = None;
+    if lock(&collector).wants_ended_spikes() {
+        let keys = match &archive {
+            Some(archive) => spikes::Archived::load(&archive.dir, &config),
+            None => spikes::Archived::default(),
+        };
+        let keys = Arc::new(Mutex::new(keys));
+        tokio::spawn(spikes::hand_over_ended(state.clone(), keys.clone()));
         spike_keys = Some(keys);
     }
     start_alerts(&state, &config, &events);
@@ -263,8 +269,8 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         )
         .await;
     }
-    // Everything collected is on disk before the process ends, the spikes up to the last
-    // closed window among it.
+    // Everything collected is on disk (and exported) before the process ends, the spikes up
+    // to the last closed window among it.
     if let Some(keys) = spike_keys {
         let state = state.clone();
         let _ = tokio::task::spawn_blocking(move || spikes::pass(&state, &keys, true)).await;

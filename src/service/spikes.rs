@@ -1,6 +1,7 @@
-//! Ended spikes into the archive: every few seconds the spikes that have ended since are
-//! explained (as the API explains them, sharing its cache) and handed to the archive's
-//! `spikes` table; at a clean stop, those up to the last closed window too.
+//! Ended spikes into the archive and OTLP export: every few seconds the spikes that have ended
+//! since are explained (as the API explains them, sharing its cache) and handed to the
+//! archive's `spikes` table and, as a span each, to OTLP export; at a clean stop, those up to
+//! the last closed window too.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,9 +20,9 @@ const EVERY: Duration = Duration::from_secs(5);
 /// A spike's scope and latency by names: (stream, consumer, e2e).
 type Scope = (String, String, bool);
 
-/// The spikes archived, by scope and start and by scope and end: a spike found again is one of
-/// these when either matches (its first windows left the history, or a later window joined
-/// it after it was archived).
+/// The spikes handed over, by scope and start and by scope and end: a spike found again is one
+/// of these when either matches (its first windows left the history, or a later window joined
+/// it after it was handed over).
 #[derive(Debug, Default)]
 pub struct Archived {
     starts: BTreeSet<(Scope, i64)>,
@@ -85,9 +86,9 @@ impl Archived {
     }
 }
 
-/// Every [`EVERY`], archives the spikes that have ended; stops once the collector has let go
-/// of the archive. A pass that fails is logged and the next one goes on.
-pub async fn archive_ended(state: AppState, archived: Arc<Mutex<Archived>>) {
+/// Every [`EVERY`], hands over the spikes that have ended; stops once the collector has let go
+/// of the archive and OTLP export. A pass that fails is logged and the next one goes on.
+pub async fn hand_over_ended(state: AppState, archived: Arc<Mutex<Archived>>) {
     let mut every = tokio::time::interval(EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -96,14 +97,17 @@ pub async fn archive_ended(state: AppState, archived: Arc<Mutex<Archived>>) {
         match tokio::task::spawn_blocking(move || pass(&state, &archived, false)).await {
             Ok(true) => {}
             Ok(false) => return,
-            Err(e) => tracing::error!(error = %e, "archiving ended spikes failed; trying again"),
+            Err(e) => {
+                tracing::error!(error = %e, "handing over ended spikes failed; trying again");
+            }
         }
     }
 }
 
-/// Explains and archives the spikes not archived yet that have ended: once more closed
+/// Explains and hands over the spikes not handed over yet that have ended: once more closed
 /// windows follow them than `spikes.merge_gap` would join to them, or, with `all_closed`, by
-/// the last closed window. Only those are explained. `false` once there is no archive.
+/// the last closed window. Only those are explained. `false` once neither the archive nor OTLP
+/// export wants them.
 pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> bool {
     // One pass at a time (the periodic one and the one at the stop), taken before any other
     // lock: a spike is found, explained and handed over by one pass.
@@ -111,7 +115,7 @@ pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> b
     let _one = lock(&ONE);
     let (found, oldest) = {
         let c = lock(&state.collector);
-        if !c.archive_attached() {
+        if !c.wants_ended_spikes() {
             return false;
         }
         let window = c.config().aggregate.window_ns as i64;
@@ -154,7 +158,7 @@ pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> b
     }
     lock(archived).forget_before(oldest);
     if !rows.is_empty() {
-        lock(&state.collector).archive_spikes(rows);
+        lock(&state.collector).hand_over_spikes(rows);
     }
     true
 }
