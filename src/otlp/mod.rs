@@ -17,7 +17,7 @@ mod http;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -171,6 +171,9 @@ pub struct OtlpTap {
     attrs: Vec<Option<(Labels, Arc<ConsumerAttrs>)>>,
     slow_ack_ns: Option<u64>,
     traces: bool,
+    /// The latency a slow ack must pass to enter this second's spans (0: any): the recorder's
+    /// slowest-first set is full and its fastest is this slow.
+    floor_ns: Arc<AtomicU64>,
 }
 
 /// How the collector sees a sample's frame when handing it over.
@@ -238,6 +241,13 @@ impl OtlpTap {
         let slow = match (sample.ack_latency_ns, self.traces) {
             (Some(latency_ns), true) if latency_ns > threshold => {
                 match (sample.trace_id, sample.parent_span) {
+                    // It would give way at once: the second's spans are slower.
+                    (Some(_), Some(parent))
+                        if parent.sampled && latency_ns <= self.floor_ns.load(Relaxed) =>
+                    {
+                        self.stats.spans_dropped.fetch_add(1, Relaxed);
+                        None
+                    }
                     (Some(trace_id), Some(parent)) if parent.sampled => {
                         Some(Box::new(SlowAck {
                             attrs: attrs.clone(),
@@ -468,11 +478,13 @@ impl Otlp {
         };
 
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue);
+        let floor_ns = Arc::new(AtomicU64::new(0));
         let recorder = Recorder::new(
             meters.as_ref().map(|m| m.meter("ackscope")),
             tracer.as_ref().map(|t| t.tracer("ackscope")),
             config.spans_per_second as usize,
             stats.clone(),
+            floor_ns.clone(),
         );
         let worker = std::thread::Builder::new()
             .name("ackscope-otlp".into())
@@ -484,6 +496,7 @@ impl Otlp {
             attrs: Vec::new(),
             slow_ack_ns: config.slow_ack_ns,
             traces: tracer.is_some(),
+            floor_ns,
         };
         tracing::info!(
             endpoint = config
@@ -670,9 +683,14 @@ struct Recorder {
     limit: usize,
     stats: Arc<OtlpStats>,
     slow: BinaryHeap<Reverse<BySlowness>>,
+    /// Shared with the tap: the fastest of `slow` once it is full, else 0.
+    floor_ns: Arc<AtomicU64>,
     /// Ended spikes waiting for this second's emit, at most `limit`.
     spikes: Vec<SpikeSpan>,
     emitted: SpanMemory,
+    /// Acks by kind and redeliveries per consumer, added to the counters once a second
+    /// (by the address of the consumer's attributes, which the entry keeps alive).
+    counts: HashMap<usize, (Arc<ConsumerAttrs>, [u64; 4], u64)>,
 }
 
 struct Instruments {
@@ -693,6 +711,7 @@ impl Recorder {
         tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
         limit: usize,
         stats: Arc<OtlpStats>,
+        floor_ns: Arc<AtomicU64>,
     ) -> Self {
         let instruments = meter.map(|m| Instruments {
             ack: m
@@ -720,33 +739,43 @@ impl Recorder {
             limit,
             stats,
             slow: BinaryHeap::new(),
+            floor_ns,
             spikes: Vec::new(),
             emitted: SpanMemory::default(),
+            counts: HashMap::new(),
         }
     }
 
+    /// Drains the queue every [`POLL`]: senders never pay for waking this thread, and a
+    /// second's spans go out once it is over.
     fn run(mut self, rx: Receiver<Item>) {
+        const POLL: Duration = Duration::from_millis(5);
         let mut second = Instant::now() + Duration::from_secs(1);
         loop {
-            match rx.recv_timeout(second.saturating_duration_since(Instant::now())) {
-                Ok(Item::Sample(event)) => self.record(event),
-                Ok(Item::Spike(spike)) => {
-                    if self.spikes.len() < self.limit {
-                        self.spikes.push(*spike);
-                    } else {
-                        self.stats.spans_dropped.fetch_add(1, Relaxed);
+            let open = loop {
+                match rx.try_recv() {
+                    Ok(Item::Sample(event)) => self.record(event),
+                    Ok(Item::Spike(spike)) => {
+                        if self.spikes.len() < self.limit {
+                            self.spikes.push(*spike);
+                        } else {
+                            self.stats.spans_dropped.fetch_add(1, Relaxed);
+                        }
                     }
+                    Err(TryRecvError::Empty) => break true,
+                    Err(TryRecvError::Disconnected) => break false,
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.emit();
-                    return;
-                }
-            }
-            if Instant::now() >= second {
+            };
+            let now = Instant::now();
+            if !open || now >= second {
+                self.add_counts();
                 self.emit();
-                second = Instant::now() + Duration::from_secs(1);
+                second = now + Duration::from_secs(1);
             }
+            if !open {
+                return;
+            }
+            std::thread::sleep(POLL.min(second.saturating_duration_since(now)));
         }
     }
 
@@ -758,10 +787,13 @@ impl Recorder {
             if let Some(s) = e.e2e_s {
                 i.e2e.record(s, &e.attrs.base);
             }
-            i.acks.add(1, &e.attrs.by_kind[kind_index(e.kind)]);
-            if e.redelivered {
-                i.redeliveries.add(1, &e.attrs.base);
-            }
+            let key = Arc::as_ptr(&e.attrs) as usize;
+            let (_, kinds, redelivered) = self
+                .counts
+                .entry(key)
+                .or_insert_with(|| (e.attrs.clone(), [0; 4], 0));
+            kinds[kind_index(e.kind)] += 1;
+            *redelivered += u64::from(e.redelivered);
         }
         if let Some(slow) = e.slow {
             self.slow.push(Reverse(BySlowness(slow)));
@@ -770,12 +802,34 @@ impl Recorder {
                 self.slow.pop();
                 self.stats.spans_dropped.fetch_add(1, Relaxed);
             }
+            if self.slow.len() >= self.limit {
+                let fastest = self.slow.peek().map_or(0, |Reverse(s)| s.0.latency_ns);
+                self.floor_ns.store(fastest, Relaxed);
+            }
+        }
+    }
+
+    /// The second's acks by kind and redeliveries into the counters.
+    fn add_counts(&mut self) {
+        let Some(i) = &self.instruments else {
+            return;
+        };
+        for (_, (attrs, kinds, redelivered)) in self.counts.drain() {
+            for (k, n) in kinds.into_iter().enumerate() {
+                if n > 0 {
+                    i.acks.add(n, &attrs.by_kind[k]);
+                }
+            }
+            if redelivered > 0 {
+                i.redeliveries.add(redelivered, &attrs.base);
+            }
         }
     }
 
     /// This second's spans: ended spikes first, then the slowest acks, slowest first, up to
     /// the limit together.
     fn emit(&mut self) {
+        self.floor_ns.store(0, Relaxed);
         let Some(tracer) = self.tracer.clone() else {
             self.slow.clear();
             self.spikes.clear();

@@ -216,12 +216,30 @@ struct Run {
     received: u64,
     seconds: f64,
     slow_consumer_events: u64,
+    /// CPU time of this whole process over the run (drivers, receiver, its threads), seconds.
+    cpu_s: f64,
 }
 
 impl Run {
     fn rate(&self) -> f64 {
         self.received as f64 / self.seconds
     }
+
+    /// CPU time per message seen, in microseconds.
+    fn cpu_us_per_msg(&self) -> f64 {
+        self.cpu_s * 1e6 / self.received.max(1) as f64
+    }
+}
+
+/// CPU time this process has used, every thread's (ended ones too), in seconds.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes the struct it is handed, which is plain data.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return f64::NAN;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Waits until `count()` reaches `expected` or stops moving for 2 s; returns the count and the
@@ -356,7 +374,8 @@ impl Receiver {
         }
     }
 
-    async fn finish(self, received: u64, seconds: f64) -> Run {
+    /// Stops it; `cpu_from`: the process's CPU time when the run began.
+    async fn finish(self, received: u64, seconds: f64, cpu_from: f64) -> Run {
         let slow_consumer_events = match self {
             Receiver::Bare { slow, task, .. } => {
                 task.abort();
@@ -419,6 +438,7 @@ impl Receiver {
             received,
             seconds,
             slow_consumer_events,
+            cpu_s: process_cpu_s() - cpu_from,
         }
     }
 }
@@ -489,6 +509,7 @@ pub async fn throughput(args: &ThroughputArgs) {
     }
     for round in 1..=rounds {
         for &name in &names {
+            let cpu_from = process_cpu_s();
             let receiver = match name {
                 "bare" => Receiver::bare(&url).await,
                 "collector" => Receiver::collector(&url, false, None).await,
@@ -506,10 +527,11 @@ pub async fn throughput(args: &ThroughputArgs) {
             for d in drivers {
                 d.await.unwrap();
             }
-            let run = receiver.finish(received, seconds).await;
+            let run = receiver.finish(received, seconds, cpu_from).await;
             println!(
-                "round {round} {name:>9}: {:>9.0} msg/s  seen {}/{expected}  missed {}  slow-consumer events {}",
+                "round {round} {name:>9}: {:>9.0} msg/s  {:>6.2} µs CPU/msg  seen {}/{expected}  missed {}  slow-consumer events {}",
                 run.rate(),
+                run.cpu_us_per_msg(),
                 run.received,
                 expected - run.received.min(expected),
                 run.slow_consumer_events
@@ -562,6 +584,25 @@ pub async fn throughput(args: &ThroughputArgs) {
             "median: collector exporting OTLP {e:.0} msg/s, OTLP on / off {:.2} (per round: {})",
             e / f,
             ratios.join(", ")
+        );
+        // CPU is what a busy machine runs out of; rates move with whatever else runs.
+        let cpu = |runs: &[Run]| {
+            let mut v: Vec<f64> = runs.iter().map(Run::cpu_us_per_msg).collect();
+            median_of(&mut v)
+        };
+        let (cb, cf, ce) = (cpu(&bare_runs), cpu(&full_runs), cpu(&exporting_runs));
+        let ratios: Vec<String> = full_runs
+            .iter()
+            .zip(&exporting_runs)
+            .map(|(f, e)| format!("{:.3}", f.cpu_us_per_msg() / e.cpu_us_per_msg()))
+            .collect();
+        println!(
+            "median CPU per message: bare {cb:.2} µs, collector {cf:.2} µs, exporting OTLP {ce:.2} µs; \
+             process CPU off / on {:.3} (per round: {}); the collector's own CPU (over bare) \
+             off / on {:.3}",
+            cf / ce,
+            ratios.join(", "),
+            (cf - cb) / (ce - cb)
         );
     }
 }
@@ -1005,6 +1046,6 @@ pub async fn accuracy(args: &AccuracyArgs) {
             median_of(&mut to_bare),
             median_of(&mut bare_to_tap),
         );
-        receiver.finish(0, 1.0).await;
+        receiver.finish(0, 1.0, process_cpu_s()).await;
     }
 }
