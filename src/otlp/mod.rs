@@ -21,7 +21,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{
+    BoundCounter, BoundHistogram, Counter, Histogram, Meter, MeterProvider as _,
+};
 use opentelemetry::trace::{
     Link, Span as _, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags,
     TraceId as OtelTraceId, TraceState, Tracer as _, TracerProvider as _,
@@ -85,14 +87,70 @@ pub enum Error {
     Https { var: &'static str, value: String },
 }
 
-/// The attributes of one consumer's points: stream, consumer, configured labels; and the
-/// same with each ack kind.
+/// One consumer's points: stream, consumer, configured labels (and each ack kind for the ack
+/// counter), bound once so that recording looks no attributes up.
 #[derive(Debug)]
 struct ConsumerAttrs {
-    base: Vec<KeyValue>,
-    by_kind: [Vec<KeyValue>; 4],
+    /// `None` when metrics are not exported.
+    bound: Option<Bound>,
     stream: String,
     consumer: String,
+}
+
+/// The instruments, bound to one consumer's attributes.
+#[derive(Debug)]
+struct Bound {
+    ack: BoundHistogram<f64>,
+    e2e: BoundHistogram<f64>,
+    acks: [BoundCounter<u64>; 4],
+    redeliveries: BoundCounter<u64>,
+}
+
+/// The instruments every sample is recorded into.
+#[derive(Debug, Clone)]
+struct Instruments {
+    ack: Histogram<f64>,
+    e2e: Histogram<f64>,
+    acks: Counter<u64>,
+    redeliveries: Counter<u64>,
+}
+
+impl Instruments {
+    fn new(m: &Meter) -> Self {
+        Self {
+            ack: m
+                .f64_histogram("ackscope.ack.latency")
+                .with_unit("s")
+                .with_description("Delivery seen to ack seen (or the server's ack_time)")
+                .build(),
+            e2e: m
+                .f64_histogram("ackscope.e2e.latency")
+                .with_unit("s")
+                .with_description("Stored in the stream to ack seen")
+                .build(),
+            acks: m
+                .u64_counter("ackscope.acks")
+                .with_description("Acks by kind (ack, nak, term, progress)")
+                .build(),
+            redeliveries: m
+                .u64_counter("ackscope.redeliveries")
+                .with_description("Acked deliveries with a delivery count above 1")
+                .build(),
+        }
+    }
+
+    fn bind(&self, base: &[KeyValue]) -> Bound {
+        Bound {
+            ack: self.ack.bind(base),
+            e2e: self.e2e.bind(base),
+            acks: AckKind::ALL.map(|k| {
+                let mut v = base.to_vec();
+                v.push(KeyValue::new("kind", k.as_str()));
+                self.acks.bind(&v)
+            }),
+            redeliveries: self.redeliveries.bind(base),
+        }
+    }
 }
 
 fn kind_index(kind: AckKind) -> usize {
@@ -171,6 +229,8 @@ pub struct OtlpTap {
     attrs: Vec<Option<(Labels, Arc<ConsumerAttrs>)>>,
     slow_ack_ns: Option<u64>,
     traces: bool,
+    /// `None` when metrics are not exported.
+    instruments: Option<Instruments>,
     /// The latency a slow ack must pass to enter this second's spans (0: any): the recorder's
     /// slowest-first set is full and its fastest is this slow.
     floor_ns: Arc<AtomicU64>,
@@ -232,7 +292,13 @@ impl OtlpTap {
         let attrs = match &self.attrs[id] {
             Some((built, a)) if *built == labels => a.clone(),
             _ => {
-                let a = Arc::new(consumer_attrs(sample, labels, names, headers));
+                let a = Arc::new(consumer_attrs(
+                    sample,
+                    labels,
+                    names,
+                    headers,
+                    self.instruments.as_ref(),
+                ));
                 self.attrs[id] = Some((labels, a.clone()));
                 a
             }
@@ -295,6 +361,7 @@ fn consumer_attrs(
     labels: Labels,
     names: &Names,
     headers: &HeadersConfig,
+    instruments: Option<&Instruments>,
 ) -> ConsumerAttrs {
     let (stream, consumer, domain) = names.scope_names(Some(sample.consumer));
     let mut base = vec![
@@ -310,14 +377,8 @@ fn consumer_attrs(
             base.push(KeyValue::new(name, v.to_string()));
         }
     }
-    let by_kind = AckKind::ALL.map(|k| {
-        let mut v = base.clone();
-        v.push(KeyValue::new("kind", k.as_str()));
-        v
-    });
     ConsumerAttrs {
-        base,
-        by_kind,
+        bound: instruments.map(|i| i.bind(&base)),
         stream: stream.to_string(),
         consumer: consumer.to_string(),
     }
@@ -479,8 +540,10 @@ impl Otlp {
 
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue);
         let floor_ns = Arc::new(AtomicU64::new(0));
+        let instruments = meters
+            .as_ref()
+            .map(|m| Instruments::new(&m.meter("ackscope")));
         let recorder = Recorder::new(
-            meters.as_ref().map(|m| m.meter("ackscope")),
             tracer.as_ref().map(|t| t.tracer("ackscope")),
             config.spans_per_second as usize,
             stats.clone(),
@@ -496,6 +559,7 @@ impl Otlp {
             attrs: Vec::new(),
             slow_ack_ns: config.slow_ack_ns,
             traces: tracer.is_some(),
+            instruments,
             floor_ns,
         };
         tracing::info!(
@@ -678,7 +742,6 @@ impl SpanMemory {
 /// The exporter's thread: records each sample, turns each second's ended spikes and slowest
 /// acks into spans.
 struct Recorder {
-    instruments: Option<Instruments>,
     tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
     limit: usize,
     stats: Arc<OtlpStats>,
@@ -688,16 +751,6 @@ struct Recorder {
     /// Ended spikes waiting for this second's emit, at most `limit`.
     spikes: Vec<SpikeSpan>,
     emitted: SpanMemory,
-    /// Acks by kind and redeliveries per consumer, added to the counters once a second
-    /// (by the address of the consumer's attributes, which the entry keeps alive).
-    counts: HashMap<usize, (Arc<ConsumerAttrs>, [u64; 4], u64)>,
-}
-
-struct Instruments {
-    ack: Histogram<f64>,
-    e2e: Histogram<f64>,
-    acks: Counter<u64>,
-    redeliveries: Counter<u64>,
 }
 
 /// `ns` since the epoch as a time (before it: the epoch).
@@ -707,34 +760,12 @@ fn at(ns: i64) -> std::time::SystemTime {
 
 impl Recorder {
     fn new(
-        meter: Option<Meter>,
         tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
         limit: usize,
         stats: Arc<OtlpStats>,
         floor_ns: Arc<AtomicU64>,
     ) -> Self {
-        let instruments = meter.map(|m| Instruments {
-            ack: m
-                .f64_histogram("ackscope.ack.latency")
-                .with_unit("s")
-                .with_description("Delivery seen to ack seen (or the server's ack_time)")
-                .build(),
-            e2e: m
-                .f64_histogram("ackscope.e2e.latency")
-                .with_unit("s")
-                .with_description("Stored in the stream to ack seen")
-                .build(),
-            acks: m
-                .u64_counter("ackscope.acks")
-                .with_description("Acks by kind (ack, nak, term, progress)")
-                .build(),
-            redeliveries: m
-                .u64_counter("ackscope.redeliveries")
-                .with_description("Acked deliveries with a delivery count above 1")
-                .build(),
-        });
         Self {
-            instruments,
             tracer,
             limit,
             stats,
@@ -742,7 +773,6 @@ impl Recorder {
             floor_ns,
             spikes: Vec::new(),
             emitted: SpanMemory::default(),
-            counts: HashMap::new(),
         }
     }
 
@@ -768,7 +798,6 @@ impl Recorder {
             };
             let now = Instant::now();
             if !open || now >= second {
-                self.add_counts();
                 self.emit();
                 second = now + Duration::from_secs(1);
             }
@@ -780,20 +809,17 @@ impl Recorder {
     }
 
     fn record(&mut self, e: Event) {
-        if let Some(i) = &self.instruments {
+        if let Some(b) = &e.attrs.bound {
             if let Some(s) = e.ack_s {
-                i.ack.record(s, &e.attrs.base);
+                b.ack.record(s);
             }
             if let Some(s) = e.e2e_s {
-                i.e2e.record(s, &e.attrs.base);
+                b.e2e.record(s);
             }
-            let key = Arc::as_ptr(&e.attrs) as usize;
-            let (_, kinds, redelivered) = self
-                .counts
-                .entry(key)
-                .or_insert_with(|| (e.attrs.clone(), [0; 4], 0));
-            kinds[kind_index(e.kind)] += 1;
-            *redelivered += u64::from(e.redelivered);
+            b.acks[kind_index(e.kind)].add(1);
+            if e.redelivered {
+                b.redeliveries.add(1);
+            }
         }
         if let Some(slow) = e.slow {
             self.slow.push(Reverse(BySlowness(slow)));
@@ -805,23 +831,6 @@ impl Recorder {
             if self.slow.len() >= self.limit {
                 let fastest = self.slow.peek().map_or(0, |Reverse(s)| s.0.latency_ns);
                 self.floor_ns.store(fastest, Relaxed);
-            }
-        }
-    }
-
-    /// The second's acks by kind and redeliveries into the counters.
-    fn add_counts(&mut self) {
-        let Some(i) = &self.instruments else {
-            return;
-        };
-        for (_, (attrs, kinds, redelivered)) in self.counts.drain() {
-            for (k, n) in kinds.into_iter().enumerate() {
-                if n > 0 {
-                    i.acks.add(n, &attrs.by_kind[k]);
-                }
-            }
-            if redelivered > 0 {
-                i.redeliveries.add(redelivered, &attrs.base);
             }
         }
     }
