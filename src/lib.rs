@@ -12,6 +12,7 @@
 //! ackscope's own counters; [`sim`] is the game fleet simulator.
 
 pub mod aggregate;
+pub mod alertmanager;
 pub mod analyze;
 pub mod api;
 pub mod archive;

@@ -3,7 +3,6 @@
 //! NATS. Then: bad rules are a start-up error, and the Prometheus rules pass promtool.
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,43 +61,23 @@ every = "1s"
 
 /// A real Alertmanager: gossip off, a short `group_wait`, a temp store; killed on drop.
 struct Alertmanager {
-    child: std::process::Child,
+    _process: ackscope::alertmanager::Alertmanager,
     addr: String,
-    _dir: tempfile::TempDir,
 }
 
 impl Alertmanager {
     async fn start() -> Self {
-        let binary = std::path::Path::new("/usr/bin/prometheus-alertmanager");
-        assert!(
-            binary.is_file(),
-            "Alertmanager not found: run ./scripts/test.sh, which installs Debian's prometheus-alertmanager"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: none\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: none\n",
-        )
-        .unwrap();
-        let addr = free_addr();
-        let child = std::process::Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Alertmanager starts");
-        poll(&addr, "/-/ready", |status, _| status == 200).await;
+        let process = tokio::task::spawn_blocking(|| {
+            ackscope::alertmanager::Alertmanager::start(&ackscope::alertmanager::binary())
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| {
+            panic!("{e}; ./scripts/test.sh installs Debian's prometheus-alertmanager")
+        });
         Self {
-            child,
-            addr,
-            _dir: dir,
+            addr: process.addr().to_string(),
+            _process: process,
         }
     }
 
@@ -107,13 +86,6 @@ impl Alertmanager {
         let (status, body) = http_get(&self.addr, "/api/v2/alerts").await.unwrap();
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

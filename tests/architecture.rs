@@ -13,6 +13,7 @@ const STAGES: &[&[&str]] = &[
         "telemetry",
         "background",
         "nats_server",
+        "alertmanager",
         "units",
     ],
     &["collect"],

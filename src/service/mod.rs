@@ -51,6 +51,34 @@ fn start_otlp(
     Ok(Some(otlp))
 }
 
+/// Hands ended spikes to the archive's `spikes` table and OTLP export, when either is on:
+/// every few seconds from now, and once more at the stop ([`finish_spike_hand_over`]).
+fn start_spike_hand_over(
+    state: &AppState,
+    config: &Config,
+    archive: Option<&Archive>,
+) -> Option<Arc<Mutex<spikes::Archived>>> {
+    if !lock(&state.collector).wants_ended_spikes() {
+        return None;
+    }
+    let keys = match archive {
+        Some(archive) => spikes::Archived::load(&archive.dir, config),
+        None => spikes::Archived::default(),
+    };
+    let keys = Arc::new(Mutex::new(keys));
+    tokio::spawn(spikes::hand_over_ended(state.clone(), keys.clone()));
+    Some(keys)
+}
+
+/// Hands over the spikes that ended up to the last closed window, before the archive and
+/// OTLP export close.
+async fn finish_spike_hand_over(state: &AppState, keys: Option<Arc<Mutex<spikes::Archived>>>) {
+    if let Some(keys) = keys {
+        let state = state.clone();
+        let _ = tokio::task::spawn_blocking(move || spikes::pass(&state, &keys, true)).await;
+    }
+}
+
 /// Lets the OTLP export record what it was handed and send the rest.
 async fn close_otlp(otlp: Option<crate::otlp::Otlp>, collector: &Arc<Mutex<Collector>>) {
     let Some(otlp) = otlp else {
@@ -166,6 +194,7 @@ pub async fn collect(
     let readiness = Arc::new(Readiness::new(events.clone()));
     let state = AppState::new(collector.clone(), readiness.clone());
     start_alerts(&state, &config, &events);
+    let spike_keys = start_spike_hand_over(&state, &config, archive.as_ref());
     let subscriptions = match start_taps(&config, &collector, &events, false).await {
         Ok(s) => {
             readiness.set_subscribed();
@@ -185,6 +214,7 @@ pub async fn collect(
         shutdown,
     )
     .await;
+    finish_spike_hand_over(&state, spike_keys).await;
     close_archive(archive, &collector).await;
     close_otlp(otlp, &collector).await;
     Ok(())
@@ -216,16 +246,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     if let Some(archive) = &archive {
         state = state.with_archive(archive.dir.clone());
     }
-    let mut spike_keys = None;
-    if lock(&collector).wants_ended_spikes() {
-        let keys = match &archive {
-            Some(archive) => spikes::Archived::load(&archive.dir, &config),
-            None => spikes::Archived::default(),
-        };
-        let keys = Arc::new(Mutex::new(keys));
-        tokio::spawn(spikes::hand_over_ended(state.clone(), keys.clone()));
-        spike_keys = Some(keys);
-    }
+    let spike_keys = start_spike_hand_over(&state, &config, archive.as_ref());
     start_alerts(&state, &config, &events);
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
@@ -271,10 +292,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     }
     // Everything collected is on disk (and exported) before the process ends, the spikes up
     // to the last closed window among it.
-    if let Some(keys) = spike_keys {
-        let state = state.clone();
-        let _ = tokio::task::spawn_blocking(move || spikes::pass(&state, &keys, true)).await;
-    }
+    finish_spike_hand_over(&state, spike_keys).await;
     close_archive(archive, &collector).await;
     close_otlp(otlp, &collector).await;
     let _ = stop_http.send(());

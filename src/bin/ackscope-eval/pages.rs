@@ -16,7 +16,6 @@
 //!   apart.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::Stdio;
 use std::time::Duration;
 
 use ackscope::analyze::alerts::Alert;
@@ -60,65 +59,29 @@ type Firing = (String, String, String, i64);
 
 /// A real Alertmanager, killed on drop; it remembers when each firing first showed in its API.
 pub struct Alertmanager {
-    child: std::process::Child,
+    _process: ackscope::alertmanager::Alertmanager,
     pub url: String,
     agent: ureq::Agent,
     arrived: HashMap<Firing, i64>,
-    _dir: tempfile::TempDir,
 }
 
 impl Alertmanager {
-    /// Starts one when its binary is there; `None` (said once on stderr) when it is not.
+    /// Starts one when it can; `None` (said once on stderr) when not.
     pub fn start() -> Option<Self> {
-        let binary = std::env::var_os("ACKSCOPE_ALERTMANAGER")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| "/usr/bin/prometheus-alertmanager".into());
-        if !binary.is_file() {
-            eprintln!(
-                "no Alertmanager at {}: pages are timed by ackscope's own fired_at",
-                binary.display()
-            );
-            return None;
-        }
-        let dir = tempfile::tempdir().ok()?;
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(
-            &config,
-            "route:\n  receiver: none\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: none\n",
-        )
-        .ok()?;
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
-            l.local_addr().ok()?.to_string()
-        };
-        let child = std::process::Command::new(&binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--cluster.listen-address=")
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Alertmanager starts");
-        let am = Alertmanager {
-            child,
-            url: format!("http://{addr}"),
+        let process =
+            match ackscope::alertmanager::Alertmanager::start(&ackscope::alertmanager::binary()) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("{e}: pages are timed by ackscope's own fired_at");
+                    return None;
+                }
+            };
+        Some(Alertmanager {
+            url: process.url(),
+            _process: process,
             agent: agent(),
             arrived: HashMap::new(),
-            _dir: dir,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while get(&am.agent, &format!("{}/-/ready", am.url)).is_none() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "Alertmanager not ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Some(am)
+        })
     }
 
     /// Reads the alerts it holds and notes the ones it shows for the first time.
@@ -155,13 +118,6 @@ impl Alertmanager {
             fired_ns / 1_000_000,
         );
         self.arrived.get(&key).copied()
-    }
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
