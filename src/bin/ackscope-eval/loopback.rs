@@ -550,40 +550,25 @@ pub async fn throughput(args: &ThroughputArgs) {
         rates[rates.len() / 2]
     };
     let (b, f) = (median(&bare_runs), median(&full_runs));
-    let ratios: Vec<String> = bare_runs
-        .iter()
-        .zip(&full_runs)
-        .map(|(b, f)| format!("{:.2}", f.rate() / b.rate()))
-        .collect();
     println!(
         "median: bare {b:.0} msg/s, collector {f:.0} msg/s, ratio {:.2} (per round: {})",
         f / b,
-        ratios.join(", ")
+        per_round(&bare_runs, &full_runs, |b, f| f.rate() / b.rate())
     );
     if archive {
         let a = median(&archiving_runs);
-        let ratios: Vec<String> = full_runs
-            .iter()
-            .zip(&archiving_runs)
-            .map(|(f, a)| format!("{:.2}", a.rate() / f.rate()))
-            .collect();
         println!(
             "median: collector with the archive {a:.0} msg/s, archive on / off {:.2} (per round: {})",
             a / f,
-            ratios.join(", ")
+            per_round(&full_runs, &archiving_runs, |f, a| a.rate() / f.rate())
         );
     }
     if otlp {
         let e = median(&exporting_runs);
-        let ratios: Vec<String> = full_runs
-            .iter()
-            .zip(&exporting_runs)
-            .map(|(f, e)| format!("{:.2}", e.rate() / f.rate()))
-            .collect();
         println!(
             "median: collector exporting OTLP {e:.0} msg/s, OTLP on / off {:.2} (per round: {})",
             e / f,
-            ratios.join(", ")
+            per_round(&full_runs, &exporting_runs, |f, e| e.rate() / f.rate())
         );
         // CPU is what a busy machine runs out of; rates move with whatever else runs.
         let cpu = |runs: &[Run]| {
@@ -591,20 +576,26 @@ pub async fn throughput(args: &ThroughputArgs) {
             median_of(&mut v)
         };
         let (cb, cf, ce) = (cpu(&bare_runs), cpu(&full_runs), cpu(&exporting_runs));
-        let ratios: Vec<String> = full_runs
-            .iter()
-            .zip(&exporting_runs)
-            .map(|(f, e)| format!("{:.3}", f.cpu_us_per_msg() / e.cpu_us_per_msg()))
-            .collect();
         println!(
             "median CPU per message: bare {cb:.2} µs, collector {cf:.2} µs, exporting OTLP {ce:.2} µs; \
              process CPU off / on {:.3} (per round: {}); the collector's own CPU (over bare) \
              off / on {:.3}",
             cf / ce,
-            ratios.join(", "),
+            per_round(&full_runs, &exporting_runs, |f, e| f.cpu_us_per_msg()
+                / e.cpu_us_per_msg()),
             (cf - cb) / (ce - cb)
         );
     }
+}
+
+/// `value(base, other)` of each round, for printing.
+fn per_round(base: &[Run], other: &[Run], value: impl Fn(&Run, &Run) -> f64) -> String {
+    let values: Vec<String> = base
+        .iter()
+        .zip(other)
+        .map(|(b, o)| format!("{:.2}", value(b, o)))
+        .collect();
+    values.join(", ")
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
