@@ -8,11 +8,15 @@
 //!
 //! - A fault on one consumer is **paged** when an `AckP99Regression` on that consumer fires from
 //!   the fault's start to 15 s after its end; the **time to page** runs from the moment the
-//!   fault can first be seen (its onset; for lost acks, its onset plus one window).
+//!   fault can first be seen (its onset; for lost acks, its onset plus one window). Not paged
+//!   on its consumer but paged fleet-wide (`*`) then with the fault's cause, it is paged **wider**
+//!   (a load burst that slows the whole machine), and that page is not false.
 //! - A fault on three servers or more is a **machine-wide event**: every P99 page that fires in
 //!   its span counts towards it (target: one).
-//! - Any other P99 page is **false**, counted against the healthy consumer-time of the runs.
-//!   Pages of the other rules (burn rates, redelivery, ordering) outside every fault are listed
+//! - Any other P99 page is **false**, counted against the healthy consumer-time of the runs;
+//!   those that fired within 20 s of a stall of the simulator itself (a frame of the page's
+//!   server, or of any server for `*`, started ≥ 4 ms late: the acks really were late) are
+//!   counted apart. Pages of the other rules (burn rates, redelivery, ordering) outside every fault are listed
 //!   apart.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +29,8 @@ const P99: &str = "AckP99Regression";
 const WINDOW_NS: i64 = 1_000_000_000;
 /// How long after a fault ends a page may still be its own.
 const SETTLE_NS: i64 = 15_000_000_000;
+/// How long before a page a stall of the simulator may have caused it: its `for` and windows.
+const STALL_REACH_NS: i64 = 20_000_000_000;
 
 fn unix_ns(t: &str) -> Option<i64> {
     let t = humantime::parse_rfc3339(t).ok()?;
@@ -180,11 +186,14 @@ impl Page {
 /// Pages per fault kind, and those with no fault behind them.
 #[derive(Default, Debug)]
 pub struct PageScore {
-    /// Per fault kind: faults, paged, paged with the fault's cause first, the times to page (ms).
-    kinds: BTreeMap<String, (u32, u32, u32, Vec<f64>)>,
+    /// Per fault kind: faults, paged, paged with the fault's cause first, the times to page (ms),
+    /// paged only fleet-wide with the fault's cause.
+    kinds: BTreeMap<String, (u32, u32, u32, Vec<f64>, u32)>,
     /// Per machine-wide event: how many P99 pages it gave, and their causes.
     events: Vec<(String, Vec<String>)>,
     false_pages: Vec<String>,
+    /// False P99 pages within [`STALL_REACH_NS`] after a stall of the simulator.
+    during_stalls: Vec<String>,
     other_outside: Vec<String>,
     /// Pages that reached Alertmanager, of all pages.
     arrived: (u32, u32),
@@ -193,6 +202,11 @@ pub struct PageScore {
 /// The fault windows a page may belong to: from the fault's start to `SETTLE_NS` after its end.
 fn within(f: &sim::truth::InjectedFault, t: i64) -> bool {
     t >= f.start_ns && t <= f.end_ns + SETTLE_NS
+}
+
+/// A fleet-wide P99 page in `f`'s span naming `f`'s cause: the fault paged at a wider scope.
+fn wider(f: &sim::truth::InjectedFault, p: &Page) -> bool {
+    p.rule == P99 && p.consumer == "*" && p.cause == f.cause.as_str() && within(f, p.fired_ns)
 }
 
 impl PageScore {
@@ -216,7 +230,18 @@ impl PageScore {
                     .iter()
                     .find(|p| p.rule == P99 && p.consumer == *consumer && within(f, p.fired_ns))
                 else {
-                    println!("{} {:<18} {consumer} → not paged", truth.scenario, f.kind);
+                    if let Some(p) = pages.iter().find(|p| wider(f, p)) {
+                        entry.4 += 1;
+                        println!(
+                            "{} {:<18} {consumer} → paged fleet-wide only, after {:.1} s, cause {}",
+                            truth.scenario,
+                            f.kind,
+                            (p.at_ns() - visible) as f64 / 1e9,
+                            p.cause
+                        );
+                    } else {
+                        println!("{} {:<18} {consumer} → not paged", truth.scenario, f.kind);
+                    }
                     continue;
                 };
                 entry.1 += 1;
@@ -259,7 +284,10 @@ impl PageScore {
             // machine-wide) and it fired within the fault's span.
             let explained = truth.faults.iter().any(|f| {
                 within(f, p.fired_ns)
-                    && (machine_wide(f) || f.servers.contains(&p.consumer) || p.rule != P99)
+                    && (machine_wide(f)
+                        || f.servers.contains(&p.consumer)
+                        || p.rule != P99
+                        || wider(f, p))
             });
             if explained {
                 continue;
@@ -271,8 +299,23 @@ impl PageScore {
                 "{} {} {} at {at} ({})",
                 truth.scenario, p.rule, p.consumer, p.cause
             );
-            println!("  page with no fault behind it: {what}");
-            if p.rule == P99 {
+            // The simulator itself stalled just before: its acks really were late.
+            let stalled = truth.stalls.iter().any(|s| {
+                (p.consumer == "*" || s.server == p.consumer)
+                    && s.end_ns > p.fired_ns - STALL_REACH_NS
+                    && s.start_ns < p.fired_ns
+            });
+            println!(
+                "  page with no fault behind it{}: {what}",
+                if stalled {
+                    " (the simulator stalled before it)"
+                } else {
+                    ""
+                }
+            );
+            if p.rule == P99 && stalled {
+                self.during_stalls.push(what);
+            } else if p.rule == P99 {
                 self.false_pages.push(what);
             } else {
                 self.other_outside.push(what);
@@ -283,23 +326,23 @@ impl PageScore {
     /// The table, with the healthy consumer-time the false pages are counted against.
     pub fn print(&self, healthy_hours: f64) {
         println!(
-            "\nfault kind           faults  paged  cause right  time to page (s): median  max"
+            "\nfault kind           faults  paged  cause right  time to page (s): median  max  fleet-wide only"
         );
-        let (mut faults, mut paged, mut right, mut all) = (0, 0, 0, Vec::new());
-        for (kind, (n, p, r, times)) in &self.kinds {
+        let (mut faults, mut paged, mut right, mut fleet, mut all) = (0, 0, 0, 0, Vec::new());
+        for (kind, (n, p, r, times, w)) in &self.kinds {
             let mut t = times.clone();
             t.sort_by(f64::total_cmp);
             println!(
-                "{kind:<20} {n:>6}  {p:>5}  {r:>11}  {:>24.1}  {:>4.1}",
+                "{kind:<20} {n:>6}  {p:>5}  {r:>11}  {:>24.1}  {:>4.1}  {w:>15}",
                 t.get(t.len() / 2).copied().unwrap_or(f64::NAN) / 1e3,
                 t.last().copied().unwrap_or(f64::NAN) / 1e3
             );
-            (faults, paged, right) = (faults + n, paged + p, right + r);
+            (faults, paged, right, fleet) = (faults + n, paged + p, right + r, fleet + w);
             all.extend(t);
         }
         all.sort_by(f64::total_cmp);
         println!(
-            "all                  {faults:>6}  {paged:>5}  {right:>11}  {:>24.1}  {:>4.1}",
+            "all                  {faults:>6}  {paged:>5}  {right:>11}  {:>24.1}  {:>4.1}  {fleet:>15}",
             all.get(all.len() / 2).copied().unwrap_or(f64::NAN) / 1e3,
             all.last().copied().unwrap_or(f64::NAN) / 1e3
         );
@@ -310,8 +353,9 @@ impl PageScore {
             );
         }
         println!(
-            "false P99 pages: {} over {healthy_hours:.2} healthy consumer-hours; other rules' pages with no fault behind them: {}; pages seen in Alertmanager: {}/{}",
+            "false P99 pages: {} over {healthy_hours:.2} healthy consumer-hours, and {} more after a stall of the simulator; other rules' pages with no fault behind them: {}; pages seen in Alertmanager: {}/{}",
             self.false_pages.len(),
+            self.during_stalls.len(),
             self.other_outside.len(),
             self.arrived.0,
             self.arrived.1
