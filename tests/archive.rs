@@ -650,3 +650,71 @@ async fn a_range_older_than_memory_is_answered_from_the_archive_as_memory_did_le
     signal(&child, "-TERM");
     child.wait().await.unwrap();
 }
+
+/// `collect` with its archive on hands ended spikes to the `spikes` table as `serve` does: the
+/// simulator pauses srv-2 60 ms every second from 7 s to 14 s, and after a clean stop the table
+/// holds srv-2's spike, its cause `gc_pause`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_archives_ended_spikes_current_2_15() {
+    use ackscope::sim::{self, scenario::RawScenario};
+
+    let _loading = crate::support::CPU.lock().await;
+    let server = NatsServer::start(Generation::Current);
+    let client = server.client().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut raw = ackscope::config::RawConfig::from_toml(&format!(
+        "[archive]\nenabled = true\ndir = {:?}\n",
+        data.path().join("data").display().to_string()
+    ))
+    .unwrap();
+    raw.nats.urls = vec![server.url()];
+    let config = raw.validate().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let collecting = tokio::spawn(ackscope::service::collect(config, |_, _| {}, async {
+        let _ = stopped.await;
+    }));
+    // The taps subscribe before the simulator's first frame.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let scenario = RawScenario::from_toml(
+        r#"
+name = "collect-spikes"
+seed = 5
+duration = "17s"
+[fleet]
+servers = 3
+tick = "16ms"
+events_per_frame = 3
+[[faults]]
+kind = "gc_pause"
+start = "7s"
+duration = "7s"
+servers = [2]
+pause = "60ms"
+every = "1s"
+"#,
+    )
+    .unwrap()
+    .validate()
+    .unwrap();
+    let (_keep, sim_stop) = tokio::sync::watch::channel(false);
+    sim::run(client.clone(), scenario, sim_stop).await.unwrap();
+    let _ = stop.send(());
+    collecting.await.unwrap().unwrap();
+
+    let answer = ackscope::archive::query::run(
+        &data.path().join("data"),
+        "SELECT consumer, top_cause FROM spikes",
+        i64::MIN,
+        i64::MAX,
+    )
+    .unwrap();
+    let (consumers, causes) = (
+        strings(&answer.frame, "consumer"),
+        strings(&answer.frame, "top_cause"),
+    );
+    let srv2 = consumers.iter().position(|c| c == "srv-2");
+    assert!(
+        srv2.is_some_and(|i| causes[i] == "gc_pause"),
+        "archived spikes: {consumers:?} {causes:?}"
+    );
+}
