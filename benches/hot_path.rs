@@ -14,6 +14,9 @@ use ackscope::collector::Collector;
 use ackscope::config::Config;
 use ackscope::model::Seen;
 
+#[path = "support/cpu.rs"]
+mod cpu;
+
 const T0: i64 = 1_790_000_000_000_000_000;
 const CONSUMERS: u32 = 200;
 
@@ -135,18 +138,9 @@ fn hot_path(c: &mut Criterion) {
 
 /// The process's CPU time (every thread's) over `f`.
 fn cpu_of(f: impl FnOnce()) -> Duration {
-    let cpu = || {
-        // SAFETY: getrusage only writes the struct it is handed, which is plain data.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
-        let d = |t: libc::timeval| {
-            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-        };
-        d(usage.ru_utime) + d(usage.ru_stime)
-    };
-    let from = cpu();
+    let from = cpu::process_cpu();
     f();
-    cpu() - from
+    cpu::process_cpu() - from
 }
 
 /// Deliveries and their acks, one pair a call, 1 µs apart (acked 0.7 µs after; every 8th

@@ -57,13 +57,13 @@ fn start_spike_hand_over(
     state: &AppState,
     config: &Config,
     archive: Option<&Archive>,
-) -> Option<Arc<Mutex<spikes::Archived>>> {
+) -> Option<Arc<Mutex<spikes::HandedOver>>> {
     if !lock(&state.collector).wants_ended_spikes() {
         return None;
     }
     let keys = match archive {
-        Some(archive) => spikes::Archived::load(&archive.dir, config),
-        None => spikes::Archived::default(),
+        Some(archive) => spikes::HandedOver::load(&archive.dir, config),
+        None => spikes::HandedOver::default(),
     };
     let keys = Arc::new(Mutex::new(keys));
     tokio::spawn(spikes::hand_over_ended(state.clone(), keys.clone()));
@@ -72,7 +72,7 @@ fn start_spike_hand_over(
 
 /// Hands over the spikes that ended up to the last closed window, before the archive and
 /// OTLP export close.
-async fn finish_spike_hand_over(state: &AppState, keys: Option<Arc<Mutex<spikes::Archived>>>) {
+async fn finish_spike_hand_over(state: &AppState, keys: Option<Arc<Mutex<spikes::HandedOver>>>) {
     if let Some(keys) = keys {
         let state = state.clone();
         let _ = tokio::task::spawn_blocking(move || spikes::pass(&state, &keys, true)).await;

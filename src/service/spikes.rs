@@ -24,16 +24,16 @@ type Scope = (String, String, bool);
 /// of these when either matches (its first windows left the history, or a later window joined
 /// it after it was handed over).
 #[derive(Debug, Default)]
-pub struct Archived {
+pub struct HandedOver {
     starts: BTreeSet<(Scope, i64)>,
     ends: BTreeSet<(Scope, i64)>,
 }
 
-impl Archived {
+impl HandedOver {
     /// The spikes the archive in `dir` holds from the retained windows' span on (another
     /// process wrote them before a restart), so that the history restored does not archive
     /// them again.
-    pub fn load(dir: &Path, config: &Config) -> Archived {
+    pub fn load(dir: &Path, config: &Config) -> HandedOver {
         let agg = &config.aggregate;
         let span = i64::try_from(
             agg.window_ns
@@ -41,10 +41,10 @@ impl Archived {
         )
         .unwrap_or(i64::MAX);
         let since = crate::model::Seen::now().wall_ns.saturating_sub(span);
-        let mut archived = Archived::default();
+        let mut handed = HandedOver::default();
         let sql = "SELECT stream, consumer, latency, start_ns, end_ns FROM spikes";
         let Ok(answer) = crate::archive::query::run(dir, sql, since, i64::MAX) else {
-            return archived;
+            return handed;
         };
         let df = answer.frame;
         let text = |name: &str| -> Vec<String> {
@@ -65,9 +65,9 @@ impl Archived {
         let (start, end) = (int("start_ns"), int("end_ns"));
         for i in 0..stream.len().min(start.len()).min(end.len()) {
             let scope = (stream[i].clone(), consumer[i].clone(), latency[i] == "e2e");
-            archived.insert(&scope, start[i], end[i]);
+            handed.insert(&scope, start[i], end[i]);
         }
-        archived
+        handed
     }
 
     fn contains(&self, scope: &Scope, start: i64, end: i64) -> bool {
@@ -88,13 +88,13 @@ impl Archived {
 
 /// Every [`EVERY`], hands over the spikes that have ended; stops once the collector has let go
 /// of the archive and OTLP export. A pass that fails is logged and the next one goes on.
-pub async fn hand_over_ended(state: AppState, archived: Arc<Mutex<Archived>>) {
+pub async fn hand_over_ended(state: AppState, handed: Arc<Mutex<HandedOver>>) {
     let mut every = tokio::time::interval(EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let (state, archived) = (state.clone(), archived.clone());
-        match tokio::task::spawn_blocking(move || pass(&state, &archived, false)).await {
+        let (state, handed) = (state.clone(), handed.clone());
+        match tokio::task::spawn_blocking(move || pass(&state, &handed, false)).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -108,7 +108,7 @@ pub async fn hand_over_ended(state: AppState, archived: Arc<Mutex<Archived>>) {
 /// windows follow them than `spikes.merge_gap` would join to them, or, with `all_closed`, by
 /// the last closed window. Only those are explained. `false` once neither the archive nor OTLP
 /// export wants them.
-pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> bool {
+pub fn pass(state: &AppState, handed: &Mutex<HandedOver>, all_closed: bool) -> bool {
     // One pass at a time (the periodic one and the one at the stop), taken before any other
     // lock: a spike is found, explained and handed over by one pass.
     static ONE: Mutex<()> = Mutex::new(());
@@ -131,7 +131,7 @@ pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> b
         } else {
             open.saturating_sub(window.saturating_mul(merge_gap + 1))
         };
-        let archived = lock(archived);
+        let handed = lock(handed);
         let found: Vec<_> = c
             .find_spikes(None, oldest, ended_before)
             .into_iter()
@@ -139,7 +139,7 @@ pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> b
             .filter_map(|(id, spike, latency)| {
                 let (stream, consumer, _) = c.names().scope_names(id);
                 let scope = (stream.into(), consumer.into(), latency == Latency::E2e);
-                (!archived.contains(&scope, spike.start_ns, spike.end_ns))
+                (!handed.contains(&scope, spike.start_ns, spike.end_ns))
                     .then_some((scope, (id, spike, latency)))
             })
             .collect();
@@ -149,14 +149,14 @@ pub fn pass(state: &AppState, archived: &Mutex<Archived>, all_closed: bool) -> b
     for (scope, found) in found {
         let ((start_ns, end_ns, _, _), spike) =
             crate::http::spikes::explain(&state.collector, &state.spike_cache, found);
-        lock(archived).insert(&scope, start_ns, end_ns);
+        lock(handed).insert(&scope, start_ns, end_ns);
         rows.push(SpikeRow {
             start_ns,
             end_ns,
             spike,
         });
     }
-    lock(archived).forget_before(oldest);
+    lock(handed).forget_before(oldest);
     if !rows.is_empty() {
         lock(&state.collector).hand_over_spikes(rows);
     }
@@ -169,10 +169,10 @@ mod tests {
 
     #[test]
     fn a_spike_found_again_with_another_start_or_end_is_the_same_spike() {
-        let mut a = Archived::default();
+        let mut a = HandedOver::default();
         let srv = ("GAME".to_string(), "srv-1".to_string(), false);
         a.insert(&srv, 10, 20);
-        // Its first windows left the history; a window joined it after it was archived.
+        // Its first windows left the history; a window joined it after it was handed over.
         assert!(a.contains(&srv, 12, 20));
         assert!(a.contains(&srv, 10, 25));
         // Another spike, another scope, the other latency.

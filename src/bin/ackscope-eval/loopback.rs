@@ -231,15 +231,12 @@ impl Run {
     }
 }
 
+#[path = "../../../benches/support/cpu.rs"]
+mod cpu;
+
 /// CPU time this process has used, every thread's (ended ones too), in seconds.
 fn process_cpu_s() -> f64 {
-    // SAFETY: getrusage only writes the struct it is handed, which is plain data.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return f64::NAN;
-    }
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    cpu::process_cpu().as_secs_f64()
 }
 
 /// Waits until `count()` reaches `expected` or stops moving for 2 s; returns the count and the

@@ -9,15 +9,16 @@
 //! - A fault on one consumer is **paged** when an `AckP99Regression` on that consumer fires from
 //!   the fault's start to 15 s after its end; the **time to page** runs from the moment the
 //!   fault can first be seen (its onset; for lost acks, its onset plus one window). Not paged
-//!   on its consumer but paged fleet-wide (`*`) then with the fault's cause, it is paged **wider**
-//!   (a load burst that slows the whole machine), and that page is not false.
+//!   on its consumer but paged fleet-wide (`*`) then with the fault's cause, it is paged
+//!   **fleet-wide only** (a load burst that slows the whole machine), and that page is not
+//!   false.
 //! - A fault on three servers or more is a **machine-wide event**: every P99 page that fires in
 //!   its span counts towards it (target: one).
 //! - Any other P99 page is **false**, counted against the healthy consumer-time of the runs;
 //!   those that fired within 20 s of a stall of the simulator itself (a frame of the page's
 //!   server, or of any server for `*`, started ≥ 4 ms late: the acks really were late) are
-//!   counted apart. Pages of the other rules (burn rates, redelivery, ordering) outside every fault are listed
-//!   apart.
+//!   counted apart. Pages of the other rules (burn rates, redelivery, ordering) outside every
+//!   fault are listed apart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
